@@ -1,0 +1,31 @@
+# Two commands for a new user: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned (the CPU wheel), so that no dependency can pull a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet --no-deps qpth
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/gradfolio demo --out runs/demo
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

@@ -1,0 +1,5 @@
+"""``python -m gradfolio`` runs the command-line tool."""
+
+from gradfolio.cli import main
+
+main()

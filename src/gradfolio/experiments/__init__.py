@@ -1,0 +1,1 @@
+"""Experiments: typed configs, runners, sweeps and reports built on the library pillars."""

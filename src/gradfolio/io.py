@@ -1,0 +1,85 @@
+"""Atomic file output and checkpoints.
+
+Nothing half-written is ever left behind: every writer here writes to a temporary file in
+the destination folder and renames it over the target (``os.replace`` is atomic on POSIX and
+Windows), so a run killed mid-write leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    Parameters
+    ----------
+    path
+        Final destination. Its parent folder is created if missing.
+
+    Yields
+    ------
+    Path
+        Where the caller writes. On an exception the temporary file is removed and the
+        destination is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``writer(fileobj)`` on a temporary binary file, fsync it and rename it onto ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Save a checkpoint dictionary (tensors, state dicts, RNG states) atomically with ``torch.save``."""
+    return atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`."""
+    return torch.load(Path(path), map_location=map_location, weights_only=False)
+
+
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "save_checkpoint",
+    "load_checkpoint",
+]
