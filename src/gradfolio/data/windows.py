@@ -1,0 +1,222 @@
+"""Returns, rolling windows ``(X, y)``, time-ordered splits and torch datasets.
+
+A window seen at decision date ``t`` holds ``lookback`` days of returns ending at ``t`` (the
+input ``X``), then skips ``gap`` days (decision latency), then holds ``horizon`` days of simple
+returns over which the decision is judged (the target ``y``)::
+
+    |<---- lookback ---->|<- gap ->|<---- horizon ---->|
+                         t (decision date)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gradfolio.errors import ConfigError, DataError
+from gradfolio.seeding import make_generator
+
+ReturnKind = Literal["simple", "log"]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("simple", "log"):
+        raise ConfigError(f"kind={kind!r}: returns must be 'simple' or 'log'.")
+
+
+def to_returns(prices: pd.DataFrame, kind: ReturnKind = "simple") -> pd.DataFrame:
+    """Period returns of a price table; the first date is dropped.
+
+    Parameters
+    ----------
+    prices
+        Positive prices, shape ``(T + 1, N)``.
+    kind
+        ``"simple"``: ``P_t / P_{t-1} - 1``; ``"log"``: ``log(P_t / P_{t-1})``.
+
+    Returns
+    -------
+    DataFrame of shape ``(T, N)``.
+    """
+    _check_kind(kind)
+    ratio = prices / prices.shift(1)
+    out = np.log(ratio) if kind == "log" else ratio - 1.0
+    return out.iloc[1:]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Rolling windows of one return table.
+
+    Attributes
+    ----------
+    X
+        Inputs, shape ``(n, 1, lookback, N)``, returns of kind ``kind``.
+    y
+        Targets, shape ``(n, 1, horizon, N)``, always simple returns.
+    dates
+        Decision dates (last day of each lookback), length ``n``.
+    assets
+        Asset names, length ``N``.
+    lookback, gap, horizon, step
+        The window geometry (days).
+    kind
+        Return kind of ``X``.
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    dates: pd.DatetimeIndex
+    assets: tuple[str, ...]
+    lookback: int
+    gap: int
+    horizon: int
+    step: int
+    kind: ReturnKind
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def subset(self, start: int, stop: int) -> Windows:
+        """Windows ``start:stop`` (in time order) as a new :class:`Windows`."""
+        return Windows(
+            self.X[start:stop], self.y[start:stop], self.dates[start:stop], self.assets,
+            self.lookback, self.gap, self.horizon, self.step, self.kind,
+        )
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Windows:
+        """Move ``X`` and ``y`` to ``device`` / ``dtype``."""
+        return Windows(
+            self.X.to(device=device, dtype=dtype), self.y.to(device=device, dtype=dtype), self.dates, self.assets,
+            self.lookback, self.gap, self.horizon, self.step, self.kind,
+        )
+
+
+def make_windows(
+    returns: pd.DataFrame,
+    lookback: int,
+    gap: int = 0,
+    horizon: int = 1,
+    step: int = 1,
+    kind: ReturnKind = "simple",
+    dtype: torch.dtype = torch.float32,
+    source: str = "returns",
+) -> Windows:
+    """Cut a table of simple returns into rolling ``(X, y)`` windows.
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(T, N)``, indexed by date (see :func:`to_returns`).
+    lookback, gap, horizon
+        Days seen, skipped and judged (``lookback >= 1``, ``gap >= 0``, ``horizon >= 1``).
+    step
+        Days between consecutive decision dates.
+    kind
+        Return kind of ``X``: ``"simple"`` or ``"log"`` (``log1p`` of the simple returns).
+    dtype
+        Floating dtype of ``X`` and ``y``.
+    source
+        Name used in error messages.
+
+    Returns
+    -------
+    Windows
+        ``n = floor((T - lookback - gap - horizon) / step) + 1`` windows.
+    """
+    _check_kind(kind)
+    for name, value, low in (("lookback", lookback, 1), ("gap", gap, 0), ("horizon", horizon, 1), ("step", step, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"{name}={value!r} must be an integer >= {low}.")
+    span = lookback + gap + horizon
+    T = len(returns)
+    if T < span:
+        raise DataError(
+            f"{source}: {T} rows of returns, but lookback + gap + horizon = {span} are needed for one window; "
+            "load a longer history or shorten the windows."
+        )
+    values = torch.tensor(returns.to_numpy(dtype=np.float64))
+    starts = torch.arange(0, T - span + 1, step)
+    idx_x = starts[:, None] + torch.arange(lookback)
+    idx_y = starts[:, None] + lookback + gap + torch.arange(horizon)
+    x = values[idx_x]
+    if kind == "log":
+        x = torch.log1p(x)
+    return Windows(
+        X=x.unsqueeze(1).to(dtype),
+        y=values[idx_y].unsqueeze(1).to(dtype),
+        dates=pd.DatetimeIndex(returns.index[starts.numpy() + lookback - 1]),
+        assets=tuple(str(c) for c in returns.columns),
+        lookback=lookback, gap=gap, horizon=horizon, step=step, kind=kind,
+    )
+
+
+def time_split(windows: Windows, val_frac: float = 0.15, test_frac: float = 0.15) -> tuple[Windows, Windows, Windows]:
+    """Split windows by time into train, validation and test, purging the overlap between them.
+
+    Between consecutive parts ``ceil((gap + horizon) / step)`` windows are dropped, so no target
+    of an earlier part overlaps an input or target of a later one.
+
+    Parameters
+    ----------
+    windows
+        Windows in time order.
+    val_frac, test_frac
+        Fractions of the windows given to validation and test (``val_frac`` may be 0, which gives
+        an empty validation part).
+
+    Returns
+    -------
+    (train, val, test)
+    """
+    if not (0 <= val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise ConfigError(
+            f"val_frac={val_frac}, test_frac={test_frac}: need 0 <= val_frac, 0 < test_frac and val_frac + test_frac < 1."
+        )
+    n = len(windows)
+    purge = math.ceil((windows.gap + windows.horizon) / windows.step)
+    n_test = round(n * test_frac)
+    n_val = round(n * val_frac)
+    n_train = n - n_test - n_val - (2 if n_val else 1) * purge
+    if n_train < 1 or n_test < 1:
+        raise DataError(
+            f"{n} windows are too few to split into train/val/test with a purge of {purge} windows; "
+            "load a longer history, use a larger step-free split, or smaller windows."
+        )
+    val_start = n_train + purge
+    test_start = n - n_test
+    return windows.subset(0, n_train), windows.subset(val_start, val_start + n_val), windows.subset(test_start, n)
+
+
+class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A torch ``Dataset`` of ``(X_i, y_i)`` pairs with shapes ``(1, lookback, N)`` and ``(1, horizon, N)``."""
+
+    def __init__(self, windows: Windows):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.windows.X[i], self.windows.y[i]
+
+
+def make_loader(
+    windows: Windows, batch_size: int = 32, shuffle: bool = True, seed: int | None = 0, drop_last: bool = False
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    """A ``DataLoader`` over ``windows``; shuffling (within the part only) is seeded by ``seed``."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be >= 1.")
+    generator = make_generator(seed) if shuffle else None
+    return DataLoader(
+        WindowDataset(windows), batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+    )
+
+
+__all__ = ["ReturnKind", "Windows", "to_returns", "make_windows", "time_split", "WindowDataset", "make_loader"]
