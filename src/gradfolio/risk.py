@@ -12,9 +12,10 @@ Conventions
 - Annualization multiplies means by ``periods_per_year`` and deviations by its square root;
   pass ``periods_per_year=1`` for per-period values (what the training losses use).
 - Loss measures (drawdown, VaR, CVaR) are reported as **positive** fractions of wealth.
-- VaR and CVaR are the exact historical (discrete) definitions also used by skfolio: with
-  ``k = (1 - level) * T`` tail observations, CVaR averages the worst ``floor(k)`` returns plus
-  the fractional weight of the next one (Rockafellar & Uryasev, 2002).
+- VaR and CVaR are the exact historical (discrete) definitions also used by skfolio: VaR is
+  the lower ``level``-quantile of the losses; with ``k = (1 - level) * T`` tail observations,
+  CVaR averages the worst ``floor(k)`` returns plus the fractional weight of the next one
+  (Rockafellar & Uryasev, 2002).
 """
 
 from __future__ import annotations
@@ -163,21 +164,26 @@ def calmar_ratio(returns: torch.Tensor, periods_per_year: float = TRADING_DAYS) 
     return annualized_return(returns, periods_per_year) / max_drawdown(returns)
 
 
-def _tail(returns: torch.Tensor, level: float) -> tuple[torch.Tensor, float, int]:
+_ROUNDING = 1e-9  # (1 - level) * T within this of an integer counts as that integer
+
+
+def _sorted(returns: torch.Tensor, level: float) -> torch.Tensor:
     _check_level(level)
-    k = (1.0 - level) * returns.shape[-1]
-    ik = max(0, math.ceil(k) - 1)
-    return torch.sort(returns, dim=-1).values, k, ik
+    return torch.sort(returns, dim=-1).values
 
 
 @array_api
 def value_at_risk(returns: torch.Tensor, level: float = 0.95) -> torch.Tensor:
     """Historical value at risk at ``level`` as a positive loss. ``(..., T) -> (...)``.
 
-    ``VaR = -R_(i)`` with ``i = ceil((1 - level) T)`` the order statistic (1-based), as skfolio.
+    The lower ``level``-quantile of the empirical loss distribution,
+    ``VaR = inf{l : P(L <= l) >= level}`` with ``L = -R``: with 100 returns and ``level=0.95``
+    it is the sixth largest loss (skfolio's definition).
     """
-    ordered, _, ik = _tail(returns, level)
-    return -ordered[..., ik]
+    ordered = _sorted(returns, level)
+    T = returns.shape[-1]
+    index = min(max(T - math.ceil(level * T - _ROUNDING), 0), T - 1)
+    return -ordered[..., index]
 
 
 @array_api
@@ -185,10 +191,13 @@ def cvar(returns: torch.Tensor, level: float = 0.95) -> torch.Tensor:
     """Historical conditional value at risk (expected shortfall) at ``level``, a positive loss.
 
     With ``k = (1 - level) T`` and ``i = ceil(k) - 1`` (0-based), the exact discrete definition is
-    ``CVaR = -(sum_{j<i} R_(j) + (k - i) R_(i)) / k``; it is differentiable almost everywhere.
+    ``CVaR = -(sum_{j<i} R_(j) + (k - i) R_(i)) / k``: the mean of the worst ``k`` returns,
+    counting the next one with the fractional weight. Differentiable almost everywhere.
     ``(..., T) -> (...)``.
     """
-    ordered, k, ik = _tail(returns, level)
+    ordered = _sorted(returns, level)
+    k = (1.0 - level) * returns.shape[-1]
+    ik = max(0, math.ceil(k - _ROUNDING) - 1)
     return -(ordered[..., :ik].sum(dim=-1) + (k - ik) * ordered[..., ik]) / k
 
 

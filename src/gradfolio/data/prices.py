@@ -94,7 +94,8 @@ def validate_prices(
 
     Returns
     -------
-    DataFrame of shape ``(dates, assets)``.
+    DataFrame of shape ``(dates, assets)``; ``attrs["filled"]`` maps each asset to the number
+    of missing prices that were forward-filled.
 
     Raises
     ------
@@ -127,6 +128,7 @@ def validate_prices(
             )
         out[str(col)] = _fill_gaps(values.astype(np.float64), source, str(col), ffill_limit)
     prices = pd.DataFrame(out, index=frame.index)
+    prices.attrs["filled"] = {str(c): int(frame[c].isna().sum()) for c in frame.columns}
     if len(prices) < min_rows:
         raise DataError(
             f"{source}: {len(prices)} rows of prices, but at least {min_rows} are needed "

@@ -10,7 +10,6 @@ returns over which the decision is judged (the target ``y``)::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -160,8 +159,9 @@ def make_windows(
 def time_split(windows: Windows, val_frac: float = 0.15, test_frac: float = 0.15) -> tuple[Windows, Windows, Windows]:
     """Split windows by time into train, validation and test, purging the overlap between them.
 
-    Between consecutive parts ``ceil((gap + horizon) / step)`` windows are dropped, so no target
-    of an earlier part overlaps an input or target of a later one.
+    Between consecutive parts ``(gap + horizon) // step`` windows are dropped (``gap + horizon``
+    days when ``step = 1``): the first decision date of a later part falls strictly after the last
+    day judged by a target of an earlier part, so no target leaks across the split.
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ def time_split(windows: Windows, val_frac: float = 0.15, test_frac: float = 0.15
             f"val_frac={val_frac}, test_frac={test_frac}: need 0 <= val_frac, 0 < test_frac and val_frac + test_frac < 1."
         )
     n = len(windows)
-    purge = math.ceil((windows.gap + windows.horizon) / windows.step)
+    purge = (windows.gap + windows.horizon) // windows.step
     n_test = round(n * test_frac)
     n_val = round(n * val_frac)
     n_train = n - n_test - n_val - (2 if n_val else 1) * purge
