@@ -1,0 +1,43 @@
+"""Atomic writes leave the old file or the new one, never half of one; checkpoints round-trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradfolio.io import atomic_write, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"a": 1})
+
+    def explode(fh) -> None:  # type: ignore[no-untyped-def]
+        fh.write(b'{"a": 2, "trunc')
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        atomic_write(target, explode)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_text_creates_parents(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "report.html"
+    atomic_write_text(target, "<html>é</html>")
+    assert target.read_text(encoding="utf-8") == "<html>é</html>"
+
+
+def test_checkpoint_round_trip_with_rng_state(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(3)
+    state = {"weights": torch.randn(3, 4, generator=gen), "rng": gen.get_state(), "epoch": 7}
+    save_checkpoint(tmp_path / "ckpt.pt", state)
+    back = load_checkpoint(tmp_path / "ckpt.pt")
+    assert back["epoch"] == 7
+    torch.testing.assert_close(back["weights"], state["weights"])
+    restored = torch.Generator()
+    restored.set_state(back["rng"])
+    assert torch.equal(torch.rand(5, generator=restored), torch.rand(5, generator=gen))
