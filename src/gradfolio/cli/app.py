@@ -43,6 +43,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from gradfolio.cli import data as _data  # noqa: F401
+    from gradfolio.cli import hedge as _hedge  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,49 @@
+"""``gradfolio hedge ...``: the hedging market and its classical baselines.
+
+``hedge_app`` is the sub-application; other modules (e.g. ``cli/hedge_agent.py``) add their
+commands to it with ``@hedge_app.command(...)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from gradfolio.cli.app import app, console, friendly_errors
+from gradfolio.experiments.config_io import load_config
+from gradfolio.experiments.hedge_config import HedgingConfig
+
+hedge_app = typer.Typer(help="Gamma/vega hedging on a SABR market: baselines and RL agents.", no_args_is_help=True)
+app.add_typer(hedge_app, name="hedge")
+
+
+def load_hedging_config(path: Path | None) -> HedgingConfig:
+    """The :class:`HedgingConfig` in ``path`` (YAML/TOML), or the paper's defaults when ``None``."""
+    return HedgingConfig() if path is None else load_config(HedgingConfig, path)
+
+
+@hedge_app.command("baselines")
+@friendly_errors
+def baselines(
+    config: Path = typer.Option(None, "--config", help="YAML/TOML HedgingConfig; defaults reproduce the paper."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
+    track: bool = typer.Option(False, "--track/--no-track", help="Also log the run to MLflow."),
+) -> None:
+    """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
+    from gradfolio.experiments.hedge_baselines import run_baselines
+    from gradfolio.tracking import NullTracker, Tracker
+
+    cfg = load_hedging_config(config)
+    with Tracker("gradfolio-hedge", run_name="baselines") if track else NullTracker() as tracker:
+        table, run_dir = run_baselines(cfg, out, tracker)
+    ev = cfg.evaluation
+    view = Table(title=f"Total P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths")
+    view.add_column("strategy")
+    for col in table.columns:
+        view.add_column(col, justify="right")
+    for name, row in table.iterrows():
+        view.add_row(str(name), *(f"{v:.3f}" for v in row))
+    console.print(view)
+    console.print(f"report: {run_dir / 'report.html'}")

@@ -1,0 +1,22 @@
+"""Gamma/vega hedging of an options book on a SABR market (ANADDH / Cao et al. 2023 setup).
+
+Modules: :mod:`~gradfolio.hedging.sabr` (paths, Hagan implied vol),
+:mod:`~gradfolio.hedging.blackscholes` (prices and greeks), :mod:`~gradfolio.hedging.book`
+(batched option positions, client orders), :mod:`~gradfolio.hedging.env` (the vectorized
+environment), :mod:`~gradfolio.hedging.strategies` (delta, delta-gamma, delta-vega baselines)
+and :mod:`~gradfolio.hedging.evaluation` (episodes -> P&L metrics table).
+"""
+
+from gradfolio.hedging.blackscholes import Greeks, bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega
+from gradfolio.hedging.book import ClientOrders, OptionBook, draw_client_orders
+from gradfolio.hedging.config import EnvConfig, MarketConfig
+from gradfolio.hedging.env import Episode, HedgingEnv, Policy
+from gradfolio.hedging.sabr import SabrPaths, hagan_implied_vol, simulate_sabr
+
+__all__ = [
+    "Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega",
+    "ClientOrders", "OptionBook", "draw_client_orders",
+    "EnvConfig", "MarketConfig",
+    "Episode", "HedgingEnv", "Policy",
+    "SabrPaths", "hagan_implied_vol", "simulate_sabr",
+]

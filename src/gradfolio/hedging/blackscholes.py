@@ -1,0 +1,121 @@
+"""Black-Scholes prices and greeks of European calls and puts, batched in torch.
+
+Conventions (ANADDH paper, Appendix A.7, eqs. 57-60):
+
+- ``tau`` is the time to maturity in **years**; ``vol`` the annual implied volatility;
+  ``r`` and ``q`` continuously compounded rate and dividend yield.
+- ``delta`` is per unit of the underlying, ``gamma`` per unit per unit of price, and ``vega``
+  is per **volatility point**: the price change for a +1% (0.01) move of ``vol``
+  (``S e^{-q tau} sqrt(tau) phi(d1) / 100``), as in Cao et al.'s code.
+- At ``tau = 0`` the price is the payoff, delta the exercise indicator (``S > K`` for a call),
+  and gamma and vega are zero.
+
+Every argument broadcasts against the others (tensors or Python floats); results have the
+broadcast shape, device and dtype of the tensor inputs. All functions are differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+Scalar = float | torch.Tensor
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Greeks(NamedTuple):
+    """Price and first/second-order sensitivities of an option (all the broadcast shape)."""
+
+    price: torch.Tensor
+    delta: torch.Tensor
+    gamma: torch.Tensor
+    vega: torch.Tensor
+
+
+def _as_tensors(*values: Scalar) -> list[torch.Tensor]:
+    ref = next((v for v in values if isinstance(v, torch.Tensor)), None)
+    if ref is None:
+        return [torch.as_tensor(v, dtype=torch.float64) for v in values]
+    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+    return [v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=dtype, device=ref.device) for v in values]
+
+
+def bs_greeks(
+    spot: Scalar,
+    strike: Scalar,
+    tau: Scalar,
+    vol: Scalar,
+    r: Scalar = 0.0,
+    q: Scalar = 0.0,
+    call: bool = True,
+) -> Greeks:
+    """Black-Scholes price, delta, gamma and vega (per vol point) in one pass.
+
+    Parameters
+    ----------
+    spot, strike
+        Underlying price and strike, any broadcastable shapes.
+    tau
+        Time to maturity in years (``>= 0``).
+    vol
+        Implied volatility (annual, ``> 0``).
+    r, q
+        Risk-free rate and dividend yield.
+    call
+        ``True`` for calls, ``False`` for puts.
+
+    Returns
+    -------
+    Greeks
+        ``price, delta, gamma, vega``, each of the broadcast shape.
+    """
+    spot, strike, tau, vol, r, q = _as_tensors(spot, strike, tau, vol, r, q)
+    live = tau > 0
+    safe_tau = torch.where(live, tau, torch.ones_like(tau))
+    sqrt_tau = safe_tau.sqrt()
+    vol_sqrt = vol * sqrt_tau
+    d1 = (torch.log(spot / strike) + (r - q + 0.5 * vol * vol) * safe_tau) / vol_sqrt
+    d2 = d1 - vol_sqrt
+    disc_q = torch.exp(-q * safe_tau)
+    disc_r = torch.exp(-r * safe_tau)
+    pdf = torch.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI
+    sign = 1.0 if call else -1.0
+    price = sign * (spot * disc_q * torch.special.ndtr(sign * d1) - strike * disc_r * torch.special.ndtr(sign * d2))
+    delta = sign * disc_q * torch.special.ndtr(sign * d1)
+    gamma = disc_q * pdf / (spot * vol_sqrt)
+    vega = spot * disc_q * sqrt_tau * pdf / 100.0
+    payoff = torch.clamp(sign * (spot - strike), min=0.0)
+    exercised = (sign * (spot - strike) > 0).to(price.dtype) * sign
+    zero = torch.zeros_like(price)
+    return Greeks(
+        price=torch.where(live, price, payoff),
+        delta=torch.where(live, delta, exercised),
+        gamma=torch.where(live, gamma, zero),
+        vega=torch.where(live, vega, zero),
+    )
+
+
+def bs_price(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
+    """Black-Scholes price (eq. 58); see :func:`bs_greeks` for the arguments."""
+    return bs_greeks(spot, strike, tau, vol, r, q, call).price
+
+
+def bs_delta(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
+    """Black-Scholes delta (eq. 59) per unit of the underlying."""
+    return bs_greeks(spot, strike, tau, vol, r, q, call).delta
+
+
+def bs_gamma(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
+    """Black-Scholes gamma (same for calls and puts)."""
+    return bs_greeks(spot, strike, tau, vol, r, q, call).gamma
+
+
+def bs_vega(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
+    """Black-Scholes vega (eq. 60) per volatility point (divided by 100)."""
+    return bs_greeks(spot, strike, tau, vol, r, q, call).vega
+
+
+__all__ = ["Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega"]

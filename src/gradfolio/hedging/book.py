@@ -1,0 +1,150 @@
+"""Batched option positions: the client book and the hedge-option book.
+
+Every option in both books is a call that is at the money when it is opened, and every option
+opened on the same day has the same maturity, so the positions opened on day ``j`` aggregate
+into one *slot*: a net number of contracts and a strike per path. A book is therefore a pair of
+``(paths, days)`` tensors (quantity, strike) with slot ``j`` expiring on day ``j + maturity``;
+the options held on day ``t`` are the contiguous slots ``j`` with ``t - maturity < j <= t``,
+a column slice — nothing loops over paths or over options.
+
+An option that reaches its expiry day is worth its payoff, settles in cash and leaves the book.
+Client orders (Poisson arrivals, long or short with equal probability) are drawn by
+:func:`draw_client_orders`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from gradfolio.hedging.blackscholes import Greeks, bs_greeks
+
+VolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``vol_fn(strike (paths, k), tau (k,)) -> implied vol broadcastable to (paths, k)``."""
+
+
+class OptionBook:
+    """Net call positions per opening day, batched over paths.
+
+    Parameters
+    ----------
+    n_paths
+        Number of simulated paths ``P``.
+    n_slots
+        Number of opening days ``C`` (slot ``j`` = options opened on day ``j``).
+    maturity_days
+        Maturity of every option in the book, in trading days.
+    contract_size
+        Units of the underlying per contract.
+    days_per_year
+        Converts days to maturity into years.
+    device, dtype
+        Placement of the tensors.
+
+    Attributes
+    ----------
+    quantity
+        ``(P, C)`` net contracts per slot (``> 0`` long, ``< 0`` short).
+    strike
+        ``(P, C)`` strike per slot (the spot on its opening day).
+    """
+
+    def __init__(
+        self,
+        n_paths: int,
+        n_slots: int,
+        maturity_days: int,
+        contract_size: float,
+        days_per_year: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.maturity_days = int(maturity_days)
+        self.contract_size = float(contract_size)
+        self.days_per_year = int(days_per_year)
+        self.quantity = torch.zeros(n_paths, n_slots, device=device, dtype=dtype)
+        self.strike = torch.ones(n_paths, n_slots, device=device, dtype=dtype)
+
+    def open(self, day: int, quantity: torch.Tensor, strike: torch.Tensor) -> None:
+        """Add ``quantity`` contracts ``(P,)`` struck at ``strike`` ``(P,)`` to slot ``day``."""
+        self.quantity[:, day] += quantity
+        self.strike[:, day] = strike
+
+    def held(self, day: int) -> slice:
+        """Column slice of the slots held on ``day``: opened by then and not yet expired."""
+        return slice(max(0, day - self.maturity_days + 1), day + 1)
+
+    def valuation(self, held_on: int, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
+        """Aggregate value and greeks on ``day`` of the positions held on ``held_on``.
+
+        Parameters
+        ----------
+        held_on
+            Day whose open positions are valued (``day`` itself for the current greeks,
+            ``day - 1`` for the P&L of yesterday's positions).
+        day
+            Valuation day; slots expiring on it are worth their payoff (greeks zero).
+        spot
+            ``(P,)`` stock price on ``day``.
+        vol_fn
+            Implied volatility of the held options, see :data:`VolFn`.
+
+        Returns
+        -------
+        Greeks
+            Each ``(P,)``: value in currency, delta in units of the underlying, gamma in units per
+            unit of price, vega in currency per volatility point — all times quantity times
+            contract size and summed over the held slots.
+        """
+        cols = self.held(held_on)
+        qty = self.quantity[:, cols] * self.contract_size
+        first = cols.start
+        expiry = torch.arange(first, cols.stop, device=qty.device) + self.maturity_days
+        tau = (expiry - day).clamp(min=0).to(qty.dtype) / self.days_per_year
+        strike = self.strike[:, cols]
+        g = bs_greeks(spot[:, None], strike, tau, vol_fn(strike, tau))
+        return Greeks(*((qty * v).sum(dim=1) for v in g))
+
+
+class ClientOrders(NamedTuple):
+    """Poisson client orders per path and day, each ``(paths, days + 1)`` (column 0 is zero)."""
+
+    count: torch.Tensor
+    """Number of one-contract orders that arrived."""
+    net: torch.Tensor
+    """Net contracts the trader takes on: orders where the client buys minus those where it sells, negated."""
+
+
+def draw_client_orders(
+    n_paths: int,
+    n_days: int,
+    rate: float,
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> ClientOrders:
+    """Draw the Poisson client orders of days ``1 .. n_days``.
+
+    On each day ``1 .. n_days`` a Poisson(``rate``) number ``N`` of one-contract orders arrives,
+    each with the client long or short with probability 1/2; the trader's net position change is
+    ``N_short - N_long = N - 2 B`` with ``B ~ Binomial(N, 1/2)`` the client buys.
+
+    Returns
+    -------
+    ClientOrders
+        ``count`` and ``net``, each ``(n_paths, n_days + 1)`` in ``dtype``; column 0 is zero (day 0
+        holds the initial position only).
+    """
+    rates = torch.full((n_paths, n_days), float(rate), device=device, dtype=torch.float64)
+    counts = torch.poisson(rates, generator=generator)
+    buys = torch.binomial(counts, torch.full_like(counts, 0.5), generator=generator)
+    zero = torch.zeros(n_paths, 1, device=device, dtype=dtype)
+    return ClientOrders(
+        count=torch.cat([zero, counts.to(dtype)], dim=1),
+        net=torch.cat([zero, (counts - 2.0 * buys).to(dtype)], dim=1),
+    )
+
+
+__all__ = ["OptionBook", "VolFn", "ClientOrders", "draw_client_orders"]

@@ -1,0 +1,139 @@
+"""Typed settings of the hedging market (SABR) and of the hedging environment.
+
+The defaults reproduce the setup of Cao, Chen, Farghadani, Hull, Poulos, Wang and Yuan,
+"Gamma and vega hedging using deep distributional reinforcement learning" (Frontiers in AI,
+2023), as used by the ANADDH paper (``shared/papers/adaptive-nesterov-distributional-deep-hedging.txt``,
+Appendix A and Sections 4 and 6): S0 = 10, mu = 0, beta = 0.5, rho = 0.2, nu = 0.3, an initial
+volatility of 30%, one step per trading day with 250 trading days a year, a 30-day episode, a
+short 60-day ATM call of 100 units on day 0, Poisson(1/day) client orders for 60-day ATM calls,
+a fresh 30-day ATM call as the hedging instrument and a proportional cost of 0.5% of the option
+price.
+
+These models live in the library (not in ``gradfolio.experiments``) because the environment
+itself takes them; :mod:`gradfolio.experiments.hedge_config` composes them into the file-level
+``HedgingConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ImpliedVolMode = Literal["per_day", "per_option"]
+ActionMap = Literal["gamma_vega", "gamma", "vega_fraction"]
+RewardMode = Literal["pnl", "abs_pnl"]
+
+
+class MarketConfig(BaseModel):
+    """SABR market (eqs. 50-52 of the ANADDH paper) sampled once per trading day.
+
+    Attributes
+    ----------
+    s0
+        Initial stock price ``P_0``.
+    mu
+        Annual drift of the stock (0 = martingale).
+    sigma0
+        Initial volatility. With ``sigma0_lognormal=True`` (default) it is the initial
+        *lognormal* volatility ``sigma_0 P_0^(beta-1)`` (the paper's "initial volatility 30%",
+        which prices a 60-day ATM call on 100 units at about $60), and the SABR alpha is
+        ``sigma0 * s0**(1 - beta)``; with ``False`` it is the SABR alpha itself.
+    sigma0_lognormal
+        How ``sigma0`` is read, see above. Both readings coincide for ``beta = 1``.
+    beta
+        SABR elasticity in ``[0, 1]``.
+    rho
+        Correlation of the stock and volatility shocks, in ``(-1, 1)``.
+    nu
+        Volatility of volatility (``v`` in the paper), ``>= 0``; ``0`` gives constant volatility.
+    days_per_year
+        Trading days per year; one simulation step is ``1 / days_per_year`` years.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    s0: float = Field(10.0, gt=0)
+    mu: float = 0.0
+    sigma0: float = Field(0.3, gt=0)
+    sigma0_lognormal: bool = True
+    beta: float = Field(0.5, ge=0, le=1)
+    rho: float = Field(0.2, gt=-1, lt=1)
+    nu: float = Field(0.3, ge=0)
+    days_per_year: int = Field(250, gt=0)
+
+    @property
+    def alpha0(self) -> float:
+        """Initial SABR volatility ``sigma_0`` of eq. 52 (``alpha`` in Hagan et al.)."""
+        return self.sigma0 * self.s0 ** (1.0 - self.beta) if self.sigma0_lognormal else self.sigma0
+
+    @property
+    def dt(self) -> float:
+        """Length of one step in years."""
+        return 1.0 / self.days_per_year
+
+
+class EnvConfig(BaseModel):
+    """Client book, hedging instrument, costs and the RL interface of :class:`HedgingEnv`.
+
+    Attributes
+    ----------
+    market
+        The SABR market.
+    n_days
+        Episode length in trading days (decisions on days ``0 .. n_days - 1``).
+    initial_contracts
+        Trader's position on day 0 in the first client option, in contracts (``-1`` = short one).
+    client_maturity_days
+        Maturity of every client option (ATM at arrival), in trading days.
+    arrival_rate
+        Poisson intensity of client orders per day (days ``1 .. n_days``).
+    contract_size
+        Units of the underlying per option contract (100).
+    hedge_maturity_days
+        Maturity of the ATM call bought/sold each day as the hedging instrument (30, 90 or 120).
+    cost
+        ``kappa``: cost of trading hedging options, a fraction of the option price, charged as
+        ``kappa * price * |contracts| * contract_size``. Stock trades are free.
+    implied_vol
+        ``"per_day"``: one Hagan vol per path and day, at strike ``s0`` and the days left in the
+        episode, used for every option (as in Cao et al.'s code); ``"per_option"``: each option
+        gets the Hagan vol of its own strike and remaining maturity.
+    action_map
+        How an action becomes a number of hedging contracts. ``"gamma_vega"``: ``a in [0, 1]``
+        maps linearly onto ``[min(0, n_gamma, n_vega), max(0, n_gamma, n_vega)]`` (Cao et al.
+        with vega in the state); ``"gamma"``: onto ``[min(0, n_gamma), max(0, n_gamma)]``;
+        ``"vega_fraction"``: the ANADDH ``[0, a_max]`` map, ``contracts = a * n_vega``.
+        ``n_gamma``/``n_vega`` are the contracts that make the portfolio gamma/vega neutral.
+    a_max
+        Upper bound of the action for ``action_map="vega_fraction"`` (ignored otherwise).
+    reward
+        ``"pnl"``: signed daily P&L including the cost; ``"abs_pnl"``: the ANADDH reward
+        ``-|P_t - P_{t-1}| - cost`` (eqs. 2-4).
+    time_to_go
+        Append the fraction of the episode still to go as a sixth state feature.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    market: MarketConfig = MarketConfig()
+    n_days: int = Field(30, gt=0)
+    initial_contracts: float = -1.0
+    client_maturity_days: int = Field(60, gt=0)
+    arrival_rate: float = Field(1.0, ge=0)
+    contract_size: float = Field(100.0, gt=0)
+    hedge_maturity_days: int = Field(30, gt=0)
+    cost: float = Field(0.005, ge=0)
+    implied_vol: ImpliedVolMode = "per_day"
+    action_map: ActionMap = "gamma_vega"
+    a_max: float = Field(1.0, gt=0)
+    reward: RewardMode = "pnl"
+    time_to_go: bool = False
+
+    @property
+    def n_features(self) -> int:
+        """Number of state features (5, or 6 with ``time_to_go``)."""
+        return 6 if self.time_to_go else 5
+
+
+__all__ = ["MarketConfig", "EnvConfig", "ImpliedVolMode", "ActionMap", "RewardMode"]

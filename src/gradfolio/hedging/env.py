@@ -1,0 +1,327 @@
+"""Vectorized gamma/vega hedging environment over thousands of SABR paths at once.
+
+One episode is ``n_days`` trading days (30 by default) on every path simultaneously:
+
+- **Day 0.** The trader is short ``initial_contracts`` (-1) 60-day ATM calls of 100 units.
+- **Each day t = 0 .. n_days - 1** the agent sees the state and chooses an action; the action
+  becomes a number of contracts of a fresh ATM call of ``hedge_maturity_days`` (30), bought
+  (``> 0``) or sold (``< 0``) at ``kappa * price * |contracts| * 100`` and held to expiry. The
+  stock is then re-hedged to delta neutral at no cost.
+- **Overnight** the market moves (SABR), every option is revalued (implied vol per day or per
+  option) and the day's P&L of options and stock, minus the cost, is booked.
+- **Day t + 1** new client orders arrive (Poisson, 1/day, 60-day ATM calls, the client long or
+  short with probability 1/2); the next state is observed. ``done`` is ``True`` on every path
+  after the step that reaches day ``n_days``.
+
+State, ``(paths, 5)`` (``(paths, 6)`` with ``time_to_go``), in this order (:attr:`HedgingEnv.FEATURES`):
+
+0. ``spot``: stock price ``S_t``;
+1. ``portfolio_gamma``: gamma of the client book plus the hedge options held, before today's
+   trade (units of stock per unit of price: ``sum qty * 100 * gamma``);
+2. ``hedge_gamma``: gamma of **one contract** of today's hedging option (``100 * gamma``);
+3. ``portfolio_vega``: vega of the same portfolio (currency per volatility point);
+4. ``hedge_vega``: vega of one contract of today's hedging option;
+5. ``time_to_go`` (optional): ``(n_days - t) / n_days``.
+
+The contracts that make the portfolio gamma or vega neutral are ``n_gamma = -state[:, 1] /
+state[:, 2]`` and ``n_vega = -state[:, 3] / state[:, 4]`` (:meth:`HedgingEnv.neutral_contracts`).
+
+Actions, ``(paths,)`` or ``(paths, 1)``, clipped to ``[0, 1]`` (``[0, a_max]`` for
+``"vega_fraction"``) and mapped to contracts by ``config.action_map``
+(:meth:`HedgingEnv.action_to_contracts`, inverse :meth:`HedgingEnv.contracts_to_action`).
+
+Rewards, ``(paths,)``: ``"pnl"`` the signed P&L of the day including the cost, or ``"abs_pnl"``
+``-|P&L before cost| - cost``. Whatever the reward, ``info["pnl"]`` is the signed P&L.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from gradfolio.errors import ConfigError
+from gradfolio.hedging.blackscholes import Greeks, bs_greeks
+from gradfolio.hedging.book import OptionBook, draw_client_orders
+from gradfolio.hedging.config import EnvConfig
+from gradfolio.hedging.sabr import hagan_implied_vol, simulate_sabr
+from gradfolio.seeding import make_generator, resolve_device
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+"""``policy(state (paths, features)) -> action (paths,) or (paths, 1)``."""
+
+
+class Episode(NamedTuple):
+    """What one episode of a policy produced, each ``(paths, n_days)`` unless noted."""
+
+    pnl: torch.Tensor
+    """Signed daily P&L including the cost."""
+    reward: torch.Tensor
+    """The environment's reward (equal to ``pnl`` for ``reward="pnl"``)."""
+    cost: torch.Tensor
+    """Transaction cost paid each day (``>= 0``)."""
+    contracts: torch.Tensor
+    """Hedging contracts traded each day."""
+
+    @property
+    def total_pnl(self) -> torch.Tensor:
+        """``(paths,)`` P&L of the whole episode."""
+        return self.pnl.sum(dim=1)
+
+
+class HedgingEnv:
+    """Batched gamma/vega hedging environment (see the module docstring for the conventions).
+
+    Parameters
+    ----------
+    config
+        Market, book, cost, action and reward settings; defaults reproduce Cao et al. (2023).
+    n_paths
+        Number of paths simulated in parallel (the batch of every tensor).
+    seed
+        Seed of the environment's own generator, used by ``reset()`` without a seed.
+    device, dtype
+        Placement and precision of every tensor (float64 recommended for tests).
+
+    Examples
+    --------
+    >>> env = HedgingEnv(EnvConfig(), n_paths=4, seed=0)
+    >>> state = env.reset(seed=1)
+    >>> state.shape
+    torch.Size([4, 5])
+    >>> state, reward, done, info = env.step(torch.full((4,), 0.5))
+    """
+
+    FEATURES: tuple[str, ...] = ("spot", "portfolio_gamma", "hedge_gamma", "portfolio_vega", "hedge_vega")
+
+    def __init__(
+        self,
+        config: EnvConfig | None = None,
+        n_paths: int = 1000,
+        *,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if n_paths < 1:
+            raise ConfigError(f"n_paths={n_paths}: the environment needs at least one path.")
+        self.config = config if config is not None else EnvConfig()
+        self.n_paths = int(n_paths)
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self._generator = make_generator(seed, self.device)
+        self.t = 0
+        self._started = False
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the state columns."""
+        return self.FEATURES + (("time_to_go",) if self.config.time_to_go else ())
+
+    @property
+    def n_features(self) -> int:
+        """Number of state columns."""
+        return len(self.feature_names)
+
+    @property
+    def action_low(self) -> float:
+        """Smallest action (0)."""
+        return 0.0
+
+    @property
+    def action_high(self) -> float:
+        """Largest action (1, or ``a_max`` for ``action_map="vega_fraction"``)."""
+        return self.config.a_max if self.config.action_map == "vega_fraction" else 1.0
+
+    # ------------------------------------------------------------------ action map
+    @staticmethod
+    def neutral_contracts(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contracts of today's hedging option that make the portfolio gamma / vega neutral.
+
+        Parameters
+        ----------
+        state
+            ``(paths, features)`` as returned by :meth:`reset` / :meth:`step`.
+
+        Returns
+        -------
+        ``(n_gamma, n_vega)``, each ``(paths,)``.
+        """
+        return -state[:, 1] / state[:, 2], -state[:, 3] / state[:, 4]
+
+    def contract_range(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contracts reached by the smallest and the largest action, each ``(paths,)``."""
+        n_gamma, n_vega = self.neutral_contracts(state)
+        zero = torch.zeros_like(n_gamma)
+        mode = self.config.action_map
+        if mode == "gamma_vega":
+            return torch.minimum(zero, torch.minimum(n_gamma, n_vega)), torch.maximum(zero, torch.maximum(n_gamma, n_vega))
+        if mode == "gamma":
+            return torch.minimum(zero, n_gamma), torch.maximum(zero, n_gamma)
+        return torch.minimum(zero, self.config.a_max * n_vega), torch.maximum(zero, self.config.a_max * n_vega)
+
+    def action_to_contracts(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Map actions ``(paths,)`` (clipped to the action bounds) to hedging contracts ``(paths,)``."""
+        a = action.clamp(self.action_low, self.action_high)
+        if self.config.action_map == "vega_fraction":
+            return a * self.neutral_contracts(state)[1]
+        low, high = self.contract_range(state)
+        return low + a * (high - low)
+
+    def contracts_to_action(self, state: torch.Tensor, contracts: torch.Tensor) -> torch.Tensor:
+        """Action that trades ``contracts`` ``(paths,)``, clipped to the action bounds when out of reach."""
+        if self.config.action_map == "vega_fraction":
+            n_vega = self.neutral_contracts(state)[1]
+            safe = torch.where(n_vega == 0, torch.ones_like(n_vega), n_vega)
+            a = torch.where(n_vega == 0, torch.zeros_like(n_vega), contracts / safe)
+        else:
+            low, high = self.contract_range(state)
+            width = high - low
+            safe = torch.where(width == 0, torch.ones_like(width), width)
+            a = torch.where(width == 0, torch.zeros_like(width), (contracts - low) / safe)
+        return a.clamp(self.action_low, self.action_high)
+
+    # ------------------------------------------------------------------ dynamics
+    def reset(self, seed: int | torch.Generator | None = None) -> torch.Tensor:
+        """Simulate a new episode on every path and return the day-0 state ``(paths, features)``.
+
+        Parameters
+        ----------
+        seed
+            Seed (or generator) of this episode's randomness; ``None`` continues the
+            environment's own generator. The same seed gives the same episode on the same device.
+        """
+        cfg, mkt = self.config, self.config.market
+        gen = self._generator if seed is None else make_generator(seed, self.device)
+        P, T = self.n_paths, cfg.n_days
+        paths = simulate_sabr(
+            P, T, s0=mkt.s0, sigma0=mkt.alpha0, beta=mkt.beta, rho=mkt.rho, nu=mkt.nu, mu=mkt.mu, dt=mkt.dt,
+            generator=gen, device=self.device, dtype=self.dtype,
+        )
+        self.spot, self.sabr_vol = paths.spot, paths.vol
+        self.orders = draw_client_orders(P, T, cfg.arrival_rate, gen, self.device, self.dtype)
+        days_left = torch.arange(T, -1, -1, device=self.device, dtype=self.dtype) / mkt.days_per_year
+        # Per-day implied vol (Cao et al.): Hagan at strike s0 and the days left in the episode.
+        self.day_vol = hagan_implied_vol(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
+        book = dict(n_paths=P, n_slots=T + 1, contract_size=cfg.contract_size, days_per_year=mkt.days_per_year,
+                    device=self.device, dtype=self.dtype)
+        self.client = OptionBook(maturity_days=cfg.client_maturity_days, **book)
+        self.hedges = OptionBook(maturity_days=cfg.hedge_maturity_days, **book)
+        self.client.open(0, torch.full((P,), cfg.initial_contracts, device=self.device, dtype=self.dtype), self.spot[:, 0])
+        self.t = 0
+        self._started = True
+        self._observe()
+        return self.state
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Trade the hedging option, delta-hedge, move one day and book the P&L.
+
+        Parameters
+        ----------
+        action
+            ``(paths,)`` or ``(paths, 1)``, see :meth:`action_to_contracts`.
+
+        Returns
+        -------
+        state
+            ``(paths, features)`` on the next day.
+        reward
+            ``(paths,)`` per ``config.reward``.
+        done
+            ``(paths,)`` bool, all ``True`` after the last day.
+        info
+            ``pnl`` (signed P&L incl. cost), ``cost``, ``contracts`` (traded), ``n_gamma`` and
+            ``n_vega`` (neutral amounts at decision time), ``gamma_after`` / ``vega_after``
+            (portfolio greeks right after the trade), ``stock`` (stock position held overnight),
+            each ``(paths,)``; and ``day`` (int, the day just reached).
+        """
+        if not self._started:
+            raise ConfigError("HedgingEnv.step() was called before reset(); call env.reset(seed) first.")
+        if self.t >= self.config.n_days:
+            raise ConfigError(f"the episode ended on day {self.t}; call env.reset() before stepping again.")
+        action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
+        if action.shape not in {(self.n_paths,), (self.n_paths, 1)}:
+            raise ConfigError(f"action has shape {tuple(action.shape)}; expected ({self.n_paths},) or ({self.n_paths}, 1).")
+        cfg, t = self.config, self.t
+        state, hedge, port = self.state, self._hedge_option, self._portfolio
+        n_gamma, n_vega = self.neutral_contracts(state)
+        contracts = self.action_to_contracts(state, action.reshape(-1))
+        size = cfg.contract_size
+        cost = cfg.cost * hedge.price * contracts.abs() * size
+        self.hedges.open(t, contracts, self.spot[:, t])
+        value_t = port.price + contracts * size * hedge.price
+        stock = -(port.delta + contracts * size * hedge.delta)
+        gamma_after = port.gamma + contracts * size * hedge.gamma
+        vega_after = port.vega + contracts * size * hedge.vega
+        # Overnight: revalue today's holdings tomorrow (expiring options at their payoff).
+        spot_next = self.spot[:, t + 1]
+        vol_fn = self._vol_fn(t + 1)
+        value_next = (
+            self.client.valuation(t, t + 1, spot_next, vol_fn).price + self.hedges.valuation(t, t + 1, spot_next, vol_fn).price
+        )
+        gross = value_next - value_t + stock * (spot_next - self.spot[:, t])
+        pnl = gross - cost
+        reward = pnl if cfg.reward == "pnl" else -gross.abs() - cost
+        self.t = t + 1
+        self.client.open(self.t, self.orders.net[:, self.t], self.spot[:, self.t])
+        self._observe()
+        done = torch.full((self.n_paths,), self.t >= cfg.n_days, device=self.device, dtype=torch.bool)
+        info = {
+            "pnl": pnl, "cost": cost, "contracts": contracts, "n_gamma": n_gamma, "n_vega": n_vega,
+            "gamma_after": gamma_after, "vega_after": vega_after, "stock": stock, "day": self.t,
+        }
+        return self.state, reward, done, info
+
+    def run_episode(self, policy: Policy, seed: int | torch.Generator | None = None) -> Episode:
+        """Play one episode of ``policy`` on every path (no gradients) and collect its P&L.
+
+        Parameters
+        ----------
+        policy
+            ``policy(state) -> action``, e.g. a baseline of :mod:`gradfolio.hedging.strategies`
+            or a trained actor network.
+        seed
+            Episode seed; the same seed gives every policy the same market and client orders.
+        """
+        state = self.reset(seed)
+        rows: dict[str, list[torch.Tensor]] = {"pnl": [], "reward": [], "cost": [], "contracts": []}
+        done = torch.zeros(self.n_paths, dtype=torch.bool)
+        with torch.no_grad():
+            while not bool(done.all()):
+                state, reward, done, info = self.step(policy(state))
+                rows["pnl"].append(info["pnl"])
+                rows["reward"].append(reward)
+                rows["cost"].append(info["cost"])
+                rows["contracts"].append(info["contracts"])
+        return Episode(**{k: torch.stack(v, dim=1) for k, v in rows.items()})
+
+    # ------------------------------------------------------------------ internals
+    def _vol_fn(self, day: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        mkt = self.config.market
+        if self.config.implied_vol == "per_day":
+            vol = self.day_vol[:, day : day + 1]
+            return lambda strike, tau: vol
+        spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
+        return lambda strike, tau: hagan_implied_vol(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
+
+    def _observe(self) -> None:
+        """Compute the portfolio greeks, today's hedging option and the state on day ``self.t``."""
+        cfg, t = self.config, self.t
+        spot = self.spot[:, t]
+        vol_fn = self._vol_fn(t)
+        client = self.client.valuation(t, t, spot, vol_fn)
+        hedges = self.hedges.valuation(t, t, spot, vol_fn)
+        self._portfolio = Greeks(*(a + b for a, b in zip(client, hedges, strict=True)))
+        tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
+        strike = spot[:, None]
+        self._hedge_option = Greeks(*(g[:, 0] for g in bs_greeks(strike, strike, tau, vol_fn(strike, tau))))
+        size = cfg.contract_size
+        columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
+        if cfg.time_to_go:
+            columns.append(torch.full_like(spot, (cfg.n_days - t) / cfg.n_days))
+        self.state = torch.stack(columns, dim=1)
+
+
+__all__ = ["HedgingEnv", "Episode", "Policy"]

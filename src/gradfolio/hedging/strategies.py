@@ -1,0 +1,63 @@
+"""Classical baselines: delta, delta-gamma and delta-vega hedging as environment policies.
+
+The environment always re-hedges the stock to delta neutral, so the baselines differ only in how
+many contracts of the day's hedging option they trade:
+
+- ``delta``: none;
+- ``delta_gamma``: ``n_gamma = -portfolio_gamma / hedge_gamma``, leaving the book gamma neutral;
+- ``delta_vega``: ``n_vega = -portfolio_vega / hedge_vega``, leaving the book vega neutral.
+
+Each policy maps a state ``(paths, features)`` to the action that trades exactly that amount
+under the environment's action map (:meth:`HedgingEnv.contracts_to_action`). With the default
+``"gamma_vega"`` map all three are reachable; under ``"gamma"`` or ``"vega_fraction"`` an
+amount outside the action range is clipped to the nearest reachable one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from gradfolio.errors import ConfigError
+from gradfolio.hedging.env import HedgingEnv, Policy
+
+BaselineName = Literal["delta", "delta_gamma", "delta_vega"]
+BASELINES: tuple[str, ...] = ("delta", "delta_gamma", "delta_vega")
+
+
+class GreekHedge:
+    """Baseline policy that neutralizes one greek with the day's hedging option.
+
+    Parameters
+    ----------
+    env
+        The environment whose action map the actions are for.
+    target
+        ``"delta"`` (trade no option), ``"delta_gamma"`` or ``"delta_vega"``.
+    """
+
+    def __init__(self, env: HedgingEnv, target: BaselineName) -> None:
+        if target not in BASELINES:
+            raise ConfigError(f"strategy {target!r} is unknown; use one of {', '.join(BASELINES)}.")
+        self.env = env
+        self.target = target
+
+    def contracts(self, state: torch.Tensor) -> torch.Tensor:
+        """Contracts ``(paths,)`` this strategy trades in ``state``."""
+        if self.target == "delta":
+            return torch.zeros_like(state[:, 0])
+        n_gamma, n_vega = self.env.neutral_contracts(state)
+        return n_gamma if self.target == "delta_gamma" else n_vega
+
+    def __call__(self, state: torch.Tensor) -> torch.Tensor:
+        """Action ``(paths,)`` that trades :meth:`contracts`."""
+        return self.env.contracts_to_action(state, self.contracts(state))
+
+
+def baseline_policies(env: HedgingEnv, names: tuple[str, ...] | list[str] = BASELINES) -> dict[str, Policy]:
+    """The named baselines as ``{name: policy}`` for :func:`gradfolio.hedging.evaluation.evaluate_policies`."""
+    return {name: GreekHedge(env, name) for name in names}  # type: ignore[arg-type]
+
+
+__all__ = ["BASELINES", "BaselineName", "GreekHedge", "baseline_policies"]
