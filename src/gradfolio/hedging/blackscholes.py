@@ -83,8 +83,8 @@ def bs_greeks(
     disc_r = torch.exp(-r * safe_tau)
     pdf = torch.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI
     sign = 1.0 if call else -1.0
-    price = sign * (spot * disc_q * torch.special.ndtr(sign * d1) - strike * disc_r * torch.special.ndtr(sign * d2))
     delta = sign * disc_q * torch.special.ndtr(sign * d1)
+    price = spot * delta - sign * strike * disc_r * torch.special.ndtr(sign * d2)
     gamma = disc_q * pdf / (spot * vol_sqrt)
     vega = spot * disc_q * sqrt_tau * pdf / 100.0
     payoff = torch.clamp(sign * (spot - strike), min=0.0)

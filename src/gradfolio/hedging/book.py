@@ -76,36 +76,38 @@ class OptionBook:
         """Column slice of the slots held on ``day``: opened by then and not yet expired."""
         return slice(max(0, day - self.maturity_days + 1), day + 1)
 
-    def valuation(self, held_on: int, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
-        """Aggregate value and greeks on ``day`` of the positions held on ``held_on``.
+    def slot_greeks(self, slots: slice, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
+        """Position-weighted value and greeks on ``day`` of each slot in ``slots``.
 
         Parameters
         ----------
-        held_on
-            Day whose open positions are valued (``day`` itself for the current greeks,
-            ``day - 1`` for the P&L of yesterday's positions).
+        slots
+            Column slice of the slots to value (e.g. :meth:`held`); slots that expire on ``day``
+            are worth their payoff with zero greeks.
         day
-            Valuation day; slots expiring on it are worth their payoff (greeks zero).
+            Valuation day.
         spot
             ``(P,)`` stock price on ``day``.
         vol_fn
-            Implied volatility of the held options, see :data:`VolFn`.
+            Implied volatility of the options, see :data:`VolFn`.
 
         Returns
         -------
         Greeks
-            Each ``(P,)``: value in currency, delta in units of the underlying, gamma in units per
-            unit of price, vega in currency per volatility point — all times quantity times
-            contract size and summed over the held slots.
+            Each ``(P, k)``: value in currency, delta in units of the underlying, gamma in units per
+            unit of price, vega in currency per volatility point — times quantity and contract size.
         """
-        cols = self.held(held_on)
-        qty = self.quantity[:, cols] * self.contract_size
-        first = cols.start
-        expiry = torch.arange(first, cols.stop, device=qty.device) + self.maturity_days
+        qty = self.quantity[:, slots] * self.contract_size
+        start = slots.start or 0
+        expiry = torch.arange(start, start + qty.shape[1], device=qty.device) + self.maturity_days
         tau = (expiry - day).clamp(min=0).to(qty.dtype) / self.days_per_year
-        strike = self.strike[:, cols]
+        strike = self.strike[:, slots]
         g = bs_greeks(spot[:, None], strike, tau, vol_fn(strike, tau))
-        return Greeks(*((qty * v).sum(dim=1) for v in g))
+        return Greeks(*(qty * v for v in g))
+
+    def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
+        """Total value and greeks ``(P,)`` on ``day`` of the positions held on ``day``."""
+        return Greeks(*(v.sum(dim=1) for v in self.slot_greeks(self.held(day), day, spot, vol_fn)))
 
 
 class ClientOrders(NamedTuple):

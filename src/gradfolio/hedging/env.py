@@ -43,7 +43,7 @@ import torch
 
 from gradfolio.errors import ConfigError
 from gradfolio.hedging.blackscholes import Greeks, bs_greeks
-from gradfolio.hedging.book import OptionBook, draw_client_orders
+from gradfolio.hedging.book import OptionBook, VolFn, draw_client_orders
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.sabr import hagan_implied_vol, simulate_sabr
 from gradfolio.seeding import make_generator, resolve_device
@@ -68,6 +68,10 @@ class Episode(NamedTuple):
     def total_pnl(self) -> torch.Tensor:
         """``(paths,)`` P&L of the whole episode."""
         return self.pnl.sum(dim=1)
+
+
+def _add(a: Greeks, b: Greeks) -> Greeks:
+    return Greeks(*(x + y for x, y in zip(a, b, strict=True)))
 
 
 class HedgingEnv:
@@ -212,7 +216,8 @@ class HedgingEnv:
         self.client.open(0, torch.full((P,), cfg.initial_contracts, device=self.device, dtype=self.dtype), self.spot[:, 0])
         self.t = 0
         self._started = True
-        self._observe()
+        spot0, vol_fn = self.spot[:, 0], self._vol_fn(0)
+        self._observe(_add(self.client.valuation(0, spot0, vol_fn), self.hedges.valuation(0, spot0, vol_fn)))
         return self.state
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -255,18 +260,18 @@ class HedgingEnv:
         stock = -(port.delta + contracts * size * hedge.delta)
         gamma_after = port.gamma + contracts * size * hedge.gamma
         vega_after = port.vega + contracts * size * hedge.vega
-        # Overnight: revalue today's holdings tomorrow (expiring options at their payoff).
-        spot_next = self.spot[:, t + 1]
-        vol_fn = self._vol_fn(t + 1)
-        value_next = (
-            self.client.valuation(t, t + 1, spot_next, vol_fn).price + self.hedges.valuation(t, t + 1, spot_next, vol_fn).price
-        )
-        gross = value_next - value_t + stock * (spot_next - self.spot[:, t])
+        # Overnight: tomorrow's client orders arrive, then both books are revalued once.
+        t1 = t + 1
+        spot_next = self.spot[:, t1]
+        self.client.open(t1, self.orders.net[:, t1], spot_next)
+        vol_fn = self._vol_fn(t1)
+        client_held, client_now = self._revalue(self.client, t, spot_next, vol_fn)
+        hedges_held, hedges_now = self._revalue(self.hedges, t, spot_next, vol_fn)
+        gross = client_held + hedges_held - value_t + stock * (spot_next - self.spot[:, t])
         pnl = gross - cost
         reward = pnl if cfg.reward == "pnl" else -gross.abs() - cost
-        self.t = t + 1
-        self.client.open(self.t, self.orders.net[:, self.t], self.spot[:, self.t])
-        self._observe()
+        self.t = t1
+        self._observe(_add(client_now, hedges_now))
         done = torch.full((self.n_paths,), self.t >= cfg.n_days, device=self.device, dtype=torch.bool)
         info = {
             "pnl": pnl, "cost": cost, "contracts": contracts, "n_gamma": n_gamma, "n_vega": n_vega,
@@ -298,7 +303,7 @@ class HedgingEnv:
         return Episode(**{k: torch.stack(v, dim=1) for k, v in rows.items()})
 
     # ------------------------------------------------------------------ internals
-    def _vol_fn(self, day: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _vol_fn(self, day: int) -> VolFn:
         mkt = self.config.market
         if self.config.implied_vol == "per_day":
             vol = self.day_vol[:, day : day + 1]
@@ -306,14 +311,26 @@ class HedgingEnv:
         spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
         return lambda strike, tau: hagan_implied_vol(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
 
-    def _observe(self) -> None:
-        """Compute the portfolio greeks, today's hedging option and the state on day ``self.t``."""
+    @staticmethod
+    def _revalue(book: OptionBook, t: int, spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
+        """Value ``book`` on day ``t + 1`` in one pass over the slots held on day ``t`` or ``t + 1``.
+
+        Returns the value ``(P,)`` of the positions held on day ``t`` (expiring ones at their payoff)
+        and the value and greeks of those held on day ``t + 1`` (new arrivals included).
+        """
+        held_t, held_next = book.held(t), book.held(t + 1)
+        slots = slice(held_t.start, held_next.stop)
+        g = book.slot_greeks(slots, t + 1, spot, vol_fn)
+        old = held_t.stop - slots.start  # columns of the positions held on day t
+        new = held_next.start - slots.start  # first column still held on day t + 1
+        return g.price[:, :old].sum(dim=1), Greeks(*(v[:, new:].sum(dim=1) for v in g))
+
+    def _observe(self, portfolio: Greeks) -> None:
+        """Store the portfolio greeks, price today's hedging option and build the state on day ``self.t``."""
         cfg, t = self.config, self.t
         spot = self.spot[:, t]
         vol_fn = self._vol_fn(t)
-        client = self.client.valuation(t, t, spot, vol_fn)
-        hedges = self.hedges.valuation(t, t, spot, vol_fn)
-        self._portfolio = Greeks(*(a + b for a, b in zip(client, hedges, strict=True)))
+        self._portfolio = portfolio
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
         self._hedge_option = Greeks(*(g[:, 0] for g in bs_greeks(strike, strike, tau, vol_fn(strike, tau))))
