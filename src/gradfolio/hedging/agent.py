@@ -1,0 +1,473 @@
+"""Distributional deterministic actor-critic for gamma/vega hedging (GVDH with Adam, ANADDH with ANA).
+
+The agent follows the D4PG-style design of Cao et al. (2023) and eqs. (5)-(13) of the ANADDH
+paper:
+
+- **Actor** ``pi(s) = a_max * sigmoid(f(s))``: a deterministic action in ``[0, a_max]``.
+- **Quantile critic** ``Z_tau(s, a)``: ``n_quantiles`` values at the mid-quantile levels
+  ``tau_i = (2 i + 1) / (2 N)`` of the return-to-go (eq. 6), with target networks updated by
+  Polyak averaging.
+- **Critic loss** (eqs. 7-10): targets ``T_j = r + gamma (1 - done) Z'_j(s', pi'(s'))``, all
+  pairwise errors ``delta_ij = Z_i(s, a) - T_j`` and the quantile Huber loss
+  ``|tau_i - 1{delta_ij > 0}| H_kappa(delta_ij)``, summed over ``i``, averaged over ``j`` and the batch.
+- **Actor objective**, a risk measure of the critic's quantiles at ``a = pi(s)``, maximised:
+  ``mean``, ``mean_std`` (mean - c std), ``var`` (minus the VaR) or ``cvar`` (minus the CVaR);
+  see :func:`quantile_objective`.
+
+Features. The actor and critic see the environment state standardised by a
+:class:`FeatureScaler` fitted once on early states, plus (``greek_features=True``) the two
+actions that make the portfolio gamma or vega neutral, computed from the state with the
+environment's own action map (:meth:`HedgingEnv.contracts_to_action`).
+
+Every tensor has a leading batch axis: states ``(batch, features)``, actions ``(batch,)``,
+quantiles ``(batch, n_quantiles)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from gradfolio.errors import ConfigError
+from gradfolio.optim import ANA
+from gradfolio.risk import cvar, value_at_risk
+
+Objective = Literal["mean", "mean_std", "var", "cvar"]
+OptimizerName = Literal["adam", "ana"]
+
+
+class AgentConfig(BaseModel):
+    """Networks, losses and optimizers of :class:`DistributionalAgent`.
+
+    Attributes
+    ----------
+    hidden
+        Widths of the hidden layers of both actor and critic.
+    n_quantiles
+        Number ``N`` of quantiles predicted by the critic.
+    kappa
+        Huber threshold of the quantile Huber loss, eq. (10).
+    gamma
+        Discount factor ``gamma`` of eq. (7); 1 makes the critic model the total P&L to go.
+    polyak
+        Weight of the online network in the target update ``target <- polyak * online + (1 - polyak) * target``.
+    optimizer
+        ``"adam"`` (GVDH) or ``"ana"`` (ANADDH, :class:`gradfolio.optim.ANA`).
+    lr_actor, lr_critic
+        Learning rates of the two optimizers.
+    objective
+        Risk measure of the critic's quantiles the actor maximises (:func:`quantile_objective`).
+    risk_aversion
+        ``c`` of ``mean - c std``.
+    level
+        Confidence level of ``var`` / ``cvar`` (0.95 = the worst 5%).
+    greek_features
+        Append the gamma- and vega-neutralising actions to the features.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden: tuple[int, ...] = (64, 64)
+    n_quantiles: int = Field(32, ge=2)
+    kappa: float = Field(1.0, gt=0)
+    gamma: float = Field(1.0, gt=0, le=1)
+    polyak: float = Field(0.005, gt=0, le=1)
+    optimizer: OptimizerName = "adam"
+    lr_actor: float = Field(1e-4, gt=0)
+    lr_critic: float = Field(1e-3, gt=0)
+    objective: Objective = "mean_std"
+    risk_aversion: float = Field(1.645, ge=0)
+    level: float = Field(0.95, gt=0, lt=1)
+    greek_features: bool = True
+
+
+class Batch(NamedTuple):
+    """Transitions ``(s, a, r, s', done)``: ``(B, F)``, ``(B,)``, ``(B,)``, ``(B, F)``, ``(B,)`` (float 0/1)."""
+
+    state: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_state: torch.Tensor
+    done: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------- losses
+def quantile_levels(n: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Mid-quantile levels ``tau_i = (2 i + 1) / (2 n)``, ``i = 0 .. n - 1``; shape ``(n,)``."""
+    return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / (2 * n)
+
+
+def huber(delta: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Huber function of eq. (10): ``delta^2 / 2`` if ``|delta| <= kappa`` else ``kappa (|delta| - kappa / 2)``."""
+    abs_delta = delta.abs()
+    return torch.where(abs_delta <= kappa, 0.5 * delta**2, kappa * (abs_delta - 0.5 * kappa))
+
+
+def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+    """Quantile Huber loss of eqs. (8)-(10) between predicted quantiles and target samples.
+
+    Parameters
+    ----------
+    pred
+        ``(B, N)`` predicted quantiles ``Z_tau_i(s, a)``.
+    target
+        ``(B, M)`` target samples ``T_j`` (treated as constants).
+    taus
+        ``(N,)`` quantile levels of ``pred``.
+    kappa
+        Huber threshold.
+
+    Returns
+    -------
+    Scalar ``mean_b sum_i mean_j |tau_i - 1{delta_bij > 0}| H_kappa(delta_bij)`` with
+    ``delta_bij = pred_bi - target_bj``.
+    """
+    delta = pred[:, :, None] - target.detach()[:, None, :]  # (B, N, M)
+    weight = (taus[None, :, None] - (delta.detach() > 0).to(pred.dtype)).abs()
+    return (weight * huber(delta, kappa)).mean(dim=2).sum(dim=1).mean()
+
+
+def quantile_objective(
+    quantiles: torch.Tensor, objective: Objective, risk_aversion: float = 1.645, level: float = 0.95
+) -> torch.Tensor:
+    """Risk-adjusted value of a return distribution given by equally weighted quantile atoms.
+
+    The ``N`` quantiles at the mid levels ``(2 i + 1) / (2 N)`` are read as ``N`` atoms of mass
+    ``1 / N`` (the distribution the quantile critic represents).
+
+    Parameters
+    ----------
+    quantiles
+        ``(..., N)`` quantile atoms of the return (higher is better).
+    objective
+        ``"mean"``: the mean; ``"mean_std"``: ``mean - risk_aversion * std`` (population std of
+        the atoms); ``"var"``: minus the value at risk; ``"cvar"``: minus the conditional value at
+        risk, both at ``level`` with :mod:`gradfolio.risk`'s exact discrete definitions.
+
+    Returns
+    -------
+    ``(...)`` values to maximise; differentiable in ``quantiles``.
+    """
+    if objective == "mean":
+        return quantiles.mean(dim=-1)
+    if objective == "mean_std":
+        return quantiles.mean(dim=-1) - risk_aversion * quantiles.std(dim=-1, correction=0)
+    if objective == "var":
+        return -value_at_risk(quantiles, level)
+    if objective == "cvar":
+        return -cvar(quantiles, level)
+    raise ConfigError(f"objective={objective!r} is unknown; use 'mean', 'mean_std', 'var' or 'cvar'.")
+
+
+# ---------------------------------------------------------------------------------------- networks
+def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
+    """``Linear -> ReLU`` blocks of widths ``hidden``, then a linear layer to ``n_out``."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        n_in = width
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class FeatureScaler(nn.Module):
+    """Per-feature standardisation ``(x - mean) / std`` with statistics fitted once and frozen.
+
+    Parameters
+    ----------
+    n_features
+        Number of columns of the input ``(batch, n_features)``.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> FeatureScaler:
+        """Set the statistics from ``x`` ``(batch, n_features)``; constant columns get ``std = 1``."""
+        std = x.std(dim=0, correction=0)
+        self.mean.copy_(x.mean(dim=0))
+        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised ``x``, same shape."""
+        return (x - self.mean) / self.std
+
+
+class Actor(nn.Module):
+    """Deterministic policy ``a = a_max * sigmoid(f(x))``: features ``(B, F)`` -> actions ``(B,)``."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...], a_max: float) -> None:
+        super().__init__()
+        self.net = mlp(n_features, hidden, 1)
+        self.a_max = float(a_max)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Actions in ``[0, a_max]``, shape ``(B,)``."""
+        return self.a_max * torch.sigmoid(self.net(x)[:, 0])
+
+
+class QuantileCritic(nn.Module):
+    """``Z_tau(s, a)``: features ``(B, F)`` and actions ``(B,)`` -> quantiles ``(B, N)``, sorted."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...], n_quantiles: int, a_max: float) -> None:
+        super().__init__()
+        self.net = mlp(n_features + 1, hidden, n_quantiles)
+        self.a_max = float(a_max)
+
+    def forward(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Quantiles ``(B, N)``, the action rescaled to ``[0, 1]`` on input.
+
+        The output is sorted along the quantile axis, so every row is a valid quantile function.
+        """
+        out = self.net(torch.cat([x, (action / self.a_max)[:, None]], dim=1))
+        return torch.sort(out, dim=1).values
+
+
+# ---------------------------------------------------------------------------------------- buffer
+class ReplayBuffer:
+    """Circular replay buffer of transitions stored in preallocated tensors.
+
+    Parameters
+    ----------
+    capacity
+        Number of transitions kept; the oldest are overwritten first.
+    n_features
+        Width of the state.
+    device, dtype
+        Placement and precision of the storage.
+    """
+
+    def __init__(
+        self, capacity: int, n_features: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> None:
+        if capacity < 1:
+            raise ConfigError(f"buffer capacity={capacity} must be >= 1; pass e.g. buffer_capacity=200000.")
+        self.capacity, self.n_features = int(capacity), int(n_features)
+        self.state = torch.zeros(capacity, n_features, device=device, dtype=dtype)
+        self.next_state = torch.zeros_like(self.state)
+        self.action = torch.zeros(capacity, device=device, dtype=dtype)
+        self.reward = torch.zeros_like(self.action)
+        self.done = torch.zeros_like(self.action)
+        self.position = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, batch: Batch) -> None:
+        """Append ``B`` transitions (shapes of :class:`Batch`), wrapping around at ``capacity``."""
+        n = batch.action.shape[0]
+        if batch.state.shape != (n, self.n_features) or batch.next_state.shape != (n, self.n_features):
+            raise ConfigError(
+                f"replay buffer: states of shape {tuple(batch.state.shape)} / {tuple(batch.next_state.shape)} "
+                f"do not match ({n}, {self.n_features}); pass (batch, n_features) states."
+            )
+        if n > self.capacity:
+            raise ConfigError(f"replay buffer: {n} transitions exceed capacity {self.capacity}; raise the capacity.")
+        idx = (self.position + torch.arange(n, device=self.action.device)) % self.capacity
+        for store, values in zip(
+            (self.state, self.action, self.reward, self.next_state, self.done), batch, strict=True
+        ):
+            store[idx] = values.to(store.dtype)
+        self.position = (self.position + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """``batch_size`` transitions drawn uniformly with replacement."""
+        if self.size == 0:
+            raise ConfigError("replay buffer is empty; add transitions before sampling.")
+        idx = torch.randint(self.size, (batch_size,), generator=generator, device=self.action.device)
+        return Batch(self.state[idx], self.action[idx], self.reward[idx], self.next_state[idx], self.done[idx])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled part of the storage and the write position (for checkpoints)."""
+        n = self.size
+        return {
+            "capacity": self.capacity, "position": self.position, "size": n,
+            "state": self.state[:n].clone(), "action": self.action[:n].clone(), "reward": self.reward[:n].clone(),
+            "next_state": self.next_state[:n].clone(), "done": self.done[:n].clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (the capacity must match)."""
+        if state["capacity"] != self.capacity:
+            raise ConfigError(f"checkpoint buffer capacity {state['capacity']} != configured {self.capacity}.")
+        n = state["size"]
+        for name in ("state", "action", "reward", "next_state", "done"):
+            getattr(self, name)[:n] = state[name].to(getattr(self, name).device)
+        self.position, self.size = state["position"], n
+
+
+# ---------------------------------------------------------------------------------------- agent
+def make_optimizer(name: OptimizerName, params: Any, lr: float) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` (GVDH) or :class:`gradfolio.optim.ANA` (ANADDH) with learning rate ``lr``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "ana":
+        return ANA(params, lr=lr)
+    raise ConfigError(f"optimizer={name!r} is unknown; use 'adam' (GVDH) or 'ana' (ANADDH).")
+
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DistributionalAgent(nn.Module):
+    """Deterministic actor, quantile critic, their targets and optimizers.
+
+    Parameters
+    ----------
+    n_state
+        Width of the environment state.
+    a_max
+        Largest action (the environment's ``action_high``).
+    config
+        Hyper-parameters (:class:`AgentConfig`).
+    extra_features
+        Optional ``state (B, n_state) -> (B, k)`` appended to the state before scaling (the
+        greek-neutral actions, see :func:`greek_feature_fn`); ``n_extra`` is its width.
+    n_extra
+        Width ``k`` of ``extra_features``.
+    seed
+        Seed of the network initialisation (the global RNG is left untouched).
+    device, dtype
+        Placement and precision of the networks.
+    """
+
+    def __init__(
+        self,
+        n_state: int,
+        a_max: float,
+        config: AgentConfig | None = None,
+        *,
+        extra_features: FeatureFn | None = None,
+        n_extra: int = 0,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.config = cfg = config if config is not None else AgentConfig()
+        self.extra_features, self.n_state = extra_features, n_state
+        n_features = n_state + (n_extra if extra_features is not None else 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.scaler = FeatureScaler(n_features)
+            self.actor = Actor(n_features, cfg.hidden, a_max)
+            self.critic = QuantileCritic(n_features, cfg.hidden, cfg.n_quantiles, a_max)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.to(device=device, dtype=dtype)
+        self.register_buffer("taus", quantile_levels(cfg.n_quantiles, device=device, dtype=dtype))
+        self.actor_opt = make_optimizer(cfg.optimizer, self.actor.parameters(), cfg.lr_actor)
+        self.critic_opt = make_optimizer(cfg.optimizer, self.critic.parameters(), cfg.lr_critic)
+        self.a_max = float(a_max)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Precision of the networks."""
+        return self.taus.dtype
+
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        """Scaled features ``(B, F)`` of states ``(B, n_state)`` (cast to the agent's dtype)."""
+        state = state.to(self.taus.device, self.dtype)
+        if self.extra_features is not None:
+            state = torch.cat([state, self.extra_features(state)], dim=1)
+        return self.scaler(state)
+
+    def fit_scaler(self, states: torch.Tensor) -> None:
+        """Fit the feature scaler on states ``(B, n_state)`` (call once, before training)."""
+        raw = states.to(self.taus.device, self.dtype)
+        if self.extra_features is not None:
+            raw = torch.cat([raw, self.extra_features(raw)], dim=1)
+        self.scaler.fit(raw)
+
+    @torch.no_grad()
+    def act(self, state: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actions ``(B,)`` for states ``(B, n_state)``; Gaussian exploration noise of ``noise_std * a_max``, clipped."""
+        action = self.actor(self.features(state))
+        if noise_std > 0.0:
+            noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
+            action = (action + noise_std * self.a_max * noise).clamp(0.0, self.a_max)
+        return action
+
+    def policy(self, state: torch.Tensor) -> torch.Tensor:
+        """Greedy action in the dtype of ``state`` (an environment :data:`~gradfolio.hedging.env.Policy`)."""
+        return self.act(state).to(state.dtype)
+
+    def critic_loss(self, batch: Batch) -> torch.Tensor:
+        """Quantile Huber loss of the critic on ``batch`` against the target networks (eqs. 7-10)."""
+        cfg = self.config
+        s, s2 = self.features(batch.state), self.features(batch.next_state)
+        with torch.no_grad():
+            next_q = self.critic_target(s2, self.actor_target(s2))  # (B, N)
+            target = batch.reward[:, None] + cfg.gamma * (1.0 - batch.done[:, None]) * next_q
+        return quantile_huber_loss(self.critic(s, batch.action), target, self.taus, cfg.kappa)
+
+    def actor_objective(self, batch: Batch) -> torch.Tensor:
+        """Mean over the batch of :func:`quantile_objective` of ``Z(s, pi(s))`` (to maximise)."""
+        cfg = self.config
+        s = self.features(batch.state)
+        quantiles = self.critic(s, self.actor(s))
+        return quantile_objective(quantiles, cfg.objective, cfg.risk_aversion, cfg.level).mean()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One critic step, one actor step and a Polyak update of both targets.
+
+        Returns
+        -------
+        ``{"critic_loss": ..., "actor_objective": ...}`` before the steps.
+        """
+        loss = self.critic_loss(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+
+        self.critic.requires_grad_(False)
+        objective = self.actor_objective(batch)
+        self.actor_opt.zero_grad(set_to_none=True)
+        (-objective).backward()
+        self.actor_opt.step()
+        self.critic.requires_grad_(True)
+
+        with torch.no_grad():
+            for online, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.config.polyak)
+        return {"critic_loss": float(loss.detach()), "actor_objective": float(objective.detach())}
+
+    def full_state_dict(self) -> dict[str, Any]:
+        """Networks, targets, scaler and both optimizers (for checkpoints)."""
+        return {"modules": self.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict()}
+
+    def load_full_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`full_state_dict` saved."""
+        self.load_state_dict(state["modules"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+
+
+def greek_feature_fn(env: Any) -> FeatureFn:
+    """``state -> (B, 2)``: the actions that make the portfolio gamma / vega neutral under ``env``'s action map."""
+
+    def features(state: torch.Tensor) -> torch.Tensor:
+        n_gamma, n_vega = env.neutral_contracts(state)
+        return torch.stack([env.contracts_to_action(state, n_gamma), env.contracts_to_action(state, n_vega)], dim=1)
+
+    return features
+
+
+__all__ = [
+    "AgentConfig", "Batch", "Objective", "OptimizerName",
+    "quantile_levels", "huber", "quantile_huber_loss", "quantile_objective",
+    "mlp", "FeatureScaler", "Actor", "QuantileCritic", "ReplayBuffer",
+    "make_optimizer", "DistributionalAgent", "greek_feature_fn",
+]
