@@ -130,10 +130,5 @@ class EnvConfig(BaseModel):
     reward: RewardMode = "pnl"
     time_to_go: bool = False
 
-    @property
-    def n_features(self) -> int:
-        """Number of state features (5, or 6 with ``time_to_go``)."""
-        return 6 if self.time_to_go else 5
-
 
 __all__ = ["MarketConfig", "EnvConfig", "ImpliedVolMode", "ActionMap", "RewardMode"]

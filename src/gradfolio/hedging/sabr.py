@@ -35,9 +35,9 @@ class SabrPaths(NamedTuple):
     vol: torch.Tensor
 
 
-def check_sabr_params(sigma0: float, beta: float, rho: float, nu: float, s0: float | None = None) -> None:
+def check_sabr_params(beta: float, rho: float, nu: float, sigma0: float | None = None, s0: float | None = None) -> None:
     """Raise :class:`ConfigError` naming the bad SABR parameter and its valid range."""
-    if not sigma0 > 0:
+    if sigma0 is not None and not sigma0 > 0:
         raise ConfigError(f"sigma0={sigma0}: the initial SABR volatility must be > 0 (e.g. 0.3).")
     if not 0.0 <= beta <= 1.0:
         raise ConfigError(f"beta={beta}: the SABR elasticity must lie in [0, 1] (e.g. 0.5).")
@@ -91,7 +91,7 @@ def simulate_sabr(
     SabrPaths
         ``spot`` and ``vol``, each ``(n_paths, n_steps + 1)``, column 0 holding ``s0``/``sigma0``.
     """
-    check_sabr_params(sigma0, beta, rho, nu, s0)
+    check_sabr_params(beta, rho, nu, sigma0, s0)
     if n_paths < 1 or n_steps < 0:
         raise ConfigError(f"n_paths={n_paths}, n_steps={n_steps}: need at least one path and n_steps >= 0.")
     if not dt > 0:
@@ -146,7 +146,7 @@ def hagan_implied_vol(
     Tensor of the broadcast shape of the tensor arguments. Where ``F = K`` (``|ln F/K| < 1e-12``)
     the ATM branch ``sigma Psi / F^(1-beta)`` is used; elsewhere ``Lambda Psi Phi / chi``.
     """
-    check_sabr_params(1.0, beta, rho, nu)
+    check_sabr_params(beta, rho, nu)
     ref = next((v for v in (forward, strike, tau, alpha) if isinstance(v, torch.Tensor)), None)
     kw = {"dtype": torch.float64} if ref is None else {"dtype": ref.dtype, "device": ref.device}
     f, k, t, a = (v if isinstance(v, torch.Tensor) else torch.as_tensor(v, **kw) for v in (forward, strike, tau, alpha))

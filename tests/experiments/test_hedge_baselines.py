@@ -1,0 +1,66 @@
+"""HedgingConfig files and run_baselines: run folder, tracking calls, defaults of the paper."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gradfolio.errors import ConfigError
+from gradfolio.experiments.config_io import load_config
+from gradfolio.experiments.hedge_baselines import run_baselines
+from gradfolio.experiments.hedge_config import HedgingConfig
+from gradfolio.hedging.blackscholes import bs_price
+from gradfolio.tracking import NullTracker
+
+
+class RecordingTracker(NullTracker):
+    def __init__(self) -> None:
+        self.params: dict = {}
+        self.metrics: dict = {}
+        self.artifacts: list = []
+
+    def log_params(self, params):
+        self.params.update(params)
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.update(metrics)
+
+    def log_artifact(self, path):
+        self.artifacts.append(Path(path))
+
+
+def test_defaults_are_the_papers_setup():
+    cfg = HedgingConfig()
+    m, e = cfg.env.market, cfg.env
+    assert (m.s0, m.mu, m.beta, m.rho, m.nu, m.days_per_year) == (10.0, 0.0, 0.5, 0.2, 0.3, 250)
+    assert (e.n_days, e.initial_contracts, e.client_maturity_days, e.arrival_rate, e.contract_size) == (30, -1.0, 60, 1.0, 100.0)
+    assert (e.hedge_maturity_days, e.cost, e.implied_vol, e.action_map, e.reward) == (30, 0.005, "per_day", "gamma_vega", "pnl")
+    # "each option valued at approximately $60": the lognormal reading of sigma0 = 30%.
+    assert m.alpha0 == pytest.approx(0.3 * math.sqrt(10))
+    assert 100 * float(bs_price(10.0, 10.0, 60 / 250, m.alpha0 * 10 ** (m.beta - 1))) == pytest.approx(58.58, abs=0.01)
+
+
+def test_toml_config_and_bad_field(tmp_path: Path):
+    good = tmp_path / "h.toml"
+    good.write_text('[env]\nhedge_maturity_days = 90\n[env.market]\nnu = 0.8\n[evaluation]\nn_paths = 100\n')
+    cfg = load_config(HedgingConfig, good)
+    assert cfg.env.hedge_maturity_days == 90 and cfg.env.market.nu == 0.8 and cfg.evaluation.n_paths == 100
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  market: {sigma0: -0.3}\n  implied_vol: sometimes\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(HedgingConfig, bad)
+    assert "env.market.sigma0" in str(err.value) and "env.implied_vol" in str(err.value)
+
+
+def test_run_baselines_writes_folder_and_tracks(tmp_path: Path):
+    cfg = HedgingConfig.model_validate({"env": {"n_days": 4}, "evaluation": {"n_paths": 200, "n_episodes": 2, "strategies": ["delta", "delta_vega"]}})
+    tracker = RecordingTracker()
+    table, run_dir = run_baselines(cfg, tmp_path / "run", tracker)
+    assert list(table.index) == ["delta", "delta_vega"] and run_dir == tmp_path / "run"
+    assert json.loads((run_dir / "metrics.json").read_text())["delta_vega"]["std"] == pytest.approx(table.loc["delta_vega", "std"])
+    assert tracker.params["env.n_days"] == 4 and tracker.params["evaluation.n_paths"] == 200
+    assert tracker.metrics["delta.cvar_95"] == pytest.approx(table.loc["delta", "cvar_95"])
+    assert tracker.artifacts == [run_dir]
