@@ -1,0 +1,34 @@
+"""Classical benchmark portfolios with the interface of an allocation network.
+
+Every portfolio maps windows ``X (B, C, L, N)`` to weights ``w (B, N)``, all rebalance dates
+at once. See ``docs/classical.md``.
+"""
+
+from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.covariance import (
+    exponential_covariance,
+    ledoit_wolf_covariance,
+    ledoit_wolf_shrinkage,
+    resolve_covariance,
+    sample_covariance,
+)
+from gradfolio.allocation.classical.eigen import EigenPortfolio
+from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
+from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
+from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
+
+__all__ = [
+    "ClassicalPortfolio",
+    "sample_covariance",
+    "ledoit_wolf_covariance",
+    "ledoit_wolf_shrinkage",
+    "exponential_covariance",
+    "resolve_covariance",
+    "EqualWeight",
+    "InverseVolatility",
+    "RandomPortfolio",
+    "EigenPortfolio",
+    "RiskParity",
+    "risk_budget_weights",
+    "HierarchicalRiskParity",
+]
