@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradfolio.hedging.blackscholes import bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega
+from gradfolio.hedging.blackscholes import bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega, expired_greeks, live_greeks
 
 f64 = torch.float64
 
@@ -87,3 +87,17 @@ def test_broadcasting_dtype_and_float32():
     assert g.price.shape == (3, 3) and g.price.dtype == torch.float32
     ref = bs_greeks(torch.full((3, 1), 10.0, dtype=f64), torch.tensor([9.0, 10.0, 11.0], dtype=f64), torch.tensor([0.1, 0.2, 0.3], dtype=f64), 0.3)
     torch.testing.assert_close(g.price, ref.price.float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("call", [True, False])
+def test_live_and_expired_fast_paths_agree_with_bs_greeks(call):
+    gen = torch.Generator().manual_seed(1)
+    spot = 5 + 10 * torch.rand(40, 1, generator=gen, dtype=f64)
+    strike = 5 + 10 * torch.rand(40, 3, generator=gen, dtype=f64)
+    tau = torch.tensor([0.01, 0.2, 1.5], dtype=f64)
+    full = bs_greeks(spot, strike, tau, 0.3, r=0.02, q=0.01, call=call)
+    for a, b in zip(live_greeks(spot, strike, tau, torch.tensor(0.3, dtype=f64), 0.02, 0.01, call), full, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14)
+    at_expiry = bs_greeks(spot, strike, 0.0, 0.3, call=call)
+    for a, b in zip(expired_greeks(spot.expand(40, 3), strike, call), at_expiry, strict=True):
+        torch.testing.assert_close(a, b)

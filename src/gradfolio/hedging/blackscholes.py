@@ -74,28 +74,41 @@ def bs_greeks(
     """
     spot, strike, tau, vol, r, q = _as_tensors(spot, strike, tau, vol, r, q)
     live = tau > 0
-    safe_tau = torch.where(live, tau, torch.ones_like(tau))
-    sqrt_tau = safe_tau.sqrt()
+    g = live_greeks(spot, strike, torch.where(live, tau, torch.ones_like(tau)), vol, r, q, call)
+    e = expired_greeks(spot, strike, call)
+    return Greeks(*(torch.where(live, a, b) for a, b in zip(g, e, strict=True)))
+
+
+def live_greeks(
+    spot: torch.Tensor, strike: torch.Tensor, tau: torch.Tensor, vol: torch.Tensor,
+    r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True,
+) -> Greeks:
+    """:func:`bs_greeks` for options known to be alive (every ``tau > 0``): no expiry branch, fewer passes."""
+    sqrt_tau = tau.sqrt()
     vol_sqrt = vol * sqrt_tau
-    d1 = (torch.log(spot / strike) + (r - q + 0.5 * vol * vol) * safe_tau) / vol_sqrt
+    d1 = (torch.log(spot / strike) + (r - q + 0.5 * vol * vol) * tau) / vol_sqrt
     d2 = d1 - vol_sqrt
-    disc_q = torch.exp(-q * safe_tau)
-    disc_r = torch.exp(-r * safe_tau)
+    disc_q = torch.exp(-q * tau) if isinstance(q, torch.Tensor) or q != 0 else 1.0
+    disc_r = torch.exp(-r * tau) if isinstance(r, torch.Tensor) or r != 0 else 1.0
     pdf = torch.exp(-0.5 * d1 * d1) * _INV_SQRT_2PI
-    sign = 1.0 if call else -1.0
-    delta = sign * disc_q * torch.special.ndtr(sign * d1)
-    price = spot * delta - sign * strike * disc_r * torch.special.ndtr(sign * d2)
+    if call:
+        delta = disc_q * torch.special.ndtr(d1)
+        price = spot * delta - strike * disc_r * torch.special.ndtr(d2)
+    else:
+        delta = -disc_q * torch.special.ndtr(-d1)
+        price = spot * delta + strike * disc_r * torch.special.ndtr(-d2)
     gamma = disc_q * pdf / (spot * vol_sqrt)
     vega = spot * disc_q * sqrt_tau * pdf / 100.0
-    payoff = torch.clamp(sign * (spot - strike), min=0.0)
-    exercised = (sign * (spot - strike) > 0).to(price.dtype) * sign
+    return Greeks(price, delta, gamma, vega)
+
+
+def expired_greeks(spot: torch.Tensor, strike: torch.Tensor, call: bool = True) -> Greeks:
+    """Options at expiry: price = payoff, delta = exercise indicator (signed for puts), zero gamma and vega."""
+    moneyness = spot - strike if call else strike - spot
+    price = moneyness.clamp(min=0.0)
+    delta = (moneyness > 0).to(price.dtype) * (1.0 if call else -1.0)
     zero = torch.zeros_like(price)
-    return Greeks(
-        price=torch.where(live, price, payoff),
-        delta=torch.where(live, delta, exercised),
-        gamma=torch.where(live, gamma, zero),
-        vega=torch.where(live, vega, zero),
-    )
+    return Greeks(price, delta, zero, zero)
 
 
 def bs_price(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
@@ -118,4 +131,4 @@ def bs_vega(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 
     return bs_greeks(spot, strike, tau, vol, r, q, call).vega
 
 
-__all__ = ["Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega"]
+__all__ = ["Greeks", "bs_greeks", "live_greeks", "expired_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega"]

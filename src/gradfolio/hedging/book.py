@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from gradfolio.hedging.blackscholes import Greeks, bs_greeks
+from gradfolio.hedging.blackscholes import Greeks, bs_greeks, live_greeks
 
 VolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``vol_fn(strike (paths, k), tau (k,)) -> implied vol broadcastable to (paths, k)``."""
@@ -102,7 +102,12 @@ class OptionBook:
         expiry = torch.arange(start, start + qty.shape[1], device=qty.device) + self.maturity_days
         tau = (expiry - day).clamp(min=0).to(qty.dtype) / self.days_per_year
         strike = self.strike[:, slots]
-        g = bs_greeks(spot[:, None], strike, tau, vol_fn(strike, tau))
+        vol = vol_fn(strike, tau)
+        n_expired = min(max(0, day - self.maturity_days - start + 1), qty.shape[1])  # expiry j + M <= day
+        if n_expired == 0:
+            g = live_greeks(spot[:, None], strike, tau, vol)
+        else:
+            g = bs_greeks(spot[:, None], strike, tau, vol)
         return Greeks(*(qty * v for v in g))
 
     def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import torch
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.blackscholes import Greeks, bs_greeks
+from gradfolio.hedging.blackscholes import Greeks, live_greeks
 from gradfolio.hedging.book import OptionBook, VolFn, draw_client_orders
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.sabr import hagan_implied_vol, simulate_sabr
@@ -333,7 +333,7 @@ class HedgingEnv:
         self._portfolio = portfolio
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
-        self._hedge_option = Greeks(*(g[:, 0] for g in bs_greeks(strike, strike, tau, vol_fn(strike, tau))))
+        self._hedge_option = Greeks(*(g[:, 0] for g in live_greeks(strike, strike, tau, vol_fn(strike, tau))))
         size = cfg.contract_size
         columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
         if cfg.time_to_go:
