@@ -12,6 +12,12 @@ from gradfolio.allocation.classical.covariance import (
     resolve_covariance,
     sample_covariance,
 )
+from gradfolio.allocation.classical.downside import (
+    MaximumCalmar,
+    MaximumSortino,
+    MinimumCVaR,
+    MinimumDrawdown,
+)
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
@@ -31,4 +37,8 @@ __all__ = [
     "RiskParity",
     "risk_budget_weights",
     "HierarchicalRiskParity",
+    "MinimumCVaR",
+    "MinimumDrawdown",
+    "MaximumCalmar",
+    "MaximumSortino",
 ]

@@ -1,0 +1,272 @@
+"""Downside-risk portfolios: minimum CVaR, minimum drawdown, maximum Calmar, maximum Sortino.
+
+All four are long-only and fully invested, and estimated from the simple returns ``R (L, N)``
+of each window with ``mu`` the mean return per asset.
+
+Formulations (``x >= 0`` element-wise is written ``x >= 0``)
+----------------------------------------------------------
+Minimum CVaR (Rockafellar–Uryasev LP), ``beta`` the confidence level::
+
+    min  a + sum_t u_t / (L (1 - beta))   s.t.  u_t >= -R_t w - a,  u >= 0,  sum w = 1,  w >= 0
+
+Minimum maximum drawdown (Chekhlov et al. LP, on uncompounded cumulative returns as in
+skfolio): ``d_t`` is the drawdown after day ``t`` (``d_0 = 0``)::
+
+    min  z   s.t.  d_t >= d_{t-1} - R_t w,  d >= 0,  z >= d_t,  sum w = 1,  w >= 0
+
+Maximum Calmar ratio ``(mu'w - r_f) / maxDD(w)`` and maximum Sortino ratio
+``(mu'w - r_f) / semi-deviation(w)`` are homogenized (Charnes–Cooper): with ``y = k w``,
+``k > 0``, the constraint ``(mu - r_f)' y = 1`` fixes the scale, the risk (positively
+homogeneous) is minimized over ``y >= 0`` and ``w = y / sum(y)``. For Calmar this is the
+drawdown LP above in ``y``; for Sortino it is the QP::
+
+    min  sum_t v_t^2   s.t.  v_t >= -(R_t - tau) y,  v >= 0,  (mu - r_f)' y = 1,  y >= 0
+
+with ``tau`` the minimum acceptable return (``None``: the window mean, skfolio's default).
+The ratio problems need some asset with ``mu_i > r_f``; otherwise :class:`InfeasibleError`.
+
+Solver
+------
+The problems have ``L + N + 2`` variables and about ``3 L`` sparse constraints per window. They
+are solved by Clarabel (the interior-point solver cvxpy uses) called directly on the sparse
+standard form, one window after the other: an LP's solution is a vertex that an interior-point
+method only approaches, and the dense batched torch QP would need a regularization ``eps|w|^2``
+that moves the vertex and a dense ``(3L) x (L + N)`` constraint matrix per window (about
+``B * 1.6 MB`` in float64 for ``L = 252``). The loop over windows costs a few milliseconds per
+window and is the only per-window loop in the classical portfolios besides HRP's dendrograms.
+The weights are not differentiable (they are a benchmark, computed without autograd).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import clarabel
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.errors import ConfigError, InfeasibleError, SolverError
+
+
+@dataclass(frozen=True)
+class ConicProblem:
+    """``min 1/2 x'Px + q'x`` s.t. ``A_eq x = b_eq`` and ``G x <= h`` (sparse, NumPy)."""
+
+    q: np.ndarray
+    A_eq: sp.csc_matrix
+    b_eq: np.ndarray
+    G: sp.csc_matrix
+    h: np.ndarray
+    P: sp.csc_matrix | None = None
+
+
+def solve_clarabel(problem: ConicProblem, who: str, batch_index: int, tol: float = 1e-10) -> np.ndarray:
+    """Solve one :class:`ConicProblem` with Clarabel; return the primal solution ``x``.
+
+    Raises
+    ------
+    SolverError
+        Clarabel did not reach ``Solved`` (the batch element is named).
+    """
+    n = problem.q.shape[0]
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = tol
+    settings.tol_ktratio = 1e-8
+    A = sp.vstack([problem.A_eq, problem.G]).tocsc()
+    b = np.concatenate([problem.b_eq, problem.h])
+    P = problem.P if problem.P is not None else sp.csc_matrix((n, n))
+    cones = [clarabel.ZeroConeT(problem.A_eq.shape[0]), clarabel.NonnegativeConeT(problem.G.shape[0])]
+    solution = clarabel.DefaultSolver(sp.triu(P).tocsc(), problem.q, A, b, cones, settings).solve()
+    if str(solution.status) not in ("Solved", "AlmostSolved"):
+        raise SolverError(
+            f"{who}: Clarabel stopped with status {solution.status} at batch element {batch_index}; "
+            "check that window's returns (constant or duplicated assets) or use a longer lookback."
+        )
+    return np.asarray(solution.x)
+
+
+def _blocks(rows: list[list]) -> sp.csc_matrix:
+    return sp.bmat(rows, format="csc")
+
+
+def _drawdown_constraints(R: np.ndarray, n_extra_after: int = 1) -> tuple[sp.csc_matrix, np.ndarray]:
+    """``G x <= 0`` for ``x = [w (N), d (L), z]``: ``d_t >= d_{t-1} - R_t w``, ``d >= 0``, ``z >= d``, ``w >= 0``."""
+    L, N = R.shape
+    eye_L = sp.identity(L, format="csc")
+    diff = eye_L - sp.eye(L, k=-1, format="csc")  # (D d)_t = d_t - d_{t-1}, d_{-1} = d_0 = 0
+    ones = sp.csc_matrix(np.ones((L, 1)))
+    G = _blocks(
+        [
+            [sp.csc_matrix(-R), -diff, None],
+            [None, -eye_L, None],
+            [None, eye_L, -ones],
+            [-sp.identity(N, format="csc"), None, sp.csc_matrix((N, 1))],
+        ]
+    )
+    return G, np.zeros(G.shape[0])
+
+
+def _excess_mean(R: np.ndarray, risk_free: float, who: str, b: int) -> np.ndarray:
+    excess = R.mean(axis=0) - risk_free
+    if not (excess > 0).any():
+        raise InfeasibleError(
+            f"{who}: no asset has a mean return above risk_free={risk_free} in batch element {b}, "
+            "so the maximum-ratio portfolio does not exist; lower risk_free or use a minimum-risk "
+            "portfolio for such windows."
+        )
+    return excess
+
+
+class _ConicPortfolio(ClassicalPortfolio):
+    """Solve one conic problem per window; subclasses build it and read the weights back."""
+
+    tol: float = 1e-10
+
+    def problem(self, R: np.ndarray, b: int) -> ConicProblem:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def weights(self, x: np.ndarray, N: int) -> np.ndarray:
+        """Long-only weights from the solution ``x`` (first ``N`` entries, rescaled to sum one)."""
+        w = np.clip(x[:N], 0.0, None)
+        return w / w.sum()
+
+    def allocate(self, R: Tensor) -> Tensor:
+        who = type(self).__name__
+        data = R.detach().cpu().double().numpy()
+        N = data.shape[-1]
+        out = np.stack(
+            [self.weights(solve_clarabel(self.problem(r, b), who, b, self.tol), N) for b, r in enumerate(data)]
+        )
+        return torch.as_tensor(out, dtype=R.dtype, device=R.device)
+
+
+class MinimumCVaR(_ConicPortfolio):
+    """Minimum conditional value at risk (expected shortfall) portfolio.
+
+    Matches skfolio's ``MeanRisk(risk_measure=CVAR, objective=MINIMIZE_RISK, cvar_beta=beta)``.
+
+    Parameters
+    ----------
+    beta
+        Confidence level in ``(0, 1)``: the CVaR is the mean loss of the worst ``1 - beta``
+        fraction of days.
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "min_cvar"
+
+    def __init__(self, beta: float = 0.95, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < beta < 1.0:
+            raise ConfigError(f"beta={beta!r} for MinimumCVaR: use a confidence level in (0, 1), e.g. 0.95.")
+        self.beta = float(beta)
+
+    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
+        L, N = R.shape
+        q = np.concatenate([np.zeros(N), [1.0], np.full(L, 1.0 / (L * (1.0 - self.beta)))])
+        eye_L = sp.identity(L, format="csc")
+        G = _blocks(
+            [
+                [sp.csc_matrix(-R), sp.csc_matrix(-np.ones((L, 1))), -eye_L],
+                [None, sp.csc_matrix((L, 1)), -eye_L],
+                [-sp.identity(N, format="csc"), sp.csc_matrix((N, 1)), sp.csc_matrix((N, L))],
+            ]
+        )
+        A_eq = sp.csc_matrix(np.concatenate([np.ones(N), np.zeros(L + 1)])[None])
+        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=np.zeros(G.shape[0]))
+
+
+class MinimumDrawdown(_ConicPortfolio):
+    """Minimum maximum-drawdown portfolio (drawdowns of uncompounded cumulative returns).
+
+    Matches skfolio's ``MeanRisk(risk_measure=MAX_DRAWDOWN, objective=MINIMIZE_RISK)``.
+
+    Parameters
+    ----------
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "min_drawdown"
+
+    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
+        L, N = R.shape
+        G, h = _drawdown_constraints(R)
+        q = np.concatenate([np.zeros(N + L), [1.0]])
+        A_eq = sp.csc_matrix(np.concatenate([np.ones(N), np.zeros(L + 1)])[None])
+        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
+
+
+class MaximumCalmar(_ConicPortfolio):
+    """Maximum Calmar ratio ``(mu'w - r_f) / maxDD(w)`` (per-period mean over uncompounded drawdown).
+
+    Matches skfolio's ``MeanRisk(risk_measure=MAX_DRAWDOWN, objective=MAXIMIZE_RATIO)``.
+
+    Parameters
+    ----------
+    risk_free
+        Risk-free return per period (same units as the returns).
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "max_calmar"
+
+    def __init__(self, risk_free: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.risk_free = float(risk_free)
+
+    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
+        L, N = R.shape
+        excess = _excess_mean(R, self.risk_free, type(self).__name__, b)
+        G, h = _drawdown_constraints(R)
+        q = np.concatenate([np.zeros(N + L), [1.0]])
+        A_eq = sp.csc_matrix(np.concatenate([excess, np.zeros(L + 1)])[None])
+        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
+
+
+class MaximumSortino(_ConicPortfolio):
+    """Maximum Sortino ratio ``(mu'w - r_f) / semi-deviation(w)``.
+
+    The semi-deviation is ``sqrt(sum_t min(R_t w - tau, 0)^2 / (L - 1))``. Matches skfolio's
+    ``MeanRisk(risk_measure=SEMI_DEVIATION, objective=MAXIMIZE_RATIO,
+    min_acceptable_return=tau)``.
+
+    Parameters
+    ----------
+    target
+        Minimum acceptable return ``tau`` per period; ``None`` uses each asset's window mean
+        (skfolio's default), ``0.0`` (default) matches :func:`gradfolio.risk.sortino_ratio`.
+    risk_free
+        Risk-free return per period.
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "max_sortino"
+
+    def __init__(self, target: float | None = 0.0, risk_free: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.target = None if target is None else float(target)
+        self.risk_free = float(risk_free)
+
+    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
+        L, N = R.shape
+        excess = _excess_mean(R, self.risk_free, type(self).__name__, b)
+        below = R - (R.mean(axis=0) if self.target is None else self.target)
+        eye_L = sp.identity(L, format="csc")
+        G = _blocks(
+            [
+                [sp.csc_matrix(-below), -eye_L],
+                [None, -eye_L],
+                [-sp.identity(N, format="csc"), sp.csc_matrix((N, L))],
+            ]
+        )
+        P = _blocks([[sp.csc_matrix((N, N)), None], [None, eye_L]])
+        A_eq = sp.csc_matrix(np.concatenate([excess, np.zeros(L)])[None])
+        return ConicProblem(q=np.zeros(N + L), A_eq=A_eq, b_eq=np.ones(1), G=G, h=np.zeros(G.shape[0]), P=P)
