@@ -46,3 +46,13 @@ def test_hedge_baselines_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["hedge", "baselines", "--config", str(cfg), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "env.market.rho" in result.output and "Traceback" not in result.output
+
+
+def test_hedge_baselines_device_override_is_checked(tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = runner.invoke(app, ["hedge", "baselines", "--device", "cuda", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "CUDA is not available" in result.output

@@ -29,6 +29,7 @@ def load_hedging_config(path: Path | None) -> HedgingConfig:
 def baselines(
     config: Path = typer.Option(None, "--config", help="YAML/TOML HedgingConfig; defaults reproduce the paper."),
     out: Path = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
+    device: str = typer.Option(None, "--device", help="Override evaluation.device (cpu, cuda)."),
     track: bool = typer.Option(False, "--track/--no-track", help="Also log the run to MLflow."),
 ) -> None:
     """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
@@ -36,6 +37,8 @@ def baselines(
     from gradfolio.tracking import NullTracker, Tracker
 
     cfg = load_hedging_config(config)
+    if device is not None:
+        cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"device": device})})
     with Tracker("gradfolio-hedge", run_name="baselines") if track else NullTracker() as tracker:
         table, run_dir = run_baselines(cfg, out, tracker)
     ev = cfg.evaluation
