@@ -44,6 +44,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from gradfolio.cli import data as _data  # noqa: F401
     from gradfolio.cli import hedge as _hedge  # noqa: F401
+    from gradfolio.cli import hedge_agent as _hedge_agent  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,162 @@
+"""Train and evaluate a distributional hedging agent from one config file (``gradfolio hedge train``).
+
+A YAML/TOML file with these sections, every field optional (defaults = the paper's setting)::
+
+    env:            # gradfolio.hedging.config.EnvConfig (market, book, costs, action, reward)
+      market: {sigma0: 0.3, nu: 0.3}
+      time_to_go: true
+    agent:          # gradfolio.hedging.agent.AgentConfig
+      optimizer: ana          # ana = ANADDH, adam = GVDH
+      objective: mean_std     # mean | mean_std | var | cvar
+    trainer:        # gradfolio.hedging.training.TrainerConfig
+      n_episodes: 300
+      n_paths: 256
+      device: cpu
+    evaluation:     # gradfolio.experiments.hedge_config.EvaluationConfig (test episodes, baselines)
+      n_paths: 5000
+    output_dir: runs/hedge_agent
+
+Load it with ``load_config(HedgeTrainingConfig, path)``. A run folder holds ``config.yaml``,
+``checkpoint.pt`` (resumable), ``agent.pt`` (the trained agent), ``history.csv`` and, after
+evaluation, the files of :func:`gradfolio.experiments.hedge_report.write_hedge_run`
+(``metrics.json``/``.md``, ``pnl.parquet``, ``pnl_hist.png``, ``report.html``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from gradfolio.errors import ConfigError
+from gradfolio.experiments.config_io import dump_config, load_config
+from gradfolio.experiments.hedge_baselines import _flatten
+from gradfolio.experiments.hedge_config import EvaluationConfig
+from gradfolio.experiments.hedge_report import write_hedge_run
+from gradfolio.hedging.agent import AgentConfig, DistributionalAgent
+from gradfolio.hedging.config import EnvConfig
+from gradfolio.hedging.env import Episode, HedgingEnv
+from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
+from gradfolio.hedging.strategies import baseline_policies
+from gradfolio.hedging.training import Trainer, TrainerConfig, make_agent, make_env
+from gradfolio.io import atomic_path, load_checkpoint, save_checkpoint
+from gradfolio.tracking import NullTracker
+
+AGENT_FILE = "agent.pt"
+
+
+class HedgeTrainingConfig(BaseModel):
+    """Environment, agent, trainer, test evaluation and output folder of one agent run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: EnvConfig = EnvConfig(time_to_go=True)
+    agent: AgentConfig = AgentConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    output_dir: str = "runs/hedge_agent"
+
+    @property
+    def agent_name(self) -> str:
+        """``"anaddh"`` for the ANA optimizer, ``"gvdh"`` for Adam."""
+        return "anaddh" if self.agent.optimizer == "ana" else "gvdh"
+
+
+def load_training_config(path: str | os.PathLike[str] | None) -> HedgeTrainingConfig:
+    """The config in ``path`` (YAML/TOML), or the defaults when ``None``."""
+    return HedgeTrainingConfig() if path is None else load_config(HedgeTrainingConfig, path)
+
+
+def train_agent(
+    config: HedgeTrainingConfig,
+    run_dir: str | os.PathLike[str] | None = None,
+    *,
+    resume: bool = False,
+    tracker: NullTracker | None = None,
+    progress: bool = False,
+) -> tuple[DistributionalAgent, Path]:
+    """Train (or resume) an agent and write ``config.yaml``, ``agent.pt`` and ``history.csv``.
+
+    Parameters
+    ----------
+    config
+        The run's settings.
+    run_dir
+        Run folder (default ``config.output_dir``).
+    resume
+        Continue from ``run_dir/checkpoint.pt`` (an error if it is missing or was written with
+        other settings); otherwise start afresh.
+    tracker
+        MLflow tracker for parameters and per-episode metrics.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    ``(agent, run_dir)``.
+    """
+    out = Path(run_dir or config.output_dir)
+    tracker = tracker if tracker is not None else NullTracker()
+    trainer = Trainer(config.env, config.agent, config.trainer, out, tracker)
+    if resume:
+        trainer.load()
+    elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
+        raise ConfigError(f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    tracker.log_params({"agent_name": config.agent_name, **_flatten(config.model_dump(mode="json"))})
+    agent = trainer.train(progress=progress)
+    save_checkpoint(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
+    with atomic_path(out / "history.csv") as tmp:
+        pd.DataFrame(trainer.history).to_csv(tmp, index=False)
+    return agent, out
+
+
+def load_agent(run_dir: str | os.PathLike[str], device: str | None = None) -> tuple[DistributionalAgent, HedgeTrainingConfig]:
+    """The trained agent of a run folder and its config (``device`` overrides the training device)."""
+    path = Path(run_dir) / AGENT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: no trained agent here; run 'gradfolio hedge train --out {run_dir}' first.")
+    state = load_checkpoint(path, map_location=device or "cpu")
+    config = HedgeTrainingConfig.model_validate(state["config"])
+    tr = config.trainer
+    env = make_env(config.env, 2, device or tr.device, getattr(torch, tr.dtype))
+    agent = make_agent(env, config.agent, tr.seed)
+    agent.load_full_state_dict(state["agent"])
+    return agent, config
+
+
+def evaluate_agent(
+    agent: DistributionalAgent,
+    config: HedgeTrainingConfig,
+    run_dir: str | os.PathLike[str] | None = None,
+    tracker: NullTracker | None = None,
+) -> tuple[pd.DataFrame, dict[str, Episode]]:
+    """Play the agent and the configured baselines on the same test episodes.
+
+    The test episodes use ``config.evaluation`` (paths, episodes, seed, precision), disjoint from
+    the training and validation seeds. With ``run_dir`` the report files are written there.
+
+    Returns
+    -------
+    ``(table, results)``: one row per strategy (the agent under :attr:`HedgeTrainingConfig.agent_name`)
+    and the episodes.
+    """
+    ev = config.evaluation
+    env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
+    policies = {**baseline_policies(env, ev.strategies), config.agent_name: agent.policy}
+    results = evaluate_policies(env, policies, ev.n_episodes, ev.seed)
+    table = metrics_table(results, ev.level, ev.risk_aversion)
+    if run_dir is not None:
+        write_hedge_run(run_dir, config, table, results, title=f"{config.agent_name.upper()} vs baselines")
+    if tracker is not None:
+        tracker.log_metrics({f"test.{s}.{m}": v for s, row in table.to_dict(orient="index").items() for m, v in row.items()})
+        if run_dir is not None:
+            tracker.log_artifact(run_dir)
+    return table, results
+
+
+__all__ = ["HedgeTrainingConfig", "load_training_config", "train_agent", "load_agent", "evaluate_agent", "AGENT_FILE"]
