@@ -63,9 +63,11 @@ def risk_budget_weights(
         hess = cov + torch.diag_embed(c / y**2)
         step = -torch.linalg.solve(hess, grad)
         decrement2 = -(grad * step).sum(dim=-1)
-        if bool((decrement2 <= tol).all()):
+        active = decrement2 > tol
+        if not bool(active.any()):
             break
-        y = y + step / (1.0 + decrement2.clamp_min(0.0).sqrt())[:, None]
+        damped = y + step / (1.0 + decrement2.clamp_min(0.0).sqrt())[:, None]
+        y = torch.where(active[:, None], damped, y)  # converged windows stay where they are
     else:
         b = int((decrement2 > tol).nonzero()[0])
         raise SolverError(

@@ -1,0 +1,90 @@
+"""Hierarchical risk parity against PyPortfolioOpt's HRPOpt and skfolio for every option."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from pypfopt import HRPOpt
+from skfolio.cluster import HierarchicalClustering, LinkageMethod
+from skfolio.distance import PearsonDistance
+from skfolio.optimization import HierarchicalRiskParity as SkHRP
+from skfolio.seriation import HierarchicalSeriation
+
+from gradfolio.allocation.classical import HierarchicalRiskParity
+from gradfolio.allocation.classical.hrp import bisection_weights, correlation_distance
+from gradfolio.errors import ConfigError
+
+SK_DISTANCE = {"pearson": (False, 1), "pearson_absolute": (True, 1), "pearson_squared": (False, 2)}
+
+
+def test_default_matches_pypfopt(windows) -> None:
+    X, frames = windows(252)
+    w = HierarchicalRiskParity()(X)
+    for b, f in enumerate(frames):
+        ref = HRPOpt(f).optimize()
+        np.testing.assert_allclose(w[b].numpy(), np.array([ref[a] for a in f.columns]), atol=1e-12)
+
+
+@pytest.mark.parametrize("linkage", ["single", "complete", "average", "ward"])
+def test_every_option_matches_skfolio(windows, linkage: str) -> None:
+    X, frames = windows(252, ends=(4500, 8312))
+    for distance, ordering in itertools.product(SK_DISTANCE, ["quasi-diagonal", "optimal"]):
+        w = HierarchicalRiskParity(linkage, distance, ordering)(X)
+        absolute, power = SK_DISTANCE[distance]
+        clustering = HierarchicalClustering(linkage_method=LinkageMethod(linkage))
+        model = SkHRP(
+            distance_estimator=PearsonDistance(absolute=absolute, power=power),
+            seriation_estimator=HierarchicalSeriation(
+                hierarchical_clustering_estimator=clustering, optimal_ordering=ordering == "optimal"
+            ),
+        )
+        for b, f in enumerate(frames):
+            np.testing.assert_allclose(w[b].numpy(), model.fit(f).weights_, atol=1e-12)
+
+
+def test_options_change_the_portfolio(windows) -> None:
+    X, _ = windows(252)
+    base = HierarchicalRiskParity()(X)
+    for other in (
+        HierarchicalRiskParity(linkage="ward"),
+        HierarchicalRiskParity(ordering="optimal"),
+        HierarchicalRiskParity(covariance="ledoit_wolf"),
+    ):
+        assert (other(X) - base).abs().max() > 1e-3
+
+
+def test_distances_closed_form() -> None:
+    rho = torch.tensor([[[1.0, 0.5], [0.5, 1.0]], [[1.0, -0.6], [-0.6, 1.0]]], dtype=torch.float64)
+    torch.testing.assert_close(correlation_distance(rho, "pearson")[:, 0, 1], torch.tensor([0.25, 0.8], dtype=torch.float64).sqrt())
+    torch.testing.assert_close(correlation_distance(rho, "pearson_absolute")[:, 0, 1], torch.tensor([0.5, 0.4], dtype=torch.float64).sqrt())
+    torch.testing.assert_close(correlation_distance(rho, "pearson_squared")[:, 0, 1], torch.tensor([0.75, 0.64], dtype=torch.float64).sqrt())
+
+
+def test_bisection_closed_form_two_assets() -> None:
+    # two assets: weights proportional to the inverse variances, whatever the correlation
+    cov = torch.tensor([[[0.04, 0.01], [0.01, 0.01]]], dtype=torch.float64)
+    torch.testing.assert_close(bisection_weights(cov), torch.tensor([[0.2, 0.8]], dtype=torch.float64))
+
+
+def test_batched_equals_one_by_one_and_grad(windows) -> None:
+    X, _ = windows(100)
+    model = HierarchicalRiskParity(linkage="average", ordering="optimal")
+    batched = model(X)
+    torch.testing.assert_close(batched.sum(-1), torch.ones(4, dtype=X.dtype))
+    for b in range(X.shape[0]):
+        torch.testing.assert_close(model(X[b : b + 1])[0], batched[b], rtol=0, atol=1e-15)
+    Xg = X.clone().requires_grad_(True)
+    model(Xg)[:, 0].sum().backward()  # differentiable for the fixed ordering
+    assert Xg.grad is not None and bool(Xg.grad.abs().sum() > 0)
+
+
+def test_hrp_errors() -> None:
+    with pytest.raises(ConfigError, match="linkage='median'"):
+        HierarchicalRiskParity(linkage="median")
+    with pytest.raises(ConfigError, match="distance='kendall'"):
+        HierarchicalRiskParity(distance="kendall")
+    with pytest.raises(ConfigError, match="ordering='spectral'"):
+        HierarchicalRiskParity(ordering="spectral")
