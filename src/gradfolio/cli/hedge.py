@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from gradfolio.cli.app import app, console, friendly_errors
@@ -42,11 +43,11 @@ def baselines(
     with Tracker("gradfolio-hedge", run_name="baselines") if track else NullTracker() as tracker:
         table, run_dir = run_baselines(cfg, out, tracker)
     ev = cfg.evaluation
-    view = Table(title=f"Total P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths")
-    view.add_column("strategy")
+    view = Table(title=f"Total P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths", box=box.SIMPLE, pad_edge=False)
+    view.add_column("strategy", no_wrap=True)
     for col in table.columns:
         view.add_column(col, justify="right")
     for name, row in table.iterrows():
-        view.add_row(str(name), *(f"{v:.3f}" for v in row))
+        view.add_row(str(name), *(f"{v:.2f}" for v in row))
     console.print(view)
     console.print(f"report: {run_dir / 'report.html'}")
