@@ -1,0 +1,326 @@
+"""Walk-forward backtest: batched target weights, drift between rebalances, proportional costs.
+
+Timing (``k = rebalance_every``, ``g = gap``, ``L = lookback``; positions are rows of the
+simple-return table)::
+
+    decision p at row t_p: the strategy sees rows t_p - L + 1 .. t_p   (X, shape (C=1, L, N))
+    trade at the close of row t_p + g (decision latency g)
+    hold from row t_p + g + 1 to row t_p + g + k, weights drifting with prices
+    next decision at t_{p+1} = t_p + k
+
+so the weights that earn the return of day ``s`` use data up to day ``s - 1 - g`` only. The
+decision windows are exactly :func:`gradfolio.data.make_windows` with ``horizon = step = k``:
+``X`` is what the strategy sees and ``y`` is the holding period. The backtest ends with the
+last full holding period.
+
+A strategy is any callable ``X (B, C, L, N) -> w (B, N)`` (a classical portfolio, a trained
+network): all rebalance dates between two retrainings are allocated in ONE batched call.
+Weights need not sum to one; ``1 - sum_i w_i`` is held in cash at a zero return.
+
+Drift and costs (per strategy, period ``p`` with target ``w``)::
+
+    G_{j,i} = prod_{s<=j} (1 + R_{s,i})            growth of asset i after j+1 holding days
+    V_j     = (1 - sum_i w_i) + sum_i w_i G_{j,i}   portfolio value relative to the trade
+    gross_j = V_j / V_{j-1} - 1                    (V_{-1} = 1)
+    w_before(p+1) = w_i G_{k-1,i} / V_{k-1}         drifted weights at the next rebalance
+    cost_p  = sum_i c_i |w_i - w_before_i(p)|       a fraction of wealth, paid at the trade
+    net     = (1 - cost_p)(1 + gross_0) - 1 on the first holding day, gross otherwise
+
+The first rebalance starts from cash (``w_before = 0``), so it pays the cost of buying in.
+
+Retraining: with a :class:`RetrainSchedule`, a strategy that has a ``fit`` hook is refitted at
+the first rebalance on or after every ``every`` days, on the returns available at that
+decision date (rows ``<= t_p``: an expanding window from the first row, or a rolling window of
+``size`` rows), before its weights for the next block of rebalances are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from gradfolio.backtest.costs import ProportionalCost
+from gradfolio.backtest.results import BacktestResult
+from gradfolio.data import ReturnKind, Windows, make_windows
+from gradfolio.errors import ConfigError, DataError
+from gradfolio.risk import TRADING_DAYS
+from gradfolio.seeding import resolve_device
+
+Strategy = Callable[[Tensor], Tensor]
+"""A map from windows ``X (B, C, L, N)`` to weights ``w (B, N)``."""
+
+FitHook = Callable[[pd.DataFrame], None]
+"""Called with the simple returns available at a retraining date (rows up to that date)."""
+
+
+class Progress(Protocol):
+    """Called after each block of rebalances of each strategy: ``(strategy, done, total)``."""
+
+    def __call__(self, strategy: str, done: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetrainSchedule:
+    """When and on what data strategies with a ``fit`` hook are refitted.
+
+    Parameters
+    ----------
+    every
+        Days between retrainings (counted from the first decision date); the retraining happens
+        at the first rebalance on or after each multiple of ``every``.
+    window
+        ``"expanding"`` (all rows up to the decision date) or ``"rolling"`` (the last ``size``).
+    size
+        Rows of a rolling window (required for ``"rolling"``).
+    at_start
+        Also fit before the first rebalance (set ``False`` when the strategy was trained on the
+        data before the backtest already).
+    """
+
+    every: int
+    window: Literal["expanding", "rolling"] = "expanding"
+    size: int | None = None
+    at_start: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.every, int) or self.every < 1:
+            raise ConfigError(f"retrain every={self.every!r}: use a whole number of days >= 1.")
+        if self.window not in ("expanding", "rolling"):
+            raise ConfigError(f"retrain window={self.window!r}: use 'expanding' or 'rolling'.")
+        if self.window == "rolling" and (self.size is None or self.size < 1):
+            raise ConfigError(f"retrain size={self.size!r}: a rolling window needs its length in days (>= 1).")
+
+    def blocks(self, n_rebalances: int, rebalance_every: int) -> list[tuple[int, int, bool]]:
+        """Split rebalances ``0..n-1`` into blocks ``(start, stop, refit)`` between retrainings."""
+        days = np.arange(n_rebalances) * rebalance_every
+        epoch = days // self.every
+        starts = [0, *np.flatnonzero(np.diff(epoch) > 0) + 1]
+        stops = [*starts[1:], n_rebalances]
+        return [(a, b, a > 0 or self.at_start) for a, b in zip(starts, stops, strict=True)]
+
+    def train_rows(self, returns: pd.DataFrame, position: int) -> pd.DataFrame:
+        """Rows of ``returns`` available for a retraining at row ``position`` (inclusive)."""
+        first = 0 if self.window == "expanding" else max(0, position + 1 - int(self.size or 0))
+        return returns.iloc[first : position + 1]
+
+
+def decision_windows(
+    returns: pd.DataFrame,
+    lookback: int,
+    gap: int = 0,
+    rebalance_every: int = 1,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    kind: ReturnKind = "simple",
+) -> tuple[Windows, int]:
+    """Decision windows of a walk-forward backtest.
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(T, N)``, indexed by date.
+    lookback, gap, rebalance_every
+        Days seen, decision latency, days between rebalances.
+    start, end
+        First decision date is the first row on or after ``start`` (default: the first row with a
+        full lookback); holding days end on or before ``end``.
+    kind
+        Return kind of ``X`` (``y`` is always simple returns).
+
+    Returns
+    -------
+    (windows, first)
+        ``windows.X`` ``(P, 1, lookback, N)`` what each decision sees, ``windows.y``
+        ``(P, 1, rebalance_every, N)`` the holding period; ``first`` is the row of ``returns``
+        of the first decision date.
+    """
+    if not isinstance(returns.index, pd.DatetimeIndex):
+        raise DataError("returns: the index must be a DatetimeIndex of dates; use gradfolio.data.to_returns.")
+    first = lookback - 1
+    if start is not None:
+        first = max(first, int(returns.index.searchsorted(pd.Timestamp(start), side="left")))
+    last = len(returns) if end is None else int(returns.index.searchsorted(pd.Timestamp(end), side="right"))
+    table = returns.iloc[first - lookback + 1 : last]
+    if len(table) < lookback + gap + rebalance_every:
+        raise DataError(
+            f"returns: {len(table)} rows from {lookback} days before the first decision date to the end, "
+            f"but lookback + gap + rebalance_every = {lookback + gap + rebalance_every} are needed for one "
+            "rebalance; move 'start' earlier, 'end' later, or shorten the lookback."
+        )
+    windows = make_windows(table, lookback, gap=gap, horizon=rebalance_every, step=rebalance_every, kind=kind)
+    return windows, first
+
+
+def simulate(weights: Tensor, holding: Tensor, cost: ProportionalCost) -> dict[str, Tensor]:
+    """Drift target weights through their holding periods and charge the rebalancing costs.
+
+    Parameters
+    ----------
+    weights
+        Target weights after each rebalance, shape ``(S, P, N)`` (strategies, rebalances, assets).
+    holding
+        Simple asset returns of each holding period, shape ``(P, k, N)``.
+    cost
+        Cost model applied to ``(w_before, w_after)``.
+
+    Returns
+    -------
+    dict with ``net`` and ``gross`` ``(S, P * k)`` daily returns, ``cost`` ``(S, P)`` (fraction of
+    wealth paid at each rebalance), ``turnover`` ``(S, P)`` and ``before`` ``(S, P, N)`` drifted
+    weights before each rebalance.
+    """
+    S, P, N = weights.shape
+    growth = torch.cumprod(1.0 + holding, dim=1)  # (P, k, N)
+    cash = 1.0 - weights.sum(-1, keepdim=True)  # (S, P, 1)
+    value = cash + torch.einsum("spn,pkn->spk", weights, growth)  # (S, P, k)
+    prev = torch.cat([torch.ones_like(value[..., :1]), value[..., :-1]], dim=-1)
+    gross = value / prev - 1.0
+    drifted = weights * growth[:, -1] / value[..., -1:]  # (S, P, N)
+    before = torch.cat([torch.zeros_like(drifted[:, :1]), drifted[:, :-1]], dim=1)
+    paid = cost(before, weights)
+    net = gross.clone()
+    net[..., 0] = (1.0 - paid) * (1.0 + gross[..., 0]) - 1.0
+    return {
+        "net": net.reshape(S, -1),
+        "gross": gross.reshape(S, -1),
+        "cost": paid,
+        "turnover": (weights - before).abs().sum(-1),
+        "before": before,
+    }
+
+
+def _allocate(name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex) -> Tensor:
+    was_training = getattr(strategy, "training", False)
+    if isinstance(strategy, torch.nn.Module):
+        strategy.eval()
+    with torch.no_grad():
+        w = strategy(X)
+    if isinstance(strategy, torch.nn.Module):
+        strategy.train(was_training)
+    if not isinstance(w, Tensor) or w.shape != (X.shape[0], X.shape[-1]):
+        shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+        raise DataError(
+            f"strategy '{name}': returned weights of shape {shape} for X of shape {tuple(X.shape)}; "
+            "a strategy must map X (B, C, L, N) to w (B, N)."
+        )
+    bad = ~torch.isfinite(w)
+    if bool(bad.any()):
+        b, i = (int(v) for v in bad.nonzero()[0])
+        raise DataError(
+            f"strategy '{name}': non-finite weight for asset {i} at rebalance date {dates[b].date()}; "
+            "check the strategy's inputs and parameters."
+        )
+    return w
+
+
+def walk_forward(
+    strategies: Mapping[str, Strategy],
+    returns: pd.DataFrame,
+    lookback: int,
+    *,
+    gap: int = 0,
+    rebalance_every: int = 1,
+    cost: ProportionalCost | float = 0.0,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    kind: ReturnKind = "simple",
+    retrain: RetrainSchedule | None = None,
+    fit_hooks: Mapping[str, FitHook] | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    periods_per_year: float = TRADING_DAYS,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Walk every strategy forward over the same rebalance dates and holding days.
+
+    Parameters
+    ----------
+    strategies
+        Name -> strategy ``X (B, 1, lookback, N) -> w (B, N)``.
+    returns
+        Simple returns of the whole history, shape ``(T, N)``, indexed by date (rows before
+        ``start`` feed the first lookback and expanding retraining windows).
+    lookback, gap, rebalance_every
+        Days seen per decision, decision latency, days between rebalances (see module doc).
+    cost
+        A :class:`ProportionalCost` or one rate (fraction of traded value).
+    start, end
+        Backtest dates (see :func:`decision_windows`).
+    kind
+        Return kind of the strategies' input ``X``.
+    retrain, fit_hooks
+        Retraining schedule and, per strategy name, the hook ``fit(returns_up_to_t)``.
+        Strategies without a hook are never refitted.
+    device, dtype
+        Where and in which floating type the strategies are evaluated; the simulation itself
+        runs in float64 on the same device.
+    periods_per_year
+        Annualization of the metrics.
+    progress
+        Optional callback ``progress(strategy, done, total)`` after each block of rebalances.
+
+    Returns
+    -------
+    BacktestResult
+    """
+    if not strategies:
+        raise ConfigError("strategies: give at least one strategy to backtest.")
+    cost_model = cost if isinstance(cost, ProportionalCost) else ProportionalCost(cost)
+    hooks = dict(fit_hooks or {})
+    unknown = sorted(set(hooks) - set(strategies))
+    if unknown:
+        raise ConfigError(f"fit_hooks: {unknown} are not strategies; use names from {sorted(strategies)}.")
+    dev = resolve_device(device)
+    windows, first = decision_windows(returns, lookback, gap, rebalance_every, start, end, kind)
+    P, k = len(windows), rebalance_every
+    X = windows.X.to(device=dev, dtype=dtype)
+    blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
+    targets = []
+    for name, strategy in strategies.items():
+        parts = []
+        for a, b, refit in blocks:
+            if refit and name in hooks and retrain is not None:
+                hooks[name](retrain.train_rows(returns, first + a * k))
+            parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b]))
+            if progress is not None:
+                progress(name, b, P)
+        targets.append(torch.cat(parts).to(torch.float64))
+    sim = simulate(torch.stack(targets), windows.y[:, 0].to(device=dev, dtype=torch.float64), cost_model)
+    days = returns.index[first + gap + 1 : first + gap + 1 + P * k]
+    names = list(strategies)
+
+    def daily(key: str) -> pd.DataFrame:
+        return pd.DataFrame(sim[key].T.cpu().numpy(), index=days, columns=names).rename_axis("date")
+
+    def per_rebalance(values: Tensor) -> pd.DataFrame:
+        return pd.DataFrame(values.T.cpu().numpy(), index=windows.dates, columns=names).rename_axis("date")
+
+    cost_days = torch.zeros_like(sim["net"]).reshape(len(names), P, k)
+    cost_days[..., 0] = sim["cost"]
+    sim["cost_daily"] = cost_days.reshape(len(names), -1)
+
+    def frames(values: Tensor) -> dict[str, pd.DataFrame]:
+        assets = list(windows.assets)
+        return {
+            n: pd.DataFrame(values[s].cpu().numpy(), index=windows.dates, columns=assets).rename_axis("date")
+            for s, n in enumerate(names)
+        }
+
+    return BacktestResult(
+        returns=daily("net"),
+        gross_returns=daily("gross"),
+        costs=daily("cost_daily"),
+        turnover=per_rebalance(sim["turnover"]),
+        weights=frames(torch.stack(targets)),
+        weights_before=frames(sim["before"]),
+        periods_per_year=periods_per_year,
+    )
+
+
+__all__ = ["Strategy", "FitHook", "Progress", "RetrainSchedule", "decision_windows", "simulate", "walk_forward"]
