@@ -88,6 +88,18 @@ class HedgingEnv:
     device, dtype
         Placement and precision of every tensor (float64 recommended for tests).
 
+    Attributes
+    ----------
+    spot, sabr_vol, day_vol
+        After :meth:`reset`: stock prices, SABR volatilities and per-day Hagan implied vols of the
+        episode, each ``(paths, n_days + 1)``.
+    orders
+        The episode's :class:`~gradfolio.hedging.book.ClientOrders`.
+    client, hedges
+        The client book and the hedge-option book (:class:`~gradfolio.hedging.book.OptionBook`).
+    t, state
+        Current day and state ``(paths, features)``.
+
     Examples
     --------
     >>> env = HedgingEnv(EnvConfig(), n_paths=4, seed=0)
