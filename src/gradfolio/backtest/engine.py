@@ -137,8 +137,8 @@ def decision_windows(
     -------
     (windows, first)
         ``windows.X`` ``(P, 1, lookback, N)`` what each decision sees, ``windows.y``
-        ``(P, 1, rebalance_every, N)`` the holding period; ``first`` is the row of ``returns``
-        of the first decision date.
+        ``(P, 1, rebalance_every, N)`` the holding period (both float64); ``first`` is the row of
+        ``returns`` of the first decision date.
     """
     if not isinstance(returns.index, pd.DatetimeIndex):
         raise DataError("returns: the index must be a DatetimeIndex of dates; use gradfolio.data.to_returns.")
@@ -153,7 +153,9 @@ def decision_windows(
             f"but lookback + gap + rebalance_every = {lookback + gap + rebalance_every} are needed for one "
             "rebalance; move 'start' earlier, 'end' later, or shorten the lookback."
         )
-    windows = make_windows(table, lookback, gap=gap, horizon=rebalance_every, step=rebalance_every, kind=kind)
+    windows = make_windows(
+        table, lookback, gap=gap, horizon=rebalance_every, step=rebalance_every, kind=kind, dtype=torch.float64
+    )
     return windows, first
 
 
