@@ -1,0 +1,156 @@
+"""Backtest report: one self-contained HTML page (plotly) and PNG figures (matplotlib).
+
+:func:`write_report` writes, atomically, into a run folder::
+
+    report.html     equity curves, drawdowns, turnover, one weight heatmap per strategy and the
+                    metrics table; plotly.js is inlined so the page renders offline
+    metrics.md      the metrics table in markdown
+    equity.png      wealth of every strategy (log scale)
+    drawdowns.png   drawdown of every strategy
+    weights.png     weight heatmaps (assets x rebalance dates), one panel per strategy
+    turnover.png    turnover per rebalance
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gradfolio.backtest import BacktestResult
+from gradfolio.experiments.hedge_report import markdown_table
+from gradfolio.io import atomic_path, atomic_write_text
+
+PERCENT_COLUMNS = {
+    "annualized_return", "annualized_volatility", "max_drawdown", "var_95", "cvar_95", "total_cost",
+}
+
+
+def _figures(result: BacktestResult) -> list[tuple[str, str, object]]:
+    """``(id, heading, plotly figure)`` for every interactive chart of the page."""
+    import plotly.graph_objects as go
+
+    wealth, dd = result.wealth(), result.drawdowns()
+    equity = go.Figure([go.Scatter(x=wealth.index, y=wealth[c], name=c, mode="lines") for c in wealth])
+    equity.update_layout(yaxis_type="log", yaxis_title="wealth (start = 1, log scale)", height=480)
+    drawdown = go.Figure([go.Scatter(x=dd.index, y=-dd[c], name=c, mode="lines") for c in dd])
+    drawdown.update_layout(yaxis_title="drawdown", yaxis_tickformat=".0%", height=420)
+    turn = go.Figure(
+        [go.Scatter(x=result.turnover.index, y=result.turnover[c], name=c, mode="lines") for c in result.turnover]
+    )
+    turn.update_layout(yaxis_title="turnover per rebalance", height=380)
+    figs: list[tuple[str, str, object]] = [
+        ("equity", "Equity curves", equity), ("drawdowns", "Drawdowns", drawdown), ("turnover", "Turnover", turn)
+    ]
+    for i, name in enumerate(result.strategies):
+        w = result.weights[name]
+        heat = go.Figure(
+            go.Heatmap(z=w.T.to_numpy(), x=w.index, y=list(w.columns), colorscale="Viridis", colorbar_title="weight")
+        )
+        heat.update_layout(height=max(300, 18 * w.shape[1] + 120), margin={"t": 30})
+        figs.append((f"weights-{i}", f"Weights: {name}", heat))
+    return figs
+
+
+def metrics_html(table: pd.DataFrame) -> str:
+    """The metrics table as an HTML ``<table id="metrics">`` (fractions shown in percent)."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [table.index.name or "strategy", *table.columns])
+    rows = []
+    for name, row in table.iterrows():
+        cells = [f"<th>{html.escape(str(name))}</th>"]
+        for col, value in row.items():
+            text = f"{100 * value:.2f}%" if col in PERCENT_COLUMNS else f"{value:.3f}"
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table id='metrics'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def report_html(result: BacktestResult, title: str = "Walk-forward backtest", notes: str = "") -> str:
+    """The self-contained HTML page (plotly.js inlined once)."""
+    from plotly.offline import get_plotlyjs
+
+    blocks = []
+    for div_id, heading, fig in _figures(result):
+        plot = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)  # type: ignore[attr-defined]
+        blocks.append(f"<h2>{html.escape(heading)}</h2>{plot}")
+    period = f"{result.returns.index[0].date()} to {result.returns.index[-1].date()}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:4px 10px;text-align:right;border-bottom:1px solid #ddd}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>Out of sample, {period}: {len(result.returns)} days, "
+        f"{len(result.turnover)} rebalances. Net daily returns after proportional costs.</p>"
+        f"{f'<p>{html.escape(notes)}</p>' if notes else ''}"
+        f"<h2>Metrics</h2>{metrics_html(result.metrics())}"
+        "<p>Annualized with 252 days; drawdown, VaR and CVaR are positive losses; turnover is "
+        "sum |w_after - w_before| per rebalance; total_cost is the sum of costs paid as fractions of wealth.</p>"
+        f"{''.join(blocks)}</body></html>"
+    )
+
+
+def _save_png(fig: object, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return path
+
+
+def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[Path]:
+    """Write ``equity.png``, ``drawdowns.png``, ``turnover.png`` and ``weights.png`` to ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(folder)
+    paths = []
+    for name, frame, ylabel, log in (
+        ("equity", result.wealth(), "wealth (start = 1)", True),
+        ("drawdowns", -result.drawdowns(), "drawdown", False),
+        ("turnover", result.turnover, "turnover per rebalance", False),
+    ):
+        fig, ax = plt.subplots(figsize=(10, 5))
+        frame.plot(ax=ax, lw=1.0)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        paths.append(_save_png(fig, out / f"{name}.png"))
+    names = result.strategies
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        w = result.weights[name]
+        ax.imshow(w.T.to_numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=max(1e-9, float(np.nanmax(w))))
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks(range(w.shape[1]), list(w.columns), fontsize=5)
+        ticks = np.linspace(0, len(w) - 1, num=min(4, len(w)), dtype=int)
+        ax.set_xticks(ticks, [str(w.index[t].date()) for t in ticks], fontsize=6)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    paths.append(_save_png(fig, out / "weights.png"))
+    return paths
+
+
+def write_report(
+    result: BacktestResult, folder: str | os.PathLike[str], title: str = "Walk-forward backtest", notes: str = ""
+) -> Path:
+    """Write ``report.html``, ``metrics.md`` and the PNG figures into ``folder``; returns the HTML path."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    write_pngs(result, out)
+    atomic_write_text(out / "metrics.md", markdown_table(result.metrics(), digits=4))
+    return atomic_write_text(out / "report.html", report_html(result, title, notes))
+
+
+__all__ = ["metrics_html", "report_html", "write_pngs", "write_report"]
