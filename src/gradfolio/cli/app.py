@@ -42,6 +42,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
+    from gradfolio.cli import backtest as _backtest  # noqa: F401
     from gradfolio.cli import data as _data  # noqa: F401
     from gradfolio.cli import hedge as _hedge  # noqa: F401
     from gradfolio.cli import hedge_agent as _hedge_agent  # noqa: F401
