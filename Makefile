@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/gradfolio demo --out runs/demo
 
-test: setup
+# Headless Chromium for the report's browser test (skipped without it); needs root for apt-get.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq chromium) || \
+		echo "chromium not installed (apt-get needs root); the browser test will be skipped"
+
+test: setup browser
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: setup
