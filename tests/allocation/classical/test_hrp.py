@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.cluster.hierarchy as sch
+from scipy.spatial.distance import squareform
 import torch
 from pypfopt import HRPOpt
 from skfolio.cluster import HierarchicalClustering, LinkageMethod
@@ -14,7 +16,7 @@ from skfolio.optimization import HierarchicalRiskParity as SkHRP
 from skfolio.seriation import HierarchicalSeriation
 
 from gradfolio.allocation.classical import HierarchicalRiskParity
-from gradfolio.allocation.classical.hrp import bisection_weights, correlation_distance
+from gradfolio.allocation.classical.hrp import bisection_weights, correlation_distance, leaves_order, linkage_matrix
 from gradfolio.errors import ConfigError
 
 SK_DISTANCE = {"pearson": (False, 1), "pearson_absolute": (True, 1), "pearson_squared": (False, 2)}
@@ -54,6 +56,23 @@ def test_options_change_the_portfolio(windows) -> None:
         HierarchicalRiskParity(covariance="ledoit_wolf"),
     ):
         assert (other(X) - base).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("linkage", ["single", "complete", "average", "ward"])
+def test_batched_linkage_equals_scipy(sp500_returns, linkage: str) -> None:
+    ends = range(300, len(sp500_returns), 97)  # 83 windows over 33 years
+    X = torch.tensor(np.stack([sp500_returns.iloc[e - 120 : e].to_numpy() for e in ends]))
+    corr = torch.tensor(np.stack([np.corrcoef(x.T) for x in X.numpy()]))
+    for distance in ("pearson", "pearson_squared"):
+        dist = correlation_distance(corr, distance)
+        dist = 0.5 * (dist + dist.mT)
+        dist.diagonal(dim1=-2, dim2=-1).zero_()
+        tree = linkage_matrix(dist, linkage)
+        order = leaves_order(tree)
+        for b, d in enumerate(dist.numpy()):
+            ref = sch.linkage(squareform(d, checks=False), method=linkage)
+            np.testing.assert_allclose(tree[b].numpy(), ref, rtol=1e-12, atol=1e-14)
+            np.testing.assert_array_equal(order[b].numpy(), sch.leaves_list(ref))
 
 
 def test_distances_closed_form() -> None:

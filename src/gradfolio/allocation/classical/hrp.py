@@ -3,8 +3,8 @@
 Three stages, per window:
 
 1. **Tree clustering.** A distance between assets is computed from the correlation ``rho`` of
-   the chosen covariance estimate (batched in torch), then agglomerated with the chosen
-   ``linkage`` (SciPy's ``linkage`` on the condensed distance matrix).
+   the chosen covariance estimate, then agglomerated with the chosen ``linkage``
+   (Lance–Williams updates, numbered as SciPy's ``linkage``).
 2. **Quasi-diagonalization (seriation).** The assets are ordered as the leaves of the
    dendrogram: ``"quasi-diagonal"`` keeps SciPy's leaf order (López de Prado's
    ``getQuasiDiag``, PyPortfolioOpt's ``HRPOpt``); ``"optimal"`` first applies optimal leaf
@@ -15,11 +15,10 @@ Three stages, per window:
    ``alpha = 1 - V_left / (V_left + V_right)``, ``V`` the variance of the inverse-variance
    portfolio of the half.
 
-Stages 1–2 are combinatorial: the merge tree of each window is built by SciPy on the CPU, one
-window after the other (``O(N^2)`` per window, microseconds for tens of assets). Stage 3 is
-batched: because bisection splits *positions* of the ordered list, its ``N - 1`` splits are
-the same for every window and each split is one batched tensor operation; the weights are
-differentiable with respect to the covariance for a fixed ordering.
+Every stage is batched over windows in torch (a loop over the ``N - 1`` merges / splits, never
+over windows) except the optimal leaf ordering, which SciPy computes one window after the other
+on the CPU. Bisection splits *positions* of the ordered list, so its splits are the same for
+every window; the weights are differentiable with respect to the covariance for a fixed order.
 """
 
 from __future__ import annotations
@@ -66,30 +65,122 @@ def correlation_distance(corr: Tensor, distance: str = "pearson") -> Tensor:
     return d2.clamp(0.0, 1.0).sqrt()
 
 
-def seriate(dist: np.ndarray, linkage: str = "single", ordering: str = "quasi-diagonal") -> np.ndarray:
+def _lance_williams(
+    linkage: str, d_ik: Tensor, d_jk: Tensor, d_ij: Tensor, n_i: Tensor, n_j: Tensor, n_k: Tensor
+) -> Tensor:
+    """Distance from every cluster ``k`` to the merge of ``i`` and ``j`` (SciPy's update formulas)."""
+    if linkage == "single":
+        return torch.minimum(d_ik, d_jk)
+    if linkage == "complete":
+        return torch.maximum(d_ik, d_jk)
+    if linkage == "average":
+        return (n_i * d_ik + n_j * d_jk) / (n_i + n_j)
+    total = n_i + n_j + n_k  # ward
+    return (((n_k + n_i) * d_ik**2 + (n_k + n_j) * d_jk**2 - n_k * d_ij**2) / total).clamp_min(0.0).sqrt()
+
+
+@torch.no_grad()
+def linkage_matrix(dist: Tensor, linkage: str = "single") -> Tensor:
+    """Agglomerative clustering of every window at once, as SciPy's ``linkage``.
+
+    At each of the ``N - 1`` steps every window merges its two closest clusters and updates the
+    distances with the Lance–Williams formula of ``linkage``. The clusters are numbered as in
+    SciPy (assets ``0..N-1``, the ``s``-th merge ``N + s``; the smaller id first), so the
+    result equals SciPy's linkage matrix up to ties between equal distances.
+
+    Parameters
+    ----------
+    dist
+        Symmetric distance matrices, shape ``(B, N, N)``.
+    linkage
+        ``"single"``, ``"complete"``, ``"average"`` or ``"ward"``.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N - 1, 4)``: rows ``(left id, right id, height, size)``.
+    """
+    B, N, _ = dist.shape
+    inf = float("inf")
+    rows = torch.arange(B, device=dist.device)
+    D = dist.clone()
+    D.diagonal(dim1=-2, dim2=-1).fill_(inf)
+    lower = torch.ones(N, N, dtype=torch.bool, device=dist.device).tril()
+    ids = torch.arange(N, device=dist.device).expand(B, N)
+    sizes = torch.ones(B, N, dtype=dist.dtype, device=dist.device)
+    merges = []
+    for s in range(N - 1):
+        flat = D.masked_fill(lower, inf).flatten(1).argmin(dim=1)
+        i, j = flat // N, flat % N
+        d_ij = D[rows, i, j][:, None]
+        n_i, n_j = sizes[rows, i][:, None], sizes[rows, j][:, None]
+        at_i = torch.nn.functional.one_hot(i, N).bool()
+        at_j = torch.nn.functional.one_hot(j, N).bool()
+        new = _lance_williams(linkage, D[rows, i], D[rows, j], d_ij, n_i, n_j, sizes)
+        new = new.masked_fill(at_i | at_j, inf)
+        D = torch.where(at_i[:, :, None], new[:, None, :], torch.where(at_i[:, None, :], new[:, :, None], D))
+        D = D.masked_fill(at_j[:, :, None] | at_j[:, None, :], inf)
+        id_i, id_j = ids[rows, i], ids[rows, j]
+        merges.append(
+            torch.stack([torch.minimum(id_i, id_j).to(dist.dtype), torch.maximum(id_i, id_j).to(dist.dtype), d_ij[:, 0], (n_i + n_j)[:, 0]], dim=-1)
+        )
+        sizes = torch.where(at_i, n_i + n_j, sizes)
+        ids = torch.where(at_i, N + s, ids)
+    return torch.stack(merges, dim=1)
+
+
+@torch.no_grad()
+def leaves_order(tree: Tensor) -> Tensor:
+    """Leaf order of dendrograms (SciPy's ``leaves_list``: left subtree first), batched.
+
+    Parameters
+    ----------
+    tree
+        Linkage matrices, shape ``(B, N - 1, 4)`` (see :func:`linkage_matrix`).
+
+    Returns
+    -------
+    Tensor of shape ``(B, N)``: asset indices in leaf order.
+    """
+    B, M, _ = tree.shape
+    N = M + 1
+    rows = torch.arange(B, device=tree.device)
+    left, right = tree[..., 0].long(), tree[..., 1].long()
+    size = torch.cat([torch.ones(B, N, dtype=tree.dtype, device=tree.device), tree[..., 3]], dim=1)
+    start = torch.zeros(B, 2 * N - 1, dtype=tree.dtype, device=tree.device)
+    for s in range(N - 2, -1, -1):  # from the root down: children share their parent's span
+        parent = start[:, N + s].clone()
+        start[rows, left[:, s]] = parent
+        start[rows, right[:, s]] = parent + size[rows, left[:, s]]
+    return start[:, :N].argsort(dim=1)
+
+
+def seriate(dist: Tensor, linkage: str = "single", ordering: str = "quasi-diagonal") -> Tensor:
     """Leaf order of the dendrogram of each window.
 
     Parameters
     ----------
     dist
-        Distance matrices, shape ``(B, N, N)`` (NumPy, float64).
+        Symmetric distance matrices, shape ``(B, N, N)``.
     linkage
-        ``"single"``, ``"complete"``, ``"average"`` or ``"ward"`` (SciPy's methods).
+        ``"single"``, ``"complete"``, ``"average"`` or ``"ward"``.
     ordering
-        ``"quasi-diagonal"`` (SciPy's leaf order) or ``"optimal"`` (optimal leaf ordering).
+        ``"quasi-diagonal"`` (SciPy's leaf order, batched in torch) or ``"optimal"`` (SciPy's
+        ``optimal_leaf_ordering``, one window after the other on the CPU).
 
     Returns
     -------
-    Integer array of shape ``(B, N)``: asset indices in dendrogram order.
+    Integer tensor of shape ``(B, N)`` on ``dist``'s device: asset indices in leaf order.
     """
-    orders = []
-    for d in dist:
-        condensed = squareform(d, checks=False)
-        tree = sch.linkage(condensed, method=linkage)
-        if ordering == "optimal":
-            tree = sch.optimal_leaf_ordering(tree, condensed)
-        orders.append(sch.leaves_list(tree))
-    return np.stack(orders)
+    tree = linkage_matrix(dist, linkage)
+    if ordering == "optimal":
+        trees = tree.detach().cpu().double().numpy()
+        dists = dist.detach().cpu().double().numpy()
+        tree = torch.as_tensor(
+            np.stack([sch.optimal_leaf_ordering(t, squareform(d, checks=False)) for t, d in zip(trees, dists)]),
+            dtype=dist.dtype,
+            device=dist.device,
+        )
+    return leaves_order(tree)
 
 
 def bisection_weights(cov: Tensor) -> Tensor:
@@ -181,8 +272,7 @@ class HierarchicalRiskParity(ClassicalPortfolio):
         dist = correlation_distance(corr, self.distance)
         dist = 0.5 * (dist + dist.mT)
         dist.diagonal(dim1=-2, dim2=-1).zero_()
-        order = seriate(dist.detach().cpu().double().numpy(), self.linkage, self.ordering)
-        return torch.as_tensor(order, device=cov.device)
+        return seriate(dist, self.linkage, self.ordering)
 
     def allocate(self, R: Tensor) -> Tensor:
         cov = self.covariance(R)
