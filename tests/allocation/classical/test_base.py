@@ -90,7 +90,7 @@ def test_long_only_budget_property(R: np.ndarray) -> None:
 def test_ratio_portfolio_property(R: np.ndarray, shift: float) -> None:
     g = torch.Generator().manual_seed(1)
     X = torch.tensor(R)[:, None] + 1e-3 * torch.randn(R.shape[0], 1, *R.shape[1:], dtype=torch.float64, generator=g)
-    X[..., 0] += shift  # some asset with a positive mean, so the ratio problem exists
+    X[..., 0] += shift - X[..., 0].mean(dim=-1, keepdim=True)  # asset 0 has mean `shift` > 0: the ratio problem exists
     w = MaximumSortino()(X)
     assert bool((w >= 0).all())
     torch.testing.assert_close(w.sum(-1), torch.ones(R.shape[0], dtype=w.dtype), rtol=0, atol=1e-9)
