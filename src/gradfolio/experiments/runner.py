@@ -1,0 +1,231 @@
+"""Run a whole walk-forward backtest from a :class:`BacktestConfig` into one run folder.
+
+:func:`run_backtest` loads the prices, splits the rolling windows by time (train / validation /
+test with a purge of ``gap + horizon`` days), trains the allocation network end to end on the
+training part with early stopping on the validation part, then walks the network and every
+requested classical benchmark forward over the test period with proportional costs. The run
+folder holds::
+
+    config.yaml        the config that produced the run
+    metrics.json       strategy -> measure -> value (also metrics.md)
+    returns.parquet    daily net returns (+ gross returns and costs) per strategy
+    weights.parquet    weights before/after each rebalance (long format)
+    turnover.parquet   turnover per rebalance and strategy
+    report.html        interactive report (self-contained) and PNG figures
+    checkpoints/       the trained network (network.pt); a rerun with the same config resumes
+                       from it instead of training again
+
+The same is logged to MLflow through :mod:`gradfolio.tracking` when ``config.tracking``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from gradfolio.allocation import classical
+from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
+from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
+from gradfolio.errors import ConfigError, DataError
+from gradfolio.experiments.backtest_config import BacktestConfig
+from gradfolio.experiments.config_io import dump_config
+from gradfolio.experiments.report import write_report
+from gradfolio.tracking import NullTracker, Tracker
+
+ProgressHook = Callable[[str, int, int], None]
+"""``progress(task, done, total)``: called as training epochs and backtest blocks finish."""
+
+
+def benchmark_registry() -> dict[str, type[classical.ClassicalPortfolio]]:
+    """Every concrete classical portfolio of :mod:`gradfolio.allocation.classical`, by its ``name``."""
+    out = {}
+    for attr in classical.__all__:
+        obj = getattr(classical, attr)
+        if inspect.isclass(obj) and issubclass(obj, classical.ClassicalPortfolio) and not inspect.isabstract(obj):
+            out[obj.name] = obj
+    return out
+
+
+def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
+    """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one)."""
+    registry = benchmark_registry()
+    names = list(registry) if config.benchmarks == ["all"] else config.benchmarks
+    unknown = [n for n in [*names, *config.benchmark_params] if n not in registry]
+    if unknown:
+        raise ConfigError(
+            f"benchmarks: unknown portfolio(s) {unknown}; choose from {sorted(registry)} or use ['all']."
+        )
+    out: dict[str, Strategy] = {}
+    for name in names:
+        cls = registry[name]
+        params: dict[str, Any] = {"returns_kind": config.data.kind, **config.benchmark_params.get(name, {})}
+        if "seed" in inspect.signature(cls.__init__).parameters:
+            params.setdefault("seed", config.seed)
+        try:
+            out[name] = cls(**params)
+        except TypeError as exc:
+            raise ConfigError(f"benchmark_params.{name}: {exc}; see the docstring of {cls.__name__}.") from None
+    return out
+
+
+def load_returns(config: BacktestConfig) -> pd.DataFrame:
+    """Simple returns of the configured source, dates and assets."""
+    prices = load_prices(config.data.source)
+    if config.data.start is not None or config.data.end is not None:
+        start, end = (None if d is None else pd.Timestamp(d) for d in (config.data.start, config.data.end))
+        prices = prices.loc[start:end]
+    if config.data.assets is not None:
+        missing = [a for a in config.data.assets if a not in prices.columns]
+        if missing:
+            raise ConfigError(
+                f"data.assets: {missing} not in {config.data.source}; available: {list(prices.columns)}."
+            )
+        prices = prices[config.data.assets]
+    if len(prices) < 2:
+        raise DataError(f"data: no prices left in {config.data.source} between start and end; widen the dates.")
+    return to_returns(prices, "simple")
+
+
+def split_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Windows, Windows, Windows]:
+    """Train / validation / test windows by time with a purge of ``gap + horizon`` windows."""
+    d = config.data
+    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, kind=d.kind)
+    s = config.split
+    if s.val_start is None or s.test_start is None:
+        return time_split(windows, s.val_frac, s.test_frac)
+    purge = d.gap + d.horizon
+    i_val = int(windows.dates.searchsorted(pd.Timestamp(s.val_start)))
+    i_test = int(windows.dates.searchsorted(pd.Timestamp(s.test_start)))
+    parts = (windows.subset(0, i_val - purge), windows.subset(i_val, i_test - purge), windows.subset(i_test, len(windows)))
+    for name, part in zip(("train", "validation", "test"), parts, strict=True):
+        if len(part) < 1:
+            raise DataError(
+                f"split: the {name} part is empty with val_start={s.val_start}, test_start={s.test_start} and a "
+                f"purge of {purge} days (windows from {windows.dates[0].date()} to {windows.dates[-1].date()}); "
+                "move the dates."
+            )
+    return parts
+
+
+@dataclass
+class NetworkRun:
+    """A trained allocation network ready for the walk-forward.
+
+    Attributes
+    ----------
+    model
+        The network ``X (B, C, L, N) -> w (B, N)`` with the best validation weights loaded.
+    refit
+        Hook ``refit(returns_up_to_t)`` that retrains it on a walk-forward retraining window.
+    summary
+        One line about the training (epochs, best validation loss) for the report.
+    """
+
+    model: torch.nn.Module
+    refit: Callable[[pd.DataFrame], None]
+    summary: str
+
+
+def train_network(
+    config: BacktestConfig,
+    train: Windows,
+    val: Windows,
+    checkpoints: Path,
+    tracker: NullTracker,
+    progress: ProgressHook | None = None,
+) -> NetworkRun:
+    """Build the configured network and loss, train it with early stopping, checkpoint it."""
+    raise ConfigError("network: gradfolio.allocation networks are not available yet; set network.enabled: false.")
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
+
+
+def run_backtest(
+    config: BacktestConfig, out: str | os.PathLike[str] | None = None, progress: ProgressHook | None = None
+) -> tuple[Path, BacktestResult]:
+    """Run the backtest described by ``config`` and write the run folder.
+
+    Parameters
+    ----------
+    config
+        The run's settings.
+    out
+        Run folder (default ``config.out``).
+    progress
+        Optional ``progress(task, done, total)`` callback (training epochs, backtest blocks).
+
+    Returns
+    -------
+    (folder, result)
+    """
+    folder = Path(out if out is not None else config.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    dump_config(config, folder / "config.yaml")
+    dtype = getattr(torch, config.dtype)
+    returns = load_returns(config)
+    train, val, test = split_windows(config, returns)
+    tracker = (
+        Tracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
+        if config.tracking
+        else NullTracker()
+    )
+    with tracker:
+        tracker.log_params(_flat("", config.model_dump(mode="json")))
+        strategies: dict[str, Strategy] = {}
+        hooks = {}
+        notes = ""
+        if config.network.enabled:
+            run = train_network(config, train, val, folder / "checkpoints", tracker, progress)
+            label = f"net_{config.network.name}"
+            strategies[label] = run.model
+            hooks[label] = run.refit
+            notes = run.summary
+        strategies.update(build_benchmarks(config))
+        b = config.backtest
+        schedule = (
+            RetrainSchedule(every=b.retrain_every, window=b.retrain_window, size=b.retrain_size)
+            if b.retrain_every is not None
+            else None
+        )
+        result = walk_forward(
+            strategies,
+            returns,
+            config.data.lookback,
+            gap=config.data.gap,
+            rebalance_every=b.rebalance_every,
+            cost=ProportionalCost.from_bps(b.cost_bps),
+            start=test.dates[0],
+            kind=config.data.kind,
+            retrain=schedule,
+            fit_hooks=hooks if schedule is not None else None,
+            device=config.device,
+            dtype=dtype,
+            progress=(lambda name, done, total: progress(f"backtest {name}", done, total)) if progress else None,
+        )
+        result.save(folder)
+        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
+        for name, row in result.metrics().iterrows():
+            tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        tracker.log_artifact(folder)
+    return folder, result
+
+
+__all__ = [
+    "ProgressHook",
+    "NetworkRun",
+    "train_network",
+    "benchmark_registry", "build_benchmarks", "load_returns", "split_windows", "run_backtest"]

@@ -1,0 +1,147 @@
+"""run_backtest, the backtest config and the `gradfolio demo` / `gradfolio backtest` commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from gradfolio import risk
+from gradfolio.backtest import BacktestResult
+from gradfolio.cli.app import app
+from gradfolio.data import make_windows
+from gradfolio.errors import ConfigError
+from gradfolio.experiments.backtest_config import BacktestConfig, load_backtest_config
+from gradfolio.experiments.config_io import parse_config
+from gradfolio.experiments.runner import benchmark_registry, build_benchmarks, load_returns, run_backtest, split_windows
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+SMALL = """
+seed = 3
+benchmarks = ["equal_weight", "inverse_volatility", "hrp"]
+tracking = false
+
+[data]
+start = 2019-01-01
+end = 2020-12-31
+lookback = 40
+horizon = 5
+assets = ["AAPL", "JPM", "KO", "XOM", "MSFT"]
+
+[split]
+val_start = 2020-01-01
+test_start = 2020-06-01
+
+[backtest]
+rebalance_every = 10
+cost_bps = 20
+
+[network]
+enabled = false
+"""
+
+
+def test_examples_parse() -> None:
+    yaml_cfg = load_backtest_config(EXAMPLES / "backtest.yaml")
+    assert yaml_cfg.backtest.retrain_every == 250 and yaml_cfg.data.kind == "log"
+    toml_cfg = load_backtest_config(EXAMPLES / "backtest.toml")
+    assert toml_cfg.network.enabled is False and toml_cfg.backtest.rebalance_every == 21
+    # every benchmark named in the examples exists
+    assert set(yaml_cfg.benchmarks) <= set(benchmark_registry())
+
+
+def test_split_by_dates_purges_overlap() -> None:
+    config = BacktestConfig.model_validate(
+        {"data": {"start": "2018-01-01", "end": "2021-12-31", "lookback": 30, "gap": 2, "horizon": 10},
+         "split": {"val_start": "2020-01-01", "test_start": "2021-01-01"}}
+    )
+    returns = load_returns(config)
+    train, val, test = split_windows(config, returns)
+    assert val.dates[0] >= pd.Timestamp("2020-01-01") and test.dates[0] >= pd.Timestamp("2021-01-01")
+    rows = returns.index
+    # the last target day of train (decision + gap + horizon) comes before the first validation decision
+    for early, late in ((train, val), (val, test)):
+        last_target_day = rows[rows.get_loc(early.dates[-1]) + 2 + 10]
+        assert last_target_day < late.dates[0]
+        assert rows[rows.get_loc(early.dates[-1]) + 2 + 10 + 1] == late.dates[0]  # tight: nothing else dropped
+    full = make_windows(returns, 30, gap=2, horizon=10)
+    assert len(train) + len(val) + len(test) + 2 * 12 == len(full)
+
+
+def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backtest:\n  rebalance_every: 0\n  cost_bps: -5\n")
+    result = CliRunner().invoke(app, ["backtest", "--config", str(bad)])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert f"{bad}: field 'backtest.rebalance_every': Input should be greater than or equal to 1 (got 0)" in message
+    assert "field 'backtest.cost_bps'" in message
+    assert "Traceback" not in result.output
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("netwrk:\n  name: lstm\n")
+    result = CliRunner().invoke(app, ["backtest", "--config", str(typo)])
+    assert result.exit_code == 2 and "field 'netwrk': Extra inputs are not permitted" in " ".join(result.output.split())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    result = CliRunner().invoke(app, ["backtest", "--config", str(broken)])
+    assert result.exit_code == 2 and "cannot parse the file" in result.output
+    with pytest.raises(ConfigError, match=r"unknown portfolio\(s\) \['max_fun'\]"):
+        build_benchmarks(BacktestConfig(benchmarks=["max_fun"]))
+    with pytest.raises(ConfigError, match=r"data.assets: \['NOPE'\] not in sp500"):
+        load_returns(BacktestConfig.model_validate({"data": {"assets": ["AAPL", "NOPE"]}}))
+    with pytest.raises(ConfigError, match="give both val_start and test_start"):
+        parse_config(BacktestConfig, {"split": {"val_start": "2020-01-01"}})
+
+
+def test_backtest_command_writes_run_folder(tmp_path: Path) -> None:
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["backtest", "--config", str(cfg), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output and "equal_weight" in result.output
+    for name in ("config.yaml", "metrics.json", "metrics.md", "returns.parquet", "weights.parquet",
+                 "turnover.parquet", "report.html", "equity.png", "drawdowns.png", "weights.png"):
+        assert (out / name).is_file(), name
+    assert load_backtest_config(out / "config.yaml") == load_backtest_config(cfg)
+    res = BacktestResult.load(out)
+    assert res.strategies == ["equal_weight", "inverse_volatility", "hrp"]
+    assert res.turnover.index[0] >= pd.Timestamp("2020-06-01")
+    assert res.returns.index[-1] <= pd.Timestamp("2020-12-31")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in res.strategies:
+        assert metrics[name]["sharpe_ratio"] == pytest.approx(risk.sharpe_ratio(res.returns[name].to_numpy()))
+        # 20 bps on every unit of turnover, the first rebalance buying in from cash
+        assert metrics[name]["total_cost"] == pytest.approx(0.002 * res.turnover[name].sum(), rel=1e-9)
+        assert res.turnover[name].iloc[0] == pytest.approx(1.0, rel=1e-6)
+    # equal weight, rebalanced every 10 days: drifted weights recomputed from the price data
+    prices_growth = (1.0 + load_returns(load_backtest_config(cfg)).loc[res.returns.index[:10]]).prod()
+    drift = 0.2 * prices_growth / (0.2 * prices_growth).sum()
+    np.testing.assert_allclose(res.weights_before["equal_weight"].iloc[1].to_numpy(), drift.to_numpy(), rtol=1e-6)
+
+
+def test_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
+    config = load_backtest_config(EXAMPLES / "backtest.toml")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = config.model_copy(
+        update={
+            "tracking": True, "tracking_uri": uri, "benchmarks": ["equal_weight"],
+            "data": config.data.model_copy(update={"start": dt.date(2016, 1, 1)}),
+        }
+    )
+    folder, result = run_backtest(config, tmp_path / "tracked")
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("gradfolio-backtest").experiment_id])
+    assert run.data.params["backtest.rebalance_every"] == "21"
+    assert run.data.metrics["equal_weight.sharpe_ratio"] == pytest.approx(
+        result.metrics().loc["equal_weight", "sharpe_ratio"]
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "metrics.json", "returns.parquet"} <= artifacts
