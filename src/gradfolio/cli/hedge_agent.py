@@ -26,7 +26,7 @@ def _print_table(table: pd.DataFrame, title: str) -> None:
 
 def _overrides(config: Any, **fields: Any) -> Any:
     """Copy of a training config with the given (non-None) trainer/agent overrides applied."""
-    trainer = {k: v for k, v in fields.items() if k in {"n_episodes", "n_paths", "device", "dtype", "seed"} and v is not None}
+    trainer = {k: v for k, v in fields.items() if k in {"n_episodes", "n_paths", "batch_size", "device", "dtype", "seed"} and v is not None}
     agent = {k: v for k, v in fields.items() if k in {"optimizer", "objective"} and v is not None}
     data = config.model_dump()
     data["trainer"].update(trainer)
@@ -44,6 +44,7 @@ def train(
     objective: str = typer.Option(None, "--objective", help="mean | mean_std | var | cvar."),
     episodes: int = typer.Option(None, "--episodes", help="Training episodes."),
     paths: int = typer.Option(None, "--paths", help="Paths simulated in parallel per training episode."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Transitions per gradient update."),
     device: str = typer.Option(None, "--device", help="cpu or cuda."),
     dtype: str = typer.Option(None, "--dtype", help="float32 or float64."),
     seed: int = typer.Option(None, "--seed", help="Training seed."),
@@ -56,7 +57,7 @@ def train(
     from gradfolio.tracking import NullTracker, Tracker
 
     cfg = _overrides(load_training_config(config), optimizer=optimizer, objective=objective, n_episodes=episodes,
-                     n_paths=paths, device=device, dtype=dtype, seed=seed)
+                     n_paths=paths, batch_size=batch_size, device=device, dtype=dtype, seed=seed)
     with Tracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
         agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=progress)
         if evaluate:
