@@ -17,6 +17,15 @@ from gradfolio.optim import ANA, next_t
 DT = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscribing the 2 CI cores (pytest -n 2)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _quadratic(n: int, cond: float, seed: int):
     """f(x) = x'Ax/2 - b'x with a rotated (non-diagonal) spectrum in [1, cond]; returns (f, f*)."""
     gen = torch.Generator().manual_seed(seed)

@@ -41,6 +41,7 @@ from gradfolio.hedging.agent import (
 )
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import HedgingEnv
+from gradfolio.hedging.evaluation import pnl_metrics
 from gradfolio.io import load_checkpoint, save_checkpoint
 from gradfolio.seeding import make_generator, resolve_device
 from gradfolio.tracking import NullTracker
@@ -129,8 +130,6 @@ def make_agent(env: HedgingEnv, agent_config: AgentConfig, seed: int = 0) -> Dis
 
 def validation_score(agent: DistributionalAgent, env: HedgingEnv) -> tuple[float, dict[str, float]]:
     """Greedy policy on the validation episode: (the actor's objective of the total P&L, its P&L summary)."""
-    from gradfolio.hedging.evaluation import pnl_metrics
-
     total = env.run_episode(agent.policy, VAL_SEED).total_pnl
     cfg = agent.config
     score = float(quantile_objective(total.double(), cfg.objective, cfg.risk_aversion, cfg.level))

@@ -173,8 +173,8 @@ class ANA(Optimizer):
     def iterate_(self) -> None:
         """Copy the iterates ``theta^r`` into the parameters (replacing the auxiliary points ``y_r``).
 
-        The momentum is kept: a following :meth:`step` continues from ``theta^r`` as if
-        ``t_r`` had been 1, i.e. this also acts as a restart.
+        The moments and ``t`` are kept; a following :meth:`step` takes its gradient at
+        ``theta^r`` instead of the look-ahead point ``y_r`` (the extrapolation is skipped once).
         """
         for group in self.param_groups:
             for p in group["params"]:
