@@ -20,6 +20,7 @@ from gradfolio.allocation.classical.downside import (
 )
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
+from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
 
@@ -37,6 +38,8 @@ __all__ = [
     "RiskParity",
     "risk_budget_weights",
     "HierarchicalRiskParity",
+    "MinimumVariance",
+    "MaximumSharpe",
     "MinimumCVaR",
     "MinimumDrawdown",
     "MaximumCalmar",

@@ -1,0 +1,133 @@
+"""Minimum-variance and maximum-Sharpe portfolios: one batched QP over all windows.
+
+Minimum variance::
+
+    min  w' S w   s.t.  1'w = 1,  w >= 0
+
+Maximum Sharpe ratio ``(mu'w - r_f) / sqrt(w' S w)``, by the Charnes–Cooper homogenization
+``y = k w`` (``k > 0``), which turns the ratio into the convex QP::
+
+    min  y' S y   s.t.  e'y = 1,  y >= 0,      w = y / 1'y,
+
+with ``e = (mu - r_f) / max_i(mu_i - r_f)`` (the scaling keeps ``y`` of order one). It exists
+only when some ``mu_i > r_f`` (otherwise :class:`InfeasibleError` names the window).
+
+``S`` is the covariance estimate divided by its mean variance (the weights do not depend on the
+scale of ``S``, and the solver sees a well-scaled problem). All ``B`` windows are one batched
+problem for the QP solver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from gradfolio.allocation.classical.conic import ConicProblem, solve_clarabel
+from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
+from gradfolio.allocation.classical.simple import volatilities
+from gradfolio.errors import InfeasibleError
+
+
+def _scaled_covariance(cov: Tensor, who: str) -> Tensor:
+    var = volatilities(cov, who) ** 2
+    return cov / var.mean(dim=-1)[:, None, None]
+
+
+def solve_long_only_qp(Q: Tensor, a: Tensor) -> Tensor:
+    """Solve ``min 1/2 x'Qx`` s.t. ``a'x = 1``, ``x >= 0`` for every window at once.
+
+    Parameters
+    ----------
+    Q
+        Positive (semi)definite matrices, shape ``(B, N, N)``.
+    a
+        Equality-constraint vectors, shape ``(B, N)``.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N)``.
+    """
+    N = Q.shape[-1]
+    Qn, an = Q.detach().cpu().double().numpy(), a.detach().cpu().double().numpy()
+    x = [
+        solve_clarabel(
+            ConicProblem(
+                q=np.zeros(N), A_eq=sp.csc_matrix(an[b][None]), b_eq=np.ones(1),
+                G=-sp.identity(N, format="csc"), h=np.zeros(N), P=sp.csc_matrix(Qn[b]),
+            ),
+            "mean-variance QP", b,
+        )
+        for b in range(Q.shape[0])
+    ]
+    return torch.as_tensor(np.stack(x), dtype=Q.dtype, device=Q.device)
+
+
+class MinimumVariance(ClassicalPortfolio):
+    """Long-only, fully invested minimum-variance portfolio.
+
+    Matches skfolio's ``MeanRisk()`` (minimum variance) and PyPortfolioOpt's
+    ``EfficientFrontier(None, S).min_volatility()`` for the same covariance estimate.
+
+    Parameters
+    ----------
+    covariance
+        ``"sample"`` (default), ``"ledoit_wolf"``, ``"exponential"`` or a callable.
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "min_variance"
+
+    def __init__(self, covariance: str | CovarianceEstimator = "sample", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.covariance = resolve_covariance(covariance)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        Q = _scaled_covariance(self.covariance(R), type(self).__name__)
+        w = solve_long_only_qp(Q, torch.ones_like(R[:, 0]))
+        return w / w.sum(dim=-1, keepdim=True)
+
+
+class MaximumSharpe(ClassicalPortfolio):
+    """Long-only, fully invested maximum-Sharpe-ratio ("optimum risk") portfolio.
+
+    Matches skfolio's ``MeanRisk(objective_function=MAXIMIZE_RATIO)`` and PyPortfolioOpt's
+    ``max_sharpe`` with arithmetic mean returns for the same covariance estimate.
+
+    Parameters
+    ----------
+    covariance
+        ``"sample"`` (default), ``"ledoit_wolf"``, ``"exponential"`` or a callable.
+    risk_free
+        Risk-free return per period (same units as the returns).
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "max_sharpe"
+
+    def __init__(
+        self, covariance: str | CovarianceEstimator = "sample", risk_free: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.covariance = resolve_covariance(covariance)
+        self.risk_free = float(risk_free)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        who = type(self).__name__
+        excess = R.mean(dim=-2) - self.risk_free
+        best = excess.max(dim=-1).values
+        if bool((best <= 0).any()):
+            b = int((best <= 0).nonzero()[0])
+            raise InfeasibleError(
+                f"{who}: no asset has a mean return above risk_free={self.risk_free} in batch "
+                f"element {b}, so the maximum-Sharpe portfolio does not exist; lower risk_free or "
+                "use MinimumVariance for such windows."
+            )
+        Q = _scaled_covariance(self.covariance(R), who)
+        y = solve_long_only_qp(Q, excess / best[:, None])
+        y = y.clamp_min(0.0)
+        return y / y.sum(dim=-1, keepdim=True)
