@@ -96,4 +96,19 @@ def test_batched_equals_one_by_one_float32_and_gradient(windows) -> None:
             torch.testing.assert_close(model(X[b : b + 1])[0], batched[b], rtol=0, atol=1e-6)
         single = model(X.float())
         assert single.dtype == torch.float32
-        torch.testing.assert_close(single.double(), batched, rtol=0, atol=2e-3)
+        torch.testing.assert_close(single.double(), batched, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", [MinimumVariance(), MaximumSharpe()], ids=["min_variance", "max_sharpe"])
+def test_gradient_matches_finite_differences(model) -> None:
+    g = torch.Generator().manual_seed(3)
+    X = (0.01 * torch.randn(2, 1, 40, 5, dtype=torch.float64, generator=g) + 0.002).requires_grad_(True)
+    c = torch.randn(5, dtype=torch.float64, generator=g)
+    (model(X) @ c).sum().backward()
+    eps = 1e-6
+    for idx in [(0, 0, 3, 1), (1, 0, 17, 4), (0, 0, 39, 0)]:
+        Xp, Xm = X.detach().clone(), X.detach().clone()
+        Xp[idx] += eps
+        Xm[idx] -= eps
+        fd = ((model(Xp) @ c).sum() - (model(Xm) @ c).sum()) / (2 * eps)
+        assert float(X.grad[idx]) == pytest.approx(float(fd), rel=1e-3, abs=1e-6)
