@@ -1,5 +1,14 @@
-"""Differentiable batched convex solvers and declarative portfolio constraints."""
+"""Differentiable batched convex solvers and declarative portfolio constraints.
 
+- :func:`solve_qp`: batched dense QP ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` (torch interior
+  point, implicit differentiation), the workhorse for many rebalance dates at once.
+- :class:`PortfolioConstraints` / :class:`Group`: declarative constraints compiled to that form.
+- :class:`ConvexProblem`: the constrained mean-variance problem with the ``"qp"`` or
+  ``"cvxpylayers"`` back end.
+"""
+
+from gradfolio.solvers.constraints import CompiledConstraints, Group, PortfolioConstraints
+from gradfolio.solvers.problem import ConvexProblem
 from gradfolio.solvers.qp import QPSettings, solve_qp
 
-__all__ = ["QPSettings", "solve_qp"]
+__all__ = ["CompiledConstraints", "ConvexProblem", "Group", "PortfolioConstraints", "QPSettings", "solve_qp"]

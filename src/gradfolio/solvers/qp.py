@@ -33,8 +33,12 @@ class QPSettings:
     Parameters
     ----------
     tol
-        Convergence tolerance on the scaled primal/dual residuals and the duality gap;
-        ``None`` picks ``1e-9`` in float64 and ``1e-5`` in float32.
+        Convergence tolerance on the scaled primal and dual residuals; ``None`` picks ``1e-10``
+        in float64 and ``1e-5`` in float32.
+    gap_tol
+        Tolerance on the mean complementarity ``s'z / m`` (it controls the weight accuracy:
+        a weakly active bound is off by about its square root); ``None`` picks ``1e-12`` in
+        float64 and ``1e-6`` in float32.
     max_iter
         Iteration cap; elements not converged by then raise :class:`SolverError`.
     reg
@@ -44,24 +48,26 @@ class QPSettings:
     """
 
     tol: float | None = None
+    gap_tol: float | None = None
     max_iter: int = 50
     reg: float = 1e-11
 
-    def tolerance(self, dtype: torch.dtype) -> float:
-        """Tolerance for ``dtype``."""
-        if self.tol is not None:
-            return float(self.tol)
-        return 1e-9 if dtype == torch.float64 else 1e-5
-
-
-def _bmv(M: Tensor, v: Tensor) -> Tensor:
-    """``M @ v`` for ``M (B, r, c)`` or ``(r, c)`` and ``v (B, c)`` -> ``(B, r)``."""
-    return (M @ v.unsqueeze(-1)).squeeze(-1)
+    def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(tol, gap_tol)`` for ``dtype``."""
+        f64 = dtype == torch.float64
+        tol = self.tol if self.tol is not None else (1e-10 if f64 else 1e-5)
+        gap = self.gap_tol if self.gap_tol is not None else (1e-12 if f64 else 1e-6)
+        return float(tol), float(gap)
 
 
 def _bmtv(M: Tensor, v: Tensor) -> Tensor:
     """``M' @ v`` for ``M (B, r, c)`` or ``(r, c)`` and ``v (B, r)`` -> ``(B, c)``."""
-    return (v.unsqueeze(-2) @ M).squeeze(-2)
+    return v @ M if M.ndim == 2 else (v.unsqueeze(-2) @ M).squeeze(-2)
+
+
+def _bmv(M: Tensor, v: Tensor) -> Tensor:
+    """``M @ v`` for ``M (B, r, c)`` or ``(r, c)`` and ``v (B, c)`` -> ``(B, r)``."""
+    return _bmtv(M.transpose(-1, -2), v)
 
 
 class _KKT:
@@ -69,7 +75,7 @@ class _KKT:
 
     def __init__(self, Q: Tensor, G: Tensor, d: Tensor, A: Tensor, reg: float) -> None:
         scale = Q.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1.0)
-        H = Q + G.transpose(-1, -2) @ (d.unsqueeze(-1) * G) if G.shape[-2] else Q.clone()
+        H = Q + (G.transpose(-1, -2) * d.unsqueeze(-2)) @ G if G.shape[-2] else Q.expand(d.shape[0], -1, -1).clone()
         H.diagonal(dim1=-2, dim2=-1).add_((reg * scale).unsqueeze(-1))
         L, info = torch.linalg.cholesky_ex(H)
         if bool((info > 0).any()):
@@ -82,8 +88,7 @@ class _KKT:
         self.A = A
         self.p = A.shape[-2]
         if self.p:
-            At = A.transpose(-1, -2).expand(H.shape[0], -1, -1)
-            self.HiAt = torch.cholesky_solve(At, L)
+            self.HiAt = torch.cholesky_solve(A.transpose(-1, -2).expand(H.shape[0], -1, -1), L)
             S = A @ self.HiAt
             self.Ls, info_s = torch.linalg.cholesky_ex(S)
             self.ok = self.ok & (info_s == 0)
@@ -109,7 +114,7 @@ def _interior_point(
     """Run the interior-point method; return ``(x, y, z, s)`` (all batched)."""
     B, n = q.shape
     m, p = h.shape[-1], b.shape[-1]
-    tol = settings.tolerance(q.dtype)
+    tol, gap_tol = settings.tolerances(q.dtype)
     dtype, device = q.dtype, q.device
     ones_m = torch.ones(B, m, dtype=dtype, device=device)
     if m == 0:
@@ -140,7 +145,7 @@ def _interior_point(
         pres = rpi.abs().amax(dim=-1)
         if p:
             pres = torch.maximum(pres, rpe.abs().amax(dim=-1))
-        done = (pres <= tol * scale_p) & (rd.abs().amax(dim=-1) <= tol * scale_d) & (mu <= tol)
+        done = (pres <= tol * scale_p) & (rd.abs().amax(dim=-1) <= tol * scale_d) & (mu <= gap_tol)
         if bool(done.all()):
             break
         d = z / s
@@ -174,7 +179,7 @@ def _interior_point(
         shown = ", ".join(map(str, idx[:10])) + (" ..." if len(idx) > 10 else "")
         raise SolverError(
             f"solve_qp: the interior-point method did not converge in {settings.max_iter} iterations "
-            f"(tol={tol:g}, {q.dtype}) for batch element(s) {shown} of {B}; the problem may be "
+            f"(tol={tol:g}, gap_tol={gap_tol:g}, {q.dtype}) for batch element(s) {shown} of {B}; the problem may be "
             "infeasible, unbounded or badly scaled there. Check those elements' inputs (a "
             "positive semidefinite Q, feasible constraints), rescale, use float64, or raise max_iter."
         )
@@ -205,7 +210,7 @@ class _QPFunction(torch.autograd.Function):
         dx, dy = kkt.solve(-grad_x, torch.zeros_like(y) if p else None)
         gQ = gq = gG = gh = gA = gb = None
         if ctx.needs_input_grad[0]:
-            gQ = 0.5 * (dx.unsqueeze(-1) * x.unsqueeze(-2) + x.unsqueeze(-1) * dx.unsqueeze(-2))
+            gQ = _grad_shared(0.5 * (dx.unsqueeze(-1) * x.unsqueeze(-2) + x.unsqueeze(-1) * dx.unsqueeze(-2)), Q)
         if ctx.needs_input_grad[1]:
             gq = dx
         if m:
@@ -283,8 +288,6 @@ def solve_qp(
         raise ConfigError(f"solve_qp: q must have shape (B, n); got {tuple(q.shape)}.")
     B, n = q.shape
     Q = _batched(Q, "Q", B, (n, n), q)
-    if Q.ndim == 2:
-        Q = Q.expand(B, n, n)
     m = 0 if G is None else G.shape[-2]
     p = 0 if A is None else A.shape[-2]
     G = _batched(G, "G", B, (m, n), q)

@@ -1,0 +1,147 @@
+"""The mean-variance allocation problem behind one interface, with two back ends.
+
+For every batch element::
+
+    w* = argmin_w  1/2 gamma w'S w - mu'w + 1/2 alpha |w|^2   s.t.  PortfolioConstraints
+
+with ``S`` given as a covariance ``(B, N, N)`` or a factor ``F (B, K, N)`` (``S = F'F``).
+Back ends: ``"qp"`` (default) compiles the constraints once and calls the batched torch
+interior point :func:`~gradfolio.solvers.qp.solve_qp`; ``"cvxpylayers"`` builds the same
+problem in cvxpy (plus any user cvxpy constraints) and differentiates it with cvxpylayers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as nnf
+from torch import Tensor
+
+from gradfolio.errors import ConfigError
+from gradfolio.solvers.constraints import PortfolioConstraints
+from gradfolio.solvers.cvxpy_backend import CvxpyBackend
+from gradfolio.solvers.qp import QPSettings, solve_qp
+
+Backend = Literal["qp", "cvxpylayers"]
+
+
+def per_batch(value: float | Tensor, B: int, name: str, like: Tensor) -> Tensor:
+    """A scalar, ``(B,)`` or ``(B, 1)`` value as a ``(B,)`` tensor (``>= 0`` is checked)."""
+    v = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
+    if v.numel() not in (1, B):
+        raise ConfigError(f"ConvexProblem: {name} has {v.numel()} values for a batch of {B}; give a scalar or one per element.")
+    if bool((v < 0).any()):
+        raise ConfigError(f"ConvexProblem: {name} must be >= 0 (the objective must stay convex); got min {float(v.min()):g}.")
+    return v.expand(B)
+
+
+def risk_matrix(cov: Tensor | None, factor: Tensor | None, N: int) -> Tensor:
+    """``S (B, N, N)`` from a covariance or a factor ``F (B, K, N)`` (``S = F'F``); exactly one is given."""
+    if (cov is None) == (factor is None):
+        raise ConfigError("ConvexProblem: give exactly one of cov (B, N, N) or factor (B, K, N).")
+    if cov is not None:
+        if cov.ndim != 3 or cov.shape[-2:] != (N, N):
+            raise ConfigError(f"ConvexProblem: cov has shape {tuple(cov.shape)}; expected (B, {N}, {N}).")
+        return cov
+    if factor.ndim != 3 or factor.shape[-1] != N:
+        raise ConfigError(f"ConvexProblem: factor has shape {tuple(factor.shape)}; expected (B, K, {N}).")
+    return factor.transpose(-1, -2) @ factor
+
+
+class ConvexProblem:
+    """Batched, differentiable constrained mean-variance problem (see the module docstring).
+
+    Parameters
+    ----------
+    n_assets
+        ``N``.
+    constraints
+        :class:`PortfolioConstraints` (checked for feasibility here: :class:`InfeasibleError`).
+    backend
+        ``"qp"`` (batched torch interior point, default) or ``"cvxpylayers"``.
+    cvxpy_constraints
+        Only for ``backend="cvxpylayers"``: a function ``w (cp.Variable) -> list of constraints``
+        added to the declarative ones.
+    settings
+        :class:`QPSettings` of the ``"qp"`` back end.
+    """
+
+    def __init__(
+        self,
+        n_assets: int,
+        constraints: PortfolioConstraints | None = None,
+        backend: Backend = "qp",
+        cvxpy_constraints: Callable | None = None,
+        settings: QPSettings | None = None,
+    ) -> None:
+        if backend not in ("qp", "cvxpylayers"):
+            raise ConfigError(f"ConvexProblem: backend={backend!r}; use 'qp' or 'cvxpylayers'.")
+        if cvxpy_constraints is not None and backend != "cvxpylayers":
+            raise ConfigError("ConvexProblem: cvxpy_constraints need backend='cvxpylayers'.")
+        self.n_assets = int(n_assets)
+        self.constraints = constraints or PortfolioConstraints()
+        self.compiled = self.constraints.compile(self.n_assets)
+        self.backend = backend
+        self.settings = settings or QPSettings()
+        self._cvxpy = CvxpyBackend(self.compiled, cvxpy_constraints) if backend == "cvxpylayers" else None
+        self._cache: dict[tuple, dict[str, Tensor]] = {}
+
+    def _tensors(self, like: Tensor) -> dict[str, Tensor]:
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            self._cache[key] = self.compiled.tensors(like.dtype, like.device)
+        return self._cache[key]
+
+    def solve(
+        self,
+        mu: Tensor,
+        cov: Tensor | None = None,
+        factor: Tensor | None = None,
+        gamma: float | Tensor = 1.0,
+        alpha: float | Tensor = 0.0,
+        w_prev: Tensor | None = None,
+    ) -> Tensor:
+        """Optimal weights ``w (B, N)``, differentiable w.r.t. mu, cov/factor, gamma, alpha and w_prev.
+
+        Parameters
+        ----------
+        mu
+            Expected returns ``(B, N)``.
+        cov, factor
+            Covariance ``(B, N, N)`` or factor ``(B, K, N)`` with ``S = F'F`` (exactly one).
+        gamma, alpha
+            Risk aversion and L2 regularization: scalars or ``(B,)`` tensors, ``>= 0``.
+        w_prev
+            Previous weights ``(B, N)``; required when the constraints include turnover.
+
+        Raises
+        ------
+        ConfigError
+            Bad shapes or values.
+        SolverError
+            A batch element did not converge (named).
+        """
+        N = self.n_assets
+        if mu.ndim != 2 or mu.shape[-1] != N:
+            raise ConfigError(f"ConvexProblem: mu has shape {tuple(mu.shape)}; expected (B, {N}).")
+        B = mu.shape[0]
+        g, a = per_batch(gamma, B, "gamma", mu), per_batch(alpha, B, "alpha", mu)
+        if self.compiled.uses_prev:
+            if w_prev is None or tuple(w_prev.shape) != (B, N):
+                raise ConfigError(f"ConvexProblem: the turnover constraint needs w_prev of shape ({B}, {N}).")
+        if self._cvxpy is not None:
+            return self._cvxpy.solve(mu, cov, factor, g, a, w_prev)
+        S = risk_matrix(cov, factor, N)
+        eye = torch.eye(N, dtype=mu.dtype, device=mu.device)
+        Qw = g[:, None, None] * S + a[:, None, None] * eye
+        pad = self.compiled.n_vars - N
+        Q = nnf.pad(Qw, (0, pad, 0, pad))
+        q = nnf.pad(-mu, (0, pad))
+        t = self._tensors(mu)
+        h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
+        x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)
+        return x[:, :N]
+
+
+__all__ = ["ConvexProblem", "per_batch", "risk_matrix"]
