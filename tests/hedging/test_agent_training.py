@@ -167,16 +167,58 @@ def test_sweep_overrides_are_validated():
     assert {(p[2], p[3].agent.optimizer) for p in points} == {("gvdh", "adam"), ("anaddh", "ana")}
 
 
-def test_ray_sweep_two_points(tmp_path):
-    base = HedgeTrainingConfig(env=ENV, agent=AGENT, trainer=_trainer_config(n_episodes=2, eval_every=0),
-                               evaluation=EvaluationConfig(n_paths=20))
-    cfg = SweepConfig(base=base, agents=["gvdh", "anaddh"], experiments={"cost": {"0.2%": {"env.cost": 0.002}}},
-                      num_cpus=1)  # one worker: its imports are paid once
+SWEEP_BASE = HedgeTrainingConfig(env=ENV, agent=AGENT, trainer=_trainer_config(n_episodes=2, eval_every=0),
+                                 evaluation=EvaluationConfig(n_paths=20))
+
+
+def test_sweep_trains_each_distinct_point_once(tmp_path):
+    experiments = {"cost": {"0.2%": {"env.cost": 0.002}, "base": {}}, "again": {"base": {}}}
+    cfg = SweepConfig(base=SWEEP_BASE, agents=["gvdh", "anaddh"], experiments=experiments, executor="serial")
     table, sweep_dir = run_sweep(cfg, tmp_path / "sweep")
-    assert list(table["strategy"]) == ["delta", "delta_gamma", "delta_vega", "gvdh", "anaddh"]
+    first = table[(table.experiment == "cost") & (table.setting == "0.2%")]
+    assert list(first["strategy"]) == ["delta", "delta_gamma", "delta_vega", "gvdh", "anaddh"]
+    assert len(table) == 3 * 5
     assert (sweep_dir / "results.csv").is_file() and (sweep_dir / "fig_cost.png").is_file()
     assert "### cost: 0.2%" in (sweep_dir / "results.md").read_text()
     # the point folders hold each run; their metrics agree with the table
     point = json.loads((sweep_dir / "points" / "cost" / "0.2_" / "anaddh" / "metrics.json").read_text())
-    assert table.set_index("strategy").loc["anaddh", "cvar_95"] == pytest.approx(point["anaddh"]["cvar_95"])
+    assert first.set_index("strategy").loc["anaddh", "cvar_95"] == pytest.approx(point["anaddh"]["cvar_95"])
     assert (sweep_dir / "points" / "cost" / "0.2_" / "gvdh" / "config.yaml").read_text().count("cost: 0.002") == 1
+    # the repeated base setting was trained once and reported under both experiments
+    assert not (sweep_dir / "points" / "again").exists()
+    cols = ["strategy", "mean", "cvar_95"]
+    again = table[table.experiment == "again"][cols].reset_index(drop=True)
+    assert again.equals(table[(table.experiment == "cost") & (table.setting == "base")][cols].reset_index(drop=True))
+
+
+def test_training_and_test_metrics_go_to_mlflow(tmp_path):
+    import mlflow
+
+    from gradfolio.experiments.hedge_training import evaluate_agent
+    from gradfolio.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = HedgeTrainingConfig(env=ENV, agent=AGENT, trainer=_trainer_config(n_episodes=4),
+                              evaluation=EvaluationConfig(n_paths=20))
+    with Tracker("test-hedge", run_name="anaddh", tracking_uri=uri) as tracker:
+        agent, run_dir = train_agent(cfg, tmp_path / "run", tracker=tracker)
+        table, _ = evaluate_agent(agent, cfg, run_dir, tracker)
+        run_id = tracker.run_id
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.params["agent_name"] == "anaddh" and run.data.params["agent.optimizer"] == "ana"
+    assert [m.step for m in client.get_metric_history(run_id, "critic_loss")] == [2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run_id, "val_cvar_95")] == [2, 4]
+    assert run.data.metrics["test.anaddh.cvar_95"] == pytest.approx(table.loc["anaddh", "cvar_95"])
+
+
+def test_ray_sweep_matches_serial_run(tmp_path):
+    """One point through a local Ray (1 CPU: the test is dominated by Ray's start-up) gives the
+    same numbers as the serial executor: training is seeded and deterministic."""
+    experiments = {"cost": {"0.2%": {"env.cost": 0.002}}}
+    ray_cfg = SweepConfig(base=SWEEP_BASE, agents=["anaddh"], experiments=experiments, num_cpus=1)
+    table, sweep_dir = run_sweep(ray_cfg, tmp_path / "ray")
+    serial, _ = run_sweep(ray_cfg.model_copy(update={"executor": "serial"}), tmp_path / "serial")
+    assert list(table["strategy"]) == ["delta", "delta_gamma", "delta_vega", "anaddh"]
+    pd.testing.assert_frame_equal(table, serial)
+    assert (sweep_dir / "points" / "cost" / "0.2_" / "anaddh" / "agent.pt").is_file()

@@ -98,6 +98,7 @@ def sweep(
     episodes: int = typer.Option(None, "--episodes", help="Override the training episodes of every point."),
     device: str = typer.Option(None, "--device", help="cpu or cuda for every point."),
     only: list[str] = typer.Option(None, "--only", help="Run only these experiments (repeatable)."),
+    serial: bool = typer.Option(False, "--serial", help="Run the points one by one in this process (no Ray)."),
 ) -> None:
     """Train and evaluate GVDH and ANADDH over the paper's grids through Ray; write tables and figures."""
     from gradfolio.experiments.sweeps import load_sweep_config, run_sweep
@@ -108,6 +109,8 @@ def sweep(
         update["address"] = address
     if num_cpus is not None:
         update["num_cpus"] = num_cpus
+    if serial:
+        update["executor"] = "serial"
     if only:
         missing = sorted(set(only) - set(cfg.experiments))
         if missing:

@@ -3,7 +3,8 @@
 Each grid point (experiment, setting, agent) trains one agent and evaluates it, with the
 delta, delta-gamma and delta-vega baselines, on the same test episodes
 (:func:`gradfolio.experiments.hedge_training.train_agent` / ``evaluate_agent``), in its own
-folder ``<sweep>/points/<experiment>/<setting>/<agent>/``. A point whose ``metrics.json``
+folder ``<sweep>/points/<experiment>/<setting>/<agent>/``; points whose settings coincide (the
+paper's base setting appears in four experiments) are trained once, in the first one's folder. A point whose ``metrics.json``
 exists is read back instead of re-run, and an interrupted point resumes from its checkpoint,
 so a killed sweep continues where it stopped.
 
@@ -71,6 +72,9 @@ class SweepConfig(BaseModel):
         CPUs of the local Ray (points run in parallel, one CPU each).
     gpus_per_point
         GPUs reserved by each point (e.g. 0.25 to share one GPU among 4 points with ``device: cuda``).
+    executor
+        ``"ray"`` runs the points as Ray tasks; ``"serial"`` runs them one after the other in this
+        process (no Ray start-up; for debugging and small grids).
     output_dir
         Sweep folder.
     """
@@ -80,6 +84,7 @@ class SweepConfig(BaseModel):
     base: HedgeTrainingConfig = HedgeTrainingConfig()
     agents: list[AgentName] = Field(default_factory=lambda: ["gvdh", "anaddh"], min_length=1)
     experiments: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=lambda: PAPER_EXPERIMENTS)
+    executor: Literal["ray", "serial"] = "ray"
     address: str | None = None
     num_cpus: int = Field(2, ge=1)
     gpus_per_point: float = Field(0.0, ge=0)
@@ -125,13 +130,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-def run_point(config: dict[str, Any], run_dir: str) -> dict[str, dict[str, float]]:
-    """Train and evaluate one point (or read its finished metrics); ``{strategy: metrics}``."""
+def run_point(config: dict[str, Any], run_dir: str, threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Train and evaluate one point (or read its finished metrics); ``{strategy: metrics}``.
+
+    ``threads`` sets torch's intra-op threads of the (Ray worker) process.
+    """
     import torch
 
     from gradfolio.experiments.hedge_training import evaluate_agent, train_agent
 
-    torch.set_num_threads(1)
+    if threads is not None:
+        torch.set_num_threads(threads)
     out = Path(run_dir)
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
@@ -142,36 +151,48 @@ def run_point(config: dict[str, Any], run_dir: str) -> dict[str, dict[str, float
 
 
 def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str] | None = None) -> tuple[pd.DataFrame, Path]:
-    """Run every grid point through Ray and write the results table and figures.
+    """Run every grid point (through Ray unless ``executor="serial"``) and write the results table and figures.
 
     Returns
     -------
     ``(table, sweep_dir)`` with columns ``experiment, setting, strategy`` and :data:`METRICS`.
     """
-    import ray
-
     sweep_dir = Path(out_dir or config.output_dir)
     points = grid_points(config)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, sweep_dir / "sweep.yaml")
+    # settings that coincide (e.g. the base setting appears in several experiments) train once
+    unique: dict[str, tuple[dict[str, Any], str]] = {}
+    keys = []
+    for exp, setting, agent, cfg in points:
+        key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+        run_dir = (sweep_dir / "points" / _slug(exp) / _slug(setting) / agent).resolve()
+        unique.setdefault(key, (cfg.model_dump(mode="json"), str(run_dir)))
+        keys.append(key)
+    results = _run_ray(config, list(unique.values())) if config.executor == "ray" else [
+        run_point(cfg, run_dir) for cfg, run_dir in unique.values()
+    ]
+    done = dict(zip(unique, results, strict=True))
+    outputs = [done[key] for key in keys]
+    table = results_table(points, outputs)
+    write_results(table, sweep_dir)
+    return table, sweep_dir
+
+
+def _run_ray(config: SweepConfig, jobs: list[tuple[dict[str, Any], str]]) -> list[dict[str, dict[str, float]]]:
+    """:func:`run_point` for every ``(config, run_dir)`` as Ray tasks (local Ray unless ``config.address``)."""
+    import ray
+
     started = not ray.is_initialized()
     if started:
         ray.init(address=config.address, num_cpus=None if config.address else config.num_cpus,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         task = ray.remote(run_point).options(num_cpus=1, num_gpus=config.gpus_per_point)
-        refs = [
-            task.remote(cfg.model_dump(mode="json"),
-                        str((sweep_dir / "points" / _slug(exp) / _slug(setting) / agent).resolve()))
-            for exp, setting, agent, cfg in points
-        ]
-        outputs = ray.get(refs)
+        return ray.get([task.remote(cfg, run_dir, 1) for cfg, run_dir in jobs])
     finally:
         if started:
             ray.shutdown()
-    table = results_table(points, outputs)
-    write_results(table, sweep_dir)
-    return table, sweep_dir
 
 
 def results_table(points: list[tuple[str, str, str, Any]], outputs: list[dict[str, dict[str, float]]]) -> pd.DataFrame:
