@@ -19,7 +19,14 @@ from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest_config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.config_io import parse_config
-from gradfolio.experiments.runner import benchmark_registry, build_benchmarks, load_returns, run_backtest, split_windows
+from gradfolio.experiments.runner import (
+    benchmark_registry,
+    build_benchmarks,
+    load_returns,
+    refit_windows,
+    run_backtest,
+    split_windows,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -133,7 +140,7 @@ def test_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     config = config.model_copy(
         update={
             "tracking": True, "tracking_uri": uri, "benchmarks": ["equal_weight"],
-            "data": config.data.model_copy(update={"start": dt.date(2016, 1, 1)}),
+            "data": config.data.model_copy(update={"start": dt.date(2015, 6, 1)}),
         }
     )
     folder, result = run_backtest(config, tmp_path / "tracked")
@@ -145,3 +152,68 @@ def test_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "metrics.json", "returns.parquet"} <= artifacts
+
+
+def test_demo_quick_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--no-track"])
+    assert result.exit_code == 0, result.output
+    res = BacktestResult.load(out)
+    # the trained network and every classical benchmark, walked forward over the same days
+    assert res.strategies == ["net_dense", *benchmark_registry()]
+    config = load_backtest_config(out / "config.yaml")
+    train, val, test = split_windows(config, load_returns(config))
+    assert res.turnover.index[0] == test.dates[0]
+    rows = load_returns(config).index
+    assert rows[rows.get_loc(val.dates[-1]) + config.data.horizon] < res.turnover.index[0]  # out of sample
+    weights = res.weights["net_dense"].to_numpy()
+    np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+    assert weights.min() >= 0 and weights.std(0).max() > 0  # softmax weights that move with the data
+    assert (out / "checkpoints" / "trainer.pt").is_file()
+    html = (out / "report.html").read_text()
+    assert "net_dense" in html and "Network &#x27;dense&#x27; trained with the &#x27;sharpe&#x27; loss" in html
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["net_dense"]["total_cost"] == pytest.approx(0.001 * res.turnover["net_dense"].sum(), rel=1e-9)
+
+
+NETWORK_ONLY = SMALL.replace('benchmarks = ["equal_weight", "inverse_volatility", "hrp"]', "benchmarks = []").replace(
+    "[network]\nenabled = false", "[network]\nname = \"dense\"\nparams = {hidden = [16]}\n\n[train]\nepochs = 3"
+)
+
+
+@pytest.mark.parametrize("window", ["expanding", "rolling"])
+def test_network_retraining_and_resume(tmp_path: Path, window: str) -> None:
+    cfg = tmp_path / "net.toml"
+    text = NETWORK_ONLY.replace(
+        "cost_bps = 20", f'cost_bps = 20\nretrain_every = 40\nretrain_window = "{window}"\nretrain_size = 200\n'
+        "retrain_epochs = 2"
+    )
+    cfg.write_text(text)
+    config = load_backtest_config(cfg)
+    fits: list[pd.Timestamp] = []
+    progress_calls: list[str] = []
+
+    def progress(task: str, done: int, total: int) -> None:
+        progress_calls.append(task)
+        if task.startswith("refit") and done == 1:
+            fits.append(pd.Timestamp(task.split()[1]))
+
+    folder, res = run_backtest(config, tmp_path / "run", progress)
+    decisions = res.turnover.index
+    expected = [decisions[p] for p in range(len(decisions)) if p > 0 and (p * 10) // 40 > ((p - 1) * 10) // 40]
+    assert fits == expected and len(fits) >= 2
+    assert "training" in progress_calls and "backtest net_dense" in progress_calls
+    if window == "expanding":
+        # rerun into the same folder with the same config: training resumes from the checkpoint, same result
+        _, again = run_backtest(config, tmp_path / "run")
+        pd.testing.assert_frame_equal(again.returns, res.returns)
+
+
+def test_refit_windows_end_at_the_refit_date() -> None:
+    config = BacktestConfig.model_validate({"data": {"lookback": 20, "gap": 1, "horizon": 5}, "split": {"val_frac": 0.2}})
+    returns = load_returns(config).iloc[:300]
+    train, val = refit_windows(config, returns)
+    rows = returns.index
+    assert rows[rows.get_loc(val.dates[-1]) + 1 + 5] == rows[-1]  # the last target ends on the last row
+    assert rows[rows.get_loc(train.dates[-1]) + 1 + 5] < val.dates[0]
+    assert len(val) == round(0.2 * (300 - 20 - 1 - 5 + 1))

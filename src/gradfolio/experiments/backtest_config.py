@@ -31,6 +31,7 @@ class DataSettings(_Section):
     lookback: int = Field(60, ge=2, description="Days seen per decision.")
     gap: int = Field(0, ge=0, description="Days between the decision and the trade (decision latency).")
     horizon: int = Field(20, ge=1, description="Days over which a training target judges a decision.")
+    step: int = Field(1, ge=1, description="Days between consecutive training windows.")
 
 
 class SplitSettings(_Section):
@@ -77,9 +78,9 @@ class NetworkSettings(_Section):
     """The allocation network trained end to end (``enabled: false`` backtests the benchmarks only)."""
 
     enabled: bool = True
-    name: str = Field("lstm", description="Network name in gradfolio.allocation's registry.")
+    name: str = Field("dense", description="Network name for gradfolio.allocation.make_network.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network.")
-    loss: str = Field("sharpe", description="Loss name in gradfolio.allocation's registry.")
+    loss: str = Field("sharpe", description="Loss name for gradfolio.allocation.make_loss.")
     loss_params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -89,7 +90,8 @@ class TrainSettings(_Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty on weight matrices.")
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty on weight matrices.")
     optimizer: Literal["adam", "ana"] = "adam"
     patience: int = Field(5, ge=1, description="Epochs without validation improvement before stopping.")
 
@@ -126,21 +128,23 @@ def load_backtest_config(path: str | os.PathLike[str]) -> BacktestConfig:
 
 
 def demo_config(quick: bool = False, out: str = "runs/demo") -> BacktestConfig:
-    """The config of ``gradfolio demo``: bundled S&P 500, a network trained with the Sharpe loss,
-    walked forward against every classical benchmark with 10 bps costs, weekly rebalancing.
+    """The config of ``gradfolio demo``.
 
-    ``quick=True`` keeps every step but shrinks the data (2015 on) and the training (2 epochs) so
-    that the whole run takes seconds (used by the tests).
+    Bundled S&P 500 (20 stocks, 1990-2022); a dense network trained with the Sharpe loss on
+    windows every 5 days (lookback 60, horizon 20), at most 20 epochs with early stopping
+    (patience 4); walked forward over the last 30% of the history against every classical
+    benchmark, rebalanced every 5 days with 10 bps costs.
+
+    ``quick=True`` keeps every step but shrinks the data (2017 on) and the training (2 epochs)
+    so that the whole run takes seconds (used by the tests).
     """
     config = BacktestConfig(out=out)
+    data = config.data.model_copy(update={"step": 5})
+    train = config.train.model_copy(update={"epochs": 20, "patience": 4})
     if quick:
-        config = config.model_copy(
-            update={
-                "data": config.data.model_copy(update={"start": dt.date(2015, 1, 1)}),
-                "train": config.train.model_copy(update={"epochs": 2, "patience": 2}),
-            }
-        )
-    return config
+        data = data.model_copy(update={"start": dt.date(2017, 1, 1)})
+        train = train.model_copy(update={"epochs": 2, "patience": 2})
+    return config.model_copy(update={"data": data, "train": train})
 
 
 __all__ = [

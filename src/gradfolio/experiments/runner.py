@@ -12,8 +12,8 @@ folder holds::
     weights.parquet    weights before/after each rebalance (long format)
     turnover.parquet   turnover per rebalance and strategy
     report.html        interactive report (self-contained) and PNG figures
-    checkpoints/       the trained network (network.pt); a rerun with the same config resumes
-                       from it instead of training again
+    checkpoints/       the trainer's checkpoint (trainer.pt, every epoch); a rerun into the same
+                       folder with the same config resumes from it instead of training again
 
 The same is logged to MLflow through :mod:`gradfolio.tracking` when ``config.tracking``.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest_config import BacktestConfig
-from gradfolio.experiments.config_io import dump_config
+from gradfolio.experiments.config_io import dump_config, load_config
 from gradfolio.experiments.report import write_report
 from gradfolio.tracking import NullTracker, Tracker
 
@@ -94,21 +94,25 @@ def load_returns(config: BacktestConfig) -> pd.DataFrame:
 
 
 def split_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Windows, Windows, Windows]:
-    """Train / validation / test windows by time with a purge of ``gap + horizon`` windows."""
+    """Train / validation / test windows by time, purging ``(gap + horizon) // step`` windows between parts."""
     d = config.data
-    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, kind=d.kind)
+    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind)
     s = config.split
     if s.val_start is None or s.test_start is None:
         return time_split(windows, s.val_frac, s.test_frac)
-    purge = d.gap + d.horizon
+    purge = (d.gap + d.horizon) // d.step
     i_val = int(windows.dates.searchsorted(pd.Timestamp(s.val_start)))
     i_test = int(windows.dates.searchsorted(pd.Timestamp(s.test_start)))
-    parts = (windows.subset(0, i_val - purge), windows.subset(i_val, i_test - purge), windows.subset(i_test, len(windows)))
+    parts = (
+        windows.subset(0, max(0, i_val - purge)),
+        windows.subset(i_val, max(i_val, i_test - purge)),
+        windows.subset(i_test, len(windows)),
+    )
     for name, part in zip(("train", "validation", "test"), parts, strict=True):
         if len(part) < 1:
             raise DataError(
                 f"split: the {name} part is empty with val_start={s.val_start}, test_start={s.test_start} and a "
-                f"purge of {purge} days (windows from {windows.dates[0].date()} to {windows.dates[-1].date()}); "
+                f"purge of {purge} windows (windows from {windows.dates[0].date()} to {windows.dates[-1].date()}); "
                 "move the dates."
             )
     return parts
@@ -133,6 +137,39 @@ class NetworkRun:
     summary: str
 
 
+class _EpochProgress(NullTracker):
+    """Forward a tracker's calls and report each logged epoch to a progress hook."""
+
+    def __init__(self, inner: NullTracker, progress: ProgressHook | None, task: str, total: int) -> None:
+        self.inner, self.progress, self.task, self.total = inner, progress, task, total
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.inner.log_params({f"{self.task}.{k}": v for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics({f"{self.task}.{k}": v for k, v in metrics.items()}, step=step)
+        if self.progress is not None and step is not None:
+            self.progress(self.task, step + 1, self.total)
+
+
+def refit_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Windows, Windows]:
+    """Train / validation windows of a walk-forward refit on ``returns`` (rows up to the refit date).
+
+    The last ``split.val_frac`` of the windows (at least one) validate, after a purge of
+    ``(gap + horizon) // step`` windows; every target ends on or before the last row.
+    """
+    d = config.data
+    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind)
+    n_val = max(1, round(len(windows) * config.split.val_frac))
+    n_train = len(windows) - n_val - (d.gap + d.horizon) // d.step
+    if n_train < 1:
+        raise DataError(
+            f"retraining on {len(returns)} rows up to {returns.index[-1].date()}: too few windows for train and "
+            "validation; use a longer retrain_size or the expanding window."
+        )
+    return windows.subset(0, n_train), windows.subset(len(windows) - n_val, len(windows))
+
+
 def train_network(
     config: BacktestConfig,
     train: Windows,
@@ -140,9 +177,41 @@ def train_network(
     checkpoints: Path,
     tracker: NullTracker,
     progress: ProgressHook | None = None,
+    resume: bool = False,
 ) -> NetworkRun:
-    """Build the configured network and loss, train it with early stopping, checkpoint it."""
-    raise ConfigError("network: gradfolio.allocation networks are not available yet; set network.enabled: false.")
+    """Build the configured network and loss and train them with early stopping on ``val``.
+
+    The trainer checkpoints every epoch to ``checkpoints/trainer.pt``; with ``resume=True`` an
+    interrupted (or finished) training continues from that checkpoint. The returned ``refit``
+    hook fine-tunes the same network on a retraining window (``backtest.retrain_epochs`` epochs,
+    default ``train.epochs``), starting from its current weights.
+    """
+    from gradfolio.allocation import Trainer, make_loss, make_network
+
+    n, t = config.network, config.train
+    model = make_network(n.name, n_assets=train.X.shape[-1], lookback=config.data.lookback, **n.params)
+    loss = make_loss(n.loss, **n.loss_params)
+    dtype = getattr(torch, config.dtype)
+
+    def trainer(epochs: int, task: str, folder: Path | None) -> Trainer:
+        return Trainer(
+            model, loss, optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2,
+            patience=t.patience, max_epochs=epochs, seed=config.seed, device=config.device, dtype=dtype,
+            checkpoint_dir=folder, tracker=_EpochProgress(tracker, progress, task, epochs),
+        )
+
+    history = trainer(t.epochs, "training", checkpoints).fit(train, val, resume=resume)
+    def refit(returns: pd.DataFrame) -> None:
+        epochs = config.backtest.retrain_epochs or t.epochs
+        trainer(epochs, f"refit {returns.index[-1].date()}", None).fit(*refit_windows(config, returns))
+
+    summary = (
+        f"Network '{n.name}' trained with the '{n.loss}' loss on {len(train)} windows "
+        f"({train.dates[0].date()} to {train.dates[-1].date()}), validated on {len(val)}: "
+        f"{history.epochs} epochs, best validation loss {history.best_val_loss:.4f} at epoch {history.best_epoch + 1}"
+        f"{' (early stop)' if history.stopped_early else ''}."
+    )
+    return NetworkRun(model=model, refit=refit, summary=summary)
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
@@ -174,7 +243,9 @@ def run_backtest(
     """
     folder = Path(out if out is not None else config.out)
     folder.mkdir(parents=True, exist_ok=True)
-    dump_config(config, folder / "config.yaml")
+    previous = folder / "config.yaml"
+    resume = previous.is_file() and load_config(BacktestConfig, previous) == config
+    dump_config(config, previous)
     dtype = getattr(torch, config.dtype)
     returns = load_returns(config)
     train, val, test = split_windows(config, returns)
@@ -189,7 +260,7 @@ def run_backtest(
         hooks = {}
         notes = ""
         if config.network.enabled:
-            run = train_network(config, train, val, folder / "checkpoints", tracker, progress)
+            run = train_network(config, train, val, folder / "checkpoints", tracker, progress, resume=resume)
             label = f"net_{config.network.name}"
             strategies[label] = run.model
             hooks[label] = run.refit
@@ -228,4 +299,5 @@ __all__ = [
     "ProgressHook",
     "NetworkRun",
     "train_network",
+    "refit_windows",
     "benchmark_registry", "build_benchmarks", "load_returns", "split_windows", "run_backtest"]
