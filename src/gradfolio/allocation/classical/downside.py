@@ -29,12 +29,15 @@ Solver
 ------
 The problems have ``L + N + 2`` variables and about ``3 L`` sparse constraints per window. They
 are solved by Clarabel (the interior-point solver cvxpy uses) called directly on the sparse
-standard form, one window after the other: an LP's solution is a vertex that an interior-point
-method only approaches, and the dense batched torch QP would need a regularization ``eps|w|^2``
-that moves the vertex and a dense ``(3L) x (L + N)`` constraint matrix per window (about
-``B * 1.6 MB`` in float64 for ``L = 252``). The loop over windows costs a few milliseconds per
-window and is the only per-window loop in the classical portfolios besides HRP's dendrograms.
-The weights are not differentiable (they are a benchmark, computed without autograd).
+standard form (:mod:`gradfolio.allocation.classical.conic`), one window after the other. The
+batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0`` or
+a tiny ``eps |w|^2``) but is the wrong tool here: it stores the ``(3L) x (L + N)`` constraint
+matrices densely (~1.6 MB per window in float64 for ``L = 252``) and factors ``(L + N)^2``
+matrices every step, and an LP's vertex solution is only approached by an interior-point
+method. Measured on 32 windows of 252 days (2 CPU cores): minimum CVaR took 12.1 s with the
+torch QP (max weight error 2.7e-4 at ``tol=1e-9``, no convergence at ``1e-11``) against 0.31 s
+with Clarabel (error ~1e-7); maximum Sortino and minimum drawdown did not finish in 150 s.
+The loop costs 10–30 ms per window. The weights are computed without autograd.
 """
 
 from __future__ import annotations
