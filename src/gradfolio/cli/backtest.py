@@ -13,7 +13,15 @@ from rich.table import Table
 from gradfolio.cli.app import app, console, friendly_errors
 from gradfolio.experiments.backtest_config import BacktestConfig, demo_config, load_backtest_config
 
-SHOWN = ("annualized_return", "annualized_volatility", "sharpe_ratio", "max_drawdown", "annual_turnover", "total_cost")
+SHOWN = {
+    "annualized_return": "CAGR",
+    "annualized_volatility": "vol",
+    "sharpe_ratio": "Sharpe",
+    "sortino_ratio": "Sortino",
+    "max_drawdown": "max DD",
+    "annual_turnover": "turnover/yr",
+    "total_cost": "costs",
+}
 
 
 def _run(config: BacktestConfig, out: Path | None) -> None:
@@ -38,8 +46,8 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
         pad_edge=False,
     )
     view.add_column("strategy", no_wrap=True)
-    for col in SHOWN:
-        view.add_column(col, justify="right")
+    for label in SHOWN.values():
+        view.add_column(label, justify="right")
     for name, row in table.sort_values("sharpe_ratio", ascending=False).iterrows():
         view.add_row(str(name), *(f"{row[c]:.3f}" for c in SHOWN))
     console.print(view)
