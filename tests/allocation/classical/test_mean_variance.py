@@ -86,12 +86,12 @@ def test_max_sharpe_infeasible_names_the_window() -> None:
         MaximumSharpe()(X)
 
 
-def test_batched_equals_one_by_one_float32_and_gradient(windows) -> None:
-    X, _ = windows(120)
+def test_batched_equals_one_by_one_and_float32(windows) -> None:
+    X, _ = windows(120, ends=(2000, 6000, 8312))
     for model in (MinimumVariance(), MaximumSharpe()):
         batched = model(X)
         assert bool((batched >= -1e-8).all())
-        torch.testing.assert_close(batched.sum(-1), torch.ones(4, dtype=X.dtype), rtol=0, atol=1e-8)
+        torch.testing.assert_close(batched.sum(-1), torch.ones(3, dtype=X.dtype), rtol=0, atol=1e-8)
         for b in range(X.shape[0]):
             torch.testing.assert_close(model(X[b : b + 1])[0], batched[b], rtol=0, atol=1e-6)
         single = model(X.float())
