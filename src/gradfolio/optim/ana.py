@@ -125,39 +125,46 @@ class ANA(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
             params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            new_iterates = []
-            uphill = torch.zeros((), dtype=torch.float64, device=params[0].device)
-            for p in params:
-                if p.grad.is_sparse:
-                    raise ConfigError("ANA does not support sparse gradients; use dense parameters.")
-                state = self._init_state(p)
-                state["step"] += 1
-                r = state["step"]
-                grad = p.grad
-                if group["weight_decay"] != 0.0:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(grad, alpha=1.0 - beta1)  # eq. (25)
-                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)  # eq. (26)
-                scale = group["lr"] * math.sqrt(1.0 - beta2**r) / (1.0 - beta1**r)
-                theta_next = p - scale * m / (v + group["eps"]).sqrt()  # eq. (27)
-                if group["restart"] == "gradient":
-                    uphill = uphill + (grad * (theta_next - state["iterate"])).sum().to(uphill.dtype)
-                new_iterates.append(theta_next)
-            restart = group["restart"] == "gradient" and bool(uphill > 0)
-            for p, theta_next in zip(params, new_iterates, strict=True):
-                state = self.state[p]
-                t_next = 1.0 if restart else next_t(state["t"])  # t_{r+1}
-                momentum = (t_next - 1.0) / next_t(t_next)  # (t_{r+1} - 1) / t_{r+2}
-                # eq. (24) for the next auxiliary point: y_{r+1} = theta^{r+1} + momentum (theta^{r+1} - theta^r)
-                p.copy_(theta_next + momentum * (theta_next - state["iterate"]))
-                state["iterate"].copy_(theta_next)
-                state["t"] = t_next
+            if params:
+                self._step_group(group, params)
         return loss
+
+    def _step_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Eqs. (24)-(27) for one parameter group, with ``torch._foreach`` ops over its tensors."""
+        beta1, beta2 = group["betas"]
+        if any(p.grad.is_sparse for p in params):
+            raise ConfigError("ANA does not support sparse gradients; use dense parameters.")
+        states = [self._init_state(p) for p in params]
+        for state in states:
+            state["step"] += 1
+        grads = [p.grad for p in params]
+        if group["weight_decay"] != 0.0:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        m = [st["exp_avg"] for st in states]
+        v = [st["exp_avg_sq"] for st in states]
+        iterates = [st["iterate"] for st in states]
+        torch._foreach_lerp_(m, grads, 1.0 - beta1)  # eq. (25): beta1 m + (1 - beta1) g
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)  # eq. (26)
+        denom = torch._foreach_add(v, group["eps"])
+        torch._foreach_sqrt_(denom)
+        step = torch._foreach_div(m, denom)
+        r = [st["step"] for st in states]
+        torch._foreach_mul_(step, [-group["lr"] * math.sqrt(1.0 - beta2**k) / (1.0 - beta1**k) for k in r])
+        theta_next = torch._foreach_add(params, step)  # eq. (27)
+        delta = torch._foreach_sub(theta_next, iterates)  # theta^{r+1} - theta^r
+        restart = group["restart"] == "gradient" and bool(
+            sum((g * d).sum(dtype=torch.float64) for g, d in zip(grads, delta, strict=True)) > 0
+        )
+        momentum = []
+        for state in states:
+            state["t"] = 1.0 if restart else next_t(state["t"])  # t_{r+1}
+            momentum.append((state["t"] - 1.0) / next_t(state["t"]))  # (t_{r+1} - 1) / t_{r+2}
+        # eq. (24) for the next auxiliary point: y_{r+1} = theta^{r+1} + momentum (theta^{r+1} - theta^r)
+        torch._foreach_mul_(delta, momentum)
+        torch._foreach_copy_(params, torch._foreach_add(theta_next, delta))
+        torch._foreach_copy_(iterates, theta_next)
 
     @torch.no_grad()
     def iterates(self) -> list[torch.Tensor]:
