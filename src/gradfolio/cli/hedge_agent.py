@@ -99,6 +99,7 @@ def sweep(
     device: str = typer.Option(None, "--device", help="cpu or cuda for every point."),
     only: list[str] = typer.Option(None, "--only", help="Run only these experiments (repeatable)."),
     serial: bool = typer.Option(False, "--serial", help="Run the points one by one in this process (no Ray)."),
+    gpus_per_point: float = typer.Option(None, "--gpus-per-point", help="GPUs reserved per point (e.g. 0.25)."),
 ) -> None:
     """Train and evaluate GVDH and ANADDH over the paper's grids through Ray; write tables and figures."""
     from gradfolio.experiments.sweeps import load_sweep_config, run_sweep
@@ -111,6 +112,8 @@ def sweep(
         update["num_cpus"] = num_cpus
     if serial:
         update["executor"] = "serial"
+    if gpus_per_point is not None:
+        update["gpus_per_point"] = gpus_per_point
     if only:
         missing = sorted(set(only) - set(cfg.experiments))
         if missing:
