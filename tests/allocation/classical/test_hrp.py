@@ -77,9 +77,9 @@ def test_batched_linkage_equals_scipy(sp500_returns, linkage: str) -> None:
 
 def test_distances_closed_form() -> None:
     rho = torch.tensor([[[1.0, 0.5], [0.5, 1.0]], [[1.0, -0.6], [-0.6, 1.0]]], dtype=torch.float64)
-    torch.testing.assert_close(correlation_distance(rho, "pearson")[:, 0, 1], torch.tensor([0.25, 0.8], dtype=torch.float64).sqrt())
-    torch.testing.assert_close(correlation_distance(rho, "pearson_absolute")[:, 0, 1], torch.tensor([0.5, 0.4], dtype=torch.float64).sqrt())
-    torch.testing.assert_close(correlation_distance(rho, "pearson_squared")[:, 0, 1], torch.tensor([0.75, 0.64], dtype=torch.float64).sqrt())
+    for name, squared in (("pearson", [0.25, 0.8]), ("pearson_absolute", [0.5, 0.4]), ("pearson_squared", [0.75, 0.64])):
+        expected = torch.tensor(squared, dtype=torch.float64).sqrt()
+        torch.testing.assert_close(correlation_distance(rho, name)[:, 0, 1], expected)
 
 
 def test_bisection_closed_form_two_assets() -> None:

@@ -30,7 +30,8 @@ def cvxpy_min_variance(cov: np.ndarray) -> np.ndarray:
 def cvxpy_max_sharpe(mu: np.ndarray, cov: np.ndarray, rf: float = 0.0) -> np.ndarray:
     y = cp.Variable(cov.shape[0], nonneg=True)
     cov, excess = cov / np.diag(cov).mean(), mu - rf
-    cp.Problem(cp.Minimize(cp.quad_form(y, cp.psd_wrap(cov))), [excess / excess.max() @ y == 1]).solve(solver="CLARABEL", **TIGHT)
+    problem = cp.Problem(cp.Minimize(cp.quad_form(y, cp.psd_wrap(cov))), [excess / excess.max() @ y == 1])
+    problem.solve(solver="CLARABEL", **TIGHT)
     return y.value / y.value.sum()
 
 

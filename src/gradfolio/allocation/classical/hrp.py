@@ -121,7 +121,10 @@ def linkage_matrix(dist: Tensor, linkage: str = "single") -> Tensor:
         D = D.masked_fill(at_j[:, :, None] | at_j[:, None, :], inf)
         id_i, id_j = ids[rows, i], ids[rows, j]
         merges.append(
-            torch.stack([torch.minimum(id_i, id_j).to(dist.dtype), torch.maximum(id_i, id_j).to(dist.dtype), d_ij[:, 0], (n_i + n_j)[:, 0]], dim=-1)
+            torch.stack(
+                [torch.minimum(id_i, id_j).to(dist.dtype), torch.maximum(id_i, id_j).to(dist.dtype), d_ij[:, 0], (n_i + n_j)[:, 0]],
+                dim=-1,
+            )
         )
         sizes = torch.where(at_i, n_i + n_j, sizes)
         ids = torch.where(at_i, N + s, ids)
