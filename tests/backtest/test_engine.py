@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gradfolio import risk
 from gradfolio.backtest import ProportionalCost, RetrainSchedule, decision_windows, simulate, walk_forward
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.errors import ConfigError, DataError, InfeasibleError
 
 
 def market(T: int = 60, N: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -288,3 +288,34 @@ def test_simulate_matches_reference_property(P: int, k: int, N: int, rate: float
     net, to = reference_loop(R, w, first=0, gap=0, k=k, rate=rate)
     np.testing.assert_allclose(sim["net"][0].numpy(), net, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(sim["turnover"][0].numpy(), to, rtol=1e-10, atol=1e-14)
+
+
+def test_infeasible_windows_keep_previous_targets() -> None:
+    R = market(80, N=3, seed=5)
+    L = 10
+
+    def long_winners(X: torch.Tensor) -> torch.Tensor:
+        """Weights on the assets with a positive mean; no solution when none has one."""
+        mu = X[:, 0].mean(1)
+        if bool((mu <= 0).all(-1).any()):
+            raise InfeasibleError("no asset with a positive mean")
+        pos = mu.clamp_min(0)
+        return pos / pos.sum(-1, keepdim=True)
+
+    with pytest.raises(InfeasibleError):
+        walk_forward({"lw": long_winners}, R, L, rebalance_every=2, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"strategy 'lw': no solution at \d+ rebalance date"):
+        res = walk_forward({"lw": long_winners}, R, L, rebalance_every=2, dtype=torch.float64, infeasible="keep")
+    windows, _ = decision_windows(R, L, rebalance_every=2)
+    mu = windows.X[:, 0].mean(1)
+    dead = (mu <= 0).all(-1).numpy()
+    assert dead.any() and not dead.all()
+    W = res.weights["lw"].to_numpy()
+    previous = np.zeros(3)
+    for p in range(len(W)):
+        if dead[p]:
+            np.testing.assert_allclose(W[p], previous)
+        else:
+            pos = mu[p].clamp_min(0).numpy()
+            np.testing.assert_allclose(W[p], pos / pos.sum(), rtol=1e-12)
+            previous = W[p]

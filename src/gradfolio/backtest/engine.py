@@ -36,6 +36,7 @@ decision date (rows ``<= t_p``: an expanding window from the first row, or a rol
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -48,7 +49,7 @@ from torch import Tensor
 from gradfolio.backtest.costs import ProportionalCost
 from gradfolio.backtest.results import BacktestResult
 from gradfolio.data import ReturnKind, Windows, make_windows
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.errors import ConfigError, DataError, InfeasibleError
 from gradfolio.risk import TRADING_DAYS
 from gradfolio.seeding import resolve_device
 
@@ -197,14 +198,7 @@ def simulate(weights: Tensor, holding: Tensor, cost: ProportionalCost) -> dict[s
     }
 
 
-def _allocate(name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex) -> Tensor:
-    was_training = getattr(strategy, "training", False)
-    if isinstance(strategy, torch.nn.Module):
-        strategy.eval()
-    with torch.no_grad():
-        w = strategy(X)
-    if isinstance(strategy, torch.nn.Module):
-        strategy.train(was_training)
+def _check(name: str, w: object, X: Tensor, dates: pd.DatetimeIndex) -> Tensor:
     if not isinstance(w, Tensor) or w.shape != (X.shape[0], X.shape[-1]):
         shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
         raise DataError(
@@ -219,6 +213,48 @@ def _allocate(name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex)
             "check the strategy's inputs and parameters."
         )
     return w
+
+
+def _one_by_one(name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor) -> Tensor:
+    """Allocate window by window; a window without a solution keeps the previous target weights."""
+    rows, skipped = [], []
+    for b in range(X.shape[0]):
+        try:
+            previous = _check(name, strategy(X[b : b + 1]), X[b : b + 1], dates[b : b + 1])[0]
+        except InfeasibleError:
+            skipped.append(str(dates[b].date()))
+        rows.append(previous)
+    warnings.warn(
+        f"strategy '{name}': no solution at {len(skipped)} rebalance date(s) ({', '.join(skipped[:5])}"
+        f"{', ...' if len(skipped) > 5 else ''}); the previous target weights were kept there.",
+        stacklevel=3,
+    )
+    return torch.stack(rows)
+
+
+def _allocate(
+    name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor | None
+) -> Tensor:
+    """Weights of one block of rebalance dates in one batched call (eval mode, no gradients).
+
+    With ``previous`` (the last target weights, zeros = cash before the first rebalance), an
+    :class:`InfeasibleError` of the batched call falls back to one call per window, keeping the
+    previous target weights where a window has no solution.
+    """
+    was_training = getattr(strategy, "training", False)
+    if isinstance(strategy, torch.nn.Module):
+        strategy.eval()
+    try:
+        with torch.no_grad():
+            try:
+                return _check(name, strategy(X), X, dates)
+            except InfeasibleError:
+                if previous is None:
+                    raise
+                return _one_by_one(name, strategy, X, dates, previous.to(X.dtype))
+    finally:
+        if isinstance(strategy, torch.nn.Module):
+            strategy.train(was_training)
 
 
 def walk_forward(
@@ -238,6 +274,7 @@ def walk_forward(
     dtype: torch.dtype = torch.float32,
     periods_per_year: float = TRADING_DAYS,
     progress: Progress | None = None,
+    infeasible: Literal["raise", "keep"] = "raise",
 ) -> BacktestResult:
     """Walk every strategy forward over the same rebalance dates and holding days.
 
@@ -266,6 +303,11 @@ def walk_forward(
         Annualization of the metrics.
     progress
         Optional callback ``progress(strategy, done, total)`` after each block of rebalances.
+    infeasible
+        When a strategy raises :class:`~gradfolio.errors.InfeasibleError` (e.g. a maximum-ratio
+        portfolio when no asset has a positive mean): ``"raise"`` stops the backtest; ``"keep"``
+        re-runs that block one window at a time and keeps the previous target weights (cash
+        before the first rebalance) at the windows without a solution, with a warning.
 
     Returns
     -------
@@ -273,6 +315,8 @@ def walk_forward(
     """
     if not strategies:
         raise ConfigError("strategies: give at least one strategy to backtest.")
+    if infeasible not in ("raise", "keep"):
+        raise ConfigError(f"infeasible={infeasible!r}: use 'raise' or 'keep'.")
     cost_model = cost if isinstance(cost, ProportionalCost) else ProportionalCost(cost)
     hooks = dict(fit_hooks or {})
     unknown = sorted(set(hooks) - set(strategies))
@@ -285,11 +329,14 @@ def walk_forward(
     blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
     targets = []
     for name, strategy in strategies.items():
-        parts = []
+        parts: list[Tensor] = []
         for a, b, refit in blocks:
             if refit and name in hooks and retrain is not None:
                 hooks[name](retrain.train_rows(returns, first + a * k))
-            parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b]))
+            previous = None
+            if infeasible == "keep":
+                previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=dtype)
+            parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b], previous))
             if progress is not None:
                 progress(name, b, P)
         targets.append(torch.cat(parts).to(torch.float64))

@@ -286,6 +286,7 @@ def run_backtest(
             device=config.device,
             dtype=dtype,
             progress=(lambda name, done, total: progress(f"backtest {name}", done, total)) if progress else None,
+            infeasible="keep",
         )
         result.save(folder)
         write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
