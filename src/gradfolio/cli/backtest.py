@@ -80,9 +80,13 @@ def backtest(
     config: Path = typer.Option(..., "--config", help="YAML/TOML BacktestConfig (see examples/)."),
     out: Path = typer.Option(None, "--out", help="Run folder (default: 'out' of the config)."),
     device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
+    track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
 ) -> None:
     """Run the walk-forward backtest described by a config file and write the report."""
     cfg = load_backtest_config(config)
+    update: dict[str, object] = {}
     if device is not None:
-        cfg = cfg.model_copy(update={"device": device})
-    _run(cfg, out)
+        update["device"] = device
+    if track is not None:
+        update["tracking"] = track
+    _run(cfg.model_copy(update=update), out)
