@@ -33,7 +33,7 @@ class QPSettings:
     Parameters
     ----------
     tol
-        Convergence tolerance on the scaled primal and dual residuals; ``None`` picks ``1e-10``
+        Convergence tolerance on the scaled primal and dual residuals; ``None`` picks ``1e-9``
         in float64 and ``1e-5`` in float32.
     gap_tol
         Tolerance on the mean complementarity ``s'z / m`` (it controls the weight accuracy:
@@ -41,6 +41,12 @@ class QPSettings:
         float64 and ``1e-6`` in float32.
     max_iter
         Iteration cap; elements not converged by then raise :class:`SolverError`.
+    compute_dtype
+        Precision of the interior point and its backward pass. The default ``float64`` runs
+        float32 inputs in float64 and casts the result back (the reduced Newton systems become
+        too ill-conditioned near the solution for float32 to reach 1e-6 weights); ``None``
+        computes in the input dtype (faster on GPUs, float32 stops at ~1e-4 residuals and may
+        raise :class:`SolverError` on ill-conditioned problems).
     reg
         Relative diagonal regularization of ``H`` in the Newton steps and the backward solve
         (only makes the linear systems well posed when ``Q`` is singular; the solution is not
@@ -49,14 +55,15 @@ class QPSettings:
 
     tol: float | None = None
     gap_tol: float | None = None
+    compute_dtype: torch.dtype | None = torch.float64
     max_iter: int = 50
     reg: float = 1e-11
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
         """``(tol, gap_tol)`` for ``dtype``."""
         f64 = dtype == torch.float64
-        tol = self.tol if self.tol is not None else (1e-10 if f64 else 1e-5)
-        gap = self.gap_tol if self.gap_tol is not None else (1e-12 if f64 else 1e-6)
+        tol = self.tol if self.tol is not None else (1e-9 if f64 else 1e-4)
+        gap = self.gap_tol if self.gap_tol is not None else (1e-12 if f64 else 1e-5)
         return float(tol), float(gap)
 
 
@@ -167,12 +174,15 @@ def _interior_point(
         # Corrector step.
         dx, dy, ds, dz = direction(sz + ds_a * dz_a - (sigma * mu)[:, None])
         step = 0.99 * torch.minimum(_max_step(s, ds), _max_step(z, dz))
-        step = torch.where(done | ~kkt.ok, torch.zeros_like(step), step)[:, None]
-        x = x + step * dx
-        s = s + step * ds
-        z = z + step * dz
+        # Converged (or unfactorizable) elements keep their iterate; torch.where also keeps
+        # NaN directions of finished elements from leaking into them.
+        keep = (done | ~kkt.ok)[:, None]
+        step = step[:, None]
+        x = torch.where(keep, x, x + step * dx)
+        s = torch.where(keep, s, s + step * ds)
+        z = torch.where(keep, z, z + step * dz)
         if p:
-            y = y + step * dy
+            y = torch.where(keep, y, y + step * dy)
     bad = (~done) | ~torch.isfinite(x).all(dim=-1)
     if bool(bad.any()):
         idx = bad.nonzero().flatten().tolist()
@@ -257,7 +267,7 @@ def _batched(t: Tensor | None, name: str, B: int, shape: tuple[int, ...], like: 
     """Check shape; broadcast a shared vector to ``(B, ...)`` (matrices may stay 2-D)."""
     if t is None:
         return like.new_zeros((B, *shape)) if len(shape) == 1 else like.new_zeros(shape)
-    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    t = torch.as_tensor(t, device=like.device).to(like.dtype)
     if tuple(t.shape[-len(shape):]) != shape or t.ndim not in (len(shape), len(shape) + 1) or (
         t.ndim == len(shape) + 1 and t.shape[0] != B
     ):
@@ -282,7 +292,8 @@ def solve_qp(
     """Solve a batch of convex QPs ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h``.
 
     Differentiable with respect to every tensor argument (implicit differentiation of the KKT
-    conditions at the solution). Works on any device and in float32/float64 (the dtype of ``q``).
+    conditions at the solution). Works on any device; the result has the dtype of ``q`` (float32
+    inputs are solved in float64 unless ``settings.compute_dtype`` says otherwise).
 
     Parameters
     ----------
@@ -313,6 +324,9 @@ def solve_qp(
     if q.ndim != 2:
         raise ConfigError(f"solve_qp: q must have shape (B, n); got {tuple(q.shape)}.")
     B, n = q.shape
+    out_dtype = q.dtype
+    if settings.compute_dtype is not None:
+        q = q.to(settings.compute_dtype)
     Q = _batched(Q, "Q", B, (n, n), q)
     m = 0 if G is None else G.shape[-2]
     p = 0 if A is None else A.shape[-2]
@@ -320,7 +334,7 @@ def solve_qp(
     h = _batched(h, "h", B, (m,), q)
     A = _batched(A, "A", B, (p, n), q)
     b = _batched(b, "b", B, (p,), q)
-    return _QPFunction.apply(Q, q, G, h, A, b, settings)
+    return _QPFunction.apply(Q, q, G, h, A, b, settings).to(out_dtype)
 
 
 __all__ = ["QPSettings", "solve_qp"]

@@ -1,0 +1,63 @@
+"""PortfolioConstraints: compiled standard form and infeasibility reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.solvers import Group, PortfolioConstraints
+
+
+def test_compiled_form_accepts_exactly_the_feasible_points():
+    spec = PortfolioConstraints(long_only=True, max_weight=0.5, groups=[Group([0, 1], upper=0.6)], turnover=0.4)
+    c = spec.compile(4)
+    assert c.n_vars == 8 and c.uses_prev
+    w_prev = np.array([0.25, 0.25, 0.25, 0.25])
+
+    def feasible(w):  # with the tightest auxiliary u = |w - w_prev|
+        x = np.concatenate([w, np.abs(w - w_prev)])
+        return bool((c.G @ x <= c.h0 + c.H_prev @ w_prev + 1e-12).all() and np.allclose(c.A @ x, c.b))
+
+    assert feasible(np.array([0.3, 0.2, 0.25, 0.25]))
+    assert not feasible(np.array([0.4, 0.3, 0.15, 0.15]))  # group 0.7 > 0.6
+    assert not feasible(np.array([0.05, 0.05, 0.45, 0.45]))  # turnover 0.8 > 0.4
+    assert not feasible(np.array([-0.1, 0.3, 0.4, 0.4]))  # short
+    assert not feasible(np.array([0.1, 0.1, 0.2, 0.5]))  # budget 0.9
+
+
+def test_leverage_lift():
+    c = PortfolioConstraints(leverage=1.5).compile(3)
+    assert c.n_vars == 6 and not c.uses_prev
+    w = np.array([1.2, -0.2, 0.0])
+    assert (c.G @ np.concatenate([w, np.abs(w)]) <= c.h0 + 1e-12).all()
+    w = np.array([1.5, -0.5, 0.0])  # gross 2.0
+    assert not (c.G @ np.concatenate([w, np.abs(w)]) <= c.h0 + 1e-12).all()
+
+
+@pytest.mark.parametrize(
+    "spec, n, match",
+    [
+        (PortfolioConstraints(lower=0.3, upper=0.2), 3, "asset 0 has lower bound 0.3 above its upper bound 0.2"),
+        (PortfolioConstraints(long_only=True, max_weight=0.2), 4, r"budget=1 is outside \[0, 0.8\]"),
+        (PortfolioConstraints(leverage=0.5), 4, "leverage=0.5 is below"),
+        (PortfolioConstraints(long_only=True, groups=[Group([0, 1], lower=1.5, name="banks")]), 3, "group 'banks'"),
+        (
+            PortfolioConstraints(groups=[Group([0, 1], upper=0.3, name="a"), Group([2, 3], upper=0.3, name="b")]),
+            4,
+            "feasibility LP",
+        ),
+    ],
+)
+def test_infeasible_specs_raise_with_reason(spec, n, match):
+    with pytest.raises(InfeasibleError, match=match):
+        spec.compile(n)
+
+
+def test_bad_values():
+    with pytest.raises(ConfigError, match="leverage"):
+        PortfolioConstraints(leverage=-1.0)
+    with pytest.raises(ConfigError, match="group 'g'"):
+        PortfolioConstraints(groups=[Group([0, 9], upper=1.0, name="g")]).compile(3)
+    with pytest.raises(ConfigError, match="lower has 2 entries for 3 assets"):
+        PortfolioConstraints(lower=[0.0, 0.0]).compile(3)

@@ -1,0 +1,124 @@
+"""ConvexProblem: weights vs cvxpy + Clarabel and gradients vs finite differences, every constraint type."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from gradfolio.errors import ConfigError
+from gradfolio.solvers import ConvexProblem, Group, PortfolioConstraints, QPSettings
+
+N = 8
+SPECS = {
+    "budget": PortfolioConstraints(),
+    "long_only": PortfolioConstraints(long_only=True),
+    "bounds_max_weight": PortfolioConstraints(lower=-0.2, upper=[0.5] * 4 + [0.3] * 4, max_weight=0.4),
+    "groups": PortfolioConstraints(groups=[Group([0, 1, 2], -0.1, 0.1, "banks"), Group([3, 4], lower=0.3)]),
+    "leverage": PortfolioConstraints(leverage=1.4),
+    "turnover": PortfolioConstraints(long_only=True, turnover=0.3),
+    "all": PortfolioConstraints(lower=-0.3, upper=0.6, leverage=1.8, turnover=1.0, groups=[Group([0, 1], -0.2, 0.2)]),
+    "no_budget_leverage": PortfolioConstraints(budget=None, leverage=1.0),
+}
+
+
+def inputs(gen, refs, B=3, cond=10.0):
+    mu = 0.05 * torch.randn(B, N, generator=gen, dtype=torch.float64)
+    cov = refs.cov(gen, B, N, cond)
+    w_prev = torch.softmax(torch.randn(B, N, generator=gen, dtype=torch.float64), -1)
+    return mu, cov, w_prev
+
+
+@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("cond", [10.0, 1e5])
+def test_weights_match_clarabel(gen, refs, name, cond):
+    spec = SPECS[name]
+    mu, cov, w_prev = inputs(gen, refs, cond=cond)
+    gamma, alpha = 3.0, 0.01
+    w = ConvexProblem(N, spec).solve(mu, cov=cov, gamma=gamma, alpha=alpha, w_prev=w_prev)
+    for i in range(mu.shape[0]):
+        ref = refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), gamma, alpha, w_prev[i].numpy())
+        np.testing.assert_allclose(w[i].numpy(), ref, atol=1e-6)
+
+
+def test_factor_equals_covariance(gen):
+    F = 0.2 * torch.randn(4, 3, N, generator=gen, dtype=torch.float64)
+    mu = 0.05 * torch.randn(4, N, generator=gen, dtype=torch.float64)
+    prob = ConvexProblem(N, SPECS["long_only"])
+    torch.testing.assert_close(prob.solve(mu, factor=F, alpha=0.1), prob.solve(mu, cov=F.mT @ F, alpha=0.1))
+
+
+@pytest.mark.parametrize("name", ["long_only", "groups", "leverage", "turnover", "all"])
+def test_gradients_match_finite_differences(gen, refs, name):
+    # Tight solves: near a weakly active constraint the default gap_tol=1e-12 leaves ~1e-4
+    # relative error in a gradient, and the finite differences need accurate solutions too.
+    prob = ConvexProblem(N, SPECS[name], settings=QPSettings(tol=1e-11, gap_tol=1e-14, max_iter=80))
+    mu, _, w_prev = inputs(gen, refs, B=2)
+    F = 0.3 * torch.randn(2, 4, N, generator=gen, dtype=torch.float64)
+    gamma = torch.tensor([2.0, 5.0], dtype=torch.float64)
+    alpha = torch.tensor([0.05, 0.2], dtype=torch.float64)
+    c = torch.randn(2, N, generator=gen, dtype=torch.float64)
+
+    def f(mu, F, gamma, alpha, w_prev):
+        return (prob.solve(mu, factor=F, gamma=gamma, alpha=alpha, w_prev=w_prev) * c).sum()
+
+    for idx in range(5 if SPECS[name].turnover is not None else 4):
+        refs.fd(f, [mu, F, gamma, alpha, w_prev], idx, gen)
+
+
+def test_covariance_gradient(gen, refs):
+    prob = ConvexProblem(N, SPECS["bounds_max_weight"])
+    mu, cov, _ = inputs(gen, refs, B=2)
+    c = torch.randn(2, N, generator=gen, dtype=torch.float64)
+    refs.fd(lambda mu, cov: (prob.solve(mu, cov=0.5 * (cov + cov.mT), gamma=4.0) * c).sum(), [mu, cov], 1, gen)
+
+
+def test_cvxpylayers_backend_matches(gen, refs):
+    spec = SPECS["all"]
+    mu, cov, w_prev = inputs(gen, refs, B=2)
+    F = torch.linalg.cholesky(cov).mT.contiguous()
+    mu_q, mu_c = mu.clone().requires_grad_(), mu.clone().requires_grad_()
+    wq = ConvexProblem(N, spec).solve(mu_q, factor=F, gamma=2.0, alpha=0.1, w_prev=w_prev)
+    wc = ConvexProblem(N, spec, backend="cvxpylayers").solve(mu_c, factor=F, gamma=2.0, alpha=0.1, w_prev=w_prev)
+    torch.testing.assert_close(wc, wq, atol=1e-5, rtol=0)
+    c = torch.randn(2, N, generator=gen, dtype=torch.float64)
+    (wq * c).sum().backward()
+    (wc * c).sum().backward()
+    torch.testing.assert_close(mu_c.grad, mu_q.grad, atol=1e-3 * mu_q.grad.abs().max().item(), rtol=0)
+
+
+def test_cvxpylayers_extra_constraints(gen, refs):
+    mu, cov, _ = inputs(gen, refs, B=2)
+    extra = lambda w: [w[0] + w[1] <= 0.05, cp.norm(w, 2) <= 0.6]  # noqa: E731
+    w = ConvexProblem(N, SPECS["long_only"], backend="cvxpylayers", cvxpy_constraints=extra).solve(mu, cov=cov, gamma=2.0)
+    for i in range(2):
+        x = cp.Variable(N)
+        cons = [cp.sum(x) == 1, x >= 0] + extra(x)
+        cp.Problem(cp.Minimize(cp.quad_form(x, cov[i].numpy()) - mu[i].numpy() @ x), cons).solve(solver="CLARABEL")
+        np.testing.assert_allclose(w[i].detach().numpy(), x.value, atol=1e-5)
+
+
+def test_input_errors(gen, refs):
+    mu, cov, _ = inputs(gen, refs)
+    prob = ConvexProblem(N, SPECS["turnover"])
+    with pytest.raises(ConfigError, match="w_prev"):
+        prob.solve(mu, cov=cov)
+    with pytest.raises(ConfigError, match="exactly one of cov"):
+        ConvexProblem(N).solve(mu)
+    with pytest.raises(ConfigError, match="gamma must be >= 0"):
+        ConvexProblem(N).solve(mu, cov=cov, gamma=-1.0)
+    with pytest.raises(ConfigError, match="cvxpy_constraints need"):
+        ConvexProblem(N, cvxpy_constraints=lambda w: [])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), max_weight=st.floats(0.15, 1.0), gamma=st.floats(0.1, 50.0))
+def test_long_only_properties(seed, max_weight, gamma):
+    g = torch.Generator().manual_seed(seed)
+    F = torch.randn(5, 3, N, generator=g, dtype=torch.float64) * 0.2
+    mu = torch.randn(5, N, generator=g, dtype=torch.float64) * 0.1
+    w = ConvexProblem(N, PortfolioConstraints(long_only=True, max_weight=max_weight)).solve(mu, factor=F, gamma=gamma, alpha=1e-3)
+    assert (w >= -1e-8).all() and (w <= max_weight + 1e-8).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(5, dtype=torch.float64))

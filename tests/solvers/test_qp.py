@@ -1,0 +1,104 @@
+"""solve_qp: accuracy against cvxpy + Clarabel, gradients against finite differences, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradfolio.errors import ConfigError, SolverError
+from gradfolio.solvers import QPSettings, solve_qp
+
+
+def random_qp(gen, B, n, m, p, cond=10.0, shared=True):
+    """Feasible random QPs: Q with condition number ``cond``, constraints satisfied by a known x0."""
+    Qm, _ = torch.linalg.qr(torch.randn(B, n, n, generator=gen, dtype=torch.float64))
+    Q = (Qm * torch.logspace(0, -np.log10(cond), n, dtype=torch.float64)) @ Qm.mT
+    q = torch.randn(B, n, generator=gen, dtype=torch.float64)
+    G = torch.randn(m, n, generator=gen, dtype=torch.float64) if shared else torch.randn(B, m, n, generator=gen, dtype=torch.float64)
+    A = torch.randn(p, n, generator=gen, dtype=torch.float64) if shared else torch.randn(B, p, n, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(B, n, generator=gen, dtype=torch.float64)
+    h = (G @ x0.unsqueeze(-1)).squeeze(-1) + torch.rand(B, m, generator=gen, dtype=torch.float64)
+    b = (A @ x0.unsqueeze(-1)).squeeze(-1)
+    return Q, q, G, h, A, b
+
+
+
+@pytest.mark.parametrize("cond", [10.0, 1e6])
+@pytest.mark.parametrize("shared", [True, False])
+def test_matches_clarabel(gen, refs, cond, shared):
+    B, n, m, p = 5, 12, 20, 2
+    Q, q, G, h, A, b = random_qp(gen, B, n, m, p, cond, shared)
+    x = solve_qp(Q, q, G, h, A, b)
+    for i in range(B):
+        Gi, Ai = (G, A) if shared else (G[i], A[i])
+        ref = refs.qp(Q[i].numpy(), q[i].numpy(), Gi.numpy(), h[i].numpy(), Ai.numpy(), b[i].numpy())
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-6 * max(1.0, np.abs(ref).max()))
+
+
+def test_closed_forms(gen):
+    B, n = 4, 6
+    Q, q, *_ = random_qp(gen, B, n, 0, 0)
+    x = solve_qp(Q, q)
+    torch.testing.assert_close(x, -torch.linalg.solve(Q, q), rtol=1e-9, atol=1e-10)
+    # Equality-constrained: KKT system [[Q, A'], [A, 0]] solved directly.
+    A = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    b = torch.randn(2, dtype=torch.float64)
+    K = torch.zeros(B, n + 2, n + 2, dtype=torch.float64)
+    K[:, :n, :n], K[:, :n, n:], K[:, n:, :n] = Q, A.T, A
+    sol = torch.linalg.solve(K, torch.cat([-q, b.expand(B, 2)], -1))
+    torch.testing.assert_close(solve_qp(Q, q, A=A, b=b), sol[:, :n], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("idx", range(6))
+def test_gradients_match_finite_differences(gen, refs, idx):
+    Q, q, G, h, A, b = random_qp(gen, 3, 8, 10, 2, cond=100.0, shared=False)
+    c = torch.randn(3, 8, generator=gen, dtype=torch.float64)
+
+    def f(Q, q, G, h, A, b):
+        return (solve_qp(0.5 * (Q + Q.mT), q, G, h, A, b) * c).sum()
+
+    refs.fd(f, [Q, q, G, h, A, b], idx, gen)
+
+
+def test_shared_constraint_gradients_are_summed(gen):
+    Q, q, G, h, A, b = random_qp(gen, 3, 6, 8, 1)
+    Gr, Ar = G.clone().requires_grad_(), A.clone().requires_grad_()
+    solve_qp(Q, q, Gr, h, Ar, b).sum().backward()
+    gG = torch.zeros_like(G)
+    for i in range(3):
+        Gi = G.clone().requires_grad_()
+        solve_qp(Q[i:i + 1], q[i:i + 1], Gi, h[i:i + 1], A, b[i:i + 1]).sum().backward()
+        gG += Gi.grad
+    torch.testing.assert_close(Gr.grad, gG, rtol=1e-6, atol=1e-8)
+    assert Ar.grad.shape == A.shape
+
+
+def test_float32_close_to_float64(gen):
+    Q, q, G, h, A, b = random_qp(gen, 8, 10, 15, 1)
+    x64 = solve_qp(Q, q, G, h, A, b)
+    x32 = solve_qp(*(t.float() for t in (Q, q, G, h, A, b)))  # solved in float64, cast back
+    assert x32.dtype == torch.float32
+    assert (x32.double() - x64).abs().max() < 1e-6 * (1 + x64.abs().max())
+    # Native float32 on a long-only budget problem (the portfolio case).
+    G, h = -torch.eye(10, dtype=torch.float64), torch.zeros(10, dtype=torch.float64)
+    A, b = torch.ones(1, 10, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    x64 = solve_qp(Q, q, G, h, A, b)
+    native = solve_qp(*(t.float() for t in (Q, q, G, h, A, b)), settings=QPSettings(compute_dtype=None))
+    assert (native.double() - x64).abs().max() < 5e-3  # native float32: ~1e-4 residuals
+
+
+def test_infeasible_element_is_named(gen):
+    Q, q, G, h, A, b = random_qp(gen, 4, 3, 0, 0)
+    G = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]], dtype=torch.float64)
+    h = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
+    h[2] = torch.tensor([-1.0, -1.0])  # x0 <= -1 and x0 >= 1
+    with pytest.raises(SolverError, match=r"element\(s\) 2 of 4"):
+        solve_qp(Q, q, G, h)
+
+
+def test_bad_shapes():
+    with pytest.raises(ConfigError, match="q must have shape"):
+        solve_qp(torch.eye(2), torch.zeros(2))
+    with pytest.raises(ConfigError, match="G has shape"):
+        solve_qp(torch.eye(2), torch.zeros(1, 2), torch.zeros(3, 3), torch.zeros(3))
