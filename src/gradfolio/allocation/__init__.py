@@ -1,0 +1,39 @@
+"""Allocation networks trained end to end on portfolio losses (the DeepDow design).
+
+``X (B, C, L, N) -> w (B, N)``: :mod:`~gradfolio.allocation.layers` (time-only convolution,
+recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allocation.allocators`
+(softmax, normalized tanh, capped sparsemax), :mod:`~gradfolio.allocation.networks` (dense,
+maxout, conv, LSTM/RNN), :mod:`~gradfolio.allocation.losses` (Sharpe, Sortino, Calmar, drawdown,
+CVaR, ... composable) and :class:`~gradfolio.allocation.trainer.Trainer`.
+"""
+
+from gradfolio.allocation.allocators import (
+    ALLOCATORS,
+    NormalizedTanhAllocator,
+    SoftmaxAllocator,
+    SparsemaxAllocator,
+    make_allocator,
+)
+from gradfolio.allocation.losses import (
+    LOSSES,
+    CalmarLoss,
+    CVaRLoss,
+    Loss,
+    MaxDrawdownLoss,
+    MeanReturnLoss,
+    SharpeLoss,
+    SortinoLoss,
+    StdLoss,
+    TurnoverLoss,
+    make_loss,
+)
+from gradfolio.allocation.networks import NETWORKS, AllocationNetwork, ConvNet, DenseNet, RecurrentNet, make_network
+from gradfolio.allocation.trainer import History, Trainer
+
+__all__ = [
+    "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "make_allocator",
+    "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
+    "StdLoss", "TurnoverLoss", "make_loss",
+    "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "make_network",
+    "History", "Trainer",
+]

@@ -1,0 +1,230 @@
+"""Losses of portfolio weights judged on the future: ``loss(w (B, N), y (B, C, H, N)) -> (B,)``.
+
+Each loss forms the portfolio's simple returns over the horizon,
+``r = gradfolio.risk.portfolio_returns(w, y[:, 0])`` of shape ``(B, H)``, and applies a
+:mod:`gradfolio.risk` measure to them (``periods_per_year=1``: no annualization unless asked).
+Smaller is better: ratios are negated (``SharpeLoss = -Sharpe``), risks are positive.
+
+Losses compose: ``SharpeLoss() + 0.1 * TurnoverLoss()``, ``a - b``, ``-a``, ``2 * a``, ``a / 2``,
+and pickle. Turnover and transaction-cost losses need the previous weights: pass ``w_prev``
+(``(B, N)``). ``reduction`` is ``"none"`` (per sample, the default), ``"mean"`` or ``"sum"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gradfolio import risk
+from gradfolio.errors import ConfigError, DataError
+
+
+class Loss:
+    """Base class; subclasses implement :meth:`per_sample` from portfolio returns."""
+
+    needs_w_prev = False
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample loss from portfolio returns ``r (B, H)``, weights ``w (B, N)`` -> ``(B,)``."""
+        raise NotImplementedError
+
+    def __call__(
+        self, w: torch.Tensor, y: torch.Tensor, w_prev: torch.Tensor | None = None, reduction: str = "none"
+    ) -> torch.Tensor:
+        """Loss of weights ``w (B, N)`` on targets ``y (B, C, H, N)`` (channel 0 = simple returns).
+
+        Returns ``(B,)`` for ``reduction="none"``, a scalar for ``"mean"`` / ``"sum"``.
+        """
+        if y.ndim != 4 or w.ndim != 2 or y.shape[0] != w.shape[0] or y.shape[-1] != w.shape[-1]:
+            raise DataError(
+                f"{self!r}: w has shape {tuple(w.shape)} and y {tuple(y.shape)}; expected w (B, N) and "
+                "y (B, C, horizon, N) with the same B and N."
+            )
+        if self.needs_w_prev and w_prev is None:
+            raise ConfigError(f"{self!r} needs the previous weights: pass w_prev (B, N).")
+        values = self.per_sample(risk.portfolio_returns(w, y[:, 0]), w, w_prev)
+        if reduction == "none":
+            return values
+        if reduction == "mean":
+            return values.mean()
+        if reduction == "sum":
+            return values.sum()
+        raise ConfigError(f"reduction={reduction!r} is unknown; use 'none', 'mean' or 'sum'.")
+
+    def __add__(self, other: Loss | float) -> Loss:
+        return Combined([(1.0, self), (1.0, _as_loss(other))])
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Loss | float) -> Loss:
+        return Combined([(1.0, self), (-1.0, _as_loss(other))])
+
+    def __rsub__(self, other: float) -> Loss:
+        return Combined([(1.0, _as_loss(other)), (-1.0, self)])
+
+    def __neg__(self) -> Loss:
+        return Combined([(-1.0, self)])
+
+    def __mul__(self, c: float) -> Loss:
+        if not isinstance(c, (int, float)):
+            return NotImplemented
+        return Combined([(float(c), self)])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c: float) -> Loss:
+        return self * (1.0 / c)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def _as_loss(x: Loss | float) -> Loss:
+    if isinstance(x, Loss):
+        return x
+    if isinstance(x, (int, float)):
+        return Constant(float(x))
+    raise ConfigError(f"cannot combine a loss with {x!r}; use a Loss or a number.")
+
+
+class Constant(Loss):
+    """A constant ``c`` for every sample."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return torch.full_like(r[:, 0], self.value)
+
+
+class Combined(Loss):
+    """A linear combination ``sum_k c_k L_k`` of losses (built by ``+``, ``-``, ``*``)."""
+
+    def __init__(self, terms: list[tuple[float, Loss]]):
+        flat: list[tuple[float, Loss]] = []
+        for c, loss in terms:
+            if isinstance(loss, Combined):
+                flat += [(c * c2, l2) for c2, l2 in loss.terms]
+            else:
+                flat.append((c, loss))
+        self.terms = flat
+        self.needs_w_prev = any(loss.needs_w_prev for _, loss in flat)
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return sum((c * loss.per_sample(r, w, w_prev) for c, loss in self.terms), torch.zeros_like(r[:, 0]))
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{c:g} * {loss!r}" for c, loss in self.terms)
+
+
+class SharpeLoss(Loss):
+    """``-sharpe_ratio(r, risk_free, periods_per_year)`` (ddof=1; needs horizon >= 2)."""
+
+    def __init__(self, risk_free: float = 0.0, periods_per_year: float = 1.0):
+        self.risk_free, self.periods_per_year = risk_free, periods_per_year
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return -risk.sharpe_ratio(r, self.risk_free, self.periods_per_year)
+
+
+class SortinoLoss(Loss):
+    """``-sortino_ratio(r, target, periods_per_year)``."""
+
+    def __init__(self, target: float = 0.0, periods_per_year: float = 1.0):
+        self.target, self.periods_per_year = target, periods_per_year
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return -risk.sortino_ratio(r, self.target, self.periods_per_year)
+
+
+class CalmarLoss(Loss):
+    """``-calmar_ratio(r, periods_per_year)`` (CAGR over compounded maximum drawdown)."""
+
+    def __init__(self, periods_per_year: float = 1.0):
+        self.periods_per_year = periods_per_year
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return -risk.calmar_ratio(r, self.periods_per_year)
+
+
+class MaxDrawdownLoss(Loss):
+    """``max_drawdown(r, compounded)`` (a positive fraction)."""
+
+    def __init__(self, compounded: bool = True):
+        self.compounded = compounded
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return risk.max_drawdown(r, self.compounded)
+
+
+class CVaRLoss(Loss):
+    """``cvar(r, level)`` (expected shortfall, a positive loss)."""
+
+    def __init__(self, level: float = 0.95):
+        self.level = level
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return risk.cvar(r, self.level)
+
+
+class MeanReturnLoss(Loss):
+    """``-mean_return(r)``."""
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return -risk.mean_return(r)
+
+
+class StdLoss(Loss):
+    """``annualized_volatility(r, periods_per_year)`` (sample std, ddof=1)."""
+
+    def __init__(self, periods_per_year: float = 1.0):
+        self.periods_per_year = periods_per_year
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return risk.annualized_volatility(r, self.periods_per_year)
+
+
+class TurnoverLoss(Loss):
+    """``cost * turnover(w_prev, w)`` = ``cost * sum |w - w_prev|``; ``cost`` is a fraction per unit traded.
+
+    With ``cost = bps / 1e4`` this is the proportional transaction cost of the rebalance.
+    """
+
+    needs_w_prev = True
+
+    def __init__(self, cost: float = 1.0):
+        self.cost = cost
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        assert w_prev is not None
+        return self.cost * risk.turnover(w_prev, w)
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "sharpe": SharpeLoss,
+    "sortino": SortinoLoss,
+    "calmar": CalmarLoss,
+    "max_drawdown": MaxDrawdownLoss,
+    "cvar": CVaRLoss,
+    "mean_return": MeanReturnLoss,
+    "std": StdLoss,
+    "turnover": TurnoverLoss,
+}
+
+
+def make_loss(name: str, **params: Any) -> Loss:
+    """A registered loss by name (see ``LOSSES``) with keyword parameters."""
+    if name not in LOSSES:
+        raise ConfigError(f"loss name={name!r} is unknown; use one of {sorted(LOSSES)}.")
+    try:
+        return LOSSES[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"loss {name!r}: bad parameters {sorted(params)} ({exc}).") from exc
+
+
+__all__ = [
+    "Loss", "Constant", "Combined", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss",
+    "MeanReturnLoss", "StdLoss", "TurnoverLoss", "LOSSES", "make_loss",
+]
