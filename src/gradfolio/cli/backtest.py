@@ -17,9 +17,8 @@ SHOWN = {
     "annualized_return": "CAGR",
     "annualized_volatility": "vol",
     "sharpe_ratio": "Sharpe",
-    "sortino_ratio": "Sortino",
     "max_drawdown": "max DD",
-    "annual_turnover": "turnover/yr",
+    "annual_turnover": "turn/yr",
     "total_cost": "costs",
 }
 
