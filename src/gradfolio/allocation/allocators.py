@@ -92,9 +92,10 @@ class SparsemaxAllocator(nn.Module):
             tau0 = (lo + hi) / 2
             free = ((z - tau0) > 0) & ((z - tau0) < cap)
             upper = (z - tau0) >= cap
-            n_free = free.sum(dim=-1, keepdim=True)
+            n_free = free.sum(dim=-1, keepdim=True).to(z.dtype)
+            n_upper = upper.sum(dim=-1, keepdim=True).to(z.dtype)
         z_free = torch.where(free, z, torch.zeros_like(z)).sum(dim=-1, keepdim=True)
-        tau = (z_free - 1 + cap * upper.sum(dim=-1, keepdim=True)) / n_free.clamp(min=1)
+        tau = (z_free - 1 + cap * n_upper) / n_free.clamp(min=1)
         tau = torch.where(n_free > 0, tau, tau0)
         return torch.clamp(z - tau, 0.0, cap)
 

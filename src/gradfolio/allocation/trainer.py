@@ -271,7 +271,7 @@ class Trainer:
                 )
             (loss + self._penalty()).backward()
             self.optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         return total / n
 
 
