@@ -39,7 +39,7 @@ class NormalizedTanhAllocator(nn.Module):
     ``eps`` keeps the division finite when every score is zero.
     """
 
-    def __init__(self, eps: float = 1e-12):
+    def __init__(self, eps: float = 1e-20):
         super().__init__()
         self.eps = eps
 
