@@ -77,12 +77,47 @@ def _bmv(M: Tensor, v: Tensor) -> Tensor:
     return _bmtv(M.transpose(-1, -2), v)
 
 
+@dataclass(frozen=True)
+class _BoundRows:
+    """The last rows of a shared ``G`` that have one nonzero each (bounds): column and squared value."""
+
+    first: int
+    cols: Tensor
+    coef2: Tensor
+
+    @staticmethod
+    def find(G: Tensor) -> "_BoundRows | None":
+        """Reorder-free detection: the trailing block of single-nonzero rows of a 2-D ``G``."""
+        if G.ndim != 2 or not G.shape[0]:
+            return None
+        single = (G != 0).sum(dim=-1) == 1
+        k = int(G.shape[0] - torch.flip(single, [0]).int().cumprod(0).sum())
+        if k == G.shape[0]:
+            return None
+        return _BoundRows(k, G[k:].abs().argmax(dim=-1), G[k:].amax(dim=-1).square() + G[k:].amin(dim=-1).square())
+
+
+def _gram(Q: Tensor, G: Tensor, d: Tensor, bounds: _BoundRows | None) -> Tensor:
+    """``Q + G' diag(d) G`` (batched), the bound rows added as a diagonal."""
+    B = d.shape[0]
+    if not G.shape[-2]:
+        return Q.expand(B, -1, -1).clone()
+    k = bounds.first if bounds is not None else G.shape[-2]
+    H = Q + (G[..., :k, :].transpose(-1, -2) * d[:, None, :k]) @ G[..., :k, :] if k else Q.expand(B, -1, -1).clone()
+    if bounds is not None:
+        diag = d.new_zeros(B, G.shape[-1]).index_add_(1, bounds.cols, d[:, k:] * bounds.coef2)
+        H.diagonal(dim1=-2, dim2=-1).add_(diag)
+    return H
+
+
 class _KKT:
     """Factorization of ``[[H, A'], [A, 0]]`` with ``H = Q + G' diag(d) G + reg I`` (batched)."""
 
-    def __init__(self, Q: Tensor, G: Tensor, d: Tensor, A: Tensor, reg: float) -> None:
+    def __init__(
+        self, Q: Tensor, G: Tensor, d: Tensor, A: Tensor, reg: float, bounds: _BoundRows | None = None
+    ) -> None:
         scale = Q.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1.0)
-        H = Q + (G.transpose(-1, -2) * d.unsqueeze(-2)) @ G if G.shape[-2] else Q.expand(d.shape[0], -1, -1).clone()
+        H = _gram(Q, G, d, bounds)
         H.diagonal(dim1=-2, dim2=-1).add_((reg * scale).unsqueeze(-1))
         L, info = torch.linalg.cholesky_ex(H)
         if bool((info > 0).any()):
@@ -122,6 +157,7 @@ def _interior_point(
     B, n = q.shape
     m, p = h.shape[-1], b.shape[-1]
     tol, gap_tol = settings.tolerances(q.dtype)
+    bounds = _BoundRows.find(G)
     dtype, device = q.dtype, q.device
     ones_m = torch.ones(B, m, dtype=dtype, device=device)
     if m == 0:
@@ -131,7 +167,7 @@ def _interior_point(
         return x, y, q.new_zeros(B, 0), q.new_zeros(B, 0)
 
     # Initial point: minimize 1/2 x'Qx + q'x + 1/2 |Gx - h|^2 s.t. Ax = b, then shift s, z > 0.
-    kkt = _KKT(Q, G, ones_m, A, settings.reg)
+    kkt = _KKT(Q, G, ones_m, A, settings.reg, bounds)
     x, _ = kkt.solve(-q + _bmtv(G, h), b)
     r = h - _bmv(G, x)
     s = r + (1.0 - r.amin(dim=-1, keepdim=True)).clamp_min(0.0)
@@ -156,7 +192,7 @@ def _interior_point(
         if bool(done.all()):
             break
         d = z / s
-        kkt = _KKT(Q, G, d, A, settings.reg)
+        kkt = _KKT(Q, G, d, A, settings.reg, bounds)
         r2 = -rpe if p else None
 
         def direction(rc: Tensor) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
@@ -332,6 +368,10 @@ def solve_qp(
     p = 0 if A is None else A.shape[-2]
     G = _batched(G, "G", B, (m, n), q)
     h = _batched(h, "h", B, (m,), q)
+    if G.ndim == 2 and m:
+        # Bound rows (one nonzero) last: their part of G' diag(d) G is a diagonal (_BoundRows).
+        perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True)
+        G, h = G[perm], h[:, perm]
     A = _batched(A, "A", B, (p, n), q)
     b = _batched(b, "b", B, (p,), q)
     return _QPFunction.apply(Q, q, G, h, A, b, settings).to(out_dtype)
