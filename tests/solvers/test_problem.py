@@ -65,7 +65,7 @@ def test_gradients_match_finite_differences(gen, refs, name):
         return (prob.solve(mu, factor=F, gamma=gamma, alpha=alpha, w_prev=w_prev) * c).sum()
 
     for idx in range(5 if SPECS[name].turnover is not None else 4):
-        refs.fd(f, [mu, F, gamma, alpha, w_prev], idx, gen)
+        refs.fd(f, [mu, F, gamma, alpha, w_prev], idx, gen, eps=1e-4)
 
 
 def test_covariance_gradient(gen, refs):
