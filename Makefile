@@ -31,6 +31,7 @@ test: setup browser
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: setup
+	$(PIP) install --quiet --no-deps deepdow
 	$(PY) benchmarks/run_all.py
 
 clean:

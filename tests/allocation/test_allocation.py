@@ -287,3 +287,17 @@ def test_trainer_validates_arguments():
         Trainer(net, SharpeLoss(), batch_size=0)
     with pytest.raises(ConfigError, match="optimizer"):
         Trainer(net, SharpeLoss(), optimizer="lbfgs")
+
+
+def test_markowitz_net_matches_the_convex_allocator_on_the_sample_covariance():
+    torch.manual_seed(0)
+    net = make_network("markowitz", 5, 12, hidden=4, gamma=2.0, alpha=0.5).double()
+    x, y = _xy()
+    w = net(x)
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, dtype=D))
+    # same problem with the explicit sample covariance S = cov(X_0) (ddof 1)
+    S = torch.stack([torch.cov(x[b, 0].T) for b in range(4)])
+    w_ref = net.allocator(net.scores(x), cov=S)
+    torch.testing.assert_close(w, w_ref, atol=1e-7, rtol=0)
+    SharpeLoss()(w, y, reduction="mean").backward()
+    assert net.allocator.log_gamma.grad is not None and net.head.weight.grad.abs().sum() > 0

@@ -28,13 +28,21 @@ from gradfolio.allocation.losses import (
     TurnoverLoss,
     make_loss,
 )
-from gradfolio.allocation.networks import NETWORKS, AllocationNetwork, ConvNet, DenseNet, RecurrentNet, make_network
+from gradfolio.allocation.networks import (
+    NETWORKS,
+    AllocationNetwork,
+    ConvNet,
+    DenseNet,
+    MarkowitzNet,
+    RecurrentNet,
+    make_network,
+)
 from gradfolio.allocation.trainer import History, Trainer
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "make_allocator",
     "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
     "StdLoss", "TurnoverLoss", "make_loss",
-    "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "make_network",
+    "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "make_network",
     "History", "Trainer",
 ]

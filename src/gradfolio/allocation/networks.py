@@ -8,6 +8,8 @@ Each network computes per-asset scores ``z (B, N)`` and hands them to its alloca
   time shared by the assets.
 - :class:`RecurrentNet` — BachelierNet-like: instance norm, LSTM/RNN over time shared by the
   assets, dropout, time collapse (attention by default), a linear score per asset.
+- :class:`MarkowitzNet` — :class:`RecurrentNet` scores as expected returns plus the window's
+  covariance into the differentiable convex allocator (DeepDow's BachelierNet).
 """
 
 from __future__ import annotations
@@ -216,6 +218,44 @@ class RecurrentNet(AllocationNetwork):
         return self.head(h.transpose(1, 2)).squeeze(-1)
 
 
+class MarkowitzNet(RecurrentNet):
+    """BachelierNet in gradfolio: :class:`RecurrentNet` scores as expected returns ``mu (B, N)``,
+    the window's sample covariance as risk model, and a differentiable
+    :class:`~gradfolio.allocation.convex.ConvexAllocator` (learnable ``gamma`` and ``alpha``) for
+    ``w = argmin 1/2 gamma w'Sw - mu'w + 1/2 alpha |w|^2`` under any convex constraints.
+
+    The covariance enters as the factor ``F = (X_0 - mean) / sqrt(L - 1)`` of shape ``(B, L, N)``
+    (``S = F'F``), never formed explicitly.
+
+    Parameters
+    ----------
+    n_assets
+        ``N`` (the convex problem's size).
+    constraints
+        :class:`gradfolio.solvers.PortfolioConstraints` (default: budget only).
+    gamma, alpha
+        Initial risk aversion and L2 regularization (both learned).
+    **kwargs
+        :class:`RecurrentNet` options (``hidden``, ``cell``, ``collapse``, ``dropout``...).
+    """
+
+    def __init__(
+        self, n_assets: int, constraints: Any = None, gamma: float = 1.0, alpha: float = 0.1, **kwargs: Any
+    ):
+        from gradfolio.allocation.convex import ConvexAllocator
+
+        kwargs.pop("allocator", None)
+        allocator = ConvexAllocator(n_assets, constraints, gamma, alpha, learn_gamma=True, learn_alpha=True)
+        super().__init__(allocator=allocator, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Weights ``(B, C, L, N) -> (B, N)`` from the convex problem."""
+        self.check_input(x)
+        returns = x[:, 0]
+        factor = (returns - returns.mean(dim=1, keepdim=True)) / max(returns.shape[1] - 1, 1) ** 0.5
+        return self.allocator(self.scores(x), factor=factor)
+
+
 def _dense(**kw: Any) -> DenseNet:
     return DenseNet(**kw)
 
@@ -239,7 +279,12 @@ def _rnn(**kw: Any) -> RecurrentNet:
     return _lstm(**{"cell": "rnn", **kw})
 
 
-NETWORKS = {"dense": _dense, "maxout": _maxout, "conv": _conv, "lstm": _lstm, "rnn": _rnn}
+def _markowitz(**kw: Any) -> MarkowitzNet:
+    kw.pop("lookback", None)
+    return MarkowitzNet(**kw)
+
+
+NETWORKS = {"dense": _dense, "maxout": _maxout, "conv": _conv, "lstm": _lstm, "rnn": _rnn, "markowitz": _markowitz}
 
 
 def make_network(name: str, n_assets: int, lookback: int, n_channels: int = 1, **params: Any) -> AllocationNetwork:
@@ -262,4 +307,4 @@ def make_network(name: str, n_assets: int, lookback: int, n_channels: int = 1, *
         raise ConfigError(f"network {name!r}: bad parameters {sorted(params)} ({exc}).") from exc
 
 
-__all__ = ["AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "NETWORKS", "make_network"]
+__all__ = ["AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "NETWORKS", "make_network"]
