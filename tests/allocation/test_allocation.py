@@ -130,8 +130,8 @@ def test_sparsemax_against_cvxpy_and_gradient():
 @pytest.mark.parametrize("allocator", ["softmax", "tanh", "sparsemax"])
 def test_networks_shapes_and_constraints(name, allocator):
     torch.manual_seed(0)
-    net = make_network(name, n_assets=5, lookback=12, allocator=allocator, hidden=8 if name in ("lstm", "rnn")
-                       else (8,)) if name not in ("conv",) else make_network(name, 5, 12, allocator=allocator)
+    size = {"lstm": {"hidden": 8}, "rnn": {"hidden": 8}, "conv": {"channels": (4,)}}.get(name, {"hidden": (8,)})
+    net = make_network(name, n_assets=5, lookback=12, allocator=allocator, **size)
     x, _ = _xy()
     w = net.double()(x)
     assert w.shape == (4, 5)
@@ -145,14 +145,12 @@ def test_network_gradient_by_finite_differences():
     torch.manual_seed(0)
     net = make_network("lstm", 5, 12, hidden=3).double()
     x, y = _xy()
-    params = list(net.parameters())
 
     def f(*ps):
-        torch.func.functional_call  # noqa: B018 - documented API below
         out = torch.func.functional_call(net, dict(zip([n for n, _ in net.named_parameters()], ps)), (x,))
         return SharpeLoss()(out, y, reduction="mean")
 
-    assert torch.autograd.gradcheck(f, tuple(p.detach().clone().requires_grad_(True) for p in params))
+    assert torch.autograd.gradcheck(f, tuple(p.detach().clone().requires_grad_(True) for p in net.parameters()))
 
 
 def test_unknown_names_raise_config_error():
