@@ -262,7 +262,17 @@ def _adjoint(
         K[:, :n, n + m:] = A.transpose(-1, -2)
         K[:, n + m:, :n] = A
     rhs = torch.cat([-grad_x, grad_x.new_zeros(B, m + p)], dim=-1)
-    sol = torch.linalg.solve(K, rhs)
+    if K.is_cuda or torch.get_num_threads() == 1:
+        sol = torch.linalg.solve(K, rhs)
+    else:
+        # torch 2.13's multi-threaded batched CPU LU returns invalid pivots for matrices larger
+        # than ~128 (MKL "DLASWP parameter 6" errors); factor single-threaded.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            sol = torch.linalg.solve(K, rhs)
+        finally:
+            torch.set_num_threads(threads)
     return sol[:, :n], sol[:, n:n + m], sol[:, n + m:]
 
 
