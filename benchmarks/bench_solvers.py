@@ -1,16 +1,23 @@
-"""Differentiable QP layers side by side: gradfolio.solvers vs cvxpylayers vs qpth.
+"""Differentiable QP layers side by side: gradfolio.solvers vs qpth, cvxpylayers and DeepDow.
 
 Problem (the allocation layer's standard case): long-only, fully invested mean-variance
 ``min 1/2 gamma w'Sw - mu'w + 1/2 alpha |w|^2 s.t. 1'w = 1, w >= 0`` for a batch of random
 covariances (condition number ~1e3). Each solver runs forward + backward of a scalar loss of the
 weights; the reported time is the median over repeats. The weight error is the largest absolute
 difference to cvxpy + Clarabel at tight tolerance (float64 reference, first 8 problems).
-A second table times gradfolio alone at large batches (many rebalance dates at once).
+DeepDow's ``NumericalMarkowitz`` (cvxpylayers) solves the same problem written as
+``max mu'w - |sqrt(gamma/2) L w|^2 - (alpha/2) |w|^2`` with ``S = L'L``; it is timed when
+``deepdow`` is importable (``make bench`` installs it). A second table times gradfolio alone at
+large batches (many rebalance dates at once).
+
+Before anything runs, glibc is told to keep freed memory (:mod:`benchutil`; ``--default-malloc``
+skips it), for every contender alike.
 
 Prints tables and writes ``benchmarks/results/solvers.json`` and ``solvers.md``.
 
 Usage: ``python benchmarks/bench_solvers.py [--device cpu|cuda] [--dtype float64|float32]
-[--threads 2] [--sizes 10 50 100] [--batch 32] [--large-batches 1000 4000] [--repeats 5]``
+[--threads 2] [--sizes 10 50 100] [--batch 32] [--large-batches 1000 4000] [--repeats 5]
+[--default-malloc]``
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
+from benchutil import keep_freed_memory
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.solvers import ConvexProblem, PortfolioConstraints
 
@@ -79,6 +87,32 @@ def qpth_layer(n: int):
     return solve
 
 
+def deepdow_layer(n: int):
+    from deepdow.layers import NumericalMarkowitz
+
+    layer = NumericalMarkowitz(n)
+
+    def solve(mu, cov):
+        B = mu.shape[0]
+        sqrt = torch.linalg.cholesky(cov).mT  # S = L'L with L = chol(S)'
+        gamma_sqrt = torch.full((B, 1), (GAMMA / 2) ** 0.5, dtype=mu.dtype, device=mu.device)
+        return layer(mu, sqrt, gamma_sqrt, torch.full((B,), ALPHA / 2, dtype=mu.dtype, device=mu.device))
+
+    return solve
+
+
+def contenders():
+    """``(name, layer factory, repeat divisor)``; DeepDow only where it is installed."""
+    rows = [("gradfolio", gradfolio_layer, 1), ("qpth", qpth_layer, 1), ("cvxpylayers", cvxpylayers_layer, 3)]
+    try:
+        import deepdow  # noqa: F401
+    except ImportError:
+        print("deepdow is not installed (make bench installs it): skipping NumericalMarkowitz")
+    else:
+        rows.append(("deepdow NumericalMarkowitz", deepdow_layer, 3))
+    return rows
+
+
 def time_fwd_bwd(layer, mu, cov, repeats: int) -> tuple[float, torch.Tensor]:
     """Median seconds of forward + backward, and the weights."""
     times, w = [], None
@@ -105,7 +139,9 @@ def main() -> None:
     parser.add_argument("--large-batches", type=int, nargs="+", default=[1000, 4000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(HERE / "results" / "solvers"))
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc settings alone")
     args = parser.parse_args()
+    kept = False if args.default_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -114,20 +150,16 @@ def main() -> None:
     for n in args.sizes:
         mu, cov = problems(args.batch, n, dtype, device)
         ref = reference(mu[:8].double().cpu().numpy(), cov[:8].double().cpu().numpy())
-        for name, make, reps in (
-            ("gradfolio (torch IPM)", gradfolio_layer, args.repeats),
-            ("qpth", qpth_layer, args.repeats),
-            ("cvxpylayers", cvxpylayers_layer, max(1, args.repeats // 3)),
-        ):
+        for name, make, divisor in contenders():
             try:
-                sec, w = time_fwd_bwd(make(n), mu, cov, reps)
+                sec, w = time_fwd_bwd(make(n), mu, cov, max(1, args.repeats // divisor))
                 err = float(np.abs(w[:8].double().cpu().numpy() - ref).max())
             except Exception as exc:  # a peer failing is a result, not a crash
                 sec, err = float("nan"), float("nan")
                 print(f"{name} n={n}: failed ({type(exc).__name__}: {exc})")
             rows.append({"solver": name, "n": n, "batch": args.batch, "ms": sec * 1e3, "max_weight_error": err})
     for n in args.sizes:
-        ours = next(r["ms"] for r in rows if r["n"] == n and r["solver"].startswith("gradfolio"))
+        ours = next(r["ms"] for r in rows if r["n"] == n and r["solver"] == "gradfolio")
         for r in rows:
             if r["n"] == n:
                 r["time_vs_gradfolio"] = r["ms"] / ours
@@ -137,11 +169,12 @@ def main() -> None:
         n = 50
         mu, cov = problems(B, n, dtype, device, seed=1)
         sec, _ = time_fwd_bwd(gradfolio_layer(n), mu, cov, max(1, args.repeats // 2))
-        large.append({"solver": "gradfolio (torch IPM)", "n": n, "batch": B, "ms": sec * 1e3, "ms_per_problem": sec * 1e3 / B})
+        large.append({"solver": "gradfolio", "n": n, "batch": B, "ms": sec * 1e3, "ms_per_problem": sec * 1e3 / B})
 
     meta = {"device": str(device), "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine()}
-    lines = [f"# Differentiable QP layers, forward + backward ({meta['device']}, {args.dtype}, {args.threads} threads)", "",
+            "machine": platform.processor() or platform.machine(), "malloc_keeps_freed_memory": kept}
+    lines = [f"# Differentiable QP layers, forward + backward ({meta['device']}, {args.dtype}, {args.threads} threads, "
+             f"glibc keeps freed memory: {kept})", "",
              "| n | batch | solver | ms | x gradfolio time | max weight error vs Clarabel |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['n']} | {r['batch']} | {r['solver']} | {r['ms']:.2f} | {r['time_vs_gradfolio']:.1f} | {r['max_weight_error']:.1e} |" for r in rows]
     lines += ["", "## Many problems at once (n = 50)", "", "| batch | ms | ms per problem |", "|---|---|---|"]

@@ -102,3 +102,57 @@ def test_bad_shapes():
         solve_qp(torch.eye(2), torch.zeros(2))
     with pytest.raises(ConfigError, match="G has shape"):
         solve_qp(torch.eye(2), torch.zeros(1, 2), torch.zeros(3, 3), torch.zeros(3))
+
+
+@pytest.mark.parametrize("active_set_iter", [0, 1, 15])
+def test_every_path_matches_clarabel_and_finite_differences(gen, refs, active_set_iter):
+    # 0: interior point (with polish) only; 1: the active-set method hands most elements over;
+    # 15 (default): the active-set method finishes them.
+    settings = QPSettings(active_set_iter=active_set_iter)
+    Q, q, G, h, A, b = random_qp(gen, 4, 8, 12, 1, cond=1e3, shared=False)
+    x = solve_qp(Q, q, G, h, A, b, settings)
+    for i in range(4):
+        ref = refs.qp(Q[i].numpy(), q[i].numpy(), G[i].numpy(), h[i].numpy(), A[i].numpy(), b[i].numpy())
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+    c = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    for idx in (1, 3):
+        refs.fd(lambda *a: (solve_qp(*a, settings=settings) * c).sum(), [Q, q, G, h, A, b], idx, gen)
+
+
+def test_long_only_budget_with_fixed_and_tied_variables(gen, refs):
+    # lower == upper for asset 0 (both bound rows bind), and a problem where every weight sits on
+    # a bound (all variables fixed: the active-set system has no free variable left).
+    n, B = 6, 3
+    Qm = refs.cov(gen, B, n, 100.0) * 25
+    q = 0.05 * torch.randn(B, n, generator=gen, dtype=torch.float64)
+    lo = torch.tensor([0.2, 0, 0, 0, 0, 0], dtype=torch.float64)
+    hi = torch.tensor([0.2, 0.5, 0.5, 0.5, 0.5, 0.5], dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64)
+    G, h = torch.cat([-eye, eye]), torch.cat([-lo, hi])
+    A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    for lo_hi in ((lo, hi), (torch.full((n,), 1 / n, dtype=torch.float64),) * 2):
+        h = torch.cat([-lo_hi[0], lo_hi[1]])
+        x = solve_qp(Qm, q, G, h, A, b)
+        for i in range(B):
+            ref = refs.qp(Qm[i].numpy(), q[i].numpy(), G.numpy(), h.numpy(), A.numpy(), b.numpy())
+            np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+    torch.testing.assert_close(x, torch.full((B, n), 1 / n, dtype=torch.float64))
+    # Asset 0 is pinned at lower_0 = upper_0: moving both bounds by +1 moves w0 by +1 in every
+    # element (h holds -lower_0 at row 0 and upper_0 at row n), whichever row took the multiplier.
+    h = torch.cat([-lo, hi]).requires_grad_()
+    x = solve_qp(Qm, q, G, h.expand(B, -1), A, b)
+    (g,) = torch.autograd.grad(x[:, 0].sum(), h)
+    assert float(-g[0] + g[n]) == pytest.approx(B, abs=1e-9)
+
+
+def test_linear_program_is_solved(gen, refs):
+    # Q = 0: a box-and-budget LP (a vertex solution), through whichever path finishes it.
+    n, B = 5, 2
+    q = torch.randn(B, n, generator=gen, dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64)
+    G, h = torch.cat([-eye, eye]), torch.cat([torch.zeros(n), torch.full((n,), 0.4)]).double()
+    A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    x = solve_qp(torch.zeros(n, n, dtype=torch.float64), q, G, h, A, b)
+    for i in range(B):
+        ref = refs.qp(np.zeros((n, n)), q[i].numpy(), G.numpy(), h.numpy(), A.numpy(), b.numpy())
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-6)

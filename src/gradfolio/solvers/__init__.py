@@ -9,6 +9,7 @@
 
 from gradfolio.solvers.constraints import CompiledConstraints, Group, PortfolioConstraints
 from gradfolio.solvers.problem import ConvexProblem
-from gradfolio.solvers.qp import QPSettings, solve_qp
+from gradfolio.solvers.qp import solve_qp
+from gradfolio.solvers.settings import QPSettings
 
 __all__ = ["CompiledConstraints", "ConvexProblem", "Group", "PortfolioConstraints", "QPSettings", "solve_qp"]

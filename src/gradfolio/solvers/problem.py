@@ -21,7 +21,8 @@ from torch import Tensor
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import PortfolioConstraints
 from gradfolio.solvers.cvxpy_backend import CvxpyBackend
-from gradfolio.solvers.qp import QPSettings, solve_qp
+from gradfolio.solvers.qp import solve_qp
+from gradfolio.solvers.settings import QPSettings
 
 Backend = Literal["qp", "cvxpylayers"]
 
@@ -132,12 +133,10 @@ class ConvexProblem:
                 raise ConfigError(f"ConvexProblem: the turnover constraint needs w_prev of shape ({B}, {N}).")
         if self._cvxpy is not None:
             return self._cvxpy.solve(mu, cov, factor, g, a, w_prev)
-        S = risk_matrix(cov, factor, N)
-        eye = torch.eye(N, dtype=mu.dtype, device=mu.device)
-        Qw = g[:, None, None] * S + a[:, None, None] * eye
+        Q = g[:, None, None] * risk_matrix(cov, factor, N)
+        Q.diagonal(dim1=-2, dim2=-1).add_(a[:, None])
         pad = self.compiled.n_vars - N
-        Q = nnf.pad(Qw, (0, pad, 0, pad))
-        q = nnf.pad(-mu, (0, pad))
+        Q, q = (nnf.pad(Q, (0, pad, 0, pad)), nnf.pad(-mu, (0, pad))) if pad else (Q, -mu)
         t = self._tensors(mu)
         h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
         x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)

@@ -1,0 +1,205 @@
+"""The equality-constrained QP on an active set: the primal-dual active-set method, polish, backward.
+
+Once it is known which inequality rows hold with equality at the solution (the *active set*),
+the QP ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` reduces to a linear KKT system::
+
+    [[Q, G_act', A'], [G_act, 0, 0], [A, 0, 0]] [x; lam_act; y] = [-q; h_act; b]
+
+Active bound rows fix their variable, so the system is solved over the free variables only
+(``Q`` restricted to them, a unit diagonal on the fixed ones); the general active rows and the
+equalities enter through a Schur complement (:class:`~gradfolio.solvers.kkt.SaddlePoint`), with
+a unit diagonal on the inactive rows so that their multipliers are zero. Everything is batched:
+each element has its own active set, the matrices keep their size.
+
+- **Primal-dual active-set method** (Hintermueller, Ito & Kunisch 2002, a semismooth Newton
+  method): solve on a guess of the active set, then keep the rows whose multiplier is positive
+  and add the rows the solution violates, until the KKT conditions hold. It stops with the exact
+  solution, typically after 3-7 solves for portfolio problems; it can cycle on general problems,
+  so the elements it leaves after ``active_set_iter`` solves go to the interior point.
+- **Polish**: the interior point's guess of the active set, solved the same way, is exact once
+  the guess is right (the KKT conditions are checked before it is accepted).
+- **Backward**: the matrix is symmetric, so the same system gives the adjoint of the implicit
+  differentiation of the KKT conditions (OptNet, Amos & Kolter 2017) at the solution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradfolio.solvers.kkt import SaddlePoint
+from gradfolio.solvers.settings import QPSettings
+from gradfolio.solvers.standard_form import Solution, StandardForm, absmax, bmtv, bmv
+
+
+def active_rows(form: StandardForm, s: Tensor, z: Tensor) -> Tensor:
+    """The interior point's guess of the active rows, ``z > s`` ``(B, m)`` bool.
+
+    Of two active bound rows on one variable (``lower == upper``) only the one with the larger
+    multiplier is kept, so that every fixed variable has one active row.
+    """
+    act = z > s
+    if form.cols.numel():
+        B, n = form.q.shape
+        zb = torch.where(act[:, form.mg:], z[:, form.mg:], -torch.inf)
+        zmax = zb.new_full((B, n), -torch.inf).scatter_reduce(1, form.cols.expand(B, -1), zb, "amax")
+        act[:, form.mg:] &= zb >= zmax[:, form.cols]
+    return act
+
+
+def _gather_square(M: Tensor, idx: Tensor | None, B: int) -> Tensor:
+    """``M[b][idx[b]][:, idx[b]]`` ``(B, k, k)`` for ``M (B, n, n)`` or shared ``(n, n)`` and ``idx (B, k)``
+    (``idx=None``: all of ``M``)."""
+    if idx is None:
+        return M.expand(B, -1, -1)
+    if M.ndim == 2:
+        return M[idx[:, :, None], idx[:, None, :]]
+    return M[torch.arange(B, device=M.device)[:, None, None], idx[:, :, None], idx[:, None, :]]
+
+
+def _gather_columns(M: Tensor, idx: Tensor | None, B: int) -> Tensor:
+    """``M[b][:, idx[b]]`` ``(B, r, k)`` for ``M (B, r, n)`` or shared ``(r, n)`` (``idx=None``: all of ``M``)."""
+    M = M.expand(B, -1, -1)
+    return M if idx is None else M.gather(2, idx[:, None, :].expand(-1, M.shape[1], -1))
+
+
+class ActiveSet:
+    """Factorized KKT system of the QP restricted to an active set (see the module docstring).
+
+    The free variables of each element are gathered first (``idx``), so the system has the size
+    ``k`` of the largest free set in the batch (smaller elements are padded with unit rows): the
+    solution of a long-only portfolio problem is sparse, and its active-set system small.
+
+    Parameters
+    ----------
+    form
+        The batch of QPs.
+    act
+        Active rows ``(B, m)`` bool (general rows first, then bound rows, as in ``form``).
+    reg
+        Relative regularization of the reduced ``Q`` (for a ``Q`` singular on the free variables).
+    """
+
+    def __init__(self, form: StandardForm, act: Tensor, reg: float) -> None:
+        B, n, _, p = form.shape
+        mg, dtype = form.mg, form.q.dtype
+        self.form = form
+        act_b = act[:, mg:].to(dtype)
+        count = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b)
+        fixed = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b * form.bound_value)
+        #: Values of the fixed variables (zero on free ones) ``(B, n)``.
+        self.x_fixed = fixed / count.clamp_min(1.0)
+        #: Each active bound row's share of its variable's multiplier (1, or 1/2 for a tie) ``(B, mb)``.
+        self.share = act_b / count[:, form.cols].clamp_min(1.0)
+        free = count == 0
+        k = int(free.sum(dim=-1).amax()) if B else 0
+        #: Free variables first ``(B, k)`` (``None`` when some element has all ``n`` free: no
+        #: reordering then) and which of those slots are real (1) or padding (0) ``(B, k)``.
+        self.idx = torch.argsort(count, dim=-1, stable=True)[:, :k] if k < n else None
+        self.valid = (free if self.idx is None else free.gather(1, self.idx)).to(dtype)
+        #: Which rows of ``form.R`` are imposed ``(B, p + mg)``: the equalities and the active
+        #: general rows (``None``: all, when there are no general rows).
+        self.row_on = torch.cat([form.q.new_ones(B, p), act[:, :mg].to(dtype)], dim=-1) if mg else None
+        #: The imposed rows on the free variables ``(B, p + mg, k)``.
+        self.C = _gather_columns(form.R, self.idx, B) * self.valid[:, None, :]
+        if self.row_on is not None:
+            self.C = self.C * self.row_on[:, :, None]
+        # Augmented Lagrangian: Q + rho C'C has the same KKT solution on {C x = rc} (the right-hand
+        # side gets rho C' rc) and is positive definite whenever the KKT matrix is nonsingular,
+        # also where Q is singular (the auxiliary variables of leverage and turnover have no cost).
+        self.rho = form.rho.expand(B)
+        mask = self.valid[:, :, None] * self.valid[:, None, :]
+        mask.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # padding slots keep their diagonal: decoupled unit-like rows
+        H = torch.baddbmm(_gather_square(form.Q, self.idx, B) * mask, self.C.mT * self.rho[:, None, None], self.C)
+        self.kkt = SaddlePoint(H, self.C, None if self.row_on is None else 1.0 - self.row_on, form.scale_q, reg)
+
+    @property
+    def ok(self) -> Tensor:
+        """Whether the system could be factored, per element ``(B,)``."""
+        return self.kkt.ok
+
+    def _solve(self, r: Tensor, rc: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
+        """Solve for the free variables with right-hand sides ``r (B, n)`` (gathered) and ``rc``;
+        return ``base`` plus the free part ``(B, n)`` and the row multipliers ``(B, p + mg)``."""
+        r1 = (r if self.idx is None else r.gather(1, self.idx)) * self.valid + self.rho[:, None] * bmtv(self.C, rc)
+        x_free, nu = self.kkt.solve(r1, rc)
+        x_free = x_free * self.valid
+        return (base + x_free if self.idx is None else base.scatter_add(1, self.idx, x_free)), nu
+
+    def _multipliers(self, x: Tensor, nu: Tensor, lin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``y (B, p)``, ``lam (B, m)`` and the dual residual ``Qx + lin + G'lam + A'y (B, n)``.
+
+        An active bound row ``c x_j <= h`` gets ``lam = -r_j / c``, where ``r`` is the residual
+        without the bound rows, which makes the residual zero on the fixed variables.
+        """
+        f, p = self.form, self.form.b.shape[-1]
+        r = f.Qx(x) + lin + bmtv(f.R, nu)
+        lam_b = -r[:, f.cols] / f.coef * self.share
+        rd = r.index_add(1, f.cols, f.coef * lam_b)
+        return nu[:, :p], torch.cat([nu[:, p:], lam_b], dim=-1), rd
+
+    def polish(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Solve the equality-constrained QP: ``x (B, n)``, ``y (B, p)``, ``lam (B, m)`` and the dual residual ``(B, n)``."""
+        f, x0 = self.form, self.x_fixed
+        rc = f.r - bmv(f.R, x0)
+        rc = rc if self.row_on is None else rc * self.row_on
+        x, nu = self._solve(-(f.q + f.Qx(x0)), rc, x0)
+        return x, *self._multipliers(x, nu, f.q)
+
+    def adjoint(self, grad_x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Solve ``K [dx; dlam; dy] = [-grad_x; 0; 0]`` with the active-set KKT matrix ``K``.
+
+        Returns ``(dx (B, n), dy (B, p), dlam (B, m))`` (``dlam`` zero on inactive rows).
+        """
+        dx, dnu = self._solve(-grad_x, grad_x.new_zeros(self.C.shape[:2]), torch.zeros_like(grad_x))
+        dy, dlam, _ = self._multipliers(dx, dnu, grad_x)
+        return dx, dy, dlam
+
+
+def solve_on(form: StandardForm, act: Tensor, reg: float, tol: float) -> tuple[Tensor, ...]:
+    """Solve on the active sets ``act`` and check the KKT conditions.
+
+    Returns
+    -------
+    ``x (B, n)``, ``y (B, p)``, ``lam (B, m)``, the slacks ``s = h - Gx (B, m)`` and ``ok (B,)``:
+    whether ``x`` is the solution, i.e. the inactive rows are feasible, the active rows and the
+    equalities hold, the active multipliers are nonnegative and the dual residual is zero, all to
+    ``tol`` (scaled).
+    """
+    system = ActiveSet(form, act, reg)
+    x, y, lam, rd = system.polish()
+    s = form.h - form.Gx(x)
+    # Scaled KKT violations (NaN compares False, so a failed solve is never accepted).
+    primal = torch.maximum(absmax(torch.where(act, s, s.clamp_max(0.0))), absmax(form.Ax(x) - form.b))
+    dual = torch.maximum(absmax(lam.clamp_max(0.0)), absmax(rd))
+    ok = system.ok & (primal <= tol * form.scale_p) & (dual <= tol * form.scale_d)
+    return x, y, lam, s, ok
+
+
+def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> Tensor:
+    """Run the primal-dual active-set method from the empty active set.
+
+    Finished elements are written to ``out`` and leave the batch.
+
+    Returns
+    -------
+    The indices ``(k,)`` of the elements not solved in ``settings.active_set_iter`` solves.
+    """
+    B, _, m, _ = form.shape
+    tol, _, _ = settings.tolerances(form.q.dtype)
+    live = torch.arange(B, device=form.q.device)
+    act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
+    for _ in range(settings.active_set_iter):
+        x, y, lam, s, ok = solve_on(form, act, settings.reg, tol)
+        out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
+        if bool(ok.all()):
+            return live[:0]
+        if bool(ok.any()):
+            keep = (~ok).nonzero().squeeze(-1)
+            form, live, act, lam, s = form.take(keep), live[keep], act[keep], lam[keep], s[keep]
+        # Keep the active rows with a positive multiplier, add the violated inactive ones.
+        act = torch.where(act, lam > 0, s < 0)
+    return live
+
+
+__all__ = ["ActiveSet", "active_rows", "primal_dual_active_set", "solve_on"]
