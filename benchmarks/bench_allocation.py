@@ -9,8 +9,12 @@ side in this process with ``torch.set_num_threads(threads)``. Rows:
 - ``deepdow LSTM + softmax`` — DeepDow's layers (RNN, AttentionCollapse, SoftmaxAllocator):
   the same model as gradfolio's row below, for an allocator-neutral comparison.
 - ``gradfolio lstm + softmax`` — :class:`gradfolio.allocation.RecurrentNet`.
-- ``gradfolio markowitz`` — :class:`gradfolio.allocation.MarkowitzNet` (BachelierNet's design,
-  batched torch QP allocator).
+- ``gradfolio markowitz`` — :class:`gradfolio.allocation.MarkowitzNet` (BachelierNet's design
+  and constraints: long-only, fully invested; batched torch QP allocator).
+- ``torch nn.LSTM alone`` — the recurrent layer of these networks by itself (oneDNN forward +
+  backward on the ``B N`` series, output summed): the ceiling of any network built on it.
+
+Before anything runs, glibc is told to keep freed memory (:mod:`benchutil`), for every row alike.
 
 Usage: ``python benchmarks/bench_allocation.py [--device cpu|cuda] [--dtype float32|float64]``.
 Rows are timed in interleaved rounds and the best round counts (the machine may be shared).
@@ -30,9 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchutil import keep_freed_memory
 from gradfolio.allocation import MarkowitzNet, RecurrentNet, SharpeLoss
 from gradfolio.io import atomic_write_json
 from gradfolio.seeding import resolve_device
+from gradfolio.solvers import PortfolioConstraints
 
 N_ASSETS, LOOKBACK, HORIZON, BATCH, HIDDEN = 20, 40, 20, 32, 32
 RESULTS = Path(__file__).resolve().parent / "results" / "allocation.json"
@@ -73,9 +79,21 @@ def gradfolio_models() -> dict[str, tuple[nn.Module, Callable]]:
     def gf_loss(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return loss(w, y, reduction="mean")
 
+    class BareLSTM(nn.Module):
+        """Only the shared LSTM over the ``B N`` asset series; the 'loss' is the output's sum."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(1, HIDDEN, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x.permute(0, 3, 2, 1).reshape(-1, LOOKBACK, 1))[0]
+
+    long_only = PortfolioConstraints(long_only=True)
     return {
         "gradfolio lstm + softmax": (RecurrentNet(1, hidden=HIDDEN, collapse="attention"), gf_loss),
-        "gradfolio markowitz (torch QP)": (MarkowitzNet(N_ASSETS, hidden=HIDDEN), gf_loss),
+        "gradfolio markowitz (torch QP)": (MarkowitzNet(N_ASSETS, long_only, hidden=HIDDEN), gf_loss),
+        "torch nn.LSTM alone (ceiling)": (BareLSTM(), lambda out, y: out.sum()),
     }
 
 
@@ -113,6 +131,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per row and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round counts")
     args = parser.parse_args()
+    kept = keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
@@ -140,6 +159,7 @@ def main() -> None:
         "shapes": {"assets": N_ASSETS, "lookback": LOOKBACK, "horizon": HORIZON, "batch": BATCH, "hidden": HIDDEN},
         "device": args.device, "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds, "note": deepdow_note,
         "platform": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "malloc_keeps_freed_memory": kept,
         "samples_per_second": rows, "ratio_vs_bachelier": {k: v / ref for k, v in rows.items()},
     })
     print(f"wrote {RESULTS}")
