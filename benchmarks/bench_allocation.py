@@ -11,6 +11,8 @@ side in this process with ``torch.set_num_threads(threads)``. Rows:
 - ``gradfolio lstm + softmax`` — :class:`gradfolio.allocation.RecurrentNet`.
 - ``gradfolio markowitz`` — :class:`gradfolio.allocation.MarkowitzNet` (BachelierNet's design
   and constraints: long-only, fully invested; batched torch QP allocator).
+- ``gradfolio dense`` / ``gradfolio conv`` — :func:`gradfolio.allocation.make_network` ``"dense"`` and
+  ``"conv"`` (softmax), the non-recurrent designs, for scale.
 - ``torch nn.LSTM alone`` — the recurrent layer of these networks by itself (oneDNN forward +
   backward on the ``B N`` series, output summed): the ceiling of any network built on it.
 
@@ -35,7 +37,7 @@ import torch
 from torch import nn
 
 from benchutil import keep_freed_memory
-from gradfolio.allocation import MarkowitzNet, RecurrentNet, SharpeLoss
+from gradfolio.allocation import MarkowitzNet, RecurrentNet, SharpeLoss, make_network
 from gradfolio.io import atomic_write_json
 from gradfolio.seeding import resolve_device
 from gradfolio.solvers import PortfolioConstraints
@@ -93,6 +95,8 @@ def gradfolio_models() -> dict[str, tuple[nn.Module, Callable]]:
     return {
         "gradfolio lstm + softmax": (RecurrentNet(1, hidden=HIDDEN, collapse="attention"), gf_loss),
         "gradfolio markowitz (torch QP)": (MarkowitzNet(N_ASSETS, long_only, hidden=HIDDEN), gf_loss),
+        "gradfolio dense + softmax": (make_network("dense", N_ASSETS, LOOKBACK), gf_loss),
+        "gradfolio conv + softmax": (make_network("conv", N_ASSETS, LOOKBACK), gf_loss),
         "torch nn.LSTM alone (ceiling)": (BareLSTM(), lambda out, y: out.sum()),
     }
 
