@@ -109,7 +109,9 @@ class ActiveSet:
         # also where Q is singular (the auxiliary variables of leverage and turnover have no cost).
         self.rho = form.rho.expand(B)
         mask = self.valid[:, :, None] * self.valid[:, None, :]
-        mask.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # padding slots keep their diagonal: decoupled unit-like rows
+        # Padding slots keep their own diagonal of Q (plus the regularization): decoupled rows with a
+        # zero right-hand side, so their solution is zero and the system stays nonsingular.
+        mask.diagonal(dim1=-2, dim2=-1).fill_(1.0)
         H = torch.baddbmm(_gather_square(form.Q, self.idx, B) * mask, self.C.mT * self.rho[:, None, None], self.C)
         self.kkt = SaddlePoint(H, self.C, None if self.row_on is None else 1.0 - self.row_on, form.scale_q, reg)
 

@@ -84,7 +84,9 @@ def interior_point(form: StandardForm, settings: QPSettings, out: Solution, inde
     out
         Where the solutions go.
     index
-        Positions ``(k,)`` of the elements in ``out`` (and in the caller's batch of ``batch``).
+        Positions ``(k,)`` of the elements in ``out`` (and in the caller's batch).
+    batch
+        Size of the caller's batch (for the error message).
 
     Raises
     ------
