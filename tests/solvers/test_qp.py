@@ -156,3 +156,18 @@ def test_linear_program_is_solved(gen, refs):
     for i in range(B):
         ref = refs.qp(np.zeros((n, n)), q[i].numpy(), G.numpy(), h.numpy(), A.numpy(), b.numpy())
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(gen):
+    Q, q, G, h, A, b = random_qp(gen, 6, 10, 14, 1, cond=1e3, shared=False)
+    c = torch.randn(6, 10, generator=gen, dtype=torch.float64)
+    grads = []
+    for device in ("cpu", "cuda"):
+        args = [t.to(device).requires_grad_() for t in (Q, q, G, h, A, b)]
+        x = solve_qp(*args)
+        assert x.device.type == device
+        (x * c.to(device)).sum().backward()
+        grads.append([x.detach().cpu()] + [a.grad.cpu() for a in args])
+    for cpu, cuda in zip(*grads):
+        torch.testing.assert_close(cuda, cpu, rtol=1e-7, atol=1e-9)
