@@ -1,5 +1,6 @@
 """Training loop on the real environment: learning signal, checkpoint/resume bitwise identical to
-an uninterrupted run, config mismatch refused; the train/evaluate CLI; a two-point Ray sweep."""
+an uninterrupted run, config mismatch refused, ANA validated and saved at its iterates; the
+train/evaluate/sweep CLI (bad options, MLflow tracking); a two-point Ray sweep."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from typer.testing import CliRunner
 
 from gradfolio.cli.app import app
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.config_io import dump_config
+from gradfolio.experiments.config_io import dump_config, load_config
 from gradfolio.experiments.hedge_config import EvaluationConfig
 from gradfolio.experiments.hedge_training import HedgeTrainingConfig, load_agent, train_agent
 from gradfolio.experiments.sweeps import SweepConfig, apply_overrides, grid_points, run_sweep
 from gradfolio.hedging.agent import AgentConfig
 from gradfolio.hedging.config import EnvConfig
-from gradfolio.hedging.training import Trainer, TrainerConfig
+from gradfolio.hedging.training import Trainer, TrainerConfig, validation_score
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +38,6 @@ def _trainer_config(**kw):
     base = dict(n_paths=8, n_episodes=6, warmup_episodes=1, batch_size=16, eval_every=2, val_paths=8,
                 checkpoint_every=1, buffer_capacity=64, trajectory_length=2)
     return TrainerConfig(**{**base, **kw})
-
-
 
 
 class KillAt:
@@ -111,6 +110,31 @@ def test_trainer_collects_every_path_and_validates():
     assert feats.mean(dim=0).abs().max() < 1e-5
 
 
+def test_ana_agent_is_validated_and_saved_at_its_iterates(tmp_path):
+    """Without restart ANA's look-ahead point y_r differs from the iterate theta^r after every
+    step. One validation (episode 4, so it is also the keep_best snapshot): its score is that of
+    the actor at theta^r (a manual swap), not at y_r; agent.pt holds theta^r for both networks."""
+    agent_cfg = AGENT.model_copy(update={"ana_restart": "none"})
+    cfg = HedgeTrainingConfig(env=ENV, agent=agent_cfg, trainer=_trainer_config(n_episodes=4, eval_every=4))
+    train_agent(cfg, tmp_path / "run")
+    # the last checkpoint holds the run as training left it: y_r in the networks
+    tr = Trainer(ENV, agent_cfg, cfg.trainer, tmp_path / "run")
+    tr.load()
+    (row,) = [r for r in tr.history if "val_score" in r]
+    y_critic = [p.detach().clone() for p in tr.agent.critic.parameters()]
+    score_y = validation_score(tr.agent, tr.val_env)[0]
+    with torch.no_grad():
+        for p, theta in zip(tr.agent.actor.parameters(), tr.agent.actor_opt.iterates(), strict=True):
+            p.copy_(theta)
+    assert validation_score(tr.agent, tr.val_env)[0] == row["val_score"] != score_y
+    assert all(torch.equal(tr.best[1][k], v) for k, v in tr.agent.actor.state_dict().items())
+
+    saved, _ = load_agent(tmp_path / "run")
+    for net, opt in ((saved.actor, saved.actor_opt), (saved.critic, saved.critic_opt)):
+        assert all(torch.equal(p, theta) for p, theta in zip(net.parameters(), opt.iterates(), strict=True))
+    assert not any(torch.equal(p, y) for p, y in zip(saved.critic.parameters(), y_critic, strict=True))
+
+
 def test_agent_learns_to_hedge_better_than_no_option_trades():
     """On the default 30-day market (short runs, 64 paths), training lowers the validation
     CVaR95 below that of delta hedging (which trades no option)."""
@@ -155,6 +179,30 @@ def test_cli_train_evaluate_and_resume(tmp_path):
     assert res.exit_code == 2 and "no trained agent" in res.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--optimizer", "sgd"],
+         "option --optimizer: field 'agent.optimizer': Input should be 'adam' or 'ana' (got 'sgd')"),
+        (["train", "--objective", "median"],
+         "option --objective: field 'agent.objective': Input should be 'mean', 'mean_std', 'var' or 'cvar'"),
+        (["train", "--episodes", "0"],
+         "option --episodes: field 'trainer.n_episodes': Input should be greater than or equal to 1 (got 0)"),
+        (["sweep", "--num-cpus", "0", "--serial"],
+         "option --num-cpus: field 'num_cpus': Input should be greater than or equal to 1 (got 0)"),
+    ],
+)
+def test_cli_bad_options_give_one_line_naming_the_option(tmp_path, args, message):
+    config = tmp_path / "cfg.yaml"
+    dump_config(SWEEP_BASE if args[0] == "train" else SweepConfig(base=SWEEP_BASE, agents=["anaddh"]), config)
+    res = CliRunner().invoke(app, ["hedge", *args, "--config", str(config), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_sweep_overrides_are_validated():
     base = HedgeTrainingConfig()
     assert apply_overrides(base, {"env.market.nu": 0.8}, "x").env.market.nu == 0.8
@@ -191,12 +239,64 @@ def test_sweep_trains_each_distinct_point_once(tmp_path):
     assert again.equals(table[(table.experiment == "cost") & (table.setting == "base")][cols].reset_index(drop=True))
 
 
-def test_training_and_test_metrics_go_to_mlflow(tmp_path):
+def test_cli_sweep_on_one_experiment(tmp_path):
+    """`hedge sweep --only cost --episodes 2 --serial`: one point trained for 2 episodes (the
+    config says 3), the other experiment skipped, the tables, figure and point folder written."""
+    base = apply_overrides(SWEEP_BASE, {"trainer.n_episodes": 3}, "test")
+    experiments = {"cost": {"0.2%": {"env.cost": 0.002}}, "maturity": {"120d": {"env.hedge_maturity_days": 120}}}
+    dump_config(SweepConfig(base=base, agents=["anaddh"], experiments=experiments), tmp_path / "sweep.yaml")
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(app, ["hedge", "sweep", "--config", str(tmp_path / "sweep.yaml"), "--out", str(out),
+                                   "--only", "cost", "--episodes", "2", "--serial"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["strategy"]) == ["delta", "delta_gamma", "delta_vega", "anaddh"]
+    assert set(table["experiment"]) == {"cost"} and set(table["setting"]) == {"0.2%"}
+    assert "### cost: 0.2%" in (out / "results.md").read_text() and (out / "fig_cost.png").is_file()
+    assert not (out / "fig_maturity.png").exists() and not (out / "points" / "maturity").exists()
+    written = load_config(SweepConfig, out / "sweep.yaml")
+    assert written.executor == "serial" and list(written.experiments) == ["cost"]
+    assert written.base.trainer.n_episodes == 2
+    point = out / "points" / "cost" / "0.2_" / "anaddh"
+    assert {"config.yaml", "checkpoint.pt", "agent.pt", "history.csv", "metrics.json", "report.html"} <= {
+        f.name for f in point.iterdir()}
+    assert len(pd.read_csv(point / "history.csv")) == 2
+    metrics = json.loads((point / "metrics.json").read_text())
+    assert table.set_index("strategy").loc["anaddh", "cvar_95"] == pytest.approx(metrics["anaddh"]["cvar_95"])
+
+
+def test_cli_evaluate_track_logs_to_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    train_agent(SWEEP_BASE, tmp_path / "run")
+    runner = CliRunner()
+    res = runner.invoke(app, ["hedge", "evaluate", "--run", str(tmp_path / "run"), "--paths", "30",
+                              "--out", str(tmp_path / "ev"), "--track"])
+    assert res.exit_code == 0, res.output
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("gradfolio-hedge")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "evaluate-anaddh"
+    assert run.data.params["run"] == str(tmp_path / "run") and run.data.params["evaluation.n_paths"] == "30"
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert run.data.metrics["test.anaddh.cvar_95"] == pytest.approx(metrics["anaddh"]["cvar_95"])
+    assert "report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    res = runner.invoke(app, ["hedge", "evaluate", "--run", str(tmp_path / "run"), "--paths", "30",
+                              "--out", str(tmp_path / "ev2"), "--no-track"])
+    assert res.exit_code == 0, res.output
+    assert len(client.search_runs([experiment.experiment_id])) == 1
+
+
+def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
     from gradfolio.experiments.hedge_training import evaluate_agent
     from gradfolio.tracking import Tracker
 
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = HedgeTrainingConfig(env=ENV, agent=AGENT, trainer=_trainer_config(n_episodes=4),
                               evaluation=EvaluationConfig(n_paths=20))

@@ -1,17 +1,25 @@
-"""``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH)."""
+"""``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH).
+
+Every option that changes a config field goes through the same validation as a config file
+(:func:`gradfolio.experiments.sweeps.apply_overrides`), one option at a time, so a bad value ends
+in one line naming the option, the field and the fix.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
 from gradfolio.cli.hedge import hedge_app
 from gradfolio.errors import ConfigError
+
+C = TypeVar("C", bound=BaseModel)
 
 
 def _print_table(table: pd.DataFrame, title: str) -> None:
@@ -24,14 +32,18 @@ def _print_table(table: pd.DataFrame, title: str) -> None:
     console.print(view)
 
 
-def _overrides(config: Any, **fields: Any) -> Any:
-    """Copy of a training config with the given (non-None) trainer/agent overrides applied."""
-    trainer = {k: v for k, v in fields.items() if k in {"n_episodes", "n_paths", "batch_size", "device", "dtype", "seed"} and v is not None}
-    agent = {k: v for k, v in fields.items() if k in {"optimizer", "objective"} and v is not None}
-    data = config.model_dump()
-    data["trainer"].update(trainer)
-    data["agent"].update(agent)
-    return type(config).model_validate(data)
+def _with_options(config: C, options: dict[str, tuple[str, Any]]) -> C:
+    """``config`` with ``{option: (dotted.field, value)}`` applied, skipping ``None`` values.
+
+    Each option is validated on its own, so an error names it, e.g.
+    ``option --optimizer: field 'agent.optimizer': Input should be 'adam' or 'ana' (got 'sgd')``.
+    """
+    from gradfolio.experiments.sweeps import apply_overrides
+
+    for option, (field, value) in options.items():
+        if value is not None:
+            config = apply_overrides(config, {field: value}, where=f"option {option}")
+    return config
 
 
 @hedge_app.command("train")
@@ -56,8 +68,12 @@ def train(
     from gradfolio.experiments.hedge_training import evaluate_agent, load_training_config, train_agent
     from gradfolio.tracking import NullTracker, Tracker
 
-    cfg = _overrides(load_training_config(config), optimizer=optimizer, objective=objective, n_episodes=episodes,
-                     n_paths=paths, batch_size=batch_size, device=device, dtype=dtype, seed=seed)
+    cfg = _with_options(load_training_config(config), {
+        "--optimizer": ("agent.optimizer", optimizer), "--objective": ("agent.objective", objective),
+        "--episodes": ("trainer.n_episodes", episodes), "--paths": ("trainer.n_paths", paths),
+        "--batch-size": ("trainer.batch_size", batch_size), "--device": ("trainer.device", device),
+        "--dtype": ("trainer.dtype", dtype), "--seed": ("trainer.seed", seed),
+    })
     with Tracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
         agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=progress)
         if evaluate:
@@ -75,15 +91,18 @@ def evaluate(
     seed: int = typer.Option(None, "--seed", help="Test seed (default: the run's evaluation.seed)."),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the training device)."),
     out: Path = typer.Option(None, "--out", help="Report folder (default: the run folder)."),
+    track: bool = typer.Option(False, "--track/--no-track", help="Log the test metrics and report to MLflow."),
 ) -> None:
     """Evaluate a trained agent and the baselines on the same test episodes; write the report."""
-    from gradfolio.experiments.hedge_training import evaluate_agent, load_agent
+    from gradfolio.experiments.hedge_training import evaluate_agent, load_agent, run_params
+    from gradfolio.tracking import NullTracker, Tracker
 
     agent, cfg = load_agent(run, device)
-    ev = cfg.evaluation.model_dump()
-    ev.update({k: v for k, v in {"n_paths": paths, "seed": seed, "device": device}.items() if v is not None})
-    cfg = cfg.model_copy(update={"evaluation": type(cfg.evaluation).model_validate(ev)})
-    table, _ = evaluate_agent(agent, cfg, out or run)
+    cfg = _with_options(cfg, {"--paths": ("evaluation.n_paths", paths), "--seed": ("evaluation.seed", seed),
+                              "--device": ("evaluation.device", device)})
+    with Tracker("gradfolio-hedge", run_name=f"evaluate-{cfg.agent_name}") if track else NullTracker() as tracker:
+        tracker.log_params({"run": str(run), **run_params(cfg)})
+        table, _ = evaluate_agent(agent, cfg, out or run, tracker)
     _print_table(table, f"Test P&L over {cfg.env.n_days} days, {cfg.evaluation.n_paths * cfg.evaluation.n_episodes} paths")
     console.print(f"report: {(out or run) / 'report.html'}")
 
@@ -105,21 +124,16 @@ def sweep(
     from gradfolio.experiments.sweeps import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
-    update: dict[str, Any] = {"base": _overrides(cfg.base, n_episodes=episodes, device=device)}
-    if address is not None:
-        update["address"] = address
-    if num_cpus is not None:
-        update["num_cpus"] = num_cpus
-    if serial:
-        update["executor"] = "serial"
-    if gpus_per_point is not None:
-        update["gpus_per_point"] = gpus_per_point
     if only:
         missing = sorted(set(only) - set(cfg.experiments))
         if missing:
             raise ConfigError(f"--only {', '.join(missing)}: no such experiment; choose from {', '.join(cfg.experiments)}.")
-        update["experiments"] = {k: v for k, v in cfg.experiments.items() if k in only}
-    cfg = cfg.model_copy(update=update)
+    cfg = _with_options(cfg, {
+        "--episodes": ("base.trainer.n_episodes", episodes), "--device": ("base.trainer.device", device),
+        "--address": ("address", address), "--num-cpus": ("num_cpus", num_cpus),
+        "--serial": ("executor", "serial" if serial else None), "--gpus-per-point": ("gpus_per_point", gpus_per_point),
+        "--only": ("experiments", {k: v for k, v in cfg.experiments.items() if k in only} if only else None),
+    })
     table, sweep_dir = run_sweep(cfg, out)
     _print_table(table.set_index("strategy"), "Sweep results")
     console.print(f"results: {sweep_dir / 'results.md'}")

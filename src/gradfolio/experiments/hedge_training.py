@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.config_io import dump_config, load_config
-from gradfolio.experiments.hedge_baselines import _flatten
+from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
 from gradfolio.experiments.hedge_config import EvaluationConfig
 from gradfolio.experiments.hedge_report import write_hedge_run
 from gradfolio.hedging.agent import AgentConfig, DistributionalAgent
@@ -43,6 +43,7 @@ from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
 from gradfolio.hedging.strategies import baseline_policies
 from gradfolio.hedging.training import Trainer, TrainerConfig, make_agent, make_env
 from gradfolio.io import atomic_path, load_checkpoint, save_checkpoint
+from gradfolio.seeding import resolve_device
 from gradfolio.tracking import NullTracker
 
 AGENT_FILE = "agent.pt"
@@ -68,6 +69,11 @@ class HedgeTrainingConfig(BaseModel):
 def load_training_config(path: str | os.PathLike[str] | None) -> HedgeTrainingConfig:
     """The config in ``path`` (YAML/TOML), or the defaults when ``None``."""
     return HedgeTrainingConfig() if path is None else load_config(HedgeTrainingConfig, path)
+
+
+def run_params(config: HedgeTrainingConfig) -> dict[str, Any]:
+    """The flat parameters logged to MLflow for a run: ``agent_name`` and every field (``agent.optimizer``...)."""
+    return {"agent_name": config.agent_name, **flatten_params(config.model_dump(mode="json"))}
 
 
 def train_agent(
@@ -107,7 +113,7 @@ def train_agent(
         raise ConfigError(f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder.")
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
-    tracker.log_params({"agent_name": config.agent_name, **_flatten(config.model_dump(mode="json"))})
+    tracker.log_params(run_params(config))
     agent = trainer.train(progress=progress)
     save_checkpoint(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
     with atomic_path(out / "history.csv") as tmp:
@@ -116,12 +122,16 @@ def train_agent(
 
 
 def load_agent(run_dir: str | os.PathLike[str], device: str | None = None) -> tuple[DistributionalAgent, HedgeTrainingConfig]:
-    """The trained agent of a run folder and its config (``device`` overrides the training device)."""
+    """The trained agent of a run folder and its config (``device`` overrides the training device).
+
+    The networks hold what training ended with: ANA's iterates ``theta^r`` (then, with
+    ``keep_best``, the best validated actor), see :mod:`gradfolio.hedging.training`.
+    """
     path = Path(run_dir) / AGENT_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: no trained agent here; run 'gradfolio hedge train --out {run_dir}' first.")
-    state = load_checkpoint(path, map_location=device or "cpu")
-    config = HedgeTrainingConfig.model_validate(state["config"])
+    state = load_checkpoint(path, map_location=resolve_device(device))
+    config = parse_config(HedgeTrainingConfig, state["config"], where=str(path))
     tr = config.trainer
     env = make_env(config.env, 2, device or tr.device, getattr(torch, tr.dtype))
     agent = make_agent(env, config.agent, tr.seed)
@@ -159,4 +169,7 @@ def evaluate_agent(
     return table, results
 
 
-__all__ = ["HedgeTrainingConfig", "load_training_config", "train_agent", "load_agent", "evaluate_agent", "AGENT_FILE"]
+__all__ = [
+    "HedgeTrainingConfig", "load_training_config", "run_params", "train_agent", "load_agent", "evaluate_agent",
+    "AGENT_FILE",
+]

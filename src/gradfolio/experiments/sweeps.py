@@ -10,13 +10,13 @@ so a killed sweep continues where it stopped.
 
 The default grid (:data:`PAPER_EXPERIMENTS`) follows Section 6 of the paper:
 
-================  =====================================================
+================  ==========================================================================
 ``maturity``      hedging option maturity 30 / 120 days (Fig. 1)
 ``initial_vol``   initial volatility 20 / 30 / 40 / 50% (Fig. 2)
 ``vol_of_vol``    nu = 0.4 / 0.8 (Fig. 3)
 ``cost``          cost 0.2% / 0.5% of the option price (Fig. 4)
-``trajectory``    1 / 30 days collected per update phase (Fig. 5)
-================  =====================================================
+``trajectory``    1 / 30 days collected per update phase (Fig. 5; the paper gives no values)
+================  ==========================================================================
 
 Outputs, written atomically into the sweep folder: ``results.csv`` and ``results.md`` (one row
 per experiment, setting and strategy) and ``fig_<experiment>.png`` (mean-std cost, VaR95 and
@@ -31,7 +31,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +45,7 @@ from gradfolio.io import atomic_path, atomic_write_text
 AgentName = Literal["gvdh", "anaddh"]
 OPTIMIZER = {"gvdh": "adam", "anaddh": "ana"}
 METRICS = ("mean", "std", "mean_std", "var_95", "cvar_95", "cost")
+M = TypeVar("M", bound=BaseModel)
 
 PAPER_EXPERIMENTS: dict[str, dict[str, dict[str, Any]]] = {
     "maturity": {"30d": {"env.hedge_maturity_days": 30}, "120d": {"env.hedge_maturity_days": 120}},
@@ -96,20 +97,26 @@ def load_sweep_config(path: str | os.PathLike[str] | None) -> SweepConfig:
     return SweepConfig() if path is None else load_config(SweepConfig, path)
 
 
-def apply_overrides(base: HedgeTrainingConfig, overrides: dict[str, Any], where: str) -> HedgeTrainingConfig:
-    """``base`` with ``{"a.b.c": value}`` overrides; a :class:`ConfigError` names ``where`` and the bad key."""
+def apply_overrides(base: M, overrides: dict[str, Any], where: str) -> M:
+    """``base`` (any config model) with ``{"a.b.c": value}`` overrides, validated as a whole.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` and the bad key or field (:func:`~gradfolio.experiments.config_io.parse_config`).
+    """
     data = base.model_dump(mode="json")
     for key, value in overrides.items():
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{where}: override {key!r}: {part!r} is not a section of the training config.")
+                raise ConfigError(f"{where}: override {key!r}: {part!r} is not a section of {type(base).__name__}.")
             node = node[part]
         if leaf not in node:
             raise ConfigError(f"{where}: override {key!r}: unknown field {leaf!r}; check the spelling.")
         node[leaf] = value
-    return parse_config(HedgeTrainingConfig, data, where)
+    return parse_config(type(base), data, where)
 
 
 def grid_points(config: SweepConfig) -> list[tuple[str, str, str, HedgeTrainingConfig]]:

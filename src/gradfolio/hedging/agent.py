@@ -10,6 +10,8 @@ paper:
 - **Critic loss** (eqs. 7-10): targets ``T_j = r + gamma (1 - done) Z'_j(s', pi'(s'))``, all
   pairwise errors ``delta_ij = Z_i(s, a) - T_j`` and the quantile Huber loss
   ``|tau_i - 1{delta_ij > 0}| H_kappa(delta_ij)``, summed over ``i``, averaged over ``j`` and the batch.
+  The all-pairs form is QR-DQN's (Dabney et al., 2018); the paper's eq. (8) pairs each ``tau``
+  with its own target ``T_tau`` only.
 - **Actor objective**, a risk measure of the critic's quantiles at ``a = pi(s)``, maximised:
   ``mean``, ``mean_std`` (mean - c std), ``var`` (minus the VaR) or ``cvar`` (minus the CVaR);
   see :func:`quantile_objective`.
@@ -19,6 +21,12 @@ Features. The actor and critic see the environment state standardised by a
 actions that make the portfolio gamma or vega neutral, computed from the state with the
 environment's own action map (:meth:`HedgingEnv.contracts_to_action`).
 
+With ANA the networks' parameters hold the optimizer's look-ahead points ``y_r`` between
+updates (see :mod:`gradfolio.optim.ana`); the target networks average the iterates ``theta^r``
+(:meth:`DistributionalAgent.update`), and :meth:`DistributionalAgent.at_iterates` /
+:meth:`DistributionalAgent.use_iterates` put the iterates into the networks for validation and
+at the end of training.
+
 Every tensor has a leading batch axis: states ``(batch, features)``, actions ``(batch,)``,
 quantiles ``(batch, n_quantiles)``.
 """
@@ -27,18 +35,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from contextlib import AbstractContextManager
+from typing import Annotated, Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from gradfolio.errors import ConfigError
-from gradfolio.optim import ANA
+from gradfolio.optim import ANA, OptimizerName, Restart, at_iterates, make_optimizer
 from gradfolio.risk import cvar, value_at_risk
 
 Objective = Literal["mean", "mean_std", "var", "cvar"]
-OptimizerName = Literal["adam", "ana"]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class AgentConfig(BaseModel):
@@ -55,11 +64,20 @@ class AgentConfig(BaseModel):
     gamma
         Discount factor ``gamma`` of eq. (7); 1 makes the critic model the total P&L to go.
     polyak
-        Weight of the online network in the target update ``target <- polyak * online + (1 - polyak) * target``.
+        Weight of the online network in the target update ``target <- polyak * online + (1 - polyak) * target``
+        (with ANA, ``online`` is the iterate ``theta^r``).
     optimizer
-        ``"adam"`` (GVDH) or ``"ana"`` (ANADDH, :class:`gradfolio.optim.ANA`).
+        ``"adam"`` (GVDH, PyTorch's defaults ``betas=(0.9, 0.999)``, ``eps=1e-8``) or ``"ana"``
+        (ANADDH, :class:`gradfolio.optim.ANA` with the three ``ana_*`` settings).
     lr_actor, lr_critic
         Learning rates of the two optimizers.
+    ana_betas
+        ANA's moment decay rates ``(beta_1, beta_2)``, each in ``[0, 1)`` (eqs. 25-26).
+    ana_eps
+        ANA's ``epsilon`` under the square root of eq. (27), > 0.
+    ana_restart
+        ``"gradient"``: reset Nesterov's ``t`` on uphill steps (adaptive restart, not in the
+        paper); ``"none"``: the paper's rule, eq. (23) without restart.
     objective
         Risk measure of the critic's quantiles the actor maximises (:func:`quantile_objective`).
     risk_aversion
@@ -80,10 +98,20 @@ class AgentConfig(BaseModel):
     optimizer: OptimizerName = "adam"
     lr_actor: float = Field(1e-4, gt=0)
     lr_critic: float = Field(1e-3, gt=0)
+    ana_betas: tuple[Beta, Beta] = (0.5, 0.999)
+    ana_eps: float = Field(1e-8, gt=0)
+    ana_restart: Restart = "gradient"
     objective: Objective = "mean_std"
     risk_aversion: float = Field(1.645, ge=0)
     level: float = Field(0.95, gt=0, lt=1)
     greek_features: bool = True
+
+    @property
+    def ana_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`gradfolio.optim.make_optimizer`: the ANA settings, none for Adam."""
+        if self.optimizer != "ana":
+            return {}
+        return {"betas": self.ana_betas, "eps": self.ana_eps, "restart": self.ana_restart}
 
 
 class Batch(NamedTuple):
@@ -308,15 +336,6 @@ class ReplayBuffer:
 
 
 # ---------------------------------------------------------------------------------------- agent
-def make_optimizer(name: OptimizerName, params: Any, lr: float) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` (GVDH) or :class:`gradfolio.optim.ANA` (ANADDH) with learning rate ``lr``."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "ana":
-        return ANA(params, lr=lr)
-    raise ConfigError(f"optimizer={name!r} is unknown; use 'adam' (GVDH) or 'ana' (ANADDH).")
-
-
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -367,8 +386,10 @@ class DistributionalAgent(nn.Module):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(device=device, dtype=dtype)
         self.register_buffer("taus", quantile_levels(cfg.n_quantiles, device=device, dtype=dtype))
-        self.actor_opt = make_optimizer(cfg.optimizer, self.actor.parameters(), cfg.lr_actor)
-        self.critic_opt = make_optimizer(cfg.optimizer, self.critic.parameters(), cfg.lr_critic)
+        self.actor_opt, self.critic_opt = (
+            make_optimizer(cfg.optimizer, net.parameters(), lr, where="agent.optimizer", **cfg.ana_options)
+            for net, lr in ((self.actor, cfg.lr_actor), (self.critic, cfg.lr_critic))
+        )
         self.a_max = float(a_max)
 
     @property
@@ -376,19 +397,20 @@ class DistributionalAgent(nn.Module):
         """Precision of the networks."""
         return self.taus.dtype
 
-    def features(self, state: torch.Tensor) -> torch.Tensor:
-        """Scaled features ``(B, F)`` of states ``(B, n_state)`` (cast to the agent's dtype)."""
+    def _raw_features(self, state: torch.Tensor) -> torch.Tensor:
+        """States ``(B, n_state)`` cast to the agent's device and dtype, with the extra features appended."""
         state = state.to(self.taus.device, self.dtype)
         if self.extra_features is not None:
             state = torch.cat([state, self.extra_features(state)], dim=1)
-        return self.scaler(state)
+        return state
+
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        """Scaled features ``(B, F)`` of states ``(B, n_state)`` (cast to the agent's dtype)."""
+        return self.scaler(self._raw_features(state))
 
     def fit_scaler(self, states: torch.Tensor) -> None:
         """Fit the feature scaler on states ``(B, n_state)`` (call once, before training)."""
-        raw = states.to(self.taus.device, self.dtype)
-        if self.extra_features is not None:
-            raw = torch.cat([raw, self.extra_features(raw)], dim=1)
-        self.scaler.fit(raw)
+        self.scaler.fit(self._raw_features(states))
 
     @torch.no_grad()
     def act(self, state: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -422,6 +444,9 @@ class DistributionalAgent(nn.Module):
     def update(self, batch: Batch) -> dict[str, float]:
         """One critic step, one actor step and a Polyak update of both targets.
 
+        With ANA the targets move towards the iterates ``theta^r`` (the networks that are
+        validated and saved), not towards the look-ahead points ``y_r`` held in the parameters.
+
         Returns
         -------
         ``{"critic_loss": ..., "actor_objective": ...}`` before the steps.
@@ -438,10 +463,23 @@ class DistributionalAgent(nn.Module):
         self.actor_opt.step()
         self.critic.requires_grad_(True)
 
-        with torch.no_grad():
+        with torch.no_grad(), self.at_iterates():
             for online, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
                 torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.config.polyak)
         return {"critic_loss": float(loss.detach()), "actor_objective": float(objective.detach())}
+
+    def at_iterates(self) -> AbstractContextManager[None]:
+        """Context in which actor and critic hold ANA's iterates ``theta^r`` (a no-op with Adam).
+
+        See :func:`gradfolio.optim.at_iterates`; the look-ahead points are restored on exit.
+        """
+        return at_iterates(self.actor_opt, self.critic_opt)
+
+    def use_iterates(self) -> None:
+        """Put ANA's iterates ``theta^r`` into actor and critic for good, at the end of training (no-op with Adam)."""
+        for opt in (self.actor_opt, self.critic_opt):
+            if isinstance(opt, ANA):
+                opt.iterate_()
 
     def full_state_dict(self) -> dict[str, Any]:
         """Networks, targets, scaler and both optimizers (for checkpoints)."""
@@ -466,8 +504,8 @@ def greek_feature_fn(env: Any) -> FeatureFn:
 
 
 __all__ = [
-    "AgentConfig", "Batch", "Objective", "OptimizerName",
+    "AgentConfig", "Batch", "Objective",
     "quantile_levels", "huber", "quantile_huber_loss", "quantile_objective",
     "mlp", "FeatureScaler", "Actor", "QuantileCritic", "ReplayBuffer",
-    "make_optimizer", "DistributionalAgent", "greek_feature_fn",
+    "DistributionalAgent", "greek_feature_fn",
 ]

@@ -13,6 +13,16 @@ Every ``eval_every`` episodes the greedy policy is scored on a fixed validation 
 :mod:`gradfolio.hedging.evaluation` runs) with the actor's own objective applied to the total P&L;
 with ``keep_best`` the best actor is restored at the end.
 
+**ANA's two points.** With ANA the parameters hold the look-ahead point ``y_r`` between updates
+and the optimizer holds the iterate ``theta^r``. Validation and the ``keep_best`` snapshots use
+``theta^r`` (:meth:`DistributionalAgent.at_iterates`), the target networks average ``theta^r``
+(:meth:`DistributionalAgent.update`), and :meth:`Trainer.train` ends by putting ``theta^r`` into
+the networks (:meth:`DistributionalAgent.use_iterates`), so the returned and saved agent and the
+test evaluation are at the iterates. Exploration during training acts at ``y_r``, the point
+where the next gradient is taken: it differs from ``theta^r`` by one momentum step, far less
+than the exploration noise, and swapping every simulated day would cost two parameter copies
+per day. Checkpoints keep ``y_r`` in the networks, so a resumed run continues exactly.
+
 Checkpoints are written atomically (:func:`gradfolio.io.save_checkpoint`) at the end of the first
 episode after every ``checkpoint_every`` updates; they hold the networks, the optimizers, the
 replay buffer, the generators' states, the counters and the history, so a run resumed from one
@@ -109,7 +119,8 @@ class TrainerConfig(BaseModel):
     def _check(self) -> TrainerConfig:
         if self.warmup_episodes >= self.n_episodes:
             raise ValueError(
-                f"warmup_episodes={self.warmup_episodes} leaves no training episode out of n_episodes={self.n_episodes}"
+                f"warmup_episodes={self.warmup_episodes} leaves no training episode out of "
+                f"n_episodes={self.n_episodes}; raise n_episodes above warmup_episodes"
             )
         return self
 
@@ -266,13 +277,18 @@ class Trainer:
         return row
 
     def _validate(self) -> dict[str, float]:
-        score, metrics = validation_score(self.agent, self.val_env)
-        if self.config.keep_best and (self.best is None or score > self.best[0]):
-            self.best = (score, {k: v.detach().clone() for k, v in self.agent.actor.state_dict().items()})
+        """Score (and with ``keep_best`` snapshot) the actor at the iterates ``theta^r``."""
+        with self.agent.at_iterates():
+            score, metrics = validation_score(self.agent, self.val_env)
+            if self.config.keep_best and (self.best is None or score > self.best[0]):
+                self.best = (score, {k: v.detach().clone() for k, v in self.agent.actor.state_dict().items()})
         return {"val_score": score, **{f"val_{k}": v for k, v in metrics.items()}}
 
     def train(self, progress: bool = False) -> DistributionalAgent:
         """Run the remaining episodes (checkpointing as configured) and return the trained agent.
+
+        The returned agent holds the iterates ``theta^r`` (with ANA), then, with ``keep_best``,
+        the best validated actor.
 
         Parameters
         ----------
@@ -291,6 +307,7 @@ class Trainer:
                     self.save()
                 if bar is not None:
                     bar.update(task, completed=self.episode, info=_describe(row))
+        self.agent.use_iterates()
         if cfg.keep_best and self.best is not None:
             self.agent.actor.load_state_dict(self.best[1])
         return self.agent

@@ -20,8 +20,10 @@ both networks use eq. (27) here. The paper's eq. (27) has no learning rate (``lr
 **Where the parameters live.** Like Sutskever's formulation of Nesterov momentum in
 ``torch.optim.SGD``, the model's parameters hold the auxiliary point ``y_r`` (where
 ``backward()`` computes the gradient); the iterate ``theta^r`` is kept in the optimizer state.
-:meth:`ANA.iterate_` copies the iterates into the parameters (e.g. before a final
-evaluation), :meth:`ANA.iterates` returns them.
+Evaluate, snapshot and save a model at ``theta^r``: :func:`at_iterates` puts the iterates into
+the parameters for the duration of a ``with`` block (validation, best-model snapshots),
+:meth:`ANA.iterate_` puts them there for good (the end of training), :meth:`ANA.iterates`
+returns copies.
 
 **Restart.** ``t_r`` grows without bound, so the momentum weight ``(t_r - 1) / t_{r+1}``
 tends to 1. With ``restart="gradient"`` (O'Donoghue & Candes, 2015) the sequence is reset to
@@ -32,7 +34,8 @@ tends to 1. With ``restart="gradient"`` (O'Donoghue & Candes, 2015) the sequence
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -134,7 +137,9 @@ class ANA(Optimizer):
         """Eqs. (24)-(27) for one parameter group, with ``torch._foreach`` ops over its tensors."""
         beta1, beta2 = group["betas"]
         if any(p.grad.is_sparse for p in params):
-            raise ConfigError("ANA does not support sparse gradients; use dense parameters.")
+            raise ConfigError(
+                "ANA does not support sparse gradients; use dense parameters (e.g. nn.Embedding(..., sparse=False))."
+            )
         states = [self._init_state(p) for p in params]
         for state in states:
             state["step"] += 1
@@ -166,15 +171,15 @@ class ANA(Optimizer):
         torch._foreach_copy_(params, torch._foreach_add(theta_next, delta))
         torch._foreach_copy_(iterates, theta_next)
 
+    def _iterate(self, p: torch.Tensor) -> torch.Tensor:
+        """The iterate ``theta^r`` of parameter ``p`` (``p`` itself before its first step)."""
+        state = self.state.get(p)
+        return state["iterate"] if state else p
+
     @torch.no_grad()
     def iterates(self) -> list[torch.Tensor]:
-        """The current iterates ``theta^r`` of every parameter (the parameter itself before any step)."""
-        out = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                state = self.state.get(p)
-                out.append((state["iterate"] if state else p).detach().clone())
-        return out
+        """Copies of the current iterates ``theta^r`` of every parameter, in parameter-group order."""
+        return [self._iterate(p).detach().clone() for group in self.param_groups for p in group["params"]]
 
     @torch.no_grad()
     def iterate_(self) -> None:
@@ -185,9 +190,42 @@ class ANA(Optimizer):
         """
         for group in self.param_groups:
             for p in group["params"]:
-                state = self.state.get(p)
-                if state:
-                    p.copy_(state["iterate"])
+                if self.state.get(p):
+                    p.copy_(self._iterate(p))
 
 
-__all__ = ["ANA", "next_t"]
+@contextmanager
+def at_iterates(*optimizers: Optimizer) -> Iterator[None]:
+    """Within the ``with`` block the parameters of every :class:`ANA` among ``optimizers`` hold its iterates.
+
+    The look-ahead points ``y_r`` are restored on exit, so training continues unchanged.
+    Optimizers of other types (Adam, whose parameters are the iterates) are left alone, so
+    trainers can use it whatever optimizer they were given.
+
+    Parameters
+    ----------
+    optimizers
+        Any ``torch.optim.Optimizer`` instances.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = ANA(model.parameters(), lr=1e-2)
+    >>> with at_iterates(opt):
+    ...     validation_loss = model(torch.ones(4, 3)).pow(2).mean()  # at theta^r, not y_r
+    """
+    anas = [opt for opt in optimizers if isinstance(opt, ANA)]
+    pairs = [(p, opt._iterate(p)) for opt in anas for group in opt.param_groups for p in group["params"]]
+    with torch.no_grad():
+        saved = [p.detach().clone() for p, _ in pairs]
+        for p, theta in pairs:
+            p.copy_(theta)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for (p, _), y in zip(pairs, saved, strict=True):
+                p.copy_(y)
+
+
+__all__ = ["ANA", "Restart", "at_iterates", "next_t"]
