@@ -2,12 +2,14 @@
 
 ``X (B, C, L, N) -> w (B, N)``: :mod:`~gradfolio.allocation.layers` (time-only convolution,
 recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allocation.allocators`
-(softmax, normalized tanh, capped sparsemax), :mod:`~gradfolio.allocation.networks` (dense,
-maxout, conv, LSTM/RNN), :mod:`~gradfolio.allocation.losses` (Sharpe, Sortino, Calmar, drawdown,
-CVaR, ... composable) and :class:`~gradfolio.allocation.trainer.Trainer`.
+(softmax, normalized tanh, capped sparsemax, and the differentiable convex layer of
+:mod:`~gradfolio.allocation.convex`, all by name with parameters), :mod:`~gradfolio.allocation.networks`
+(dense, maxout, conv, LSTM/RNN, Markowitz; any allocator), :mod:`~gradfolio.allocation.losses` (Sharpe,
+Sortino, Calmar, drawdown, CVaR, ... composable, robust ratios) and
+:class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable).
 """
 
-from gradfolio.allocation.convex import ConvexAllocator, MuFactorHead  # noqa: F401 (differentiable convex layer)
+from gradfolio.allocation.convex import ConvexAllocator, MuFactorHead
 from gradfolio.allocation.allocators import (
     ALLOCATORS,
     NormalizedTanhAllocator,
@@ -16,6 +18,7 @@ from gradfolio.allocation.allocators import (
     make_allocator,
 )
 from gradfolio.allocation.losses import (
+    EPS,
     LOSSES,
     CalmarLoss,
     CVaRLoss,
@@ -36,13 +39,15 @@ from gradfolio.allocation.networks import (
     MarkowitzNet,
     RecurrentNet,
     make_network,
+    window_factor,
 )
 from gradfolio.allocation.trainer import History, Trainer
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "make_allocator",
-    "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
+    "ConvexAllocator", "MuFactorHead",
+    "EPS", "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
     "StdLoss", "TurnoverLoss", "make_loss",
     "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "make_network",
-    "History", "Trainer",
+    "window_factor", "History", "Trainer",
 ]

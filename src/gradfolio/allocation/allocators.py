@@ -6,14 +6,24 @@ Every allocator maps scores ``z (B, N)`` to weights ``w (B, N)`` and is differen
 - :class:`NormalizedTanhAllocator` — long/short, ``w = tanh(z) / sum |tanh(z)|``, ``sum |w| = 1``.
 - :class:`SparsemaxAllocator` — long only and sparse: the Euclidean projection of ``z`` onto
   ``{0 <= w <= max_weight, sum w = 1}`` (sparsemax when ``max_weight = 1``).
+- :class:`~gradfolio.allocation.convex.ConvexAllocator` (``"convex"``) — constrained
+  mean-variance weights; it also takes a risk model, which the networks of
+  :mod:`gradfolio.allocation.networks` supply from the window (see there).
+
+:func:`make_allocator` builds any of them by name with keyword parameters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
-from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.allocation.convex import ConvexAllocator
+from gradfolio.errors import ConfigError, GradfolioError, InfeasibleError
+from gradfolio.solvers import PortfolioConstraints
 
 
 class SoftmaxAllocator(nn.Module):
@@ -36,17 +46,18 @@ class SoftmaxAllocator(nn.Module):
 class NormalizedTanhAllocator(nn.Module):
     """Long/short weights ``tanh(z_i) / sum_j |tanh(z_j)|`` (thesis sec. 1.2.3): ``sum |w| = 1``.
 
-    ``eps`` keeps the division finite when every score is zero.
+    A sample whose ``sum_j |tanh(z_j)|`` is below the smallest normal number of the dtype
+    (every score zero or subnormal) gets the equal long weights ``1 / N`` (zero gradient), so
+    ``sum |w| = 1`` holds for every input.
     """
-
-    def __init__(self, eps: float = 1e-20):
-        super().__init__()
-        self.eps = eps
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, N) -> (B, N)`` weights with absolute values summing to one."""
         t = torch.tanh(z)
-        return t / (t.abs().sum(dim=-1, keepdim=True) + self.eps)
+        gross = t.abs().sum(dim=-1, keepdim=True)
+        scaled = gross >= torch.finfo(z.dtype).tiny
+        w = t / torch.where(scaled, gross, torch.ones_like(gross))
+        return torch.where(scaled, w, torch.full_like(z, 1.0 / z.shape[-1]))
 
 
 class SparsemaxAllocator(nn.Module):
@@ -104,16 +115,50 @@ ALLOCATORS: dict[str, type[nn.Module]] = {
     "softmax": SoftmaxAllocator,
     "tanh": NormalizedTanhAllocator,
     "sparsemax": SparsemaxAllocator,
+    "convex": ConvexAllocator,
 }
 
 
-def make_allocator(allocator: str | nn.Module = "softmax", **params: object) -> nn.Module:
-    """An allocator by name (``"softmax"``, ``"tanh"``, ``"sparsemax"``) or an ``nn.Module`` unchanged."""
+def make_allocator(allocator: str | nn.Module = "softmax", n_assets: int | None = None, **params: Any) -> nn.Module:
+    """An allocator by name with keyword parameters, or an ``nn.Module`` unchanged.
+
+    Parameters
+    ----------
+    allocator
+        A name of ``ALLOCATORS`` (``"softmax"``, ``"tanh"``, ``"sparsemax"``, ``"convex"``) or a
+        module mapping scores ``(B, N) -> (B, N)``.
+    n_assets
+        ``N``: needed (and used) only by ``"convex"``, whose problem has a fixed size.
+    **params
+        Keyword arguments of the named allocator's class, e.g. ``max_weight=0.3`` for
+        ``"sparsemax"``, ``constraints=PortfolioConstraints(long_only=True), alpha=0.1`` for
+        ``"convex"`` (whose ``constraints`` may also be a mapping of ``PortfolioConstraints``
+        fields, as a config file gives it).
+    """
     if isinstance(allocator, nn.Module):
+        if params:
+            raise ConfigError(
+                f"make_allocator: parameters {sorted(params)} were given with an allocator module "
+                f"{type(allocator).__name__}; configure the module itself or pass the allocator by name."
+            )
         return allocator
     if allocator not in ALLOCATORS:
         raise ConfigError(f"allocator={allocator!r} is unknown; use one of {sorted(ALLOCATORS)} or an nn.Module.")
-    return ALLOCATORS[allocator](**params)  # type: ignore[arg-type]
+    cls = ALLOCATORS[allocator]
+    if cls is ConvexAllocator:
+        if n_assets is None:
+            raise ConfigError("allocator='convex' needs n_assets (the size of its problem); pass n_assets=N.")
+        params = {"n_assets": n_assets, **params}
+    try:
+        if isinstance(params.get("constraints"), Mapping):
+            params["constraints"] = PortfolioConstraints(**params["constraints"])
+        return cls(**params)
+    except GradfolioError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"allocator={allocator!r}: bad parameters {sorted(params)} ({exc}); see {cls.__name__}."
+        ) from exc
 
 
 __all__ = ["SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "ALLOCATORS", "make_allocator"]

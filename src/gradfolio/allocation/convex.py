@@ -36,7 +36,7 @@ class ConvexAllocator(nn.Module):
     learn_gamma, learn_alpha
         Make the defaults learnable (stored as log-parameters so they stay positive).
     backend
-        ``"qp"`` (batched torch interior point) or ``"cvxpylayers"``.
+        ``"qp"`` (batched torch active-set method with an interior-point fallback) or ``"cvxpylayers"``.
     cvxpy_constraints
         ``w -> list of cvxpy constraints`` added to the declarative ones (``"cvxpylayers"`` only).
     settings

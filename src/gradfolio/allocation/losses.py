@@ -8,10 +8,19 @@ Smaller is better: ratios are negated (``SharpeLoss = -Sharpe``), risks are posi
 Losses compose: ``SharpeLoss() + 0.1 * TurnoverLoss()``, ``a - b``, ``-a``, ``2 * a``, ``a / 2``,
 and pickle. Turnover and transaction-cost losses need the previous weights: pass ``w_prev``
 (``(B, N)``). ``reduction`` is ``"none"`` (per sample, the default), ``"mean"`` or ``"sum"``.
+
+Robust ratios. A ratio's denominator can vanish on a short horizon: no return below the target
+(Sortino), wealth that never falls (Calmar), constant returns (Sharpe). The ratio losses floor
+it at ``eps`` (default :data:`EPS` ``= 1e-4``, DeepDow's epsilon; a per-period deviation for
+Sharpe and Sortino, a fraction of wealth for Calmar): ``-num / max(den, eps)``. The value equals
+the :mod:`gradfolio.risk` ratio exactly whenever ``den >= eps`` and stays finite otherwise
+(its gradient then flows through the numerator only). Losses built on the sample standard
+deviation (Sharpe, Std) need a horizon >= 2 and raise :class:`ConfigError` on a shorter one.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,11 +28,32 @@ import torch
 from gradfolio import risk
 from gradfolio.errors import ConfigError, DataError
 
+EPS = 1e-4
+"""Default floor of the ratio losses' denominators (see the module docstring)."""
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, eps: float) -> torch.Tensor:
+    """``numerator / max(denominator, eps)``, ``(B,)``: the plain ratio whenever ``denominator >= eps``."""
+    return numerator / denominator.clamp_min(eps)
+
+
+def _check_positive(owner: object, **values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise ConfigError(
+                f"{type(owner).__name__}: {name}={value!r} must be a finite number > 0 "
+                "(periods_per_year: 1 per period, 252 for daily returns; eps: e.g. 1e-4)."
+            )
+
 
 class Loss:
-    """Base class; subclasses implement :meth:`per_sample` from portfolio returns."""
+    """Base class; subclasses implement :meth:`per_sample` from portfolio returns.
+
+    ``min_horizon`` is the shortest horizon ``H`` the loss is defined on.
+    """
 
     needs_w_prev = False
+    min_horizon = 1
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
         """Per-sample loss from portfolio returns ``r (B, H)``, weights ``w (B, N)`` -> ``(B,)``."""
@@ -40,6 +70,11 @@ class Loss:
             raise DataError(
                 f"{self!r}: w has shape {tuple(w.shape)} and y {tuple(y.shape)}; expected w (B, N) and "
                 "y (B, C, horizon, N) with the same B and N."
+            )
+        if y.shape[2] < self.min_horizon:
+            raise ConfigError(
+                f"{self!r}: y has horizon {y.shape[2]} but this loss needs horizon >= {self.min_horizon} "
+                "(a sample standard deviation); build the windows with a longer horizon."
             )
         if self.needs_w_prev and w_prev is None:
             raise ConfigError(f"{self!r} needs the previous weights: pass w_prev (B, N).")
@@ -111,6 +146,7 @@ class Combined(Loss):
                 flat.append((c, loss))
         self.terms = flat
         self.needs_w_prev = any(loss.needs_w_prev for _, loss in flat)
+        self.min_horizon = max(loss.min_horizon for _, loss in flat)
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
         return sum((c * loss.per_sample(r, w, w_prev) for c, loss in self.terms), torch.zeros_like(r[:, 0]))
@@ -120,33 +156,58 @@ class Combined(Loss):
 
 
 class SharpeLoss(Loss):
-    """``-sharpe_ratio(r, risk_free, periods_per_year)`` (ddof=1; needs horizon >= 2)."""
+    """``-sharpe_ratio(r, risk_free, periods_per_year)`` with a floor ``eps`` on the deviation.
 
-    def __init__(self, risk_free: float = 0.0, periods_per_year: float = 1.0):
-        self.risk_free, self.periods_per_year = risk_free, periods_per_year
+    ``-mean(r - rf) / max(std(r - rf), eps) * sqrt(periods_per_year)`` (``ddof=1``): exactly
+    :func:`gradfolio.risk.sharpe_ratio` whenever the per-period standard deviation is at least
+    ``eps``, finite (gradient through the mean only) when the horizon's returns are (nearly)
+    constant. Needs a horizon >= 2.
+    """
+
+    min_horizon = 2
+
+    def __init__(self, risk_free: float = 0.0, periods_per_year: float = 1.0, eps: float = EPS):
+        _check_positive(self, periods_per_year=periods_per_year, eps=eps)
+        self.risk_free, self.periods_per_year, self.eps = risk_free, periods_per_year, eps
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
-        return -risk.sharpe_ratio(r, self.risk_free, self.periods_per_year)
+        excess = r - self.risk_free
+        deviation = risk.annualized_volatility(excess, periods_per_year=1)
+        return -_ratio(risk.mean_return(excess), deviation, self.eps) * math.sqrt(self.periods_per_year)
 
 
 class SortinoLoss(Loss):
-    """``-sortino_ratio(r, target, periods_per_year)``."""
+    """``-sortino_ratio(r, target, periods_per_year)`` with a floor ``eps`` on the downside deviation.
 
-    def __init__(self, target: float = 0.0, periods_per_year: float = 1.0):
-        self.target, self.periods_per_year = target, periods_per_year
+    ``-mean(r - target) / max(downside_deviation(r, target), eps) * sqrt(periods_per_year)``:
+    exactly :func:`gradfolio.risk.sortino_ratio` whenever the downside deviation is at least
+    ``eps``, finite when no return of the horizon falls below ``target`` (frequent at short
+    horizons: then the loss is ``-mean / eps``, a strong pull towards the mean return).
+    """
+
+    def __init__(self, target: float = 0.0, periods_per_year: float = 1.0, eps: float = EPS):
+        _check_positive(self, periods_per_year=periods_per_year, eps=eps)
+        self.target, self.periods_per_year, self.eps = target, periods_per_year, eps
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
-        return -risk.sortino_ratio(r, self.target, self.periods_per_year)
+        deviation = risk.downside_deviation(r, self.target)
+        return -_ratio(risk.mean_return(r - self.target), deviation, self.eps) * math.sqrt(self.periods_per_year)
 
 
 class CalmarLoss(Loss):
-    """``-calmar_ratio(r, periods_per_year)`` (CAGR over compounded maximum drawdown)."""
+    """``-calmar_ratio(r, periods_per_year)`` with a floor ``eps`` on the maximum drawdown.
 
-    def __init__(self, periods_per_year: float = 1.0):
-        self.periods_per_year = periods_per_year
+    ``-annualized_return(r) / max(max_drawdown(r), eps)`` (CAGR over the compounded maximum
+    drawdown): exactly :func:`gradfolio.risk.calmar_ratio` whenever the drawdown is at least
+    ``eps`` (a fraction of wealth), finite when wealth never falls over the horizon.
+    """
+
+    def __init__(self, periods_per_year: float = 1.0, eps: float = EPS):
+        _check_positive(self, periods_per_year=periods_per_year, eps=eps)
+        self.periods_per_year, self.eps = periods_per_year, eps
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
-        return -risk.calmar_ratio(r, self.periods_per_year)
+        return -_ratio(risk.annualized_return(r, self.periods_per_year), risk.max_drawdown(r), self.eps)
 
 
 class MaxDrawdownLoss(Loss):
@@ -160,9 +221,11 @@ class MaxDrawdownLoss(Loss):
 
 
 class CVaRLoss(Loss):
-    """``cvar(r, level)`` (expected shortfall, a positive loss)."""
+    """``cvar(r, level)`` (expected shortfall, a positive loss); ``level`` in ``(0, 1)``."""
 
     def __init__(self, level: float = 0.95):
+        if not 0.0 < level < 1.0:
+            raise ConfigError(f"CVaRLoss: level={level!r} must lie strictly between 0 and 1 (e.g. 0.95).")
         self.level = level
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
@@ -177,9 +240,12 @@ class MeanReturnLoss(Loss):
 
 
 class StdLoss(Loss):
-    """``annualized_volatility(r, periods_per_year)`` (sample std, ddof=1)."""
+    """``annualized_volatility(r, periods_per_year)`` (sample std, ddof=1; needs a horizon >= 2)."""
+
+    min_horizon = 2
 
     def __init__(self, periods_per_year: float = 1.0):
+        _check_positive(self, periods_per_year=periods_per_year)
         self.periods_per_year = periods_per_year
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
@@ -187,7 +253,7 @@ class StdLoss(Loss):
 
 
 class TurnoverLoss(Loss):
-    """``cost * turnover(w_prev, w)`` = ``cost * sum |w - w_prev|``; ``cost`` is a fraction per unit traded.
+    """``cost * turnover(w_prev, w)`` = ``cost * sum |w - w_prev|``; ``cost >= 0`` is a fraction per unit traded.
 
     With ``cost = bps / 1e4`` this is the proportional transaction cost of the rebalance.
     """
@@ -195,6 +261,8 @@ class TurnoverLoss(Loss):
     needs_w_prev = True
 
     def __init__(self, cost: float = 1.0):
+        if not (isinstance(cost, (int, float)) and 0 <= cost < math.inf):
+            raise ConfigError(f"TurnoverLoss: cost={cost!r} must be a finite number >= 0 (e.g. 10 bps = 1e-3).")
         self.cost = cost
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
@@ -225,6 +293,6 @@ def make_loss(name: str, **params: Any) -> Loss:
 
 
 __all__ = [
-    "Loss", "Constant", "Combined", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss",
+    "EPS", "Loss", "Constant", "Combined", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss",
     "MeanReturnLoss", "StdLoss", "TurnoverLoss", "LOSSES", "make_loss",
 ]

@@ -1,7 +1,14 @@
 """Ready allocation networks ``X (B, C, L, N) -> w (B, N)`` with a pluggable allocator.
 
 Each network computes per-asset scores ``z (B, N)`` and hands them to its allocator
-(:mod:`gradfolio.allocation.allocators`; a name or any ``nn.Module`` mapping ``(B, N) -> (B, N)``).
+(:mod:`gradfolio.allocation.allocators`): a name with its keyword parameters
+(``allocator="sparsemax", allocator_params={"max_weight": 0.3}``) or any ``nn.Module`` mapping
+``(B, N) -> (B, N)``. With the convex allocator (``allocator="convex"`` or a
+:class:`~gradfolio.allocation.convex.ConvexAllocator` module) the scores are the expected returns
+``mu`` and the risk model is the window's sample covariance of channel 0, passed as the factor
+``F = (X_0 - mean_t X_0) / sqrt(L - 1)`` of shape ``(B, L, N)`` (``S = F'F``; see
+:func:`window_factor`). Channel 0 holds returns of the windows' kind (``Windows.kind``, simple or
+log), so the covariance is that of those returns.
 
 - :class:`DenseNet` — dense layers (LeakyReLU or Maxout) on the whole flattened window (mixes assets).
 - :class:`ConvNet` — time-only convolutions (eq. 6), channel average pooling, a dense layer over
@@ -14,40 +21,92 @@ Each network computes per-asset scores ``z (B, N)`` and hands them to its alloca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from gradfolio.allocation.allocators import make_allocator
+from gradfolio.allocation.convex import ConvexAllocator
 from gradfolio.allocation.layers import ChannelAvgPool, Collapse, Maxout, TimeCollapse, TimeConv, TimeRNN
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.errors import ConfigError, DataError, GradfolioError
+
+
+def window_factor(x: torch.Tensor) -> torch.Tensor:
+    """Sample-covariance factor of the windows' channel 0: ``(B, C, L, N) -> F (B, L, N)``.
+
+    ``F = (X_0 - mean_t X_0) / sqrt(L - 1)``, so ``F'F`` is the sample covariance (``ddof=1``) of
+    the window's returns (of the windows' return kind).
+    """
+    returns = x[:, 0]
+    return (returns - returns.mean(dim=1, keepdim=True)) / max(returns.shape[1] - 1, 1) ** 0.5
+
+
+def _check_dropout(owner: str, dropout: float) -> None:
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ConfigError(f"{owner}: dropout={dropout!r} must lie in [0, 1) (0 for none, e.g. 0.2).")
+
+
+def _check_sizes(owner: str, **sizes: int | tuple[int, ...]) -> None:
+    """Raise :class:`ConfigError` unless every size (an int or a sequence of ints) is a positive integer."""
+    for name, value in sizes.items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise ConfigError(f"{owner}: {name}={value!r} must be made of positive integers (e.g. 16).")
 
 
 class AllocationNetwork(nn.Module):
-    """Base class: ``forward(X) = allocator(scores(X))``; subclasses implement :meth:`scores`."""
+    """Base class: ``forward(X) = allocator(scores(X))``; subclasses implement :meth:`scores`.
 
-    def __init__(self, n_channels: int, allocator: str | nn.Module = "softmax"):
+    Parameters
+    ----------
+    n_channels
+        Input channels ``C``.
+    allocator
+        A name of :data:`~gradfolio.allocation.allocators.ALLOCATORS` or an ``nn.Module``.
+    allocator_params
+        Keyword arguments of a named allocator (e.g. ``{"max_weight": 0.3}`` for ``"sparsemax"``).
+    n_assets
+        ``N``; needed only by the convex allocator (whose problem has a fixed size).
+    """
+
+    def __init__(
+        self,
+        n_channels: int,
+        allocator: str | nn.Module = "softmax",
+        allocator_params: Mapping[str, Any] | None = None,
+        n_assets: int | None = None,
+    ):
         super().__init__()
+        _check_sizes(type(self).__name__, n_channels=n_channels)
         self.n_channels = n_channels
-        self.allocator = make_allocator(allocator)
+        self.allocator = make_allocator(allocator, n_assets=n_assets, **(allocator_params or {}))
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-asset scores ``(B, C, L, N) -> (B, N)``."""
         raise NotImplementedError
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`DataError` unless ``x`` has shape ``(B, n_channels, L, N)``."""
+        """Raise :class:`DataError` unless ``x`` is ``(B, n_channels, L, N)`` (a convex allocator fixes ``N``)."""
         if x.ndim != 4 or x.shape[1] != self.n_channels:
             raise DataError(
                 f"{type(self).__name__}: X has shape {tuple(x.shape)}; expected (batch, {self.n_channels}, "
                 "lookback, assets) as built by gradfolio.data.make_windows."
             )
+        if isinstance(self.allocator, ConvexAllocator) and x.shape[-1] != self.allocator.n_assets:
+            raise DataError(
+                f"{type(self).__name__}: X has {x.shape[-1]} assets but the convex allocator was built for "
+                f"n_assets={self.allocator.n_assets}; build the network for these windows."
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Weights ``(B, C, L, N) -> (B, N)``."""
+        """Weights ``(B, C, L, N) -> (B, N)``; a convex allocator also gets :func:`window_factor` ``(B, L, N)``."""
         self.check_input(x)
-        return self.allocator(self.scores(x))
+        z = self.scores(x)
+        if isinstance(self.allocator, ConvexAllocator):
+            return self.allocator(z, factor=window_factor(x))
+        return self.allocator(z)
 
 
 def _activation(name: str) -> nn.Module:
@@ -74,9 +133,9 @@ class DenseNet(AllocationNetwork):
     pieces
         Affine pieces per Maxout unit.
     dropout
-        Dropout probability after every hidden layer (and on the input).
-    allocator
-        Name or module (see :func:`~gradfolio.allocation.allocators.make_allocator`).
+        Dropout probability after every hidden layer (and on the input), in ``[0, 1)``.
+    allocator, allocator_params
+        Name and keyword parameters, or a module (see :func:`~gradfolio.allocation.allocators.make_allocator`).
     """
 
     def __init__(
@@ -89,8 +148,11 @@ class DenseNet(AllocationNetwork):
         pieces: int = 2,
         dropout: float = 0.0,
         allocator: str | nn.Module = "softmax",
+        allocator_params: Mapping[str, Any] | None = None,
     ):
-        super().__init__(n_channels, allocator)
+        _check_sizes("DenseNet", n_assets=n_assets, lookback=lookback, hidden=hidden)
+        _check_dropout("DenseNet", dropout)
+        super().__init__(n_channels, allocator, allocator_params, n_assets)
         self.n_assets, self.lookback = n_assets, lookback
         layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
         width = n_channels * lookback * n_assets
@@ -134,8 +196,10 @@ class ConvNet(AllocationNetwork):
         Output channels of each convolution.
     kernel_size
         Time extent ``H_f`` of the filters (odd).
-    dropout, allocator
+    dropout, allocator, allocator_params
         As in :class:`DenseNet`.
+    n_assets
+        ``N``, needed only by the convex allocator (the network itself takes any ``N``).
     """
 
     def __init__(
@@ -146,8 +210,12 @@ class ConvNet(AllocationNetwork):
         kernel_size: int = 5,
         dropout: float = 0.0,
         allocator: str | nn.Module = "softmax",
+        allocator_params: Mapping[str, Any] | None = None,
+        n_assets: int | None = None,
     ):
-        super().__init__(n_channels, allocator)
+        _check_sizes("ConvNet", lookback=lookback, channels=channels)
+        _check_dropout("ConvNet", dropout)
+        super().__init__(n_channels, allocator, allocator_params, n_assets)
         self.lookback = lookback
         layers: list[nn.Module] = []
         c_in = n_channels
@@ -190,8 +258,10 @@ class RecurrentNet(AllocationNetwork):
         ``"attention"``, ``"last"`` or ``"average"``.
     normalize
         Instance normalisation of each input channel (as BachelierNet).
-    dropout, allocator
+    dropout, allocator, allocator_params
         As in :class:`DenseNet`.
+    n_assets
+        ``N``, needed only by the convex allocator (the network itself takes any ``N`` and ``L``).
     """
 
     def __init__(
@@ -204,8 +274,12 @@ class RecurrentNet(AllocationNetwork):
         normalize: bool = True,
         dropout: float = 0.0,
         allocator: str | nn.Module = "softmax",
+        allocator_params: Mapping[str, Any] | None = None,
+        n_assets: int | None = None,
     ):
-        super().__init__(n_channels, allocator)
+        _check_sizes("RecurrentNet", hidden=hidden, num_layers=num_layers)
+        _check_dropout("RecurrentNet", dropout)
+        super().__init__(n_channels, allocator, allocator_params, n_assets)
         self.norm = nn.InstanceNorm2d(n_channels, affine=True) if normalize else nn.Identity()
         self.rnn = TimeRNN(n_channels, hidden, cell, num_layers)
         self.dropout = nn.Dropout(dropout)
@@ -219,13 +293,12 @@ class RecurrentNet(AllocationNetwork):
 
 
 class MarkowitzNet(RecurrentNet):
-    """BachelierNet in gradfolio: :class:`RecurrentNet` scores as expected returns ``mu (B, N)``,
-    the window's sample covariance as risk model, and a differentiable
-    :class:`~gradfolio.allocation.convex.ConvexAllocator` (learnable ``gamma`` and ``alpha``) for
-    ``w = argmin 1/2 gamma w'Sw - mu'w + 1/2 alpha |w|^2`` under any convex constraints.
+    """BachelierNet in gradfolio: :class:`RecurrentNet` with the convex allocator, ``gamma`` and ``alpha`` learned.
 
-    The covariance enters as the factor ``F = (X_0 - mean) / sqrt(L - 1)`` of shape ``(B, L, N)``
-    (``S = F'F``), never formed explicitly.
+    The recurrent scores are the expected returns ``mu (B, N)`` and the window's sample covariance
+    (:func:`window_factor`, of the windows' return kind) the risk model of
+    ``w = argmin 1/2 gamma w'Sw - mu'w + 1/2 alpha |w|^2`` under any convex constraints. It is
+    ``RecurrentNet(allocator="convex", allocator_params={..., "learn_gamma": True, "learn_alpha": True})``.
 
     Parameters
     ----------
@@ -234,26 +307,23 @@ class MarkowitzNet(RecurrentNet):
     constraints
         :class:`gradfolio.solvers.PortfolioConstraints` (default: budget only).
     gamma, alpha
-        Initial risk aversion and L2 regularization (both learned).
+        Initial risk aversion and L2 regularization (both learned, > 0).
     **kwargs
-        :class:`RecurrentNet` options (``hidden``, ``cell``, ``collapse``, ``dropout``...).
+        :class:`RecurrentNet` options (``hidden``, ``cell``, ``collapse``, ``dropout``...) but no
+        ``allocator``: for another allocator use ``RecurrentNet`` / ``make_network("lstm", ...)``.
     """
 
     def __init__(
         self, n_assets: int, constraints: Any = None, gamma: float = 1.0, alpha: float = 0.1, **kwargs: Any
     ):
-        from gradfolio.allocation.convex import ConvexAllocator
-
-        kwargs.pop("allocator", None)
-        allocator = ConvexAllocator(n_assets, constraints, gamma, alpha, learn_gamma=True, learn_alpha=True)
-        super().__init__(allocator=allocator, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Weights ``(B, C, L, N) -> (B, N)`` from the convex problem."""
-        self.check_input(x)
-        returns = x[:, 0]
-        factor = (returns - returns.mean(dim=1, keepdim=True)) / max(returns.shape[1] - 1, 1) ** 0.5
-        return self.allocator(self.scores(x), factor=factor)
+        given = sorted({"allocator", "allocator_params"} & kwargs.keys())
+        if given:
+            raise ConfigError(
+                f"MarkowitzNet: {given} given, but it always uses the convex allocator; set constraints, gamma "
+                "and alpha instead, or use make_network('lstm', ..., allocator=...) for another allocator."
+            )
+        params = {"constraints": constraints, "gamma": gamma, "alpha": alpha, "learn_gamma": True, "learn_alpha": True}
+        super().__init__(allocator="convex", allocator_params=params, n_assets=n_assets, **kwargs)
 
 
 def _dense(**kw: Any) -> DenseNet:
@@ -265,12 +335,10 @@ def _maxout(**kw: Any) -> DenseNet:
 
 
 def _conv(**kw: Any) -> ConvNet:
-    kw.pop("n_assets", None)
     return ConvNet(**kw)
 
 
 def _lstm(**kw: Any) -> RecurrentNet:
-    kw.pop("n_assets", None)
     kw.pop("lookback", None)
     return RecurrentNet(**kw)
 
@@ -287,24 +355,47 @@ def _markowitz(**kw: Any) -> MarkowitzNet:
 NETWORKS = {"dense": _dense, "maxout": _maxout, "conv": _conv, "lstm": _lstm, "rnn": _rnn, "markowitz": _markowitz}
 
 
-def make_network(name: str, n_assets: int, lookback: int, n_channels: int = 1, **params: Any) -> AllocationNetwork:
-    """Build a registered network (``"dense"``, ``"maxout"``, ``"conv"``, ``"lstm"``, ``"rnn"``).
+def make_network(
+    name: str, n_assets: int, lookback: int, n_channels: int = 1, seed: int | None = None, **params: Any
+) -> AllocationNetwork:
+    """Build a registered network: ``"dense"``, ``"maxout"``, ``"conv"``, ``"lstm"``, ``"rnn"`` or ``"markowitz"``.
 
     Parameters
     ----------
     name
-        Registry name.
+        Registry name (see ``NETWORKS``).
     n_assets, lookback, n_channels
-        Input shape ``(C, L, N)`` (networks that do not need a size ignore it).
+        Input shape ``(C, L, N)`` (networks that do not need a size ignore it; every network
+        passes ``n_assets`` to a convex allocator).
+    seed
+        Seed of the parameter initialisation, drawn from a forked CPU RNG (the global RNG is left
+        as it was); ``None`` draws from the global RNG.
     **params
-        Keyword arguments of the network class (e.g. ``hidden``, ``dropout``, ``allocator``).
+        Keyword arguments of the network class, e.g. ``hidden``, ``dropout``, ``allocator`` and
+        ``allocator_params`` (``allocator="sparsemax", allocator_params={"max_weight": 0.3}``;
+        ``allocator="convex", allocator_params={"constraints": ..., "alpha": 0.1}``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name or a bad parameter (named).
     """
     if name not in NETWORKS:
         raise ConfigError(f"network name={name!r} is unknown; use one of {sorted(NETWORKS)}.")
-    try:
-        return NETWORKS[name](n_assets=n_assets, lookback=lookback, n_channels=n_channels, **params)
-    except TypeError as exc:
-        raise ConfigError(f"network {name!r}: bad parameters {sorted(params)} ({exc}).") from exc
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"make_network: seed={seed!r} must be an integer or None.")
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.default_generator.manual_seed(seed)
+        try:
+            return NETWORKS[name](n_assets=n_assets, lookback=lookback, n_channels=n_channels, **params)
+        except GradfolioError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"network {name!r}: bad parameters {sorted(params)} ({exc}).") from exc
 
 
-__all__ = ["AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "NETWORKS", "make_network"]
+__all__ = [
+    "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "NETWORKS", "make_network",
+    "window_factor",
+]

@@ -3,9 +3,10 @@
 :class:`Trainer` runs mini-batch training (Adam, ANA or any ``torch.optim`` factory) on
 :class:`gradfolio.data.Windows`, evaluates the validation loss after every epoch, stops after
 ``patience`` epochs without improvement and restores the best weights. After each epoch it
-saves (atomically) a checkpoint with the model, optimizer, best state, history and every RNG
-state; ``fit(..., resume=True)`` continues from it and gives bitwise the same result as an
-uninterrupted run (same device).
+saves (atomically) a checkpoint with the model, optimizer, best state, history, the RNG states
+and a fingerprint of the settings; ``fit(..., resume=True)`` continues from it and gives bitwise
+the same result as an uninterrupted run (same device). ``fit`` draws its randomness (shuffling,
+dropout) from its ``seed`` inside a forked RNG: the caller's global RNG is left as it was.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gradfolio.allocation.losses import Loss
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.io import load_checkpoint, save_checkpoint
+from gradfolio.optim import at_iterates, make_optimizer
 from gradfolio.seeding import make_generator, resolve_device
 from gradfolio.tracking import NullTracker
 
@@ -65,8 +67,10 @@ class Trainer:
     model
         The network (moved to ``device`` / ``dtype``).
     loss
-        A :class:`~gradfolio.allocation.losses.Loss`; a loss that needs previous weights gets
-        the (detached) weights the model gives to the window one step earlier.
+        A :class:`~gradfolio.allocation.losses.Loss`. A loss that needs previous weights
+        (turnover) gets the weights the model, in eval mode and without gradient, gives to the
+        window one step earlier in the same set; the first window of a set has no predecessor
+        there (for ``val[0]`` it lies in the purge gap) and is compared with itself (turnover 0).
     optimizer
         ``"adam"``, ``"ana"`` (:class:`gradfolio.optim.ANA`) or a factory ``params -> Optimizer``.
     lr
@@ -80,11 +84,15 @@ class Trainer:
     max_epochs
         Upper bound on epochs.
     seed
-        Seeds initialization-independent randomness: shuffling and dropout.
+        Seeds the randomness of ``fit``: the shuffling (its own CPU generator) and dropout (the
+        global CPU / CUDA RNG, forked for the duration of ``fit`` and restored afterwards). The
+        model's initialisation is seeded where it is built (``make_network(..., seed=)``).
     device, dtype
         Where and in which precision to train.
     checkpoint_dir
         Folder of ``trainer.pt`` (written atomically after each epoch); ``None`` for none.
+        Resuming checks that the model's parameter names and shapes, the loss, ``batch_size``,
+        ``lr``, ``l1``, ``l2``, the optimizer class and ``dtype`` are those of the checkpoint.
     tracker
         :class:`gradfolio.tracking.Tracker` to log params and epoch metrics (``NullTracker`` default).
     progress
@@ -129,15 +137,9 @@ class Trainer:
 
     def _make_optimizer(self, optimizer: str | OptimizerFactory) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
-        if optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        if optimizer == "ana":
-            from gradfolio.optim import ANA
-
-            return ANA(params, lr=self.lr)
         if callable(optimizer):
             return optimizer(params)
-        raise ConfigError(f"Trainer: optimizer={optimizer!r} is unknown; use 'adam', 'ana' or a factory.")
+        return make_optimizer(optimizer, params, self.lr, where="Trainer: optimizer")
 
     # -- evaluation -------------------------------------------------------------------------------
 
@@ -152,18 +154,25 @@ class Trainer:
 
     def _batch_loss(self, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         w = self.model(X[idx])
-        w_prev = None
-        if self.loss.needs_w_prev:
-            with torch.no_grad():
-                w_prev = self.model(X[(idx - 1).clamp(min=0)])
+        w_prev = self._previous_weights(X, idx) if self.loss.needs_w_prev else None
         return self.loss(w, y[idx], w_prev=w_prev, reduction="mean")
+
+    @torch.no_grad()
+    def _previous_weights(self, X: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Weights ``(len(idx), N)`` of the windows one step before ``idx`` (window 0: itself), in eval mode."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            return self.model(X[(idx - 1).clamp(min=0)])
+        finally:
+            self.model.train(training)
 
     @torch.no_grad()
     def evaluate(self, windows: Windows) -> float:
         """Mean loss of the model (eval mode) over ``windows``, in batches of ``batch_size``."""
         data = windows.to(self.device, self.dtype)
         self.model.eval()
-        with self._at_iterates():
+        with at_iterates(self.optimizer):
             n = len(data)
             total = 0.0
             for start in range(0, n, self.batch_size):
@@ -171,28 +180,70 @@ class Trainer:
                 total += float(self._batch_loss(data.X, data.y, idx)) * len(idx)
         return total / n
 
-    def _at_iterates(self) -> _Swap:
-        """With ANA, evaluate at the iterates ``theta^r`` rather than the look-ahead points."""
-        iterates = getattr(self.optimizer, "iterates", None)
-        return _Swap(self.model, iterates() if iterates is not None else None)
-
     # -- checkpointing ----------------------------------------------------------------------------
 
     def _path(self) -> Path | None:
         return self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir is not None else None
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint it resumes."""
+        return {
+            "model": type(self.model).__name__,
+            "parameters": {name: tuple(t.shape) for name, t in self.model.state_dict().items()},
+            "loss": repr(self.loss),
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "l1": self.l1,
+            "l2": self.l2,
+            "optimizer": type(self.optimizer).__name__,
+            "dtype": str(self.dtype),
+        }
+
+    def _rng_devices(self) -> list[torch.device]:
+        """CUDA devices whose RNG ``fit`` forks, saves and restores (none on CPU)."""
+        return [self.device] if self.device.type == "cuda" else []
+
+    def _seed_rng(self) -> None:
+        """Seed the CPU RNG and the training device's CUDA RNG (only those) with ``seed``."""
+        torch.default_generator.manual_seed(self.seed)
+        for device in self._rng_devices():
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(self.seed)
 
     def _save(self, epoch: int, state: dict[str, Any]) -> None:
         path = self._path()
         if path is None:
             return
         save_checkpoint(path, {
+            "fingerprint": self._fingerprint(),
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "cpu_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "cuda_rng": [torch.cuda.get_rng_state(d) for d in self._rng_devices()],
             **state,
         })
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at ``path``, checked to be readable and written with this trainer's settings."""
+        fix = f"delete {path} (or use another checkpoint_dir) to start afresh, or pass resume=False"
+        try:
+            ckpt = load_checkpoint(path, map_location=self.device)
+        except Exception as exc:  # torch.load raises many types on a truncated or foreign file
+            raise ConfigError(
+                f"Trainer: cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); {fix}."
+            ) from exc
+        if not isinstance(ckpt, dict) or "fingerprint" not in ckpt:
+            raise ConfigError(f"Trainer: {path} is not a checkpoint of this Trainer (no settings fingerprint); {fix}.")
+        saved, now = ckpt["fingerprint"], self._fingerprint()
+        changed = [key for key in now if saved.get(key) != now[key]]
+        if changed:
+            diff = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}" for key in changed)
+            raise ConfigError(
+                f"Trainer: the checkpoint {path} was written with other settings ({diff}); resume with the "
+                f"checkpoint's settings, or {fix}."
+            )
+        return ckpt
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -204,28 +255,42 @@ class Trainer:
         train, val
             Training and validation windows (see :func:`gradfolio.data.time_split`).
         resume
-            Continue from ``checkpoint_dir/trainer.pt`` if it exists (else start afresh).
+            Continue from ``checkpoint_dir/trainer.pt`` if it exists (else start afresh); needs
+            ``checkpoint_dir``.
+
+        Raises
+        ------
+        ConfigError
+            ``resume`` without ``checkpoint_dir``; an unreadable checkpoint or one written with
+            other settings (see ``checkpoint_dir``).
+        DataError
+            Empty windows, or a non-finite training loss.
         """
         if len(train) == 0 or len(val) == 0:
             raise DataError(f"Trainer.fit: train has {len(train)} and val {len(val)} windows; both must be non-empty.")
-        tr = train.to(self.device, self.dtype)
+        if resume and self.checkpoint_dir is None:
+            raise ConfigError("Trainer.fit: resume=True needs a checkpoint_dir to resume from; pass checkpoint_dir=.")
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            return self._fit(train.to(self.device, self.dtype), val, resume)
+
+    def _fit(self, tr: Windows, val: Windows, resume: bool) -> History:
         shuffler = make_generator(self.seed)  # CPU generator: same permutation on every device
         history = History()
         best_state = copy.deepcopy(self.model.state_dict())
         bad_epochs, start = 0, 0
         path = self._path()
         if resume and path is not None and path.exists():
-            ckpt = load_checkpoint(path, map_location=self.device)
+            ckpt = self._load(path)
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             torch.set_rng_state(ckpt["cpu_rng"].cpu())
-            if ckpt["cuda_rng"] is not None:
-                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+            for device, state in zip(self._rng_devices(), ckpt["cuda_rng"]):
+                torch.cuda.set_rng_state(state.cpu(), device)
             shuffler.set_state(ckpt["shuffler"].cpu())
             history, best_state, bad_epochs = ckpt["history"], ckpt["best_state"], ckpt["bad_epochs"]
             start = ckpt["epoch"] + 1
         else:
-            torch.manual_seed(self.seed)
+            self._seed_rng()
             self.tracker.log_params({
                 "model": type(self.model).__name__, "loss": repr(self.loss), "optimizer": self.optimizer_name,
                 "lr": self.lr, "batch_size": self.batch_size, "l1": self.l1, "l2": self.l2,
@@ -236,13 +301,13 @@ class Trainer:
             for epoch in range(start, self.max_epochs):
                 if stop:
                     break
-                train_loss = self._epoch(tr, shuffler)
+                train_loss = self._epoch(tr, shuffler, epoch)
                 val_loss = self.evaluate(val)
                 history.train_loss.append(train_loss)
                 history.val_loss.append(val_loss)
                 if val_loss < history.best_val_loss:
                     history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
-                    with self._at_iterates():
+                    with at_iterates(self.optimizer):
                         best_state = copy.deepcopy(self.model.state_dict())
                 else:
                     bad_epochs += 1
@@ -255,7 +320,7 @@ class Trainer:
         self.model.eval()
         return history
 
-    def _epoch(self, data: Windows, shuffler: torch.Generator) -> float:
+    def _epoch(self, data: Windows, shuffler: torch.Generator, epoch: int) -> float:
         self.model.train()
         n = len(data)
         order = torch.randperm(n, generator=shuffler).to(self.device)
@@ -265,36 +330,17 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self._batch_loss(data.X, data.y, idx)
             if not torch.isfinite(loss):
+                dates = data.dates[idx.cpu().numpy()]
                 raise DataError(
-                    f"Trainer: the loss is {float(loss)} on a training batch; check the windows for constant "
-                    "returns (zero volatility) or lower lr."
+                    f"Trainer: the training loss is {loss.item()} at epoch {epoch} on a batch of windows dated "
+                    f"{dates.min().date()} to {dates.max().date()}: the network's outputs diverged or the windows "
+                    "hold non-finite values; lower lr, check train.X / train.y for NaN or inf, or use a ratio "
+                    "loss with a larger eps."
                 )
             (loss + self._penalty()).backward()
             self.optimizer.step()
             total += loss.item() * len(idx)
         return total / n
-
-
-class _Swap:
-    """Context manager that puts ``values`` into the model's parameters and restores them on exit."""
-
-    def __init__(self, model: nn.Module, values: list[torch.Tensor] | None):
-        self.params = list(model.parameters())
-        self.values = values
-        self.saved: list[torch.Tensor] = []
-
-    def __enter__(self) -> None:
-        if self.values is not None:
-            with torch.no_grad():
-                self.saved = [p.detach().clone() for p in self.params]
-                for p, v in zip(self.params, self.values):
-                    p.copy_(v)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.values is not None:
-            with torch.no_grad():
-                for p, v in zip(self.params, self.saved):
-                    p.copy_(v)
 
 
 class _progress:
