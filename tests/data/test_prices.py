@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skfolio.datasets import load_sp500_dataset
 
-from gradfolio import DataError, GradfolioError
+from gradfolio import ConfigError, DataError, GradfolioError
 from gradfolio.data import load_prices, validate_prices
 
 
@@ -17,6 +23,11 @@ def write_csv(tmp_path: Path, text: str, name: str = "prices.csv") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def small_frame(n: int = 4) -> pd.DataFrame:
+    idx = pd.DatetimeIndex(pd.bdate_range("2020-01-01", periods=n), name="date")
+    return pd.DataFrame({"A": np.arange(1.0, n + 1), "B": np.arange(10.0, 10 + n)}, index=idx)
 
 
 def test_bundled_sp500_equals_skfolio() -> None:
@@ -33,10 +44,10 @@ def test_csv_and_parquet_round_trip(tmp_path: Path) -> None:
     frame = load_prices("sp500").iloc[:50, :3]
     csv = tmp_path / "p.csv"
     frame.to_csv(csv)
-    pq = tmp_path / "p.parquet"
-    frame.to_parquet(pq)
+    pq_path = tmp_path / "p.parquet"
+    frame.to_parquet(pq_path)
     pd.testing.assert_frame_equal(load_prices(csv), frame, check_freq=False, check_index_type=False)
-    pd.testing.assert_frame_equal(load_prices(pq), frame, check_freq=False, check_index_type=False)
+    pd.testing.assert_frame_equal(load_prices(pq_path), frame, check_freq=False, check_index_type=False)
 
 
 def test_forward_fill_within_limit(tmp_path: Path) -> None:
@@ -49,47 +60,168 @@ def test_forward_fill_within_limit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "ffill_limit", "match"),
     [
-        ("date,A,B\n2020-01-01,1,2\nnot-a-date,1,2\n", 5, r"column 'date', row 3.*cannot parse date 'not-a-date'"),
+        ("date,A,B\n2020-01-01,1,2\nnot-a-date,1,2\n", 5, r"column 'date', row 3: cannot parse date 'not-a-date'"),
+        ("date,A,B\n2020-01-01,1,2\n,1,2\n", 5, r"column 'date', row 3: the date is missing"),
         ("date,A,B\n2020-01-01,1,2\n2020-01-01,1,2\n", 5, r"duplicate date 2020-01-01 at row 3"),
         ("date,A,B\n2020-01-02,1,2\n2020-01-01,1,2\n", 5, r"not sorted: 2020-01-01 at row 3.*sort the rows"),
         ("date,A,B\n2020-01-01,1,2\n2020-01-02,abc,2\n", 5, r"column 'A', row 3 \(2020-01-02\): 'abc' is not a number"),
-        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,-2\n", 5, r"column 'B', row 3.*not positive"),
-        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,0\n", 5, r"column 'B', row 3.*not positive"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,-2\n", 5, r"column 'B', row 3.*price -2.0 is not a finite positive"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,0\n", 5, r"column 'B', row 3.*price 0.0 is not a finite positive"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,inf,2\n", 5, r"column 'A', row 3.*price inf is not a finite positive"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,1e400\n", 5, r"column 'B', row 3.*price inf is not a finite"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,-inf,2\n", 5, r"column 'A', row 3.*price -inf is not a finite"),
         ("date,A,B\n2020-01-01,1,2\n2020-01-02,,2\n2020-01-03,,2\n2020-01-06,1,2\n", 1,
          r"column 'A', rows 3-4.*2 consecutive missing prices exceed ffill_limit=1"),
         ("date,A,B\n2020-01-01,,2\n2020-01-02,1,2\n", 5, r"column 'A', row 2.*first price is missing"),
         ("date,A\n2020-01-01,1\n2020-01-02,1\n", 5, r"found 1 asset column\(s\).*at least 2"),
         ("A,B\n1,2\n1,2\n", 5, r"no date column; name the first column 'date'"),
+        ("date,A,A\n2020-01-01,1,2\n2020-01-02,1,2\n", 5, r"columns 2 and 3 are both named 'A'; give every column"),
+        ("date,A,B,date\n2020-01-01,1,2,x\n", 5, r"columns 1 and 4 are both named 'date'"),
+        ("date,A,B\n2020-01-01,x,1,2\n2020-01-02,x,1,2\n", 5, r"rows have more cells than the 3 names"),
+        ("date,A,B\n2020-01-01,1,2\n2020-01-02,1,2,3,4\n", 5, r"cannot read the file as CSV \(.*line 3, saw 5\)"),
+        ("date,A,B\n20200101,1,2\n20201301,1,2\n", 5, r"column 'date', row 3: cannot parse date '20201301'"),
+        ("date,A,B\n43831,1,2\n43832,1,2\n", 5, r"column 'date', row 2: cannot parse date '43831'.*YYYYMMDD"),
+        ("date,A,B\n2020-01-01T00:00+01:00,1,2\n2020-01-02T00:00+02:00,1,2\n", 5,
+         r"column 'date', row 3: date '2020-01-02T00:00\+02:00' has another time-zone offset than "
+         r"'2020-01-01T00:00\+01:00' \(row 2\); write every date in one time zone"),
+        ("date,A,B\nnope,1,2\n2020-01-01,1,2\n2020-01-02T00:00Z,1,2\n", 5,
+         r"row 4: date '2020-01-02T00:00Z' has another time-zone offset than '2020-01-01' \(row 3\)"),
     ],
 )
 def test_bad_csv_raises_data_error_naming_place_and_fix(tmp_path: Path, text: str, ffill_limit: int, match: str) -> None:
     path = write_csv(tmp_path, text)
     with pytest.raises(DataError, match=match) as info:
         load_prices(path, ffill_limit=ffill_limit)
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(f"{path}: ")
     assert isinstance(info.value, GradfolioError)
+
+
+def test_numeric_dates_are_read_as_yyyymmdd(tmp_path: Path) -> None:
+    # 20200102 is 2020-01-02, not 20,200,102 nanoseconds after 1970-01-01
+    path = write_csv(tmp_path, "date,A,B\n20200102,1,2\n20200103,1,\n20200106,2,3\n")
+    prices = load_prices(path)
+    assert list(prices.index) == list(pd.to_datetime(["2020-01-02", "2020-01-03", "2020-01-06"]))
+    frame = pd.DataFrame({"date": [20200102.0, 20200103.0], "A": [1.0, 2.0], "B": [3.0, 4.0]})  # floats, as with a gap
+    assert list(validate_prices(frame).index) == list(pd.to_datetime(["2020-01-02", "2020-01-03"]))
+    with pytest.raises(DataError, match=r"position 1: cannot parse date '20200103.5'"):
+        validate_prices(frame.assign(date=[20200102.0, 20200103.5]))
+
+
+def test_single_time_zone_keeps_the_local_dates(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "date,A,B\n2020-01-01T00:00+01:00,1,2\n2020-01-02T00:00+01:00,1,2\n")
+    assert list(load_prices(path).index) == list(pd.to_datetime(["2020-01-01", "2020-01-02"]))
+
+
+def test_row_numbers_follow_each_format(tmp_path: Path) -> None:
+    # CSV: as a spreadsheet shows the file (header row 1); Parquet and DataFrame: 0-based frame.iloc position
+    frame = small_frame().assign(B=[10.0, 11.0, -1.0, 13.0])
+    csv = tmp_path / "p.csv"
+    frame.to_csv(csv)
+    parquet = tmp_path / "p.parquet"
+    frame.to_parquet(parquet)
+    with pytest.raises(DataError, match=r"column 'B', row 4 \(2020-01-03\)"):
+        load_prices(csv)
+    with pytest.raises(DataError, match=r"column 'B', position 2 \(2020-01-03\)"):
+        load_prices(parquet)
+    with pytest.raises(DataError, match=r"column 'B', position 2 \(2020-01-03\)"):
+        validate_prices(frame)
+    assert csv.read_text().splitlines()[4 - 1].endswith(",-1.0")  # line 4 of the file holds the bad price
+    assert frame.iloc[2]["B"] == -1.0
+    gap = small_frame().assign(A=[1.0, np.nan, np.nan, 4.0])
+    with pytest.raises(DataError, match=r"column 'A', positions 1-2 \(2020-01-02 on\)"):
+        validate_prices(gap, ffill_limit=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 30), st.data())
+def test_reported_row_locates_the_bad_price_in_every_format(tmp_path_factory: pytest.TempPathFactory, n: int, data: st.DataObject) -> None:
+    bad = data.draw(st.integers(0, n - 1))
+    value = data.draw(st.sampled_from([0.0, -2.5, np.inf]))
+    frame = small_frame(n)
+    frame.iloc[bad, 1] = value
+    folder = tmp_path_factory.mktemp("rows")
+    frame.to_csv(folder / "p.csv")
+    frame.to_parquet(folder / "p.parquet")
+    lines = (folder / "p.csv").read_text().splitlines()
+    for source, word in ((folder / "p.csv", "row"), (folder / "p.parquet", "position"), (frame, "position")):
+        with pytest.raises(DataError) as info:
+            load_prices(source) if isinstance(source, Path) else validate_prices(source)
+        number = int(re.search(rf"column 'B', {word} (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
+        if word == "row":
+            assert float(lines[number - 1].split(",")[2]) == value  # spreadsheet row = line of the file
+        else:
+            assert frame.iloc[number]["B"] == value
+
+
+def test_parquet_date_index_problems(tmp_path: Path) -> None:
+    for where in (1, 2):  # a NaT in the middle used to read "comes after NaT", at the end an IndexError
+        dates = list(small_frame(3).index)
+        dates[where] = pd.NaT
+        path = tmp_path / f"nat{where}.parquet"
+        small_frame(3).set_axis(pd.DatetimeIndex(dates, name="date")).to_parquet(path)
+        with pytest.raises(DataError, match=rf"{re.escape(str(path))}: the date index, position {where}: the date is missing"):
+            load_prices(path)
+    strings = small_frame(3).set_axis(pd.Index(["2020-01-01", "2020-01-02", "2020-01-03"], name="date"))
+    strings.to_parquet(tmp_path / "strings.parquet")
+    loaded = load_prices(tmp_path / "strings.parquet")
+    assert list(loaded.index) == list(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]))
+    np.testing.assert_array_equal(loaded.to_numpy(), strings.to_numpy())
+    names = [pa.array(["2020-01-01", "2020-01-02"]), pa.array([1.0, 2.0]), pa.array([1.0, 2.0])]
+    pq.write_table(pa.table(names, names=["date", "A", "A"]), tmp_path / "dup.parquet")
+    with pytest.raises(DataError, match=r"dup.parquet: columns 2 and 3 are both named 'A'"):
+        load_prices(tmp_path / "dup.parquet")
+
+
+def test_dataframe_checks() -> None:
+    idx = pd.date_range("2021-01-01", periods=3, tz="UTC")
+    out = validate_prices(pd.DataFrame({"A": [1, 2, 3], "B": [3, 2, 1]}, index=idx))
+    assert out.index.tz is None and out.dtypes.tolist() == [np.float64, np.float64]
+    same_name = pd.DataFrame([[1.0, 2.0, 3.0]], columns=[1, "1", "B"], index=idx[:1])
+    with pytest.raises(DataError, match=r"<DataFrame>: columns 1 and 2 are both named '1'"):
+        validate_prices(same_name)
+    nat = pd.DataFrame({"A": [1.0, 2.0], "B": [1.0, 2.0]}, index=pd.DatetimeIndex(["2021-01-01", None]))
+    with pytest.raises(DataError, match=r"the date index, position 1: the date is missing"):
+        validate_prices(nat)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", None])
+def test_ffill_limit_must_be_a_non_negative_integer(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ConfigError, match=rf"ffill_limit={re.escape(repr(bad))} must be an integer >= 0"):
+        load_prices(tmp_path / "not-even-read.csv", ffill_limit=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="ffill_limit"):
+        validate_prices(small_frame(), ffill_limit=bad)  # type: ignore[arg-type]
+    assert load_prices("sp500", ffill_limit=np.int64(0)).shape == (8313, 20)
 
 
 def test_too_few_rows(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-02,1,2\n")
-    with pytest.raises(DataError, match=r"2 rows of prices, but at least 10 are needed"):
+    with pytest.raises(DataError, match=r"2 row\(s\) of prices, but at least 10 are needed \(min_rows=10\)"):
         load_prices(path, min_rows=10)
+    one = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n", name="one.csv")
+    with pytest.raises(DataError, match=r"1 row\(s\) of prices, but at least 2 are needed \(two prices make one return\)"):
+        load_prices(one)
+    with pytest.raises(ConfigError, match=r"min_rows=1 must be an integer >= 2"):
+        load_prices(path, min_rows=1)
 
 
-def test_missing_file_and_unknown_type(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="file not found"):
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope.csv: file not found"):
         load_prices(tmp_path / "nope.csv")
-    odd = write_csv(tmp_path, "x", name="prices.xlsx")
-    with pytest.raises(DataError, match="unknown file type"):
-        load_prices(odd)
+    with pytest.raises(DataError, match="a folder, not a file"):
+        load_prices(tmp_path)
+    with pytest.raises(DataError, match=r"unknown file type '.xlsx'"):
+        load_prices(write_csv(tmp_path, "x", name="prices.xlsx"))
+    with pytest.raises(DataError, match="empty.csv: the file is empty"):
+        load_prices(write_csv(tmp_path, "", name="empty.csv"))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("date,Ä,B\n2020-01-01,1,2\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: byte b'\\xc4' is not UTF-8 text; save the file as UTF-8"):
+        load_prices(latin)
     garbage = tmp_path / "broken.parquet"
     garbage.write_bytes(b"not parquet at all")
-    with pytest.raises(DataError, match="cannot read the file"):
+    with pytest.raises(DataError, match=r"broken.parquet: cannot read the file as Parquet \(.+\); write it with"):
         load_prices(garbage)
-
-
-def test_validate_frame_with_datetime_index() -> None:
-    idx = pd.date_range("2021-01-01", periods=3, tz="UTC")
-    frame = pd.DataFrame({"A": [1, 2, 3], "B": [3, 2, 1]}, index=idx)
-    out = validate_prices(frame)
-    assert out.index.tz is None and out.dtypes.tolist() == [np.float64, np.float64]
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(gzip.compress(b"date,A,B\n" + b"2020-01-01,1,2\n" * 200)[:40])
+    with pytest.raises(DataError, match=r"cut.csv.gz: cannot read the file as CSV"):
+        load_prices(truncated)

@@ -50,10 +50,16 @@ def test_window_alignment_against_manual_slices() -> None:
 
 def test_window_errors() -> None:
     rets = toy_returns(T=20)
-    with pytest.raises(DataError, match=r"20 rows of returns, but lookback \+ gap \+ horizon = 25"):
+    with pytest.raises(DataError, match=r"^returns: 20 rows of returns, but one window needs lookback \+ gap \+ horizon = "
+                       r"20 \+ 0 \+ 5 = 25 \(returns of 26 prices\)"):
         make_windows(rets, 20, 0, 5)
-    for kwargs in ({"lookback": 0}, {"lookback": 5, "gap": -1}, {"lookback": 5, "horizon": 0}, {"lookback": 5, "step": 0}):
-        with pytest.raises(ConfigError, match="must be an integer"):
+    with pytest.raises(DataError, match=r"^data/prices.csv: 20 rows of returns"):
+        make_windows(rets, 18, 1, 2, source="data/prices.csv")
+    assert len(make_windows(rets, 18, 0, 2)) == 1  # exactly lookback + gap + horizon rows make one window
+    for kwargs in ({"lookback": 0}, {"lookback": 5, "gap": -1}, {"lookback": 5, "horizon": 0}, {"lookback": 5, "step": 0},
+                   {"lookback": 5.0}, {"lookback": True}, {"lookback": 5, "step": True}, {"lookback": 5, "gap": False}):
+        name, value = list(kwargs.items())[-1]
+        with pytest.raises(ConfigError, match=rf"^{name}={value!r} must be an integer >= [01]"):
             make_windows(rets, **kwargs)  # type: ignore[arg-type]
 
 
@@ -83,8 +89,17 @@ def test_split_errors() -> None:
     w = make_windows(toy_returns(T=30), 5, 0, 5)
     with pytest.raises(ConfigError, match="val_frac"):
         time_split(w, 0.6, 0.5)
-    with pytest.raises(DataError, match="too few to split"):
-        time_split(make_windows(toy_returns(T=12), 5, 0, 5), 0.3, 0.3)
+    short = make_windows(toy_returns(T=12), 5, 0, 5)  # 3 windows, purge 5: 1 test + 1 val + 2 * 5 + 1 train = 13
+    with pytest.raises(DataError, match=r"^3 windows \(step=1\) are too few: 1 for test \(test_frac=0.3\), 1 for "
+                       r"validation \(val_frac=0.3\), a purge of 5 windows .* need 13; lower val_frac or test_frac"):
+        time_split(short, 0.3, 0.3)
+    with pytest.raises(DataError, match=r"^test_frac=0.01 of 21 windows rounds to 0 test windows; raise test_frac"):
+        time_split(w, 0.0, 0.01)
+    stepped = make_windows(toy_returns(T=60), 5, 2, 5, step=3)  # 17 windows, purge (2 + 5) // 3 = 2
+    train, _, test = time_split(stepped, 0.0, 0.3)
+    assert (len(stepped), len(train), len(test)) == (17, 10, 5)
+    with pytest.raises(DataError, match=r"^17 windows \(step=3\) are too few: 7 for test .* need 21"):
+        time_split(stepped, 0.55, 0.4)
 
 
 def test_loader_is_seeded_and_complete() -> None:

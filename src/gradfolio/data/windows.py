@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gradfolio.data.prices import _check_int
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.seeding import make_generator
 
@@ -58,7 +59,8 @@ class Windows:
     X
         Inputs, shape ``(n, 1, lookback, N)``, returns of kind ``kind``.
     y
-        Targets, shape ``(n, 1, horizon, N)``, always simple returns.
+        Targets, shape ``(n, 1, horizon, N)``: the rows of the returns given to
+        :func:`make_windows`, never transformed (simple returns, whatever ``kind`` is).
     dates
         Decision dates (last day of each lookback), length ``n``.
     assets
@@ -112,33 +114,40 @@ def make_windows(
     Parameters
     ----------
     returns
-        Simple returns, shape ``(T, N)``, indexed by date (see :func:`to_returns`).
+        Simple returns, shape ``(T, N)``, indexed by date (``to_returns(prices, "simple")``).
     lookback, gap, horizon
-        Days seen, skipped and judged (``lookback >= 1``, ``gap >= 0``, ``horizon >= 1``).
+        Days seen, skipped and judged (integers, ``lookback >= 1``, ``gap >= 0``, ``horizon >= 1``).
     step
-        Days between consecutive decision dates.
+        Days between consecutive decision dates (integer ``>= 1``).
     kind
-        Return kind of ``X``: ``"simple"`` or ``"log"`` (``log1p`` of the simple returns).
+        Return kind of ``X``: ``"simple"`` (the input rows) or ``"log"`` (``log1p`` of them).
+        ``y`` is never transformed: it holds the input rows, i.e. simple returns.
     dtype
         Floating dtype of ``X`` and ``y``.
     source
-        Name used in error messages.
+        Name of the data used in error messages (e.g. the price file).
 
     Returns
     -------
     Windows
         ``n = floor((T - lookback - gap - horizon) / step) + 1`` windows.
+
+    Raises
+    ------
+    ConfigError
+        A window length that is not an integer in range (booleans are refused).
+    DataError
+        Fewer than ``lookback + gap + horizon`` rows of returns.
     """
     _check_kind(kind)
     for name, value, low in (("lookback", lookback, 1), ("gap", gap, 0), ("horizon", horizon, 1), ("step", step, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name}={value!r} must be an integer >= {low}.")
+        _check_int(name, value, low)
     span = lookback + gap + horizon
     T = len(returns)
     if T < span:
         raise DataError(
-            f"{source}: {T} rows of returns, but lookback + gap + horizon = {span} are needed for one window; "
-            "load a longer history or shorten the windows."
+            f"{source}: {T} rows of returns, but one window needs lookback + gap + horizon = {lookback} + {gap} + "
+            f"{horizon} = {span} (returns of {span + 1} prices); load a longer history or shorten the windows."
         )
     values = torch.tensor(returns.to_numpy(dtype=np.float64))
     starts = torch.arange(0, T - span + 1, step)
@@ -174,6 +183,13 @@ def time_split(windows: Windows, val_frac: float = 0.15, test_frac: float = 0.15
     Returns
     -------
     (train, val, test)
+
+    Raises
+    ------
+    ConfigError
+        Fractions out of range.
+    DataError
+        Too few windows for at least one test and one training window after the purges.
     """
     if not (0 <= val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
         raise ConfigError(
@@ -184,10 +200,17 @@ def time_split(windows: Windows, val_frac: float = 0.15, test_frac: float = 0.15
     n_test = round(n * test_frac)
     n_val = round(n * val_frac)
     n_train = n - n_test - n_val - (2 if n_val else 1) * purge
-    if n_train < 1 or n_test < 1:
+    if n_test < 1:
         raise DataError(
-            f"{n} windows are too few to split into train/val/test with a purge of {purge} windows; "
-            "load a longer history, use a larger step-free split, or smaller windows."
+            f"test_frac={test_frac} of {n} windows rounds to 0 test windows; raise test_frac or make more windows "
+            f"(a longer history, or a smaller step; step={windows.step})."
+        )
+    if n_train < 1:
+        raise DataError(
+            f"{n} windows (step={windows.step}) are too few: {n_test} for test (test_frac={test_frac}), {n_val} for "
+            f"validation (val_frac={val_frac}), a purge of {purge} windows ((gap + horizon) // step) before each later "
+            f"part and one for training need {n - n_train + 1}; lower val_frac or test_frac, shorten gap or horizon, "
+            "or load a longer history."
         )
     val_start = n_train + purge
     test_start = n - n_test
