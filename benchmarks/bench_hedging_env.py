@@ -9,10 +9,14 @@ Measured side by side in one run (best of ``--repeats``), per number of paths:
   algorithm in NumPy vectorized over paths, and the per-path design of Cao et al.'s code
   (one episode at a time, a list of options; run on ``--loop-paths`` paths).
 
-Before timing, the NumPy references are checked to reproduce the torch environment's P&L on the
-same market (float64). Prints a table and writes ``benchmarks/results/hedging_env.json``.
+NumPy computes in float64, so every speed-up compares torch in float64 (same dtype); the torch
+float32 throughput is reported alongside, without a ratio. The issue's ">= 20x faster than a plain
+NumPy implementation" is checked against the per-path loop and recorded under ``goal``. That the NumPy references compute the
+torch environment's P&L is checked by ``tests/hedging/test_env.py``
+(``test_numpy_references_of_the_benchmark_reproduce_the_env``). Prints a table and writes
+``benchmarks/results/hedging_env.json``.
 
-Usage: ``python benchmarks/bench_hedging_env.py [--device cpu|cuda] [--dtype float32|float64] [--threads N]``
+Usage: ``python benchmarks/bench_hedging_env.py [--device cpu|cuda] [--paths N ...] [--repeats R] [--threads N]``
 """
 
 from __future__ import annotations
@@ -54,18 +58,6 @@ def best_time(fn, repeats: int, sync) -> float:
     return min(times)
 
 
-def check_references(cfg: EnvConfig, n_paths: int = 64) -> dict[str, float]:
-    """Max |P&L difference| of the NumPy references vs the torch env on the same market (float64)."""
-    env = HedgingEnv(cfg, n_paths, seed=0, dtype=torch.float64)
-    episode = env.run_episode(GreekHedge(env, "delta_gamma"), seed=7)
-    spot, vol, net = env.spot.numpy(), env.day_vol.numpy(), env.orders.net.numpy()
-    torch_pnl = episode.pnl.numpy()
-    return {
-        "numpy_vectorized": float(np.abs(episode_vectorized(spot, vol, net) - torch_pnl).max()),
-        "numpy_per_path": float(np.abs(episode_per_path(spot, vol, net) - torch_pnl).max()),
-    }
-
-
 def numpy_market(cfg: EnvConfig, n_paths: int, rng: np.random.Generator):
     m = cfg.market
     spot, alpha = simulate_sabr_np(n_paths, cfg.n_days, m.s0, m.alpha0, m.beta, m.rho, m.nu, m.mu, m.dt, rng)
@@ -74,80 +66,97 @@ def numpy_market(cfg: EnvConfig, n_paths: int, rng: np.random.Generator):
     return spot, day_vol, orders_np(n_paths, cfg.n_days, cfg.arrival_rate, rng)
 
 
+GOAL = 20.0  # the issue: the env must be >= 20x faster than a plain NumPy implementation
+
+
+def time_torch(cfg: EnvConfig, n: int, dtype: torch.dtype, device: torch.device, repeats: int, sync) -> dict[str, float]:
+    """SABR simulation and full delta-gamma episodes of the torch env, in path x step/s (and steps/s)."""
+    m, T = cfg.market, cfg.n_days
+    env = HedgingEnv(cfg, n, seed=0, device=device, dtype=dtype)
+    policy = GreekHedge(env, "delta_gamma")
+    sim = lambda: simulate_sabr(n, T, alpha0=m.alpha0, s0=m.s0, beta=m.beta, rho=m.rho, nu=m.nu, generator=1, device=device, dtype=dtype)  # noqa: E731
+    t_sabr = best_time(sim, repeats, sync)
+    t_env = best_time(lambda: env.run_episode(policy, seed=2), repeats, sync)
+    return {"sabr_path_steps_per_s": n * T / t_sabr, "env_path_steps_per_s": n * T / t_env, "env_steps_per_s": T / t_env}
+
+
+def time_numpy(cfg: EnvConfig, n: int, repeats: int, rng: np.random.Generator) -> dict[str, float]:
+    """The same for the NumPy references vectorized over paths (float64)."""
+    m, T = cfg.market, cfg.n_days
+    t_sabr = best_time(lambda: simulate_sabr_np(n, T, m.s0, m.alpha0, m.beta, m.rho, m.nu, m.mu, m.dt, rng), repeats, lambda: None)
+    t_env = best_time(lambda: episode_vectorized(*numpy_market(cfg, n, rng)), repeats, lambda: None)
+    return {"sabr_path_steps_per_s": n * T / t_sabr, "env_vectorized_path_steps_per_s": n * T / t_env, "env_vectorized_steps_per_s": T / t_env}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--paths", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--loop-paths", type=int, default=100, help="paths for the per-path NumPy reference")
-    parser.add_argument("--numpy-max-paths", type=int, default=100_000, help="skip the vectorized NumPy peers above this")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (NumPy is single-threaded); default: torch's")
     parser.add_argument("--out", default=str(HERE / "results" / "hedging_env.json"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = EnvConfig()
-    m, T = cfg.market, cfg.n_days
-
-    errors = check_references(cfg)
-    print(f"NumPy references vs torch env, max |daily P&L difference| (float64): {errors}")
-    if max(errors.values()) > 1e-8:
-        print("references disagree with the torch environment", file=sys.stderr)
-        return 1
 
     rng = np.random.default_rng(0)
     loop_market = numpy_market(cfg, args.loop_paths, rng)
-    t_loop = best_time(lambda: episode_per_path(*loop_market), 1, lambda: None)
-    loop_rate = args.loop_paths * T / t_loop
+    loop_rate = args.loop_paths * cfg.n_days / best_time(lambda: episode_per_path(*loop_market), 1, lambda: None)
 
     rows = []
     for n in args.paths:
-        env = HedgingEnv(cfg, n, seed=0, device=device, dtype=dtype)
-        policy = GreekHedge(env, "delta_gamma")
-        t_sabr_torch = best_time(lambda: simulate_sabr(n, T, sigma0=m.alpha0, beta=m.beta, rho=m.rho, nu=m.nu, generator=1, device=device, dtype=dtype), args.repeats, sync)
-        t_env = best_time(lambda: env.run_episode(policy, seed=2), args.repeats, sync)
-        nan = float("nan")
-        if n <= args.numpy_max_paths:
-            t_sabr_np = best_time(lambda: simulate_sabr_np(n, T, m.s0, m.alpha0, m.beta, m.rho, m.nu, m.mu, m.dt, rng), args.repeats, lambda: None)
-            t_env_np = best_time(lambda: episode_vectorized(*numpy_market(cfg, n, rng)), args.repeats, lambda: None)
-        else:
-            t_sabr_np = t_env_np = nan
+        numpy_row = time_numpy(cfg, n, args.repeats, rng)
+        f64 = time_torch(cfg, n, torch.float64, device, args.repeats, sync)
+        f32 = time_torch(cfg, n, torch.float32, device, args.repeats, sync)
         rows.append({
             "paths": n,
-            "sabr_torch_path_steps_per_s": n * T / t_sabr_torch,
-            "sabr_numpy_path_steps_per_s": n * T / t_sabr_np,
-            "sabr_speedup": t_sabr_np / t_sabr_torch,
-            "env_torch_path_steps_per_s": n * T / t_env,
-            "env_torch_steps_per_s": T / t_env,
-            "env_numpy_vectorized_path_steps_per_s": n * T / t_env_np,
-            "env_numpy_vectorized_steps_per_s": T / t_env_np,
-            "env_speedup_vs_numpy_vectorized": t_env_np / t_env,
-            "env_speedup_vs_numpy_per_path": (n * T / t_env) / loop_rate,
+            "numpy_float64": numpy_row,
+            "torch_float64": f64,
+            "torch_float32": f32,
+            # Speed-ups in the same dtype (float64) only.
+            "sabr_speedup_vs_numpy": f64["sabr_path_steps_per_s"] / numpy_row["sabr_path_steps_per_s"],
+            "env_speedup_vs_numpy_vectorized": f64["env_path_steps_per_s"] / numpy_row["env_vectorized_path_steps_per_s"],
+            "env_speedup_vs_numpy_per_path": f64["env_path_steps_per_s"] / loop_rate,
         })
 
-    header = f"{'paths':>8} | {'SABR torch':>11} {'SABR numpy':>11} {'x':>6} | {'env torch':>11} {'steps/s':>8} {'env np-vec':>11} {'x':>6} | {'x per-path':>10}"
-    print(f"\nhedging env on {device} ({args.dtype}); path x step/s; per-path NumPy reference: {loop_rate:,.0f} path x step/s on {args.loop_paths} paths")
+    vs_loop = [r["env_speedup_vs_numpy_per_path"] for r in rows]
+    vs_vec = [r["env_speedup_vs_numpy_vectorized"] for r in rows]
+    goal = {
+        "target": f">= {GOAL:g}x faster than a plain NumPy implementation (the issue)",
+        "baseline": "the per-path NumPy loop (Cao et al.'s design: one episode at a time, a list of options), float64",
+        "compared": "torch env in float64 (NumPy's dtype), full episodes including reset",
+        "holds": min(vs_loop) >= GOAL,
+        "speedup_vs_numpy_per_path": [min(vs_loop), max(vs_loop)],
+        "speedup_vs_numpy_vectorized": [min(vs_vec), max(vs_vec)],
+    }
+    print(f"\nhedging env on {device}, path x step/s; NumPy and the speed-ups (x) in float64; "
+          f"per-path NumPy loop: {loop_rate:,.0f} path x step/s on {args.loop_paths} paths")
+    header = f"{'paths':>8} | {'SABR np':>9} {'SABR f64':>9} {'x':>5} | {'env np-vec':>10} {'env f64':>9} {'steps/s':>8} {'x vec':>6} {'x loop':>7} | {'env f32':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
+        np_, t64 = r["numpy_float64"], r["torch_float64"]
         print(
-            f"{r['paths']:>8} | {r['sabr_torch_path_steps_per_s']:>11.3g} {r['sabr_numpy_path_steps_per_s']:>11.3g} {r['sabr_speedup']:>6.1f} | "
-            f"{r['env_torch_path_steps_per_s']:>11.3g} {r['env_torch_steps_per_s']:>8.1f} {r['env_numpy_vectorized_path_steps_per_s']:>11.3g} "
-            f"{r['env_speedup_vs_numpy_vectorized']:>6.1f} | {r['env_speedup_vs_numpy_per_path']:>10.0f}"
+            f"{r['paths']:>8} | {np_['sabr_path_steps_per_s']:>9.3g} {t64['sabr_path_steps_per_s']:>9.3g} {r['sabr_speedup_vs_numpy']:>5.1f} | "
+            f"{np_['env_vectorized_path_steps_per_s']:>10.3g} {t64['env_path_steps_per_s']:>9.3g} {t64['env_steps_per_s']:>8.1f} "
+            f"{r['env_speedup_vs_numpy_vectorized']:>6.1f} {r['env_speedup_vs_numpy_per_path']:>7.0f} | {r['torch_float32']['env_path_steps_per_s']:>9.3g}"
         )
+    print(f"goal >= {GOAL:g}x vs the per-path NumPy loop: {'holds' if goal['holds'] else 'MISSED'} ({min(vs_loop):.0f}-{max(vs_loop):.0f}x); "
+          f"vs NumPy vectorized over paths: {min(vs_vec):.1f}-{max(vs_vec):.1f}x")
     result = {
         "benchmark": "hedging_env",
         "device": str(device),
-        "dtype": args.dtype,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
-        "n_days": T,
-        "reference_max_abs_pnl_diff": errors,
+        "repeats": args.repeats,
+        "n_days": cfg.n_days,
+        "goal": goal,
         "numpy_per_path_path_steps_per_s": loop_rate,
         "numpy_per_path_paths": args.loop_paths,
         "rows": rows,
@@ -155,7 +164,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2).replace("NaN", "null") + "\n")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
     return 0

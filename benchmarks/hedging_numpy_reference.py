@@ -7,9 +7,11 @@ Two peers of :class:`gradfolio.hedging.env.HedgingEnv` (per-day implied vol, del
 - :func:`episode_vectorized`: the same algorithm as the torch environment written in NumPy,
   vectorized over paths (``(paths, days)`` position arrays).
 
-Both take the market (spot, per-day implied vol, client orders) as inputs, so the benchmark can
-check that they produce the torch environment's P&L on the same paths. :func:`simulate_sabr_np`
-and :func:`hagan_np` draw the market in NumPy (eqs. 50-56) for the throughput comparison.
+Both take the market (spot, per-day implied vol, net client orders) as inputs, so that
+``tests/hedging/test_env.py::test_numpy_references_of_the_benchmark_reproduce_the_env`` can check
+that they produce the torch environment's P&L on the same paths (and :func:`hagan_np` its implied
+vols). :func:`simulate_sabr_np`, :func:`hagan_np` and :func:`orders_np` draw the market in NumPy
+(eqs. 50-56) for the throughput comparison. Everything is float64.
 """
 
 from __future__ import annotations

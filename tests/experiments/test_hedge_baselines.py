@@ -11,6 +11,7 @@ import pytest
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import load_config
 from gradfolio.experiments.hedge_baselines import run_baselines
+from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedge_config import HedgingConfig
 from gradfolio.hedging.blackscholes import bs_price
 from gradfolio.tracking import NullTracker
@@ -64,3 +65,17 @@ def test_run_baselines_writes_folder_and_tracks(tmp_path: Path):
     assert tracker.params["env.n_days"] == 4 and tracker.params["evaluation.n_paths"] == 200
     assert tracker.metrics["delta.cvar_95"] == pytest.approx(table.loc["delta", "cvar_95"])
     assert tracker.artifacts == [run_dir]
+
+
+def test_flatten_params_gives_dotted_leaves():
+    tree = {"a": 1, "b": {"c": [1, 2], "d": {"e": None}}, "f": {}}
+    assert flatten_params(tree) == {"a": 1, "b.c": [1, 2], "b.d.e": None}
+    flat = flatten_params(HedgingConfig().model_dump(mode="json"))
+    assert flat["env.market.nu"] == 0.3 and flat["evaluation.strategies"] == ["delta", "delta_gamma", "delta_vega"]
+
+
+def test_unknown_strategy_in_config_is_rejected(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  strategies: [delta, gamma_only]\n")
+    with pytest.raises(ConfigError, match="evaluation.strategies"):
+        load_config(HedgingConfig, bad)

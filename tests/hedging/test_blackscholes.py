@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradfolio.hedging.blackscholes import bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega, expired_greeks, live_greeks
+from gradfolio.errors import ConfigError
+from gradfolio.hedging.blackscholes import _expired_greeks, _live_greeks, bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega
 
 f64 = torch.float64
 
@@ -96,8 +97,34 @@ def test_live_and_expired_fast_paths_agree_with_bs_greeks(call):
     strike = 5 + 10 * torch.rand(40, 3, generator=gen, dtype=f64)
     tau = torch.tensor([0.01, 0.2, 1.5], dtype=f64)
     full = bs_greeks(spot, strike, tau, 0.3, r=0.02, q=0.01, call=call)
-    for a, b in zip(live_greeks(spot, strike, tau, torch.tensor(0.3, dtype=f64), 0.02, 0.01, call), full, strict=True):
+    for a, b in zip(_live_greeks(spot, strike, tau, torch.tensor(0.3, dtype=f64), 0.02, 0.01, call), full, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14)
     at_expiry = bs_greeks(spot, strike, 0.0, 0.3, call=call)
-    for a, b in zip(expired_greeks(spot.expand(40, 3), strike, call), at_expiry, strict=True):
+    for a, b in zip(_expired_greeks(spot.expand(40, 3), strike, call), at_expiry, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("fn", [bs_greeks, bs_price, bs_delta, bs_gamma, bs_vega])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((10.0, 10.0, 0.1, 0.0), "vol must be > 0"),
+        ((10.0, 10.0, 0.1, -0.2), "vol must be > 0"),
+        ((10.0, 10.0, -1 / 250, 0.3), "tau must be >= 0"),
+        ((0.0, 10.0, 0.1, 0.3), "spot must be > 0"),
+        ((10.0, -1.0, 0.1, 0.3), "strike must be > 0"),
+        ((10.0, 10.0, 0.1, float("nan")), "vol must be > 0"),
+    ],
+)
+def test_out_of_domain_inputs_raise_config_error_naming_the_argument(fn, args, needle):
+    with pytest.raises(ConfigError, match=needle) as err:
+        fn(*args)
+    assert fn.__name__ in str(err.value)  # the place
+
+
+def test_domain_check_counts_bad_elements_and_accepts_the_boundary():
+    vol = torch.tensor([0.2, -0.1, 0.3, 0.0], dtype=f64)
+    with pytest.raises(ConfigError, match=r"vol must be > 0, got -0.1 \(2 of 4 values\)"):
+        bs_greeks(10.0, 10.0, 0.1, vol)
+    # tau = 0 is allowed (expired options are worth their payoff).
+    assert float(bs_price(11.0, 10.0, 0.0, 0.3)) == 1.0

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from scipy.special import ive
 
 from gradfolio.hedging.blackscholes import bs_greeks
 from gradfolio.hedging.book import OptionBook, draw_client_orders
@@ -14,31 +15,45 @@ f64 = torch.float64
 CPU = torch.device("cpu")
 
 
+def skellam_pmf(k: int, rate: float) -> float:
+    """P(net = k) for net = N_short - N_long, two independent Poisson(rate / 2) counts (Poisson thinning)."""
+    return float(ive(abs(k), rate))  # e^{-rate} I_|k|(rate), ive being the exponentially scaled Bessel I
+
+
 @pytest.mark.parametrize("rate", [1.0, 2.5])
-def test_poisson_arrival_rate_and_signs(rate):
+def test_net_orders_follow_the_skellam_law(rate):
     n_paths, n_days = 20_000, 10
-    orders = draw_client_orders(n_paths, n_days, rate, torch.Generator().manual_seed(11), CPU, f64)
-    assert orders.count.shape == orders.net.shape == (n_paths, n_days + 1)
-    assert torch.all(orders.count[:, 0] == 0) and torch.all(orders.net[:, 0] == 0)
-    counts, net = orders.count[:, 1:].reshape(-1), orders.net[:, 1:].reshape(-1)
-    n = counts.numel()
-    # Poisson(rate): mean = variance = rate; standard error of the mean sqrt(rate / n),
-    # of the sample variance about sqrt((mu4 - sigma^4) / n) = sqrt((rate + 2 rate^2) / n).
-    assert abs(float(counts.mean()) - rate) < 5 * math.sqrt(rate / n)
-    assert abs(float(counts.var()) - rate) < 5 * math.sqrt((rate + 2 * rate**2) / n)
-    # Net = sum of N independent +-1: mean 0, variance E[N] = rate; parity of net equals parity of N.
-    assert abs(float(net.mean())) < 5 * math.sqrt(rate / n)
-    assert abs(float(net.var()) - rate) < 5 * math.sqrt((3 * rate**2 + rate) / n) + 5 * rate / math.sqrt(n)
-    assert torch.all(net.abs() <= counts) and torch.all(torch.remainder(net + counts, 2) == 0)
-    # A single order is a client buy or sell with probability 1/2.
-    single = net[counts == 1]
-    assert abs(float((single > 0).double().mean()) - 0.5) < 5 * 0.5 / math.sqrt(single.numel())
+    net = draw_client_orders(n_paths, n_days, rate, torch.Generator().manual_seed(11), CPU, f64)
+    assert net.shape == (n_paths, n_days + 1) and net.dtype == f64
+    assert torch.all(net[:, 0] == 0) and torch.equal(net, net.round())
+    x = net[:, 1:].reshape(-1)
+    n = x.numel()
+    # Poisson(rate) orders, each +-1 with probability 1/2: mean 0, variance rate, kurtosis E[x^4] = rate + 3 rate^2.
+    assert abs(float(x.mean())) < 5 * math.sqrt(rate / n)
+    assert abs(float(x.var()) - rate) < 5 * math.sqrt((rate + 2 * rate**2) / n)
+    # Frequencies of net = -3 .. 3 against the Skellam pmf (5 binomial standard errors).
+    for k in range(-3, 4):
+        p = skellam_pmf(k, rate)
+        assert abs(float((x == k).double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n), k
 
 
 def test_orders_are_seeded():
     a = draw_client_orders(50, 5, 1.0, torch.Generator().manual_seed(1), CPU, f64)
     b = draw_client_orders(50, 5, 1.0, torch.Generator().manual_seed(1), CPU, f64)
-    assert torch.equal(a.net, b.net) and torch.equal(a.count, b.count)
+    c = draw_client_orders(50, 5, 1.0, torch.Generator().manual_seed(2), CPU, f64)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_orders_on_cuda_float64():
+    cuda = torch.device("cuda")
+    n_paths, rate = 200_000, 1.5
+    net = draw_client_orders(n_paths, 5, rate, torch.Generator(device=cuda).manual_seed(3), cuda, f64)
+    assert net.device.type == "cuda" and net.dtype == f64 and net.shape == (n_paths, 6)
+    x = net[:, 1:].reshape(-1).cpu()
+    assert torch.all(net[:, 0] == 0) and abs(float(x.var()) - rate) < 5 * math.sqrt((rate + 2 * rate**2) / x.numel())
+    p0 = skellam_pmf(0, rate)
+    assert abs(float((x == 0).double().mean()) - p0) < 5 * math.sqrt(p0 * (1 - p0) / x.numel())
 
 
 def test_book_values_held_slots_and_expiry():

@@ -1,18 +1,23 @@
-"""HedgingEnv: shapes, seeding, the P&L against a plain per-option recomputation, neutral trades, action maps."""
+"""HedgingEnv: shapes, seeding, P&L and greeks against a plain per-option recomputation, neutral trades,
+action maps, market replay (CPU and CUDA) and the benchmark's NumPy references."""
 
 from __future__ import annotations
 
+import importlib
 import math
+from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.blackscholes import bs_greeks
+from gradfolio.hedging.blackscholes import Greeks, bs_greeks
 from gradfolio.hedging.config import EnvConfig, MarketConfig
-from gradfolio.hedging.env import HedgingEnv
+from gradfolio.hedging.env import HedgingEnv, Market
 from gradfolio.hedging.sabr import hagan_implied_vol
 from gradfolio.hedging.strategies import GreekHedge, baseline_policies
 
@@ -69,8 +74,20 @@ def test_seeding_is_deterministic():
     assert not torch.equal(play(c, None)[1], first_c[1])
 
 
-def _reference_episode(env: HedgingEnv, contracts: torch.Tensor):
-    """Plain per-path, per-option recomputation of the daily P&L and the observed portfolio greeks."""
+class Reference(NamedTuple):
+    """What :func:`_reference_episode` recomputes, each ``(paths, n_days)``."""
+
+    pnl: torch.Tensor
+    gamma: torch.Tensor  # portfolio gamma before the day's trade (state column 1)
+    hedge_gamma: torch.Tensor  # one contract of the day's hedging option (column 2)
+    vega: torch.Tensor  # portfolio vega before the trade (column 3)
+    hedge_vega: torch.Tensor  # column 4
+    gamma_after: torch.Tensor  # portfolio gamma right after the trade
+    vega_after: torch.Tensor
+
+
+def _reference_episode(env: HedgingEnv, contracts: torch.Tensor) -> Reference:
+    """Plain per-path, per-option recomputation (scalar ``bs_greeks`` per option) of the daily P&L and greeks."""
     cfg, mkt = env.config, env.config.market
     size, yr = cfg.contract_size, mkt.days_per_year
 
@@ -79,47 +96,67 @@ def _reference_episode(env: HedgingEnv, contracts: torch.Tensor):
             return float(env.day_vol[p, day])
         return float(hagan_implied_vol(float(env.spot[p, day]), strike, tau_days / yr, float(env.sabr_vol[p, day]), mkt.beta, mkt.rho, mkt.nu))
 
-    def value(p, day, opts, what):
-        total = 0.0
+    def book(p, day, opts) -> Greeks:
+        """Sum over the options (contracts, strike, expiry day) of contracts x size x greeks on ``day``."""
+        total = [0.0] * 4
         for qty, strike, expiry in opts:
             g = bs_greeks(float(env.spot[p, day]), strike, (expiry - day) / yr, vol(p, day, strike, expiry - day))
-            total += qty * size * float(getattr(g, what))
-        return total
+            for i, v in enumerate(g):
+                total[i] += qty * size * float(v)
+        return Greeks(*total)
 
-    pnl = torch.zeros(env.n_paths, cfg.n_days, dtype=f64)
-    gammas = torch.zeros(env.n_paths, cfg.n_days, dtype=f64)
+    out = {name: torch.zeros(env.n_paths, cfg.n_days, dtype=f64) for name in Reference._fields}
     for p in range(env.n_paths):
         opts = [(cfg.initial_contracts, float(env.spot[p, 0]), cfg.client_maturity_days)]
         for t in range(cfg.n_days):
             held = [o for o in opts if o[2] > t]
-            gammas[p, t] = value(p, t, held, "gamma")
-            s_t, c = float(env.spot[p, t]), float(contracts[p, t])
-            hedge_price = float(bs_greeks(s_t, s_t, cfg.hedge_maturity_days / yr, vol(p, t, s_t, cfg.hedge_maturity_days)).price)
+            s_t, s_next, c = float(env.spot[p, t]), float(env.spot[p, t + 1]), float(contracts[p, t])
+            before = book(p, t, held)
+            hedge = bs_greeks(s_t, s_t, cfg.hedge_maturity_days / yr, vol(p, t, s_t, cfg.hedge_maturity_days))
             held.append((c, s_t, t + cfg.hedge_maturity_days))
             opts.append(held[-1])
-            v_t, delta_t = value(p, t, held, "price"), value(p, t, held, "delta")
-            v_next = value(p, t + 1, held, "price")
-            pnl[p, t] = v_next - v_t - delta_t * (float(env.spot[p, t + 1]) - s_t) - cfg.cost * hedge_price * abs(c) * size
-            opts.append((float(env.orders.net[p, t + 1]), float(env.spot[p, t + 1]), t + 1 + cfg.client_maturity_days))
-    return pnl, gammas
+            after = book(p, t, held)
+            cost = cfg.cost * float(hedge.price) * abs(c) * size
+            row = {
+                "pnl": book(p, t + 1, held).price - after.price - after.delta * (s_next - s_t) - cost,
+                "gamma": before.gamma, "hedge_gamma": size * float(hedge.gamma),
+                "vega": before.vega, "hedge_vega": size * float(hedge.vega),
+                "gamma_after": after.gamma, "vega_after": after.vega,
+            }
+            for name, value in row.items():
+                out[name][p, t] = value
+            opts.append((float(env.orders[p, t + 1]), s_next, t + 1 + cfg.client_maturity_days))
+    return Reference(**out)
+
+
+def _play(env: HedgingEnv, policy, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One episode stepped by hand: the states ``(n_days, paths, features)`` seen and the stacked ``info`` ``(paths, n_days)``."""
+    state = env.reset(seed=seed)
+    states, infos = [], []
+    for _ in range(env.config.n_days):
+        states.append(state)
+        state, reward, _, info = env.step(policy(state))
+        infos.append({**info, "reward": reward})
+    return torch.stack(states), {k: torch.stack([i[k] for i in infos], dim=1) for k in infos[0] if k != "day"}
+
+
+def _assert_state_matches(states: torch.Tensor, ref: Reference) -> None:
+    for column, name in enumerate(("gamma", "hedge_gamma", "vega", "hedge_vega"), start=1):
+        torch.testing.assert_close(states[:, :, column].T, getattr(ref, name), rtol=1e-9, atol=1e-9, msg=name)
 
 
 @pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
-def test_pnl_matches_plain_per_option_recomputation(implied_vol):
+def test_pnl_and_state_match_plain_per_option_recomputation(implied_vol):
     # Short maturities so that client and hedge options expire inside the episode.
     env = make_env(n_paths=3, n_days=8, client_maturity_days=4, hedge_maturity_days=3, arrival_rate=1.5, implied_vol=implied_vol)
     gen = torch.Generator().manual_seed(3)
-    state = env.reset(seed=9)
-    pnl, contracts, gammas = [], [], []
-    for _ in range(8):
-        gammas.append(state[:, 1])
-        state, reward, _, info = env.step(torch.rand(3, generator=gen, dtype=f64))
-        pnl.append(info["pnl"])
-        contracts.append(info["contracts"])
-        torch.testing.assert_close(reward, info["pnl"])
-    ref_pnl, ref_gamma = _reference_episode(env, torch.stack(contracts, dim=1))
-    torch.testing.assert_close(torch.stack(pnl, dim=1), ref_pnl, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(torch.stack(gammas, dim=1), ref_gamma, rtol=1e-9, atol=1e-9)
+    states, info = _play(env, lambda state: torch.rand(3, generator=gen, dtype=f64), seed=9)
+    torch.testing.assert_close(info["reward"], info["pnl"])
+    ref = _reference_episode(env, info["contracts"])
+    torch.testing.assert_close(info["pnl"], ref.pnl, rtol=1e-9, atol=1e-9)
+    _assert_state_matches(states, ref)
+    torch.testing.assert_close(info["gamma_after"], ref.gamma_after, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(info["vega_after"], ref.vega_after, rtol=1e-9, atol=1e-9)
 
 
 def test_delta_hedged_short_call_pnl_without_arrivals():
@@ -135,15 +172,16 @@ def test_delta_hedged_short_call_pnl_without_arrivals():
 
 
 @pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
-def test_delta_gamma_and_delta_vega_leave_the_book_exactly_neutral(implied_vol):
-    env = make_env(n_paths=256, n_days=12, implied_vol=implied_vol)
-    for target, key in (("delta_gamma", "gamma_after"), ("delta_vega", "vega_after")):
-        policy = GreekHedge(env, target)
-        state = env.reset(seed=21)
-        for _ in range(12):
-            before = state[:, 1] if key == "gamma_after" else state[:, 3]
-            state, _, _, info = env.step(policy(state))
-            assert float(info[key].abs().max()) <= 1e-11 * (1 + float(before.abs().max()))
+@pytest.mark.parametrize(("target", "greek"), [("delta_gamma", "gamma"), ("delta_vega", "vega")])
+def test_delta_gamma_and_delta_vega_leave_the_book_exactly_neutral(implied_vol, target, greek):
+    # The env's trades (from the state) against the book's greeks recomputed option by option.
+    env = make_env(n_paths=16, n_days=12, client_maturity_days=8, hedge_maturity_days=5, implied_vol=implied_vol)
+    states, info = _play(env, GreekHedge(env, target), seed=21)
+    ref = _reference_episode(env, info["contracts"])
+    _assert_state_matches(states, ref)
+    after, before = getattr(ref, f"{greek}_after"), getattr(ref, greek)
+    assert float(after.abs().max()) <= 1e-12 * (1 + float(before.abs().max()))
+    assert float(before.abs().median()) > 1e-2  # the trades had something to neutralize
 
 
 def test_delta_neutral_stock_position():
@@ -225,14 +263,10 @@ def test_pnl_matches_recomputation_for_random_conventions(client, hedge, rate, k
     env = make_env(n_paths=2, n_days=6, client_maturity_days=client, hedge_maturity_days=hedge, arrival_rate=rate,
                    cost=kappa, implied_vol=implied_vol, action_map=action_map)
     gen = torch.Generator().manual_seed(seed)
-    state = env.reset(seed=seed)
-    pnl, contracts = [], []
-    for _ in range(6):
-        state, _, _, info = env.step(torch.rand(2, 1, generator=gen, dtype=f64))
-        pnl.append(info["pnl"])
-        contracts.append(info["contracts"])
-    ref_pnl, _ = _reference_episode(env, torch.stack(contracts, dim=1))
-    torch.testing.assert_close(torch.stack(pnl, dim=1), ref_pnl, rtol=1e-9, atol=1e-9)
+    states, info = _play(env, lambda state: torch.rand(2, 1, generator=gen, dtype=f64), seed=seed)
+    ref = _reference_episode(env, info["contracts"])
+    torch.testing.assert_close(info["pnl"], ref.pnl, rtol=1e-9, atol=1e-9)
+    _assert_state_matches(states, ref)
 
 
 def test_vega_fraction_map_reaches_vega_neutral_and_clips_the_rest():
@@ -244,3 +278,59 @@ def test_vega_fraction_map_reaches_vega_neutral_and_clips_the_rest():
     n_gamma, n_vega = env.neutral_contracts(state)
     action = GreekHedge(env, "delta_gamma")(state)
     torch.testing.assert_close(action, (n_gamma / n_vega).clamp(0.0, 1.0))
+
+
+def test_replaying_a_market_reproduces_the_episode():
+    a, b = make_env(n_paths=32, n_days=6), HedgingEnv(EnvConfig(n_days=6), 32, seed=99, dtype=f64)
+    policy = lambda state: torch.full((state.shape[0],), 0.4, dtype=state.dtype)  # noqa: E731
+    first = a.run_episode(policy, seed=5)
+    replay = b.run_episode(policy, market=a.market)
+    for x, y in zip(replay, first, strict=True):
+        assert torch.equal(x, y)
+    # Another dtype: the market is converted.
+    c = HedgingEnv(EnvConfig(n_days=6), 32, dtype=torch.float32)
+    assert c.run_episode(policy, market=a.market).pnl.dtype == torch.float32
+    assert torch.equal(c.spot, a.spot.float()) and torch.equal(c.orders, a.orders.float())
+
+
+def test_bad_markets_raise_config_error():
+    env = make_env(n_paths=4, n_days=3)
+    env.reset(seed=0)
+    market = env.market
+    with pytest.raises(ConfigError, match="both a seed and a market"):
+        env.reset(1, market=market)
+    with pytest.raises(ConfigError, match=r"market.orders has shape \(4, 3\)"):
+        env.reset(market=market._replace(orders=market.orders[:, :3]))
+    with pytest.raises(ConfigError, match="market.sabr_vol must be > 0"):
+        env.reset(market=market._replace(sabr_vol=-market.sabr_vol))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
+def test_cuda_episode_matches_cpu_on_the_same_market(implied_vol):
+    config = EnvConfig(n_days=12, implied_vol=implied_vol)
+    cpu = HedgingEnv(config, 256, seed=0, dtype=f64)
+    gpu = HedgingEnv(config, 256, seed=0, device="cuda", dtype=f64)
+    for target in ("delta", "delta_gamma", "delta_vega"):
+        on_cpu = cpu.run_episode(GreekHedge(cpu, target), seed=5)
+        on_gpu = gpu.run_episode(GreekHedge(gpu, target), market=Market(*(x.cuda() for x in cpu.market)))
+        assert gpu.state.device.type == "cuda" and gpu.day_vol.device.type == "cuda"
+        for x, y in zip(on_gpu, on_cpu, strict=True):
+            assert x.device.type == "cuda" and x.dtype == f64
+            torch.testing.assert_close(x.cpu(), y, rtol=1e-10, atol=1e-10)
+    simulated = gpu.run_episode(GreekHedge(gpu, "delta_gamma"), seed=5)
+    assert simulated.pnl.device.type == "cuda" and bool(torch.isfinite(simulated.pnl).all())
+
+
+def test_numpy_references_of_the_benchmark_reproduce_the_env(monkeypatch):
+    # benchmarks/bench_hedging_env.py times these NumPy peers against the env: they must do the same work.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    ref = importlib.import_module("hedging_numpy_reference")
+    env = HedgingEnv(EnvConfig(), 16, seed=0, dtype=f64)
+    episode = env.run_episode(GreekHedge(env, "delta_gamma"), seed=7)
+    spot, sabr_vol, orders = (x.numpy() for x in env.market)
+    m = env.config.market
+    day_vol = ref.hagan_np(spot, m.s0, np.arange(env.config.n_days, -1, -1) / m.days_per_year, sabr_vol, m.beta, m.rho, m.nu)
+    np.testing.assert_allclose(day_vol, env.day_vol.numpy(), rtol=1e-13, atol=0)
+    for episode_fn in (ref.episode_vectorized, ref.episode_per_path):
+        np.testing.assert_allclose(episode_fn(spot, day_vol, orders), episode.pnl.numpy(), rtol=0, atol=1e-10)

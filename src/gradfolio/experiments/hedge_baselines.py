@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedge_config import HedgingConfig
 from gradfolio.experiments.hedge_report import write_hedge_run
 from gradfolio.hedging.env import HedgingEnv
@@ -42,20 +43,10 @@ def run_baselines(
     table = metrics_table(results, ev.level, ev.risk_aversion)
     run_dir = write_hedge_run(out_dir or config.output_dir, config, table, results, title="Hedging baselines")
     if tracker is not None:
-        tracker.log_params(_flatten(config.model_dump(mode="json")))
+        tracker.log_params(flatten_params(config.model_dump(mode="json")))
         tracker.log_metrics({f"{s}.{m}": v for s, row in table.to_dict(orient="index").items() for m, v in row.items()})
         tracker.log_artifact(run_dir)
     return table, run_dir
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 __all__ = ["run_baselines"]

@@ -13,18 +13,17 @@ A YAML/TOML file with three sections, every field optional (defaults reproduce t
       strategies: [delta, delta_gamma, delta_vega]
     output_dir: runs/hedge
 
-Load it with ``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``.
+Load it with ``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``;
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradfolio.hedging.config import EnvConfig, MarketConfig
-
-Strategy = Literal["delta", "delta_gamma", "delta_vega"]
+from gradfolio.hedging.config import BASELINES, BaselineName, EnvConfig, MarketConfig
 
 
 class EvaluationConfig(BaseModel):
@@ -35,7 +34,7 @@ class EvaluationConfig(BaseModel):
     n_paths: int = Field(5000, gt=1, description="paths per episode batch")
     n_episodes: int = Field(1, gt=0, description="episode batches (seeds seed .. seed + n_episodes - 1)")
     seed: int = Field(1234, ge=0)
-    strategies: list[Strategy] = Field(default_factory=lambda: ["delta", "delta_gamma", "delta_vega"], min_length=1)
+    strategies: list[BaselineName] = Field(default_factory=lambda: list(BASELINES), min_length=1)
     level: float = Field(0.95, gt=0, lt=1, description="VaR/CVaR confidence level")
     risk_aversion: float = Field(1.645, ge=0, description="c in mean - c * std")
     device: str = "cpu"
@@ -52,4 +51,4 @@ class HedgingConfig(BaseModel):
     output_dir: str = "runs/hedge"
 
 
-__all__ = ["HedgingConfig", "EvaluationConfig", "EnvConfig", "MarketConfig", "Strategy"]
+__all__ = ["HedgingConfig", "EvaluationConfig", "EnvConfig", "MarketConfig"]

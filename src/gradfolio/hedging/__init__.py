@@ -8,15 +8,15 @@ and :mod:`~gradfolio.hedging.evaluation` (episodes -> P&L metrics table).
 """
 
 from gradfolio.hedging.blackscholes import Greeks, bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega
-from gradfolio.hedging.book import ClientOrders, OptionBook, draw_client_orders
+from gradfolio.hedging.book import OptionBook, draw_client_orders
 from gradfolio.hedging.config import EnvConfig, MarketConfig
-from gradfolio.hedging.env import Episode, HedgingEnv, Policy
+from gradfolio.hedging.env import Episode, HedgingEnv, Market, Policy
 from gradfolio.hedging.sabr import SabrPaths, hagan_implied_vol, simulate_sabr
 
 __all__ = [
     "Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega",
-    "ClientOrders", "OptionBook", "draw_client_orders",
+    "OptionBook", "draw_client_orders",
     "EnvConfig", "MarketConfig",
-    "Episode", "HedgingEnv", "Policy",
+    "Episode", "HedgingEnv", "Market", "Policy",
     "SabrPaths", "hagan_implied_vol", "simulate_sabr",
 ]

@@ -9,17 +9,17 @@ a column slice — nothing loops over paths or over options.
 
 An option that reaches its expiry day is worth its payoff, settles in cash and leaves the book.
 Client orders (Poisson arrivals, long or short with equal probability) are drawn by
-:func:`draw_client_orders`.
+:func:`draw_client_orders`. Books are built and filled by the environment, so valuation uses the
+unchecked Black-Scholes functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 
-from gradfolio.hedging.blackscholes import Greeks, bs_greeks, live_greeks
+from gradfolio.hedging.blackscholes import Greeks, _bs_greeks, _live_greeks
 
 VolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``vol_fn(strike (paths, k), tau (k,)) -> implied vol broadcastable to (paths, k)``."""
@@ -68,12 +68,35 @@ class OptionBook:
         self.strike = torch.ones(n_paths, n_slots, device=device, dtype=dtype)
 
     def open(self, day: int, quantity: torch.Tensor, strike: torch.Tensor) -> None:
-        """Add ``quantity`` contracts ``(P,)`` struck at ``strike`` ``(P,)`` to slot ``day``."""
+        """Open positions on ``day``: add contracts to slot ``day`` and set its strike.
+
+        Parameters
+        ----------
+        day
+            Opening day, the slot index in ``[0, C)``.
+        quantity
+            ``(P,)`` contracts added per path (``> 0`` bought, ``< 0`` sold, ``0`` none).
+        strike
+            ``(P,)`` strike of the slot per path (the day's spot for ATM options); it replaces the
+            slot's strike, so every position opened on ``day`` must share it.
+        """
         self.quantity[:, day] += quantity
         self.strike[:, day] = strike
 
     def held(self, day: int) -> slice:
-        """Column slice of the slots held on ``day``: opened by then and not yet expired."""
+        """Slots held on ``day``: opened by then and not expired before it.
+
+        Parameters
+        ----------
+        day
+            Day ``t >= 0``.
+
+        Returns
+        -------
+        slice
+            Column slice ``[max(0, t - maturity + 1), t + 1)`` of :attr:`quantity` / :attr:`strike`;
+            slot ``t - maturity + 1`` expires on day ``t + 1``, slot ``t - maturity`` expired on day ``t``.
+        """
         return slice(max(0, day - self.maturity_days + 1), day + 1)
 
     def slot_greeks(self, slots: slice, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
@@ -105,23 +128,14 @@ class OptionBook:
         vol = vol_fn(strike, tau)
         n_expired = min(max(0, day - self.maturity_days - start + 1), qty.shape[1])  # expiry j + M <= day
         if n_expired == 0:
-            g = live_greeks(spot[:, None], strike, tau, vol)
+            g = _live_greeks(spot[:, None], strike, tau, vol)
         else:
-            g = bs_greeks(spot[:, None], strike, tau, vol)
+            g = _bs_greeks(spot[:, None], strike, tau, vol)
         return Greeks(*(qty * v for v in g))
 
     def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
         """Total value and greeks ``(P,)`` on ``day`` of the positions held on ``day``."""
         return Greeks(*(v.sum(dim=1) for v in self.slot_greeks(self.held(day), day, spot, vol_fn)))
-
-
-class ClientOrders(NamedTuple):
-    """Poisson client orders per path and day, each ``(paths, days + 1)`` (column 0 is zero)."""
-
-    count: torch.Tensor
-    """Number of one-contract orders that arrived."""
-    net: torch.Tensor
-    """Net contracts the trader takes on: orders where the client buys minus those where it sells, negated."""
 
 
 def draw_client_orders(
@@ -131,27 +145,36 @@ def draw_client_orders(
     generator: torch.Generator,
     device: torch.device,
     dtype: torch.dtype,
-) -> ClientOrders:
-    """Draw the Poisson client orders of days ``1 .. n_days``.
+) -> torch.Tensor:
+    """Draw the net client orders of days ``1 .. n_days``.
 
     On each day ``1 .. n_days`` a Poisson(``rate``) number ``N`` of one-contract orders arrives,
     each with the client long or short with probability 1/2; the trader's net position change is
-    ``N_short - N_long = N - 2 B`` with ``B ~ Binomial(N, 1/2)`` the client buys.
+    ``N_short - N_long = N - 2 B`` with ``B ~ Binomial(N, 1/2)`` the client buys (so the net change
+    is Skellam-distributed: the difference of two independent Poisson(``rate / 2``) counts).
+
+    Parameters
+    ----------
+    n_paths, n_days
+        Number of paths and of days.
+    rate
+        Poisson intensity of orders per day, ``>= 0``.
+    generator
+        Random generator on ``device`` (the environment's episode generator).
+    device, dtype
+        Placement and precision of the result.
 
     Returns
     -------
-    ClientOrders
-        ``count`` and ``net``, each ``(n_paths, n_days + 1)`` in ``dtype``; column 0 is zero (day 0
-        holds the initial position only).
+    Tensor
+        ``(n_paths, n_days + 1)`` net contracts the trader takes on each day; column 0 is zero
+        (day 0 holds the initial position only).
     """
     rates = torch.full((n_paths, n_days), float(rate), device=device, dtype=torch.float64)
     counts = torch.poisson(rates, generator=generator)
     buys = torch.binomial(counts, torch.full_like(counts, 0.5), generator=generator)
     zero = torch.zeros(n_paths, 1, device=device, dtype=dtype)
-    return ClientOrders(
-        count=torch.cat([zero, counts.to(dtype)], dim=1),
-        net=torch.cat([zero, (counts - 2.0 * buys).to(dtype)], dim=1),
-    )
+    return torch.cat([zero, (counts - 2.0 * buys).to(dtype)], dim=1)
 
 
-__all__ = ["OptionBook", "VolFn", "ClientOrders", "draw_client_orders"]
+__all__ = ["OptionBook", "VolFn", "draw_client_orders"]

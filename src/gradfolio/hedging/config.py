@@ -7,7 +7,7 @@ Appendix A and Sections 4 and 6): S0 = 10, mu = 0, beta = 0.5, rho = 0.2, nu = 0
 volatility of 30%, one step per trading day with 250 trading days a year, a 30-day episode, a
 short 60-day ATM call of 100 units on day 0, Poisson(1/day) client orders for 60-day ATM calls,
 a fresh 30-day ATM call as the hedging instrument and a proportional cost of 0.5% of the option
-price.
+price. Rates and dividends are zero (``r = q = 0``), so the forward of eq. 53 is the spot.
 
 These models live in the library (not in ``gradfolio.experiments``) because the environment
 itself takes them; :mod:`gradfolio.experiments.hedge_config` composes them into the file-level
@@ -16,13 +16,16 @@ itself takes them; :mod:`gradfolio.experiments.hedge_config` composes them into 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ImpliedVolMode = Literal["per_day", "per_option"]
 ActionMap = Literal["gamma_vega", "gamma", "vega_fraction"]
 RewardMode = Literal["pnl", "abs_pnl"]
+BaselineName = Literal["delta", "delta_gamma", "delta_vega"]
+"""Classical baselines of :mod:`gradfolio.hedging.strategies` (the greeks they neutralize)."""
+BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 
 
 class MarketConfig(BaseModel):
@@ -106,7 +109,9 @@ class EnvConfig(BaseModel):
         ``"vega_fraction"``: the ANADDH ``[0, a_max]`` map, ``contracts = a * n_vega``.
         ``n_gamma``/``n_vega`` are the contracts that make the portfolio gamma/vega neutral.
     a_max
-        Upper bound of the action for ``action_map="vega_fraction"`` (ignored otherwise).
+        Upper bound of the action for ``action_map="vega_fraction"`` (ignored otherwise). A
+        constant: the ANADDH paper derives a per-option ``a_max`` from a risk tolerance and the
+        portfolio's total vega (Section 4.1) without giving the tolerance, so it is not reproduced.
     reward
         ``"pnl"``: signed daily P&L including the cost; ``"abs_pnl"``: the ANADDH reward
         ``-|P_t - P_{t-1}| - cost`` (eqs. 2-4).
@@ -131,4 +136,4 @@ class EnvConfig(BaseModel):
     time_to_go: bool = False
 
 
-__all__ = ["MarketConfig", "EnvConfig", "ImpliedVolMode", "ActionMap", "RewardMode"]
+__all__ = ["MarketConfig", "EnvConfig", "ImpliedVolMode", "ActionMap", "RewardMode", "BaselineName", "BASELINES"]

@@ -32,6 +32,10 @@ Actions, ``(paths,)`` or ``(paths, 1)``, clipped to ``[0, 1]`` (``[0, a_max]`` f
 
 Rewards, ``(paths,)``: ``"pnl"`` the signed P&L of the day including the cost, or ``"abs_pnl"``
 ``-|P&L before cost| - cost``. Whatever the reward, ``info["pnl"]`` is the signed P&L.
+
+Markets: ``reset(seed)`` simulates the episode's :class:`Market` (SABR paths, client orders);
+``reset(market=other_env.market)`` replays a given one, e.g. on another device or in another dtype.
+Rates and dividends are zero (``r = q = 0``): the forward of eq. 53 is the spot.
 """
 
 from __future__ import annotations
@@ -42,14 +46,25 @@ from typing import Any, NamedTuple
 import torch
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.blackscholes import Greeks, live_greeks
+from gradfolio.hedging.blackscholes import Greeks, _check_positive, _live_greeks
 from gradfolio.hedging.book import OptionBook, VolFn, draw_client_orders
 from gradfolio.hedging.config import EnvConfig
-from gradfolio.hedging.sabr import hagan_implied_vol, simulate_sabr
+from gradfolio.hedging.sabr import _hagan_implied_vol, simulate_sabr
 from gradfolio.seeding import make_generator, resolve_device
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 """``policy(state (paths, features)) -> action (paths,) or (paths, 1)``."""
+
+
+class Market(NamedTuple):
+    """The exogenous inputs of one episode, each ``(paths, n_days + 1)``: what :meth:`HedgingEnv.reset` draws."""
+
+    spot: torch.Tensor
+    """Stock prices ``S_t`` (eqs. 50-52)."""
+    sabr_vol: torch.Tensor
+    """Instantaneous SABR volatilities ``sigma_t`` (Hagan's alpha on day ``t``)."""
+    orders: torch.Tensor
+    """Net client contracts the trader takes on each day (column 0 unused: day 0 holds the initial position)."""
 
 
 class Episode(NamedTuple):
@@ -90,11 +105,9 @@ class HedgingEnv:
 
     Attributes
     ----------
-    spot, sabr_vol, day_vol
-        After :meth:`reset`: stock prices, SABR volatilities and per-day Hagan implied vols of the
-        episode, each ``(paths, n_days + 1)``.
-    orders
-        The episode's :class:`~gradfolio.hedging.book.ClientOrders`.
+    spot, sabr_vol, orders, day_vol
+        After :meth:`reset`: stock prices, SABR volatilities, net client orders (see :class:`Market`)
+        and per-day Hagan implied vols of the episode, each ``(paths, n_days + 1)``.
     client, hedges
         The client book and the hedge-option book (:class:`~gradfolio.hedging.book.OptionBook`).
     t, state
@@ -200,27 +213,36 @@ class HedgingEnv:
         return a.clamp(self.action_low, self.action_high)
 
     # ------------------------------------------------------------------ dynamics
-    def reset(self, seed: int | torch.Generator | None = None) -> torch.Tensor:
-        """Simulate a new episode on every path and return the day-0 state ``(paths, features)``.
+    @property
+    def market(self) -> Market:
+        """The current episode's :class:`Market` (after :meth:`reset`), e.g. to replay it elsewhere."""
+        return Market(self.spot, self.sabr_vol, self.orders)
+
+    def reset(self, seed: int | torch.Generator | None = None, *, market: Market | None = None) -> torch.Tensor:
+        """Start a new episode on every path and return the day-0 state ``(paths, features)``.
 
         Parameters
         ----------
         seed
             Seed (or generator) of this episode's randomness; ``None`` continues the
             environment's own generator. The same seed gives the same episode on the same device.
+        market
+            Replay this market instead of simulating one (e.g. ``other_env.market``, from any
+            device or dtype): three ``(paths, n_days + 1)`` tensors, ``spot`` and ``sabr_vol`` > 0.
+            Exclusive with ``seed``.
         """
+        if market is None:
+            market = self._simulate_market(seed)
+        elif seed is not None:
+            raise ConfigError("HedgingEnv.reset() got both a seed and a market; pass one (the market replaces the simulation).")
+        else:
+            market = self._checked_market(market)
         cfg, mkt = self.config, self.config.market
-        gen = self._generator if seed is None else make_generator(seed, self.device)
         P, T = self.n_paths, cfg.n_days
-        paths = simulate_sabr(
-            P, T, s0=mkt.s0, sigma0=mkt.alpha0, beta=mkt.beta, rho=mkt.rho, nu=mkt.nu, mu=mkt.mu, dt=mkt.dt,
-            generator=gen, device=self.device, dtype=self.dtype,
-        )
-        self.spot, self.sabr_vol = paths.spot, paths.vol
-        self.orders = draw_client_orders(P, T, cfg.arrival_rate, gen, self.device, self.dtype)
+        self.spot, self.sabr_vol, self.orders = market
         days_left = torch.arange(T, -1, -1, device=self.device, dtype=self.dtype) / mkt.days_per_year
         # Per-day implied vol (Cao et al.): Hagan at strike s0 and the days left in the episode.
-        self.day_vol = hagan_implied_vol(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
+        self.day_vol = _hagan_implied_vol(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
         book = dict(n_paths=P, n_slots=T + 1, contract_size=cfg.contract_size, days_per_year=mkt.days_per_year,
                     device=self.device, dtype=self.dtype)
         self.client = OptionBook(maturity_days=cfg.client_maturity_days, **book)
@@ -275,7 +297,7 @@ class HedgingEnv:
         # Overnight: tomorrow's client orders arrive, then both books are revalued once.
         t1 = t + 1
         spot_next = self.spot[:, t1]
-        self.client.open(t1, self.orders.net[:, t1], spot_next)
+        self.client.open(t1, self.orders[:, t1], spot_next)
         vol_fn = self._vol_fn(t1)
         client_held, client_now = self._revalue(self.client, t, spot_next, vol_fn)
         hedges_held, hedges_now = self._revalue(self.hedges, t, spot_next, vol_fn)
@@ -291,7 +313,9 @@ class HedgingEnv:
         }
         return self.state, reward, done, info
 
-    def run_episode(self, policy: Policy, seed: int | torch.Generator | None = None) -> Episode:
+    def run_episode(
+        self, policy: Policy, seed: int | torch.Generator | None = None, *, market: Market | None = None
+    ) -> Episode:
         """Play one episode of ``policy`` on every path (no gradients) and collect its P&L.
 
         Parameters
@@ -301,8 +325,15 @@ class HedgingEnv:
             or a trained actor network.
         seed
             Episode seed; the same seed gives every policy the same market and client orders.
+        market
+            Replay this market instead (see :meth:`reset`).
+
+        Returns
+        -------
+        Episode
+            Each field ``(paths, n_days)``.
         """
-        state = self.reset(seed)
+        state = self.reset(seed, market=market)
         rows: dict[str, list[torch.Tensor]] = {"pnl": [], "reward": [], "cost": [], "contracts": []}
         done = torch.zeros(self.n_paths, dtype=torch.bool)
         with torch.no_grad():
@@ -315,13 +346,35 @@ class HedgingEnv:
         return Episode(**{k: torch.stack(v, dim=1) for k, v in rows.items()})
 
     # ------------------------------------------------------------------ internals
+    def _simulate_market(self, seed: int | torch.Generator | None = None) -> Market:
+        """Draw an episode's SABR paths and client orders with ``seed`` (``None``: the env's own generator)."""
+        cfg, mkt = self.config, self.config.market
+        gen = self._generator if seed is None else make_generator(seed, self.device)
+        P, T = self.n_paths, cfg.n_days
+        paths = simulate_sabr(
+            P, T, alpha0=mkt.alpha0, s0=mkt.s0, beta=mkt.beta, rho=mkt.rho, nu=mkt.nu, mu=mkt.mu, dt=mkt.dt,
+            generator=gen, device=self.device, dtype=self.dtype,
+        )
+        return Market(paths.spot, paths.vol, draw_client_orders(P, T, cfg.arrival_rate, gen, self.device, self.dtype))
+
+    def _checked_market(self, market: Market) -> Market:
+        """``market`` on this env's device and dtype, after checking shapes and positivity."""
+        shape = (self.n_paths, self.config.n_days + 1)
+        out = Market(*(torch.as_tensor(x, device=self.device, dtype=self.dtype) for x in market))
+        for name, x in zip(Market._fields, out, strict=True):
+            if tuple(x.shape) != shape:
+                raise ConfigError(f"HedgingEnv.reset: market.{name} has shape {tuple(x.shape)}; expected {shape} (n_paths, n_days + 1).")
+        _check_positive("HedgingEnv.reset", "market.spot", out.spot, "pass positive stock prices")
+        _check_positive("HedgingEnv.reset", "market.sabr_vol", out.sabr_vol, "pass positive SABR volatilities")
+        return out
+
     def _vol_fn(self, day: int) -> VolFn:
         mkt = self.config.market
         if self.config.implied_vol == "per_day":
             vol = self.day_vol[:, day : day + 1]
             return lambda strike, tau: vol
         spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
-        return lambda strike, tau: hagan_implied_vol(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
+        return lambda strike, tau: _hagan_implied_vol(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
 
     @staticmethod
     def _revalue(book: OptionBook, t: int, spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
@@ -345,7 +398,7 @@ class HedgingEnv:
         self._portfolio = portfolio
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
-        self._hedge_option = Greeks(*(g[:, 0] for g in live_greeks(strike, strike, tau, vol_fn(strike, tau))))
+        self._hedge_option = Greeks(*(g[:, 0] for g in _live_greeks(strike, strike, tau, vol_fn(strike, tau))))
         size = cfg.contract_size
         columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
         if cfg.time_to_go:
@@ -353,4 +406,4 @@ class HedgingEnv:
         self.state = torch.stack(columns, dim=1)
 
 
-__all__ = ["HedgingEnv", "Episode", "Policy"]
+__all__ = ["HedgingEnv", "Episode", "Market", "Policy"]

@@ -11,6 +11,11 @@ with ``q_s, q_i`` independent standard normal matrices of shape ``(paths, T + 1)
 column is drawn, as in the paper, but unused). The volatility is an exact lognormal martingale;
 the price is a log-Euler step of ``dP = mu P dt + sigma P^beta dW`` (exact GBM for ``beta = 1``),
 so ``E[P_T] = P_0 e^{mu T dt}`` holds for every ``beta``.
+
+``alpha0`` (Hagan's alpha, :attr:`MarketConfig.alpha0 <gradfolio.hedging.config.MarketConfig.alpha0>`)
+is the initial SABR volatility ``sigma_0`` of eq. 52, not the lognormal volatility: the latter is
+``alpha0 * s0**(beta - 1)``. :func:`hagan_implied_vol` checks its inputs; the environment's hot path
+calls the unchecked ``_hagan_implied_vol`` on values it built itself.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ from typing import NamedTuple
 import torch
 
 from gradfolio.errors import ConfigError
+from gradfolio.hedging.blackscholes import _as_tensors, _check_positive
+from gradfolio.hedging.config import MarketConfig
 from gradfolio.seeding import make_generator, resolve_device
 
 Scalar = float | torch.Tensor
+
+_MARKET = MarketConfig()  # defaults of the SABR parameters (the paper's market)
 
 _SMALL = 1e-12
 
@@ -35,10 +44,29 @@ class SabrPaths(NamedTuple):
     vol: torch.Tensor
 
 
-def check_sabr_params(beta: float, rho: float, nu: float, sigma0: float | None = None, s0: float | None = None) -> None:
-    """Raise :class:`ConfigError` naming the bad SABR parameter and its valid range."""
-    if sigma0 is not None and not sigma0 > 0:
-        raise ConfigError(f"sigma0={sigma0}: the initial SABR volatility must be > 0 (e.g. 0.3).")
+def check_sabr_params(
+    beta: float, rho: float, nu: float, alpha0: float | None = None, s0: float | None = None
+) -> None:
+    """Check SABR parameters, raising :class:`ConfigError` naming the bad one and its valid range.
+
+    Parameters
+    ----------
+    beta, rho, nu
+        Elasticity in ``[0, 1]``, correlation in ``(-1, 1)`` and volatility of volatility ``>= 0``.
+    alpha0, s0
+        Initial SABR volatility (Hagan's alpha) and initial price, each ``> 0``; ``None`` skips
+        the check (Hagan's formula takes neither).
+
+    Raises
+    ------
+    ConfigError
+        On the first parameter out of its range (NaN included).
+    """
+    if alpha0 is not None and not alpha0 > 0:
+        raise ConfigError(
+            f"alpha0={alpha0}: the initial SABR volatility (Hagan's alpha) must be > 0; it is "
+            "sigma0 * s0**(1 - beta) for an initial lognormal vol sigma0 (MarketConfig.alpha0, 0.3 * sqrt(10) by default)."
+        )
     if not 0.0 <= beta <= 1.0:
         raise ConfigError(f"beta={beta}: the SABR elasticity must lie in [0, 1] (e.g. 0.5).")
     if not -1.0 < rho < 1.0:
@@ -53,28 +81,31 @@ def simulate_sabr(
     n_paths: int,
     n_steps: int,
     *,
-    s0: float = 10.0,
-    sigma0: float = 0.3 * math.sqrt(10.0),
-    beta: float = 0.5,
-    rho: float = 0.2,
-    nu: float = 0.3,
-    mu: float = 0.0,
-    dt: float = 1.0 / 250.0,
+    alpha0: float,
+    s0: float = _MARKET.s0,
+    beta: float = _MARKET.beta,
+    rho: float = _MARKET.rho,
+    nu: float = _MARKET.nu,
+    mu: float = _MARKET.mu,
+    dt: float = _MARKET.dt,
     generator: int | torch.Generator | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> SabrPaths:
     """Simulate SABR paths with eqs. 50-52, vectorized over paths.
 
+    ``alpha0`` is required; ``s0, beta, rho, nu, mu, dt`` default to those of :class:`MarketConfig`.
+
     Parameters
     ----------
     n_paths, n_steps
         Number of paths ``N`` and of time steps ``T``.
+    alpha0
+        Initial SABR volatility ``sigma_0`` of eq. 52 (Hagan's alpha, ``MarketConfig.alpha0``).
+        Required: the initial lognormal volatility is ``alpha0 * s0**(beta - 1)``, so 30% at
+        ``s0 = 10, beta = 0.5`` is ``alpha0 = 0.3 * sqrt(10)`` but ``alpha0 = 0.3`` at ``beta = 1``.
     s0
         Initial price ``P_0``.
-    sigma0
-        Initial SABR volatility ``sigma_0`` (Hagan's alpha; the lognormal volatility is
-        ``sigma0 * s0**(beta - 1)``).
     beta, rho, nu
         SABR elasticity, correlation and volatility of volatility.
     mu
@@ -89,9 +120,9 @@ def simulate_sabr(
     Returns
     -------
     SabrPaths
-        ``spot`` and ``vol``, each ``(n_paths, n_steps + 1)``, column 0 holding ``s0``/``sigma0``.
+        ``spot`` and ``vol``, each ``(n_paths, n_steps + 1)``, column 0 holding ``s0``/``alpha0``.
     """
-    check_sabr_params(beta, rho, nu, sigma0, s0)
+    check_sabr_params(beta, rho, nu, alpha0, s0)
     if n_paths < 1 or n_steps < 0:
         raise ConfigError(f"n_paths={n_paths}, n_steps={n_steps}: need at least one path and n_steps >= 0.")
     if not dt > 0:
@@ -105,8 +136,8 @@ def simulate_sabr(
     # (51): the volatility path is a cumulative product, no loop needed.
     vol_steps = torch.exp(-0.5 * nu * nu * dt + nu * math.sqrt(dt) * q_v[:, :n_steps])
     vol = torch.empty(shape, device=dev, dtype=dtype)
-    vol[:, 0] = sigma0
-    vol[:, 1:] = sigma0 * torch.cumprod(vol_steps, dim=1)
+    vol[:, 0] = alpha0
+    vol[:, 1:] = alpha0 * torch.cumprod(vol_steps, dim=1)
     # (52): the price depends on its own level through P^(beta-1), so it steps through time.
     spot = torch.empty(shape, device=dev, dtype=dtype)
     spot[:, 0] = s0
@@ -143,13 +174,27 @@ def hagan_implied_vol(
 
     Returns
     -------
-    Tensor of the broadcast shape of the tensor arguments. Where ``F = K`` (``|ln F/K| < 1e-12``)
-    the ATM branch ``sigma Psi / F^(1-beta)`` is used; elsewhere ``Lambda Psi Phi / chi``.
+    Tensor of the broadcast shape of the arguments (float64 when none is a tensor). Where ``F = K``
+    (``|ln F/K| < 1e-12``) the ATM branch ``sigma Psi / F^(1-beta)`` is used; elsewhere
+    ``Lambda Psi Phi / chi``.
+
+    Raises
+    ------
+    ConfigError
+        If some ``forward``, ``strike`` or ``alpha`` is ``<= 0``, some ``tau`` is ``< 0`` (or NaN),
+        or ``beta, rho, nu`` are out of range (:func:`check_sabr_params`).
     """
     check_sabr_params(beta, rho, nu)
-    ref = next((v for v in (forward, strike, tau, alpha) if isinstance(v, torch.Tensor)), None)
-    kw = {"dtype": torch.float64} if ref is None else {"dtype": ref.dtype, "device": ref.device}
-    f, k, t, a = (v if isinstance(v, torch.Tensor) else torch.as_tensor(v, **kw) for v in (forward, strike, tau, alpha))
+    f, k, t, a = _as_tensors(forward, strike, tau, alpha)
+    _check_positive("hagan_implied_vol", "forward", f, "pass the forward F = P e^{(r - q) tau} (the spot when r = q = 0)")
+    _check_positive("hagan_implied_vol", "strike", k, "pass a positive strike")
+    _check_positive("hagan_implied_vol", "tau", t, "pass the time to maturity in years", allow_zero=True)
+    _check_positive("hagan_implied_vol", "alpha", a, "pass the current SABR volatility sigma_t (Hagan's alpha), e.g. MarketConfig().alpha0")
+    return _hagan_implied_vol(f, k, t, a, beta, rho, nu)
+
+
+def _hagan_implied_vol(f: torch.Tensor, k: Scalar, t: Scalar, a: torch.Tensor, beta: float, rho: float, nu: float) -> torch.Tensor:
+    """:func:`hagan_implied_vol` of forward ``f``, strike ``k``, maturity ``t``, alpha ``a``, without the input checks."""
     log_fk = torch.log(f / k)
     one_b = 1.0 - beta
     x = (f * k).pow(0.5 * one_b)  # (54)

@@ -15,15 +15,13 @@ amount outside the action range is clipped to the nearest reachable one.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
 
 import torch
 
 from gradfolio.errors import ConfigError
+from gradfolio.hedging.config import BASELINES, BaselineName
 from gradfolio.hedging.env import HedgingEnv, Policy
-
-BaselineName = Literal["delta", "delta_gamma", "delta_vega"]
-BASELINES: tuple[str, ...] = ("delta", "delta_gamma", "delta_vega")
 
 
 class GreekHedge:
@@ -55,9 +53,9 @@ class GreekHedge:
         return self.env.contracts_to_action(state, self.contracts(state))
 
 
-def baseline_policies(env: HedgingEnv, names: tuple[str, ...] | list[str] = BASELINES) -> dict[str, Policy]:
+def baseline_policies(env: HedgingEnv, names: Sequence[BaselineName] = BASELINES) -> dict[str, Policy]:
     """The named baselines as ``{name: policy}`` for :func:`gradfolio.hedging.evaluation.evaluate_policies`."""
-    return {name: GreekHedge(env, name) for name in names}  # type: ignore[arg-type]
+    return {name: GreekHedge(env, name) for name in names}
 
 
 __all__ = ["BASELINES", "BaselineName", "GreekHedge", "baseline_policies"]
