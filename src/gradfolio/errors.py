@@ -21,7 +21,20 @@ class ConfigError(GradfolioError, ValueError):
 
 
 class InfeasibleError(GradfolioError, ValueError):
-    """A set of constraints that no portfolio can satisfy."""
+    """A set of constraints that no portfolio can satisfy.
+
+    Parameters
+    ----------
+    message
+        What is infeasible, where, and the fix.
+    rows
+        For a batch, the indices of the elements that have no solution (``None``: not known or
+        not batched); the walk-forward engine keeps the previous weights there.
+    """
+
+    def __init__(self, message: str, rows: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 class SolverError(GradfolioError, RuntimeError):

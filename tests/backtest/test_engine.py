@@ -10,7 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradfolio import risk
+from gradfolio.allocation.classical import (
+    EqualWeight,
+    MaximumCalmar,
+    MaximumSharpe,
+    MaximumSortino,
+    MinimumCVaR,
+    MinimumVariance,
+    RiskParity,
+)
 from gradfolio.backtest import ProportionalCost, RetrainSchedule, decision_windows, simulate, walk_forward
+from gradfolio.data import load_prices, to_returns
 from gradfolio.errors import ConfigError, DataError, InfeasibleError
 
 
@@ -319,3 +329,107 @@ def test_infeasible_windows_keep_previous_targets() -> None:
             pos = mu[p].clamp_min(0).numpy()
             np.testing.assert_allclose(W[p], pos / pos.sum(), rtol=1e-12)
             previous = W[p]
+
+
+def one_window_at_a_time(strategy, X: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """The reference semantics of infeasible="keep": each window alone, keeping the last weights."""
+    rows = []
+    for b in range(X.shape[0]):
+        try:
+            previous = strategy(X[b : b + 1])[0]
+        except InfeasibleError:
+            pass
+        rows.append(previous)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("model", [MaximumSharpe(), MaximumSortino(), MaximumCalmar()], ids=lambda m: m.name)
+def test_infeasible_windows_are_batched(model) -> None:
+    # 60-day windows: no stock of the bundled data has a positive mean on 2020-03-20 and 2020-03-23
+    returns = to_returns(load_prices("sp500"))
+    L, start, end = 60, "2020-03-09", "2020-04-24"
+    windows, _ = decision_windows(returns, L, start=start, end=end)
+    dead = (windows.X[:, 0].mean(1) <= 0).all(-1)
+    assert [str(d.date()) for d in windows.dates[dead.numpy()]] == ["2020-03-20", "2020-03-23"]
+    every = int(windows.dates.get_loc(pd.Timestamp("2020-03-23")))  # a retraining block starts at a dead window
+    schedule = RetrainSchedule(every=every)
+    blocks = schedule.blocks(len(windows), 1)
+    calls: list[int] = []
+
+    def counted(X: torch.Tensor) -> torch.Tensor:
+        calls.append(X.shape[0])
+        return model(X)
+
+    with pytest.warns(UserWarning) as record:
+        res = walk_forward(
+            {"ratio": counted}, returns, L, start=start, end=end, retrain=schedule, dtype=torch.float64,
+            infeasible="keep",
+        )
+    assert [str(w.message) for w in record] == [
+        f"strategy 'ratio': no solution at 1 rebalance date(s) ({day}); the previous target weights were kept there."
+        for day in ("2020-03-20", "2020-03-23")
+    ]
+    # one call per block, plus one on the windows with a solution in each block that has a dead window
+    with_dead = [bool(dead[a:b].any()) for a, b, _ in blocks]
+    assert len(calls) == len(blocks) + sum(with_dead) and sum(with_dead) == 2
+    X = windows.X.double()
+    expected = one_window_at_a_time(model, X, torch.zeros(X.shape[-1], dtype=torch.float64))
+    np.testing.assert_allclose(res.weights["ratio"].to_numpy(), expected.numpy(), rtol=0, atol=1e-6)
+    # the dead windows keep the weights of 2020-03-19, across the block boundary
+    W = res.weights["ratio"]
+    np.testing.assert_array_equal(W.loc["2020-03-20"].to_numpy(), W.loc["2020-03-19"].to_numpy())
+    np.testing.assert_array_equal(W.loc["2020-03-23"].to_numpy(), W.loc["2020-03-19"].to_numpy())
+
+
+def test_reported_rows_skip_the_window_by_window_search() -> None:
+    R = market(80, N=3, seed=10)
+    L = 10
+    calls: list[int] = []
+
+    def long_winners(X: torch.Tensor) -> torch.Tensor:
+        """Weights on the assets with a positive mean; the error lists the windows where none has one."""
+        calls.append(X.shape[0])
+        mu = X[:, 0].mean(1)
+        dead = (mu <= 0).all(-1)
+        if bool(dead.any()):
+            raise InfeasibleError("no asset with a positive mean", rows=dead.nonzero().flatten().tolist())
+        pos = mu.clamp_min(0)
+        return pos / pos.sum(-1, keepdim=True)
+
+    windows, _ = decision_windows(R, L, rebalance_every=2)
+    dead = (windows.X[:, 0].mean(1) <= 0).all(-1)
+    assert 1 < int(dead.sum()) < len(windows) and bool(dead[0])  # cash is kept until the first solution
+    with pytest.warns(UserWarning, match=rf"strategy 'lw': no solution at {int(dead.sum())} rebalance date"):
+        res = walk_forward({"lw": long_winners}, R, L, rebalance_every=2, dtype=torch.float64, infeasible="keep")
+    assert calls == [len(windows), len(windows) - int(dead.sum())]
+    calls.clear()
+    expected = one_window_at_a_time(long_winners, windows.X.double(), torch.zeros(3, dtype=torch.float64))
+    np.testing.assert_allclose(res.weights["lw"].to_numpy(), expected.numpy(), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(res.weights["lw"].iloc[0].to_numpy(), 0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    returns = to_returns(load_prices("sp500")).iloc[-600:]
+    L = 60
+    strategies = {
+        "ew": EqualWeight(),
+        "rp": RiskParity(),
+        "mv": MinimumVariance(),
+        "sharpe": MaximumSharpe(),
+        "cvar": MinimumCVaR(),
+        "net": TinyNet(L, returns.shape[1]).double(),
+    }
+    schedule = RetrainSchedule(every=50)
+    runs = {
+        device: walk_forward(
+            strategies, returns, L, rebalance_every=5, cost=0.001, start=returns.index[300], retrain=schedule,
+            device=device, dtype=torch.float64, infeasible="keep",
+        )
+        for device in ("cpu", "cuda")
+    }
+    for name in strategies:
+        np.testing.assert_allclose(
+            runs["cuda"].weights[name].to_numpy(), runs["cpu"].weights[name].to_numpy(), rtol=0, atol=1e-6
+        )
+    np.testing.assert_allclose(runs["cuda"].returns.to_numpy(), runs["cpu"].returns.to_numpy(), rtol=0, atol=1e-8)

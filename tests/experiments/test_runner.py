@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -13,12 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from gradfolio import risk
-from gradfolio.backtest import BacktestResult
+from gradfolio.allocation.classical import EqualWeight
+from gradfolio.backtest import BacktestResult, walk_forward
 from gradfolio.cli.app import app
 from gradfolio.data import make_windows
-from gradfolio.errors import ConfigError
+from gradfolio.errors import ConfigError, DataError
+from gradfolio.experiments import runner
 from gradfolio.experiments.backtest_config import BacktestConfig, load_backtest_config
-from gradfolio.experiments.config_io import parse_config
+from gradfolio.experiments.config_io import dump_config, parse_config
+from gradfolio.experiments.report import report_html
 from gradfolio.experiments.runner import (
     benchmark_registry,
     build_benchmarks,
@@ -99,6 +103,12 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     broken.write_text("data: [unclosed\n")
     result = CliRunner().invoke(app, ["backtest", "--config", str(broken)])
     assert result.exit_code == 2 and "cannot parse the file" in result.output
+    bad_date = tmp_path / "date.yaml"
+    bad_date.write_text("data:\n  start: 2020-02-30\n")
+    result = CliRunner().invoke(app, ["backtest", "--config", str(bad_date)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{bad_date}: line 2: invalid date '2020-02-30' (day is out of range for month)" in message
     with pytest.raises(ConfigError, match=r"unknown portfolio\(s\) \['max_fun'\]"):
         build_benchmarks(BacktestConfig(benchmarks=["max_fun"]))
     with pytest.raises(ConfigError, match=r"data.assets: \['NOPE'\] not in sp500"):
@@ -203,10 +213,20 @@ def test_network_retraining_and_resume(tmp_path: Path, window: str) -> None:
     expected = [decisions[p] for p in range(len(decisions)) if p > 0 and (p * 10) // 40 > ((p - 1) * 10) // 40]
     assert fits == expected and len(fits) >= 2
     assert "training" in progress_calls and "backtest net_dense" in progress_calls
-    if window == "expanding":
-        # rerun into the same folder with the same config: training resumes from the checkpoint, same result
-        _, again = run_backtest(config, tmp_path / "run")
-        pd.testing.assert_frame_equal(again.returns, res.returns)
+    refits = sorted(p.name for p in (folder / "checkpoints").glob("refit-*") if (p / "trainer.pt").is_file())
+    assert refits == [f"refit-{d.date()}" for d in fits]
+    # rerun into the same folder with the same config: the training and every refit resume from
+    # their checkpoints (nothing is trained again) and the result is the same
+    progress_calls.clear()
+    _, again = run_backtest(config, folder, progress)
+    assert not [t for t in progress_calls if t == "training" or t.startswith("refit")]
+    pd.testing.assert_frame_equal(again.returns, res.returns)
+    # an interrupted run (the last refit's checkpoint missing) trains only that refit again
+    shutil.rmtree(folder / "checkpoints" / refits[-1])
+    progress_calls.clear()
+    _, resumed = run_backtest(config, folder, progress)
+    assert {t for t in progress_calls if t == "training" or t.startswith("refit")} == {f"refit {fits[-1].date()}"}
+    pd.testing.assert_frame_equal(resumed.returns, res.returns)
 
 
 def test_refit_windows_end_at_the_refit_date() -> None:
@@ -217,3 +237,77 @@ def test_refit_windows_end_at_the_refit_date() -> None:
     assert rows[rows.get_loc(val.dates[-1]) + 1 + 5] == rows[-1]  # the last target ends on the last row
     assert rows[rows.get_loc(train.dates[-1]) + 1 + 5] < val.dates[0]
     assert len(val) == round(0.2 * (300 - 20 - 1 - 5 + 1))
+
+
+@pytest.mark.parametrize(
+    ("update", "error", "match"),
+    [
+        ({"benchmarks": ["equal_weight", "max_fun"]}, ConfigError, r"benchmarks: unknown portfolio\(s\) \['max_fun'\]"),
+        ({"benchmark_params": {"min_cvar": {"beta": 1.5}}}, ConfigError, r"benchmark_params.min_cvar: beta=1.5"),
+        ({"benchmark_params": {"hrp": {"colour": 1}}}, ConfigError, r"benchmark_params.hrp: .*colour"),
+        ({"network": {"name": "transformer"}}, ConfigError, r"network: network name='transformer' is unknown"),
+        ({"network": {"params": {"depth": 3}}}, ConfigError, r"network: network 'dense': bad parameters \['depth'\]"),
+        ({"network": {"loss": "sharp"}}, ConfigError, r"network: loss name='sharp' is unknown"),
+        (
+            {"backtest": {"retrain_every": 20, "retrain_window": "rolling", "retrain_size": 30}},
+            DataError,
+            r"sp500 \(retraining rows up to 2020-12-31\): 30 rows of returns",
+        ),
+        (
+            {"backtest": {"retrain_every": 20, "retrain_window": "rolling", "retrain_size": 50}},
+            DataError,
+            r"backtest.retrain_size: retraining on 50 rows up to 2020-12-31 leaves 6 windows",
+        ),
+    ],
+)
+def test_bad_config_fails_before_training_or_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update: dict, error: type, match: str
+) -> None:
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was trained before the config was checked")
+
+    monkeypatch.setattr(runner, "train_network", no_training)
+    base = {"data": {"start": "2019-01-01", "end": "2020-12-31", "lookback": 40, "horizon": 5}, "tracking": False}
+    config = parse_config(BacktestConfig, {**base, **update})
+    with pytest.raises(error, match=match):
+        run_backtest(config, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()  # nothing written
+    # a previous run's folder is left as it was: its config.yaml is not replaced by the bad one
+    previous = parse_config(BacktestConfig, base)
+    dump_config(previous, tmp_path / "old" / "config.yaml")
+    with pytest.raises(error, match=match):
+        run_backtest(config, tmp_path / "old")
+    assert load_backtest_config(tmp_path / "old" / "config.yaml") == previous
+
+
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "run"
+    old = parse_config(BacktestConfig, {"seed": 1, "tracking": False})
+    dump_config(old, folder / "config.yaml")
+    (folder / "checkpoints" / "refit-2020-01-02").mkdir(parents=True)
+    (folder / "checkpoints" / "trainer.pt").write_bytes(b"a checkpoint of the old config")
+    seen: list[bool] = []
+
+    def interrupted(*args: object, resume: bool, **kwargs: object) -> None:
+        seen.append(resume)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train_network", interrupted)
+    new = old.model_copy(update={"seed": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_backtest(new, folder)
+    # the new config is recorded and the old checkpoints are gone, so a rerun of the new config
+    # (which resumes) cannot pick them up
+    assert seen == [False] and not (folder / "checkpoints").exists()
+    assert load_backtest_config(folder / "config.yaml") == new
+    with pytest.raises(KeyboardInterrupt):
+        run_backtest(new, folder)
+    assert seen == [False, True]
+
+
+def test_report_states_the_annualization_of_the_result() -> None:
+    returns = load_returns(parse_config(BacktestConfig, {"data": {"assets": ["AAPL", "KO"], "start": "2019-01-01"}}))
+    weekly = (1.0 + returns).resample("W").prod() - 1.0
+    result = walk_forward({"ew": EqualWeight()}, weekly, lookback=10, periods_per_year=52)
+    page = report_html(result)
+    assert "Annualized with 52 periods per year" in page and "Annualized with 252" not in page

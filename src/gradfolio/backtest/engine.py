@@ -215,21 +215,54 @@ def _check(name: str, w: object, X: Tensor, dates: pd.DatetimeIndex) -> Tensor:
     return w
 
 
-def _one_by_one(name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor) -> Tensor:
-    """Allocate window by window; a window without a solution keeps the previous target weights."""
-    rows, skipped = [], []
+def _infeasible_rows(exc: InfeasibleError, strategy: Strategy, X: Tensor) -> Tensor:
+    """Boolean mask ``(B,)`` of the windows of ``X`` without a solution.
+
+    Taken from ``exc.rows`` (indices into the batch) when the strategy reports them, as the
+    classical ratio portfolios do; otherwise found by calling the strategy on each window.
+    """
+    bad = torch.zeros(X.shape[0], dtype=torch.bool, device=X.device)
+    if exc.rows is not None:
+        bad[list(exc.rows)] = True
+        return bad
     for b in range(X.shape[0]):
         try:
-            previous = _check(name, strategy(X[b : b + 1]), X[b : b + 1], dates[b : b + 1])[0]
+            strategy(X[b : b + 1])
         except InfeasibleError:
-            skipped.append(str(dates[b].date()))
-        rows.append(previous)
+            bad[b] = True
+    return bad
+
+
+def _keep_previous(
+    name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor, bad: Tensor
+) -> Tensor:
+    """Weights of the windows with a solution (one call); the others keep the previous target weights.
+
+    Parameters
+    ----------
+    X
+        Windows of the block, shape ``(B, C, L, N)``.
+    previous
+        Target weights before the block, shape ``(N,)``.
+    bad
+        Windows without a solution, boolean ``(B,)``.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N)``: row ``b`` is the strategy's weights if window ``b`` has a
+    solution, else those of the last window before it that has one (``previous`` if none).
+    """
+    ok = ~bad
+    solved = [previous[None]]
+    if bool(ok.any()):
+        solved.append(_check(name, strategy(X[ok]), X[ok], dates[ok.cpu().numpy()]))
+    skipped = [str(d.date()) for d in dates[bad.cpu().numpy()]]
     warnings.warn(
         f"strategy '{name}': no solution at {len(skipped)} rebalance date(s) ({', '.join(skipped[:5])}"
         f"{', ...' if len(skipped) > 5 else ''}); the previous target weights were kept there.",
-        stacklevel=3,
+        stacklevel=4,  # the caller of walk_forward
     )
-    return torch.stack(rows)
+    return torch.cat(solved)[torch.cumsum(ok, dim=0)]
 
 
 def _allocate(
@@ -238,8 +271,8 @@ def _allocate(
     """Weights of one block of rebalance dates in one batched call (eval mode, no gradients).
 
     With ``previous`` (the last target weights, zeros = cash before the first rebalance), an
-    :class:`InfeasibleError` of the batched call falls back to one call per window, keeping the
-    previous target weights where a window has no solution.
+    :class:`InfeasibleError` of the batched call is answered by one more batched call on the
+    windows that have a solution; the others keep the previous target weights.
     """
     was_training = getattr(strategy, "training", False)
     if isinstance(strategy, torch.nn.Module):
@@ -248,10 +281,11 @@ def _allocate(
         with torch.no_grad():
             try:
                 return _check(name, strategy(X), X, dates)
-            except InfeasibleError:
+            except InfeasibleError as exc:
                 if previous is None:
                     raise
-                return _one_by_one(name, strategy, X, dates, previous.to(X.dtype))
+                bad = _infeasible_rows(exc, strategy, X)
+                return _keep_previous(name, strategy, X, dates, previous.to(X.dtype), bad)
     finally:
         if isinstance(strategy, torch.nn.Module):
             strategy.train(was_training)
@@ -306,8 +340,10 @@ def walk_forward(
     infeasible
         When a strategy raises :class:`~gradfolio.errors.InfeasibleError` (e.g. a maximum-ratio
         portfolio when no asset has a positive mean): ``"raise"`` stops the backtest; ``"keep"``
-        re-runs that block one window at a time and keeps the previous target weights (cash
-        before the first rebalance) at the windows without a solution, with a warning.
+        allocates the block's other windows in one more batched call and keeps the previous
+        target weights (cash before the first rebalance) at the windows without a solution,
+        with a warning. The windows without a solution are read from the error's ``rows``
+        (batch indices) when the strategy sets it, else found by calling it window by window.
 
     Returns
     -------

@@ -6,9 +6,12 @@ and the fix, e.g. ``config.yaml: field 'train.lr': Input should be greater than 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import tomllib
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import yaml
@@ -20,22 +23,71 @@ from gradfolio.io import atomic_write_text
 M = TypeVar("M", bound=BaseModel)
 
 
+#: A date-like token ``YYYY-M-D`` (YAML and TOML dates are ``YYYY-MM-DD``).
+_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+
+
+def _invalid_date(text: str, line: int | None = None) -> tuple[int, str, str] | None:
+    """The first date-like token of ``text`` that is not a valid ``YYYY-MM-DD`` date.
+
+    Parameters
+    ----------
+    text
+        The file's text.
+    line
+        Look only on this line (1-based), e.g. the one a parser reported; ``None``: every line.
+
+    Returns
+    -------
+    ``(line, token, reason)`` or ``None`` when every date-like token is a valid date.
+    """
+    for n, row in enumerate(text.splitlines(), start=1):
+        if line is not None and n != line:
+            continue
+        for match in _DATE.finditer(row):
+            year, month, day = match.groups()
+            if len(month) != 2 or len(day) != 2:
+                return n, match.group(0), "month and day need two digits"
+            try:
+                dt.date(int(year), int(month), int(day))
+            except ValueError as exc:
+                return n, match.group(0), str(exc)
+    return None
+
+
+def _parse_error(path: Path, text: str, exc: Exception) -> ConfigError:
+    """A parse error of ``path``; an invalid date is named with its line and the expected form."""
+    bad = None
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        at = re.search(r"at line (\d+)", str(exc))
+        bad = _invalid_date(text, int(at.group(1))) if at else None
+    elif not isinstance(exc, yaml.YAMLError):  # PyYAML's bare ValueError for a date that does not exist
+        bad = _invalid_date(text)
+    if bad is not None:
+        line, token, reason = bad
+        return ConfigError(
+            f"{path}: line {line}: invalid date {token!r} ({reason}); write dates as YYYY-MM-DD with a month "
+            "from 01 to 12 and a day that exists in that month, e.g. 2020-02-29."
+        )
+    return ConfigError(f"{path}: cannot parse the file ({exc}); fix its syntax.".replace("\n", " "))
+
+
 def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dictionary."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found; pass the path of an existing .yaml/.yml/.toml file.")
     suffix = p.suffix.lower()
+    if suffix not in {".toml", ".yaml", ".yml"}:
+        raise ConfigError(f"{p}: unknown config format {suffix!r}; use a .yaml, .yml or .toml file.")
     try:
         text = p.read_text(encoding="utf-8")
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in {".yaml", ".yml"}:
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{p}: unknown config format {suffix!r}; use a .yaml, .yml or .toml file.")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot parse the file ({exc}); fix its syntax.".replace("\n", " ")) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc}); save the file as UTF-8.") from None
+    try:
+        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
+        raise _parse_error(p, text, exc) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -72,4 +124,28 @@ def dump_config(config: BaseModel, path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, text)
 
 
-__all__ = ["read_mapping", "format_validation_error", "parse_config", "load_config", "dump_config"]
+def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys, the form trackers log parameters in.
+
+    Parameters
+    ----------
+    tree
+        Nested mapping, e.g. ``config.model_dump(mode="json")``.
+    prefix
+        Prepended to every key (used by the recursion).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``{"env.market.nu": 0.3, ...}``: one entry per leaf (non-mapping value), in order.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+__all__ = ["read_mapping", "format_validation_error", "parse_config", "load_config", "dump_config", "flatten_params"]

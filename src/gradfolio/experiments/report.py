@@ -87,8 +87,9 @@ def report_html(result: BacktestResult, title: str = "Walk-forward backtest", no
         f"{len(result.turnover)} rebalances. Net daily returns after proportional costs.</p>"
         f"{f'<p>{html.escape(notes)}</p>' if notes else ''}"
         f"<h2>Metrics</h2>{metrics_html(result.metrics())}"
-        "<p>Annualized with 252 days; drawdown, VaR and CVaR are positive losses; turnover is "
-        "sum |w_after - w_before| per rebalance; total_cost is the sum of costs paid as fractions of wealth.</p>"
+        f"<p>Annualized with {result.periods_per_year:g} periods per year; drawdown, VaR and CVaR are positive "
+        "losses; turnover is sum |w_after - w_before| per rebalance; total_cost is the sum of costs paid as "
+        "fractions of wealth.</p>"
         f"{''.join(blocks)}</body></html>"
     )
 

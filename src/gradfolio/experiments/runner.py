@@ -12,8 +12,12 @@ folder holds::
     weights.parquet    weights before/after each rebalance (long format)
     turnover.parquet   turnover per rebalance and strategy
     report.html        interactive report (self-contained) and PNG figures
-    checkpoints/       the trainer's checkpoint (trainer.pt, every epoch); a rerun into the same
-                       folder with the same config resumes from it instead of training again
+    checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
+                       refit (refit-<date>/trainer.pt); a rerun into the same folder with the same
+                       config resumes every training from them instead of training again
+
+Everything the config decides (data, split, benchmarks, network and loss, device, retraining
+windows) is checked before anything is trained or written.
 
 The same is logged to MLflow through :mod:`gradfolio.tracking` when ``config.tracking``.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,13 +35,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gradfolio.allocation import classical
+from gradfolio.allocation import Loss, Trainer, classical, make_loss, make_network
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest_config import BacktestConfig
-from gradfolio.experiments.config_io import dump_config, load_config
+from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.experiments.report import write_report
+from gradfolio.seeding import resolve_device
 from gradfolio.tracking import NullTracker, Tracker
 
 ProgressHook = Callable[[str, int, int], None]
@@ -70,7 +76,7 @@ def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
             params.setdefault("seed", config.seed)
         try:
             out[name] = cls(**params)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:
             raise ConfigError(f"benchmark_params.{name}: {exc}; see the docstring of {cls.__name__}.") from None
     return out
 
@@ -96,7 +102,9 @@ def load_returns(config: BacktestConfig) -> pd.DataFrame:
 def split_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Windows, Windows, Windows]:
     """Train / validation / test windows by time, purging ``(gap + horizon) // step`` windows between parts."""
     d = config.data
-    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind)
+    windows = make_windows(
+        returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind, source=d.source
+    )
     s = config.split
     if s.val_start is None or s.test_start is None:
         return time_split(windows, s.val_frac, s.test_frac)
@@ -159,19 +167,42 @@ def refit_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Window
     ``(gap + horizon) // step`` windows; every target ends on or before the last row.
     """
     d = config.data
-    windows = make_windows(returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind)
+    source = f"{d.source} (retraining rows up to {returns.index[-1].date()})"
+    windows = make_windows(
+        returns, d.lookback, gap=d.gap, horizon=d.horizon, step=d.step, kind=d.kind, source=source
+    )
     n_val = max(1, round(len(windows) * config.split.val_frac))
     n_train = len(windows) - n_val - (d.gap + d.horizon) // d.step
     if n_train < 1:
         raise DataError(
-            f"retraining on {len(returns)} rows up to {returns.index[-1].date()}: too few windows for train and "
-            "validation; use a longer retrain_size or the expanding window."
+            f"backtest.retrain_size: retraining on {len(returns)} rows up to {returns.index[-1].date()} leaves "
+            f"{len(windows)} windows, too few for train, purge and validation; use a longer retrain_size or "
+            "retrain_window 'expanding'."
         )
     return windows.subset(0, n_train), windows.subset(len(windows) - n_val, len(windows))
 
 
+def build_network(config: BacktestConfig, n_assets: int) -> tuple[torch.nn.Module, Loss]:
+    """The configured network (input ``(B, 1, lookback, n_assets)``) and training loss.
+
+    Raises
+    ------
+    ConfigError
+        Unknown network or loss name, or parameters they do not take (``network.*`` is named).
+    """
+    n = config.network
+    try:
+        model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, **{"seed": config.seed, **n.params})
+        loss = make_loss(n.loss, **n.loss_params)
+    except ConfigError as exc:
+        raise ConfigError(f"network: {exc}") from None
+    return model, loss
+
+
 def train_network(
     config: BacktestConfig,
+    model: torch.nn.Module,
+    loss: Loss,
     train: Windows,
     val: Windows,
     checkpoints: Path,
@@ -179,21 +210,18 @@ def train_network(
     progress: ProgressHook | None = None,
     resume: bool = False,
 ) -> NetworkRun:
-    """Build the configured network and loss and train them with early stopping on ``val``.
+    """Train ``model`` on ``loss`` with early stopping on ``val`` (see :func:`build_network`).
 
-    The trainer checkpoints every epoch to ``checkpoints/trainer.pt``; with ``resume=True`` an
-    interrupted (or finished) training continues from that checkpoint. The returned ``refit``
-    hook fine-tunes the same network on a retraining window (``backtest.retrain_epochs`` epochs,
-    default ``train.epochs``), starting from its current weights.
+    The trainer checkpoints every epoch to ``checkpoints/trainer.pt``, and every refit to
+    ``checkpoints/refit-<date>/trainer.pt``; with ``resume=True`` an interrupted (or finished)
+    training or refit continues from its checkpoint. The returned ``refit`` hook fine-tunes the
+    same network on a retraining window (``backtest.retrain_epochs`` epochs, default
+    ``train.epochs``), starting from its current weights.
     """
-    from gradfolio.allocation import Trainer, make_loss, make_network
-
     n, t = config.network, config.train
-    model = make_network(n.name, n_assets=train.X.shape[-1], lookback=config.data.lookback, **n.params)
-    loss = make_loss(n.loss, **n.loss_params)
     dtype = getattr(torch, config.dtype)
 
-    def trainer(epochs: int, task: str, folder: Path | None) -> Trainer:
+    def trainer(epochs: int, task: str, folder: Path) -> Trainer:
         return Trainer(
             model, loss, optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2,
             patience=t.patience, max_epochs=epochs, seed=config.seed, device=config.device, dtype=dtype,
@@ -201,9 +229,12 @@ def train_network(
         )
 
     history = trainer(t.epochs, "training", checkpoints).fit(train, val, resume=resume)
+
     def refit(returns: pd.DataFrame) -> None:
         epochs = config.backtest.retrain_epochs or t.epochs
-        trainer(epochs, f"refit {returns.index[-1].date()}", None).fit(*refit_windows(config, returns))
+        date = returns.index[-1].date()
+        fit = trainer(epochs, f"refit {date}", checkpoints / f"refit-{date}")
+        fit.fit(*refit_windows(config, returns), resume=resume)
 
     summary = (
         f"Network '{n.name}' trained with the '{n.loss}' loss on {len(train)} windows "
@@ -214,13 +245,31 @@ def train_network(
     return NetworkRun(model=model, refit=refit, summary=summary)
 
 
-def _flat(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    return {prefix: value}
+def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSchedule | None:
+    """The walk-forward refit schedule (``None``: no refits), checked on a rolling window's rows.
+
+    Raises
+    ------
+    DataError
+        A rolling window of ``backtest.retrain_size`` rows is too short for train and validation
+        windows (checked here rather than at the first refit, after the network's training).
+    """
+    b = config.backtest
+    if b.retrain_every is None:
+        return None
+    schedule = RetrainSchedule(every=b.retrain_every, window=b.retrain_window, size=b.retrain_size)
+    if config.network.enabled and b.retrain_window == "rolling" and b.retrain_size is not None:
+        refit_windows(config, returns.iloc[-b.retrain_size :])
+    return schedule
+
+
+def _resumable(folder: Path, config: BacktestConfig) -> bool:
+    """Whether ``folder`` holds a run of the same config (its checkpoints can be resumed)."""
+    previous = folder / "config.yaml"
+    try:
+        return previous.is_file() and load_config(BacktestConfig, previous) == config
+    except ConfigError:  # written by another version: not the same run
+        return False
 
 
 def run_backtest(
@@ -242,36 +291,39 @@ def run_backtest(
     (folder, result)
     """
     folder = Path(out if out is not None else config.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = folder / "config.yaml"
-    resume = previous.is_file() and load_config(BacktestConfig, previous) == config
-    dump_config(config, previous)
+    # everything the config decides is checked before anything is trained or written
+    resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     returns = load_returns(config)
     train, val, test = split_windows(config, returns)
+    benchmarks = build_benchmarks(config)
+    network = build_network(config, train.X.shape[-1]) if config.network.enabled else None
+    schedule = retrain_schedule(config, returns)
+    resume = _resumable(folder, config)
+    if not resume:  # checkpoints of another config must not be resumed
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    dump_config(config, folder / "config.yaml")
     tracker = (
         Tracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
         if config.tracking
         else NullTracker()
     )
     with tracker:
-        tracker.log_params(_flat("", config.model_dump(mode="json")))
+        tracker.log_params(flatten_params(config.model_dump(mode="json")))
         strategies: dict[str, Strategy] = {}
         hooks = {}
         notes = ""
-        if config.network.enabled:
-            run = train_network(config, train, val, folder / "checkpoints", tracker, progress, resume=resume)
+        if network is not None:
+            run = train_network(
+                config, *network, train, val, folder / "checkpoints", tracker, progress, resume=resume
+            )
             label = f"net_{config.network.name}"
             strategies[label] = run.model
             hooks[label] = run.refit
             notes = run.summary
-        strategies.update(build_benchmarks(config))
+        strategies.update(benchmarks)
         b = config.backtest
-        schedule = (
-            RetrainSchedule(every=b.retrain_every, window=b.retrain_window, size=b.retrain_size)
-            if b.retrain_every is not None
-            else None
-        )
         result = walk_forward(
             strategies,
             returns,
@@ -299,6 +351,13 @@ def run_backtest(
 __all__ = [
     "ProgressHook",
     "NetworkRun",
+    "build_network",
     "train_network",
     "refit_windows",
-    "benchmark_registry", "build_benchmarks", "load_returns", "split_windows", "run_backtest"]
+    "retrain_schedule",
+    "benchmark_registry",
+    "build_benchmarks",
+    "load_returns",
+    "split_windows",
+    "run_backtest",
+]

@@ -20,9 +20,46 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.errors import ConfigError, DataError, InfeasibleError
 
 RETURN_KINDS = ("simple", "log")
+
+
+def positive_excess(R: Tensor, risk_free: float, who: str) -> Tensor:
+    """Mean excess returns over ``risk_free``, checked for a maximum-ratio portfolio.
+
+    Parameters
+    ----------
+    R
+        Simple returns, shape ``(B, L, N)``.
+    risk_free
+        Risk-free return per period.
+    who
+        Name of the portfolio, for the message.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N)``: ``mean_t R[b, t, i] - risk_free``.
+
+    Raises
+    ------
+    InfeasibleError
+        Some window has no asset with a mean above ``risk_free`` (no maximum-ratio portfolio
+        exists there). The windows are named, and their batch indices are the error's ``rows``
+        attribute, so that a backtest can allocate the other windows in one call.
+    """
+    excess = R.mean(dim=-2) - risk_free
+    dead = (excess <= 0).all(dim=-1)
+    if bool(dead.any()):
+        rows = [int(b) for b in dead.nonzero().flatten()]
+        listed = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        raise InfeasibleError(
+            f"{who}: no asset has a mean return above risk_free={risk_free} in batch "
+            f"element{'s' if len(rows) > 1 else ''} {listed}, so the maximum-ratio portfolio does not "
+            "exist; lower risk_free or use a minimum-risk portfolio for such windows.",
+            rows=rows,
+        )
+    return excess
 
 
 class ClassicalPortfolio(torch.nn.Module, ABC):

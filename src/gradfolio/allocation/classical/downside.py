@@ -23,37 +23,39 @@ drawdown LP above in ``y``; for Sortino it is the QP::
     min  sum_t v_t^2   s.t.  v_t >= -(R_t - tau) y,  v >= 0,  (mu - r_f)' y = 1,  y >= 0
 
 with ``tau`` the minimum acceptable return (``None``: the window mean, skfolio's default).
-The ratio problems need some asset with ``mu_i > r_f``; otherwise :class:`InfeasibleError`.
+The ratio problems need some asset with ``mu_i > r_f``; otherwise
+:class:`~gradfolio.errors.InfeasibleError` names every such window (see ``positive_excess``).
 
 Solver
 ------
 The problems have ``L + N + 2`` variables and about ``3 L`` sparse constraints per window. They
 are solved by Clarabel (the interior-point solver cvxpy uses) called directly on the sparse
 standard form (:mod:`gradfolio.allocation.classical.conic`), one window after the other. The
-batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0`` or
-a tiny ``eps |w|^2``) but is the wrong tool here: it stores the ``(3L) x (L + N)`` constraint
-matrices densely (~1.6 MB per window in float64 for ``L = 252``) and factors ``(L + N)^2``
-matrices every step, and an LP's vertex solution is only approached by an interior-point
-method. Measured on 32 windows of 252 days (2 CPU cores): minimum CVaR took 12.1 s with the
-torch QP (max weight error 2.7e-4 at ``tol=1e-9``, no convergence at ``1e-11``) against 0.31 s
-with Clarabel (error ~1e-7); maximum Sortino and minimum drawdown did not finish in 150 s.
-The loop costs 10–30 ms per window. The weights are computed without autograd.
+batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0``)
+but is the wrong tool here: it stores the inequality matrices (``2L + N`` to ``3L + N`` rows,
+``L + N + 1`` columns) densely (~1.1 MB per window in float64 for minimum CVaR with ``L = 252``)
+and factors dense systems of that size at every iteration. Measured on 32 windows of 252 days
+(2 CPU cores, one thread): minimum CVaR took 14.9 s with ``solve_qp`` (max weight error 5e-8 at
+``tol=1e-9``; no convergence at ``1e-11``) against 0.22 s with Clarabel. The loop costs 7–11 ms
+per window. The weights are computed without autograd.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from torch import Tensor
 
+from gradfolio.allocation.classical.base import positive_excess
 from gradfolio.allocation.classical.conic import ConicPortfolio, ConicProblem
-from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.errors import ConfigError
 
 
 def _blocks(rows: list[list]) -> sp.csc_matrix:
     return sp.bmat(rows, format="csc")
 
 
-def _drawdown_constraints(R: np.ndarray, n_extra_after: int = 1) -> tuple[sp.csc_matrix, np.ndarray]:
+def _drawdown_constraints(R: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
     """``G x <= 0`` for ``x = [w (N), d (L), z]``: ``d_t >= d_{t-1} - R_t w``, ``d >= 0``, ``z >= d``, ``w >= 0``."""
     L, N = R.shape
     eye_L = sp.identity(L, format="csc")
@@ -70,15 +72,21 @@ def _drawdown_constraints(R: np.ndarray, n_extra_after: int = 1) -> tuple[sp.csc
     return G, np.zeros(G.shape[0])
 
 
-def _excess_mean(R: np.ndarray, risk_free: float, who: str, b: int) -> np.ndarray:
-    excess = R.mean(axis=0) - risk_free
-    if not (excess > 0).any():
-        raise InfeasibleError(
-            f"{who}: no asset has a mean return above risk_free={risk_free} in batch element {b}, "
-            "so the maximum-ratio portfolio does not exist; lower risk_free or use a minimum-risk "
-            "portfolio for such windows."
-        )
-    return excess
+class _MaximumRatio(ConicPortfolio):
+    """A ratio ``(mu'w - r_f) / risk(w)``, homogenized; every window is checked before any solve.
+
+    Windows where no asset has ``mu_i > r_f`` raise one
+    :class:`~gradfolio.errors.InfeasibleError` that names them all (its ``rows``: their batch
+    indices), see :func:`~gradfolio.allocation.classical.base.positive_excess`.
+    """
+
+    def __init__(self, risk_free: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.risk_free = float(risk_free)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        positive_excess(R, self.risk_free, type(self).__name__)
+        return super().allocate(R)
 
 
 class MinimumCVaR(ConicPortfolio):
@@ -139,7 +147,7 @@ class MinimumDrawdown(ConicPortfolio):
         return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
 
 
-class MaximumCalmar(ConicPortfolio):
+class MaximumCalmar(_MaximumRatio):
     """Maximum Calmar ratio ``(mu'w - r_f) / maxDD(w)`` (per-period mean over uncompounded drawdown).
 
     Matches skfolio's ``MeanRisk(risk_measure=MAX_DRAWDOWN, objective=MAXIMIZE_RATIO)``.
@@ -154,20 +162,16 @@ class MaximumCalmar(ConicPortfolio):
 
     name = "max_calmar"
 
-    def __init__(self, risk_free: float = 0.0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.risk_free = float(risk_free)
-
     def problem(self, R: np.ndarray, b: int) -> ConicProblem:
         L, N = R.shape
-        excess = _excess_mean(R, self.risk_free, type(self).__name__, b)
+        excess = R.mean(axis=0) - self.risk_free
         G, h = _drawdown_constraints(R)
         q = np.concatenate([np.zeros(N + L), [1.0]])
         A_eq = sp.csc_matrix(np.concatenate([excess, np.zeros(L + 1)])[None])
         return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
 
 
-class MaximumSortino(ConicPortfolio):
+class MaximumSortino(_MaximumRatio):
     """Maximum Sortino ratio ``(mu'w - r_f) / semi-deviation(w)``.
 
     The semi-deviation is ``sqrt(sum_t min(R_t w - tau, 0)^2 / (L - 1))``. Matches skfolio's
@@ -188,13 +192,12 @@ class MaximumSortino(ConicPortfolio):
     name = "max_sortino"
 
     def __init__(self, target: float | None = 0.0, risk_free: float = 0.0, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(risk_free=risk_free, **kwargs)
         self.target = None if target is None else float(target)
-        self.risk_free = float(risk_free)
 
     def problem(self, R: np.ndarray, b: int) -> ConicProblem:
         L, N = R.shape
-        excess = _excess_mean(R, self.risk_free, type(self).__name__, b)
+        excess = R.mean(axis=0) - self.risk_free
         below = R - (R.mean(axis=0) if self.target is None else self.target)
         eye_L = sp.identity(L, format="csc")
         G = _blocks(

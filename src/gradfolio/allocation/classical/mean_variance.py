@@ -10,14 +10,19 @@ Maximum Sharpe ratio ``(mu'w - r_f) / sqrt(w' S w)``, by the Charnes–Cooper ho
     min  y' S y   s.t.  e'y = 1,  y >= 0,      w = y / 1'y,
 
 with ``e = (mu - r_f) / max_i(mu_i - r_f)`` (the scaling keeps ``y`` of order one). It exists
-only when some ``mu_i > r_f`` (otherwise :class:`InfeasibleError` names the window).
+only when some ``mu_i > r_f``; otherwise :class:`~gradfolio.errors.InfeasibleError` names
+every such window (its ``rows`` attribute lists them).
 
 ``S`` is the covariance estimate divided by its mean variance (the weights do not depend on the
 scale of ``S``, and the solver sees a well-scaled problem). All ``B`` windows are one batched
-problem for :func:`gradfolio.solvers.solve_qp` (primal-dual interior point, on the device of
-``X``), which is differentiable, so the weights are too. The QP is solved in float64 with
-tolerance ``1e-11`` whatever the input dtype (weights within ~1e-7 of Clarabel; a float32
-interior-point solution is only accurate to ~1e-3), and the weights are returned in ``X``'s dtype.
+problem for :func:`gradfolio.solvers.solve_qp` (a primal-dual active-set method that ends at the
+exact solution, with an interior-point fallback; on the device of ``X``), which is
+differentiable, so the weights are too. The QP is solved in float64 with tolerance ``1e-11``
+whatever the input dtype, and the weights are returned in ``X``'s dtype. Measured on the
+bundled data (252-day windows): weights within 1e-6 of Clarabel's at ``1e-12`` tolerances
+(median 1e-10); float32 input adds only the rounding of the returns (weights within 2e-6 of the
+float64 input's); a solve in float32 (``QPSettings(compute_dtype=None)``) would be accurate to
+only ~4e-4.
 """
 
 from __future__ import annotations
@@ -25,10 +30,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.base import ClassicalPortfolio, positive_excess
 from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
 from gradfolio.allocation.classical.simple import volatilities
-from gradfolio.errors import InfeasibleError
 from gradfolio.solvers import QPSettings, solve_qp
 
 
@@ -37,7 +41,7 @@ def _scaled_covariance(cov: Tensor, who: str) -> Tensor:
     return cov / var.mean(dim=-1)[:, None, None]
 
 
-#: Interior-point settings of the classical QPs (float64): weights within ~1e-7 of Clarabel.
+#: Solver settings of the classical QPs (float64 by default): weights within ~1e-6 of Clarabel.
 SETTINGS = QPSettings(tol=1e-11)
 
 
@@ -124,15 +128,8 @@ class MaximumSharpe(ClassicalPortfolio):
 
     def allocate(self, R: Tensor) -> Tensor:
         who = type(self).__name__
-        excess = R.mean(dim=-2) - self.risk_free
+        excess = positive_excess(R, self.risk_free, who)
         best = excess.max(dim=-1).values
-        if bool((best <= 0).any()):
-            b = int((best <= 0).nonzero()[0])
-            raise InfeasibleError(
-                f"{who}: no asset has a mean return above risk_free={self.risk_free} in batch "
-                f"element {b}, so the maximum-Sharpe portfolio does not exist; lower risk_free or "
-                "use MinimumVariance for such windows."
-            )
         Q = _scaled_covariance(self.covariance(R), who)
         y = solve_long_only_qp(Q, excess / best[:, None])
         return (y / y.sum(dim=-1, keepdim=True)).to(R.dtype)
