@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,17 @@ def test_checkpoint_round_trip_with_rng_state(tmp_path: Path) -> None:
     restored = torch.Generator()
     restored.set_state(back["rng"])
     assert torch.equal(torch.rand(5, generator=restored), torch.rand(5, generator=gen))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_new_files_get_umask_permissions_and_replaced_files_keep_theirs(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        fresh = atomic_write_text(tmp_path / "report.html", "x")
+        assert fresh.stat().st_mode & 0o777 == 0o640  # 0o666 less the umask, as open() would give
+        (tmp_path / "shared.json").write_text("{}")
+        os.chmod(tmp_path / "shared.json", 0o604)
+        replaced = atomic_write_text(tmp_path / "shared.json", "{}")
+        assert replaced.stat().st_mode & 0o777 == 0o604
+    finally:
+        os.umask(old)
