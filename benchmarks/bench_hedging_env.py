@@ -22,7 +22,6 @@ Usage: ``python benchmarks/bench_hedging_env.py [--device cpu|cuda] [--paths N .
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -44,6 +43,7 @@ from hedging_numpy_reference import (  # noqa: E402
 
 from gradfolio.hedging import EnvConfig, HedgingEnv, simulate_sabr  # noqa: E402
 from gradfolio.hedging.strategies import GreekHedge  # noqa: E402
+from gradfolio.io import atomic_write_json  # noqa: E402
 
 
 def best_time(fn, repeats: int, sync) -> float:
@@ -161,11 +161,7 @@ def main() -> int:
         "numpy_per_path_paths": args.loop_paths,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    out = atomic_write_json(args.out, result)
     print(f"wrote {out}")
     return 0
 
