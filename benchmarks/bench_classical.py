@@ -9,7 +9,7 @@ peer windows) is reported next to the speed.
 Prints a table and writes ``benchmarks/results/classical.json``.
 
 Usage: ``python benchmarks/bench_classical.py [--device cpu|cuda] [--dtype float32|float64]
-[--windows 64 512] [--peer-windows 16]``
+[--windows 64 512] [--peer-windows 16] [--only min_cvar max_calmar ...] [--out PATH]``
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ def cases() -> list[tuple[str, object, object]]:
         ("min_cvar", cl.MinimumCVaR(), lambda f: MeanRisk(risk_measure=RiskMeasure.CVAR).fit(f).weights_),
         ("min_drawdown", cl.MinimumDrawdown(), lambda f: MeanRisk(risk_measure=RiskMeasure.MAX_DRAWDOWN).fit(f).weights_),
         (
+            "max_calmar",
+            cl.MaximumCalmar(),
+            lambda f: MeanRisk(risk_measure=RiskMeasure.MAX_DRAWDOWN, objective_function=RATIO).fit(f).weights_,
+        ),
+        (
             "max_sortino",
             cl.MaximumSortino(target=None),
             lambda f: MeanRisk(risk_measure=RiskMeasure.SEMI_DEVIATION, objective_function=RATIO).fit(f).weights_,
@@ -84,6 +89,7 @@ def main() -> int:
     parser.add_argument("--peer-windows", type=int, default=16)
     parser.add_argument("--lookback", type=int, default=252)
     parser.add_argument("--out", default=str(HERE / "results" / "classical.json"))
+    parser.add_argument("--only", nargs="+", default=None, help="labels of the portfolios to run (default: all)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -94,6 +100,8 @@ def main() -> int:
     rows = []
     print(f"{'portfolio':30s} {'B':>5s} {'gradfolio win/s':>16s} {'peer win/s':>11s} {'speed-up':>9s} {'max|dw|':>9s}")
     for label, model, peer in cases():
+        if args.only is not None and label not in args.only:
+            continue
         frames = [returns.iloc[e - L : e] for e in ends[-args.peer_windows :]]
         t_peer, peer_w = timed(lambda: np.stack([peer(f) for f in frames]), lambda: None)
         peer_rate = len(frames) / t_peer

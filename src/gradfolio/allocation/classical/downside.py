@@ -30,46 +30,93 @@ Solver
 ------
 The problems have ``L + N + 2`` variables and about ``3 L`` sparse constraints per window. They
 are solved by Clarabel (the interior-point solver cvxpy uses) called directly on the sparse
-standard form (:mod:`gradfolio.allocation.classical.conic`), one window after the other. The
-batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0``)
+standard form (:mod:`gradfolio.allocation.classical.conic`). The standard forms of all windows
+are built at once: one window's sparsity pattern (index arrays) plus a ``(B, nnz)`` array of
+values computed from ``R (B, L, N)`` in NumPy, no per-window sparse-matrix construction. Each
+Clarabel call then takes ``windows_per_solve`` windows as one block-diagonal problem; the
+default is one window per call, because stacking was measured slower (252-day windows, 512 of
+them, one thread: stacking 2 / 8 / 32 / 512 windows per call gave 157 / 140 / 119 / 73 windows/s
+for minimum CVaR against 160/s one by one, and 36/s against 115–128/s for minimum drawdown and
+maximum Calmar with all 512 in one call). An interior-point method takes a common step and
+stops when every block has converged, so a stacked problem needs more iterations (up to about
+twice as many) at the same cost per iteration and per window, and its tolerances apply to the
+whole stacked problem (the weights then differ from the one-window solve by up to 4e-6).
+
+The batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0``)
 but is the wrong tool here: it stores the inequality matrices (``2L + N`` to ``3L + N`` rows,
 ``L + N + 1`` columns) densely (~1.1 MB per window in float64 for minimum CVaR with ``L = 252``)
 and factors dense systems of that size at every iteration. Measured on 32 windows of 252 days
 (2 CPU cores, one thread): minimum CVaR took 14.9 s with ``solve_qp`` (max weight error 5e-8 at
-``tol=1e-9``; no convergence at ``1e-11``) against 0.22 s with Clarabel. The loop costs 7–11 ms
+``tol=1e-9``; no convergence at ``1e-11``) against 0.22 s with Clarabel. Clarabel takes 6–8 ms
 per window. The weights are computed without autograd.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import positive_excess
-from gradfolio.allocation.classical.conic import ConicPortfolio, ConicProblem
+from gradfolio.allocation.classical.conic import ConicBatch, ConicPortfolio, Pattern
 from gradfolio.errors import ConfigError
 
+# Each builder below lists the nonzeros of one window's constraint matrix ``A`` (row 0: the
+# equality, rows 1, 2, ...: the ``G x <= h`` rows, ``h = 0``) as (rows, cols, values) parts,
+# the values either shared by every window (``(k,)``) or per window (``(B, k)``).
 
-def _blocks(rows: list[list]) -> sp.csc_matrix:
-    return sp.bmat(rows, format="csc")
+
+def _dense(r0: int, c0: int, V: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dense block ``V (B, p, q)`` at row ``r0``, column ``c0``."""
+    B, p, q = V.shape
+    return np.repeat(r0 + np.arange(p), q), np.tile(c0 + np.arange(q), p), V.reshape(B, p * q)
 
 
-def _drawdown_constraints(R: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
-    """``G x <= 0`` for ``x = [w (N), d (L), z]``: ``d_t >= d_{t-1} - R_t w``, ``d >= 0``, ``z >= d``, ``w >= 0``."""
-    L, N = R.shape
-    eye_L = sp.identity(L, format="csc")
-    diff = eye_L - sp.eye(L, k=-1, format="csc")  # (D d)_t = d_t - d_{t-1}, d_{-1} = d_0 = 0
-    ones = sp.csc_matrix(np.ones((L, 1)))
-    G = _blocks(
-        [
-            [sp.csc_matrix(-R), -diff, None],
-            [None, -eye_L, None],
-            [None, eye_L, -ones],
-            [-sp.identity(N, format="csc"), None, sp.csc_matrix((N, 1))],
-        ]
-    )
-    return G, np.zeros(G.shape[0])
+def _diagonal(r0: int, c0: int, k: int, value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``value`` times a ``k x k`` identity at row ``r0``, column ``c0``."""
+    return r0 + np.arange(k), c0 + np.arange(k), np.full(k, float(value))
+
+
+def _column(r0: int, c: int, k: int, value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``value`` in rows ``r0 .. r0 + k - 1`` of column ``c``."""
+    return r0 + np.arange(k), np.full(k, c), np.full(k, float(value))
+
+
+def _pattern(B: int, shape: tuple[int, int], *parts) -> tuple[Pattern, np.ndarray]:
+    """The pattern of the parts and their values ``(B, nnz)``."""
+    rows = np.concatenate([r for r, _, _ in parts])
+    cols = np.concatenate([c for _, c, _ in parts])
+    values = np.concatenate([np.broadcast_to(v, (B, v.shape[-1])) for _, _, v in parts], axis=1)
+    return Pattern(rows, cols, shape), values
+
+
+def _batch(q: np.ndarray, shape: tuple[int, int], *parts, P=None) -> ConicBatch:
+    """One equality (row 0, right-hand side 1) and ``G x <= 0`` (the other rows)."""
+    B = q.shape[0]
+    A, values = _pattern(B, shape, *parts)
+    b = np.zeros((B, shape[0]))
+    b[:, 0] = 1.0
+    P, P_values = (None, None) if P is None else _pattern(B, (shape[1], shape[1]), *P)
+    return ConicBatch(q=q, A=A, A_values=values, b=b, m_eq=1, P=P, P_values=P_values)
+
+
+def _drawdown_constraints(R: np.ndarray) -> list:
+    """``G x <= 0`` in rows ``1 ..`` for ``x = [w (N), d (L), z]``: ``d_t >= d_{t-1} - R_t w``
+    (``d_{-1} = 0``), ``d >= 0``, ``z >= d``, ``w >= 0``."""
+    _, L, N = R.shape
+    return [
+        _dense(1, 0, -R),  # -R_t w - d_t + d_{t-1} <= 0
+        _diagonal(1, N, L, -1.0),
+        _diagonal(2, N, L - 1, 1.0),
+        _diagonal(1 + L, N, L, -1.0),  # -d_t <= 0
+        _diagonal(1 + 2 * L, N, L, 1.0),  # d_t - z <= 0
+        _column(1 + 2 * L, N + L, L, -1.0),
+        _diagonal(1 + 3 * L, 0, N, -1.0),  # -w_i <= 0
+    ]
+
+
+def _budget(N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row 0: ``sum w = 1``."""
+    return np.zeros(N, dtype=np.int64), np.arange(N), np.ones(N)
 
 
 class _MaximumRatio(ConicPortfolio):
@@ -111,19 +158,20 @@ class MinimumCVaR(ConicPortfolio):
             raise ConfigError(f"beta={beta!r} for MinimumCVaR: use a confidence level in (0, 1), e.g. 0.95.")
         self.beta = float(beta)
 
-    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
-        L, N = R.shape
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [w (N), a, u (L)]
+        B, L, N = R.shape
         q = np.concatenate([np.zeros(N), [1.0], np.full(L, 1.0 / (L * (1.0 - self.beta)))])
-        eye_L = sp.identity(L, format="csc")
-        G = _blocks(
-            [
-                [sp.csc_matrix(-R), sp.csc_matrix(-np.ones((L, 1))), -eye_L],
-                [None, sp.csc_matrix((L, 1)), -eye_L],
-                [-sp.identity(N, format="csc"), sp.csc_matrix((N, 1)), sp.csc_matrix((N, L))],
-            ]
+        return _batch(
+            np.broadcast_to(q, (B, q.size)),
+            (1 + 2 * L + N, N + 1 + L),
+            _budget(N),
+            _dense(1, 0, -R),  # -R_t w - a - u_t <= 0
+            _column(1, N, L, -1.0),
+            _diagonal(1, N + 1, L, -1.0),
+            _diagonal(1 + L, N + 1, L, -1.0),  # -u_t <= 0
+            _diagonal(1 + 2 * L, 0, N, -1.0),  # -w_i <= 0
         )
-        A_eq = sp.csc_matrix(np.concatenate([np.ones(N), np.zeros(L + 1)])[None])
-        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=np.zeros(G.shape[0]))
 
 
 class MinimumDrawdown(ConicPortfolio):
@@ -139,12 +187,12 @@ class MinimumDrawdown(ConicPortfolio):
 
     name = "min_drawdown"
 
-    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
-        L, N = R.shape
-        G, h = _drawdown_constraints(R)
-        q = np.concatenate([np.zeros(N + L), [1.0]])
-        A_eq = sp.csc_matrix(np.concatenate([np.ones(N), np.zeros(L + 1)])[None])
-        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [w (N), d (L), z]
+        B, L, N = R.shape
+        q = np.zeros((B, N + L + 1))
+        q[:, -1] = 1.0
+        return _batch(q, (1 + 3 * L + N, N + L + 1), _budget(N), *_drawdown_constraints(R))
 
 
 class MaximumCalmar(_MaximumRatio):
@@ -162,13 +210,13 @@ class MaximumCalmar(_MaximumRatio):
 
     name = "max_calmar"
 
-    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
-        L, N = R.shape
-        excess = R.mean(axis=0) - self.risk_free
-        G, h = _drawdown_constraints(R)
-        q = np.concatenate([np.zeros(N + L), [1.0]])
-        A_eq = sp.csc_matrix(np.concatenate([excess, np.zeros(L + 1)])[None])
-        return ConicProblem(q=q, A_eq=A_eq, b_eq=np.ones(1), G=G, h=h)
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [y (N), d (L), z]; row 0: (mu - r_f)' y = 1
+        B, L, N = R.shape
+        excess = R.mean(axis=1) - self.risk_free
+        q = np.zeros((B, N + L + 1))
+        q[:, -1] = 1.0
+        return _batch(q, (1 + 3 * L + N, N + L + 1), _dense(0, 0, excess[:, None]), *_drawdown_constraints(R))
 
 
 class MaximumSortino(_MaximumRatio):
@@ -195,18 +243,19 @@ class MaximumSortino(_MaximumRatio):
         super().__init__(risk_free=risk_free, **kwargs)
         self.target = None if target is None else float(target)
 
-    def problem(self, R: np.ndarray, b: int) -> ConicProblem:
-        L, N = R.shape
-        excess = R.mean(axis=0) - self.risk_free
-        below = R - (R.mean(axis=0) if self.target is None else self.target)
-        eye_L = sp.identity(L, format="csc")
-        G = _blocks(
-            [
-                [sp.csc_matrix(-below), -eye_L],
-                [None, -eye_L],
-                [-sp.identity(N, format="csc"), sp.csc_matrix((N, L))],
-            ]
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [y (N), v (L)]; row 0: (mu - r_f)' y = 1; objective 1/2 sum v_t^2
+        B, L, N = R.shape
+        mean = R.mean(axis=1, keepdims=True)
+        excess = mean[:, 0] - self.risk_free
+        below = R - (mean if self.target is None else self.target)
+        return _batch(
+            np.zeros((B, N + L)),
+            (1 + 2 * L + N, N + L),
+            _dense(0, 0, excess[:, None]),
+            _dense(1, 0, -below),  # -(R_t - tau) y - v_t <= 0
+            _diagonal(1, N, L, -1.0),
+            _diagonal(1 + L, N, L, -1.0),  # -v_t <= 0
+            _diagonal(1 + 2 * L, 0, N, -1.0),  # -y_i <= 0
+            P=[_diagonal(N, N, L, 1.0)],
         )
-        P = _blocks([[sp.csc_matrix((N, N)), None], [None, eye_L]])
-        A_eq = sp.csc_matrix(np.concatenate([excess, np.zeros(L)])[None])
-        return ConicProblem(q=np.zeros(N + L), A_eq=A_eq, b_eq=np.ones(1), G=G, h=np.zeros(G.shape[0]), P=P)
