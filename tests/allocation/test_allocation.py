@@ -488,10 +488,10 @@ class _Recorder:
     """A tracker that records the epochs it is told about and can kill the run at one (after the checkpoint)."""
 
     def __init__(self, kill_at=None):
-        self.kill_at, self.epochs = kill_at, []
+        self.kill_at, self.epochs, self.params = kill_at, [], {}
 
     def log_params(self, params):
-        pass
+        self.params.update(params)
 
     def log_metrics(self, metrics, step=None):
         self.epochs.append(step)
@@ -514,13 +514,18 @@ def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer):
 
     ref = build(1)
     h_ref = ref.fit(train, val)
+    killed = _Recorder(kill_at=2)
     with pytest.raises(KeyboardInterrupt):
-        build(1, _Recorder(kill_at=2), tmp_path).fit(train, val)
+        build(1, killed, tmp_path).fit(train, val)
     # another initialisation: only the checkpoint can bring the resumed run back onto the reference
     recorder = _Recorder()
     resumed = build(99, recorder, tmp_path)
     h = resumed.fit(train, val, resume=True)
     assert recorder.epochs == [3, 4]  # only the epochs after the checkpoint are trained
+    # both tracked runs carry the parameters; the resumed one says where it started
+    assert killed.params["start_epoch"] == 0 and recorder.params["start_epoch"] == 3
+    assert {k: v for k, v in recorder.params.items() if k != "start_epoch"} == {
+        k: v for k, v in killed.params.items() if k != "start_epoch"}
     assert h.val_loss == h_ref.val_loss and h.train_loss == h_ref.train_loss
     for a, b in zip(ref.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)

@@ -291,11 +291,12 @@ class Trainer:
             start = ckpt["epoch"] + 1
         else:
             self._seed_rng()
-            self.tracker.log_params({
-                "model": type(self.model).__name__, "loss": repr(self.loss), "optimizer": self.optimizer_name,
-                "lr": self.lr, "batch_size": self.batch_size, "l1": self.l1, "l2": self.l2,
-                "patience": self.patience, "max_epochs": self.max_epochs, "seed": self.seed,
-            })
+        # Every run (a resumed one too) carries its parameters; a resumed run says where it started.
+        self.tracker.log_params({
+            "model": type(self.model).__name__, "loss": repr(self.loss), "optimizer": self.optimizer_name,
+            "lr": self.lr, "batch_size": self.batch_size, "l1": self.l1, "l2": self.l2,
+            "patience": self.patience, "max_epochs": self.max_epochs, "seed": self.seed, "start_epoch": start,
+        })
         stop = history.stopped_early
         with _progress(self.progress, self.max_epochs, start) as advance:
             for epoch in range(start, self.max_epochs):
