@@ -171,3 +171,12 @@ def test_cuda_matches_cpu(gen):
         grads.append([x.detach().cpu()] + [a.grad.cpu() for a in args])
     for cpu, cuda in zip(*grads):
         torch.testing.assert_close(cuda, cpu, rtol=1e-7, atol=1e-9)
+
+
+def test_unbounded_problem_without_inequalities_is_named():
+    # Q = 0 and no constraints: min q'x has no solution; element 1 of 2 must be named, not crash.
+    Q = torch.zeros(2, 2, 2, dtype=torch.float64)
+    Q[0] = torch.eye(2, dtype=torch.float64)
+    q = torch.ones(2, 2, dtype=torch.float64)
+    with pytest.raises(SolverError, match=r"no finite solution .*element\(s\) 1 of 2"):
+        solve_qp(Q, q)

@@ -120,18 +120,23 @@ def interior_point(form: StandardForm, settings: QPSettings, out: Solution, inde
             x, y, z, s = x[keep], y[keep], z[keep], s[keep]
             res = [r[keep] for r in res]
         x, y, z, s = _newton_step(form, x, y, z, s, tuple(res), settings.reg)
-    raise_unfinished(live[~done], batch, settings.max_iter, tol, gap_tol, form.q.dtype)
+    raise_unfinished(
+        live[~done], batch, f"the interior-point method did not converge in {settings.max_iter} iterations "
+        f"(tol={tol:g}, gap_tol={gap_tol:g}, {form.q.dtype})",
+    )
 
 
-def raise_unfinished(idx: Tensor, B: int, max_iter: int, tol: float, gap_tol: float, dtype: torch.dtype) -> None:
-    """Raise :class:`SolverError` naming the elements ``idx`` of a batch of ``B`` (nothing when empty)."""
+def raise_unfinished(idx: Tensor, B: int, what: str) -> None:
+    """Raise :class:`SolverError` naming the elements ``idx`` of a batch of ``B`` (nothing when empty).
+
+    ``what`` says what failed (e.g. which method did not converge, with its tolerances).
+    """
     if not idx.numel():
         return
     bad = idx.tolist()
     shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
     raise SolverError(
-        f"solve_qp: the interior-point method did not converge in {max_iter} iterations "
-        f"(tol={tol:g}, gap_tol={gap_tol:g}, {dtype}) for batch element(s) {shown} of {B}; the problem may be "
+        f"solve_qp: {what} for batch element(s) {shown} of {B}; the problem may be "
         "infeasible, unbounded or badly scaled there. Check those elements' inputs (a "
         "positive semidefinite Q, feasible constraints), rescale, use float64, or raise max_iter."
     )

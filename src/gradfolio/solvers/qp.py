@@ -24,7 +24,7 @@ from torch import Tensor
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.active_set import ActiveSet, primal_dual_active_set
-from gradfolio.solvers.ipm import interior_point
+from gradfolio.solvers.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.settings import QPSettings
 from gradfolio.solvers.standard_form import Solution, StandardForm
 
@@ -48,7 +48,9 @@ class _QPFunction(torch.autograd.Function):
         B, n, m, p = form.shape
         sol = Solution.empty(B, n, m, p, q)
         left = primal_dual_active_set(form, settings, sol)
-        if left.numel():
+        if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
+            raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
+        elif left.numel():
             interior_point(form.take(left), settings, sol, left, B)
         ctx.settings = settings
         ctx.save_for_backward(Q, q, G, h, A, b, sol.x, sol.y, sol.lam, sol.act)
