@@ -46,10 +46,11 @@ def _initial_point(form: StandardForm, reg: float) -> tuple[Tensor, Tensor, Tens
 
 
 def _newton_step(
-    form: StandardForm, x: Tensor, y: Tensor, z: Tensor, s: Tensor, res: tuple[Tensor, Tensor, Tensor], reg: float
+    form: StandardForm, x: Tensor, y: Tensor, z: Tensor, s: Tensor, res: tuple[Tensor, ...], reg: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One Mehrotra predictor-corrector step; elements whose Newton matrix fails keep their iterate."""
-    rd, rpe, rpi = res
+    """One Mehrotra predictor-corrector step from the residuals ``(rd, rpe, rpi, mu)`` of
+    :meth:`StandardForm.kkt`; elements whose Newton matrix fails keep their iterate."""
+    rd, rpe, rpi, mu = res
     d = z / s
     kkt = SaddlePoint(form.gram(d), form.A, None, form.scale_q, reg)
 
@@ -60,7 +61,6 @@ def _newton_step(
         return dx, dy, -rpi - Gdx, d * Gdx + w
 
     sz = s * z
-    mu = sz.mean(dim=-1)
     _, _, ds_a, dz_a = direction(sz)
     a_aff = torch.minimum(_max_step(s, ds_a), _max_step(z, dz_a))[:, None]
     mu_aff = ((s + a_aff * ds_a) * (z + a_aff * dz_a)).mean(dim=-1)
@@ -103,7 +103,7 @@ def interior_point(form: StandardForm, settings: QPSettings, out: Solution, inde
         if bool(done.any()):
             out.put(live[done], x[done], y[done], z[done], active_rows(form.take(done), s[done], z[done]))
         # Polish the elements whose complementarity is small, when their guess of the active set is new.
-        idx = ((s * z).mean(dim=-1) <= polish_gap).nonzero().squeeze(-1)
+        idx = (res[3] <= polish_gap).nonzero().squeeze(-1)
         act = active_rows(form.take(idx), s[idx], z[idx])
         fresh = untried[idx] | (act != tried[idx]).any(dim=-1)
         idx, act = idx[fresh], act[fresh]

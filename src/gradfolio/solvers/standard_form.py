@@ -180,14 +180,15 @@ class StandardForm:
         return H
 
     def kkt(self, x: Tensor, y: Tensor, z: Tensor, s: Tensor, tol: float, gap_tol: float) -> tuple[Tensor, ...]:
-        """KKT residuals ``rd = Qx + q + G'z + A'y``, ``rpe = Ax - b``, ``rpi = Gx + s - h`` and
-        whether each element meets the tolerances (scaled residuals ``<= tol``, mean ``s z <= gap_tol``)."""
+        """KKT residuals ``rd = Qx + q + G'z + A'y``, ``rpe = Ax - b``, ``rpi = Gx + s - h``, the mean
+        complementarity ``mu = mean(s z)`` ``(B,)`` and whether each element meets the tolerances
+        (scaled residuals ``<= tol``, ``mu <= gap_tol``)."""
         rd = self.Qx(x) + self.q + self.Gtz(z) + self.Aty(y)
         rpe = self.Ax(x) - self.b
         rpi = self.Gx(x) + s - self.h
         gap = (s * z).mean(dim=-1) if s.shape[-1] else s.new_zeros(s.shape[0])
         ok = (absmax(torch.cat([rpi, rpe], dim=-1)) <= tol * self.scale_p) & (absmax(rd) <= tol * self.scale_d)
-        return rd, rpe, rpi, ok & (gap <= gap_tol)
+        return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
 __all__ = ["Solution", "StandardForm", "absmax", "bmtv", "bmv", "trailing_bound_rows"]
