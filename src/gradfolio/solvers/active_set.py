@@ -52,9 +52,12 @@ def _gather_square(M: Tensor, idx: Tensor | None, B: int) -> Tensor:
     (``idx=None``: all of ``M``)."""
     if idx is None:
         return M.expand(B, -1, -1)
-    if M.ndim == 2:
-        return M[idx[:, :, None], idx[:, None, :]]
-    return M[torch.arange(B, device=M.device)[:, None, None], idx[:, :, None], idx[:, None, :]]
+    n, k = M.shape[-1], idx.shape[1]
+    # Rows by one index_select (whole rows copied), then columns by gather: faster on CPU than
+    # advanced indexing with three index tensors.
+    flat = idx if M.ndim == 2 else idx + n * torch.arange(B, device=M.device)[:, None]
+    rows = M.reshape(-1, n).index_select(0, flat.reshape(-1)).view(B, k, n)
+    return rows.gather(2, idx[:, None, :].expand(-1, k, -1))
 
 
 def _gather_columns(M: Tensor, idx: Tensor | None, B: int) -> Tensor:
@@ -163,10 +166,11 @@ def solve_on(form: StandardForm, act: Tensor, reg: float, tol: float) -> tuple[T
 
     Returns
     -------
-    ``x (B, n)``, ``y (B, p)``, ``lam (B, m)``, the slacks ``s = h - Gx (B, m)`` and ``ok (B,)``:
+    ``x (B, n)``, ``y (B, p)``, ``lam (B, m)``, the slacks ``s = h - Gx (B, m)``, ``ok (B,)``:
     whether ``x`` is the solution, i.e. the inactive rows are feasible, the active rows and the
     equalities hold, the active multipliers are nonnegative and the dual residual is zero, all to
-    ``tol`` (scaled).
+    ``tol`` (scaled), and the factorized :class:`ActiveSet` (whose :meth:`ActiveSet.adjoint`
+    gives the backward pass at an accepted solution).
     """
     system = ActiveSet(form, act, reg)
     x, y, lam, rd = system.polish()
@@ -175,33 +179,47 @@ def solve_on(form: StandardForm, act: Tensor, reg: float, tol: float) -> tuple[T
     primal = torch.maximum(absmax(torch.where(act, s, s.clamp_max(0.0))), absmax(form.Ax(x) - form.b))
     dual = torch.maximum(absmax(lam.clamp_max(0.0)), absmax(rd))
     ok = system.ok & (primal <= tol * form.scale_p) & (dual <= tol * form.scale_d)
-    return x, y, lam, s, ok
+    return x, y, lam, s, ok, system
 
 
-def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> Tensor:
+#: Batches at least this large drop their finished elements after every active-set solve; smaller
+#: ones re-solve them (unchanged: their active set is kept) until all are done, which costs less
+#: than the indexing and lets the backward pass reuse the last factorization.
+COMPACT_BATCH = 128
+
+
+def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
     """Run the primal-dual active-set method from the empty active set.
 
-    Finished elements are written to ``out`` and leave the batch.
+    Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
+    they leave it after each solve.
 
     Returns
     -------
-    The indices ``(k,)`` of the elements not solved in ``settings.active_set_iter`` solves.
+    The indices ``(k,)`` of the elements not solved in ``settings.active_set_iter`` solves, and
+    the factorized system of the last solve when it solved the whole batch (in order) and every
+    element is done (``None`` otherwise).
     """
     B, _, m, _ = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
     live = torch.arange(B, device=form.q.device)
     act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
-    for _ in range(settings.active_set_iter):
-        x, y, lam, s, ok = solve_on(form, act, settings.reg, tol)
-        out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
-        if bool(ok.all()):
-            return live[:0]
-        if bool(ok.any()):
+    whole = True  # the batch still holds every element, in order
+    for i in range(settings.active_set_iter):
+        x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
+        done = int(ok.sum())
+        if done == live.numel():
+            out.put(live, x, y, lam, act)
+            return live[:0], system if whole else None
+        if done and (live.numel() >= COMPACT_BATCH or i == settings.active_set_iter - 1):
+            out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             keep = (~ok).nonzero().squeeze(-1)
-            form, live, act, lam, s = form.take(keep), live[keep], act[keep], lam[keep], s[keep]
-        # Keep the active rows with a positive multiplier, add the violated inactive ones.
-        act = torch.where(act, lam > 0, s < 0)
-    return live
+            form, live, act, lam, s, ok = form.take(keep), live[keep], act[keep], lam[keep], s[keep], ok[keep]
+            whole = False
+        # Keep the active rows with a positive multiplier, add the violated inactive ones; finished
+        # elements keep theirs (they are solved again, unchanged).
+        act = torch.where(ok[:, None], act, torch.where(act, lam > 0, s < 0))
+    return live, None
 
 
 __all__ = ["ActiveSet", "active_rows", "primal_dual_active_set", "solve_on"]

@@ -108,7 +108,7 @@ def interior_point(form: StandardForm, settings: QPSettings, out: Solution, inde
         fresh = untried[idx] | (act != tried[idx]).any(dim=-1)
         idx, act = idx[fresh], act[fresh]
         if idx.numel():
-            px, py, plam, _, ok = solve_on(form.take(idx), act, settings.reg, tol)
+            px, py, plam, _, ok, _ = solve_on(form.take(idx), act, settings.reg, tol)
             out.put(live[idx[ok]], px[ok], py[ok], plam[ok], act[ok])
             done[idx[ok]] = True
             tried[idx], untried[idx] = act, False

@@ -5,7 +5,7 @@ Both linear systems of the QP solver have this form: the interior point's Newton
 set (``H`` = ``Q`` on the free variables, ``C`` = the equality and active rows, ``E`` = 1 on
 inactive rows so that their multipliers are zero). ``H`` is factored once; the first solve also
 forms ``W = H^{-1} C'`` (in the same triangular solves as its right-hand side) and the small
-Schur complement ``S = C W + E``.
+Schur complement ``S = C W + E`` (factored too, unless it is ``1 x 1``: one row, a division).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class SaddlePoint:
         self.C, self.E, self.reg = C, E, reg
         self.k = C.shape[-2]
         self.W: Tensor | None = None
+        #: Cholesky factor of the Schur complement ``(B, k, k)``; for ``k == 1`` the complement itself ``(B, 1)``.
         self.Ls: Tensor | None = None
 
     def _schur(self, r1: Tensor) -> Tensor:
@@ -80,8 +81,12 @@ class SaddlePoint:
         if self.E is not None:
             S.diagonal(dim1=-2, dim2=-1).add_(self.E)
         S.diagonal(dim1=-2, dim2=-1).add_(self.reg * (1.0 + S.detach().abs().amax(dim=(-2, -1), keepdim=True)[..., 0]))
-        self.Ls, info = torch.linalg.cholesky_ex(S)
-        self.ok = self.ok & (info == 0)
+        if self.k == 1:  # one row (e.g. the budget): a positive scalar, no factorization
+            self.Ls = S[..., 0]
+            self.ok = self.ok & (self.Ls[:, 0] > 0)
+        else:
+            self.Ls, info = torch.linalg.cholesky_ex(S)
+            self.ok = self.ok & (info == 0)
         return sol[..., self.k]
 
     def solve(self, r1: Tensor, r2: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,7 +97,8 @@ class SaddlePoint:
             v = torch.cholesky_solve(r1.unsqueeze(-1), self.L).squeeze(-1)
         if not self.k:
             return v, r2
-        dy = torch.cholesky_solve((bmv(self.C, v) - r2).unsqueeze(-1), self.Ls).squeeze(-1)
+        rhs = bmv(self.C, v) - r2
+        dy = rhs / self.Ls if self.k == 1 else torch.cholesky_solve(rhs.unsqueeze(-1), self.Ls).squeeze(-1)
         return v - bmv(self.W, dy), dy
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.active_set import ActiveSet, primal_dual_active_set
@@ -47,19 +48,24 @@ class _QPFunction(torch.autograd.Function):
         form = StandardForm.build(Q, q, G, h, A, b)
         B, n, m, p = form.shape
         sol = Solution.empty(B, n, m, p, q)
-        left = primal_dual_active_set(form, settings, sol)
+        left, system = primal_dual_active_set(form, settings, sol)
         if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
             raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
         elif left.numel():
             interior_point(form.take(left), settings, sol, left, B)
-        ctx.settings = settings
+        # The last active-set factorization is the backward pass's system when it covers the whole
+        # batch; otherwise backward factors the system of the final active sets.
+        ctx.settings, ctx.system = settings, system
         ctx.save_for_backward(Q, q, G, h, A, b, sol.x, sol.y, sol.lam, sol.act)
         return sol.x
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_x):  # type: ignore[override]
         Q, q, G, h, A, b, x, y, lam, act = ctx.saved_tensors
-        system = ActiveSet(StandardForm.build(Q, q, G, h, A, b), act, ctx.settings.reg)
+        system, ctx.system = ctx.system, None  # a second backward (retain_graph) factors the system again
+        if system is None:
+            system = ActiveSet(StandardForm.build(Q, q, G, h, A, b), act, ctx.settings.reg)
         dx, dy, dlam = system.adjoint(grad_x)
         need = ctx.needs_input_grad
         gQ = _grad_shared(0.5 * (_outer(dx, x) + _outer(x, dx)), Q) if need[0] else None

@@ -15,8 +15,12 @@ from torch import Tensor
 
 
 def bmv(M: Tensor, v: Tensor) -> Tensor:
-    """``M @ v`` for ``M (B, r, c)`` or shared ``(r, c)`` and ``v (B, c)`` -> ``(B, r)``."""
-    return v @ M.mT if M.ndim == 2 else (M @ v.unsqueeze(-1)).squeeze(-1)
+    """``M @ v`` for ``M (B, r, c)`` or shared ``(r, c)`` and ``v (B, c)`` -> ``(B, r)``.
+
+    Computed as ``v' M'`` (row vectors): on CPU this batched product is several times faster than
+    ``M v`` (a batch of matrix-vector products) for square ``M``.
+    """
+    return v @ M.mT if M.ndim == 2 else (v.unsqueeze(-2) @ M.mT).squeeze(-2)
 
 
 def bmtv(M: Tensor, v: Tensor) -> Tensor:
