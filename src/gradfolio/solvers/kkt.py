@@ -44,6 +44,15 @@ def cholesky(H: Tensor, scale: Tensor, reg: float) -> tuple[Tensor, Tensor]:
     return L, info == 0
 
 
+def cho_solve(L: Tensor, R: Tensor) -> Tensor:
+    """``(L L')^{-1} R`` for ``L (B, k, k)`` lower triangular and ``R (B, k, r)``.
+
+    Two batched triangular solves: on CPU (MKL) faster than ``torch.cholesky_solve``, which
+    solves the batch one LAPACK call at a time.
+    """
+    return torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, R, upper=False), upper=True)
+
+
 class SaddlePoint:
     """Solver of ``H dx + C' dy = r1``, ``C dx - diag(E) dy = r2`` for a batch.
 
@@ -75,7 +84,7 @@ class SaddlePoint:
         """Form ``W``, factor ``S``; return ``H^{-1} r1`` from the same solve."""
         B = self.L.shape[0]
         rhs = torch.cat([self.C.mT.expand(B, -1, -1), r1.unsqueeze(-1)], dim=-1)
-        sol = torch.cholesky_solve(rhs, self.L)
+        sol = cho_solve(self.L, rhs)
         self.W = sol[..., : self.k]
         S = self.C @ self.W
         if self.E is not None:
@@ -94,12 +103,12 @@ class SaddlePoint:
         if self.W is None and self.k:
             v = self._schur(r1)
         else:
-            v = torch.cholesky_solve(r1.unsqueeze(-1), self.L).squeeze(-1)
+            v = cho_solve(self.L, r1.unsqueeze(-1)).squeeze(-1)
         if not self.k:
             return v, r2
         rhs = bmv(self.C, v) - r2
-        dy = rhs / self.Ls if self.k == 1 else torch.cholesky_solve(rhs.unsqueeze(-1), self.Ls).squeeze(-1)
+        dy = rhs / self.Ls if self.k == 1 else cho_solve(self.Ls, rhs.unsqueeze(-1)).squeeze(-1)
         return v - bmv(self.W, dy), dy
 
 
-__all__ = ["SaddlePoint", "cholesky"]
+__all__ = ["SaddlePoint", "cho_solve", "cholesky"]
