@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchutil import keep_freed_memory
+from benchutil import best_of_rounds, keep_freed_memory
 from gradfolio.allocation import MarkowitzNet, RecurrentNet, SharpeLoss, make_network
 from gradfolio.io import atomic_write_json
 from gradfolio.seeding import resolve_device
@@ -145,14 +145,11 @@ def main() -> None:
     except ImportError as exc:
         models, deepdow_note = {}, f"deepdow not importable ({exc}); pip install --no-deps deepdow"
     models.update(gradfolio_models())
-    best: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.rounds):  # interleaved, best of rounds: robust to other load on the machine
-        for name, (model, loss) in models.items():
-            try:
-                best[name].append(throughput(model, loss, device, dtype, args.seconds))
-            except Exception as exc:  # a peer failing on this device/dtype is reported, not fatal
-                print(f"{name}: failed ({type(exc).__name__}: {exc})")
-    rows = {name: max(v) if v else float("nan") for name, v in best.items()}
+    measures = {
+        name: lambda m=model, f=loss: (throughput(m, f, device, dtype, args.seconds), None)
+        for name, (model, loss) in models.items()
+    }
+    rows = {name: sps for name, (sps, _) in best_of_rounds(measures, args.rounds, best=max).items()}
     ref = rows.get("deepdow BachelierNet (cvxpylayers)", float("nan"))
     print(f"\n{N_ASSETS} assets, lookback {LOOKBACK}, horizon {HORIZON}, batch {BATCH}, hidden {HIDDEN}, "
           f"{args.device} {args.dtype}, {args.threads} threads ({deepdow_note})")

@@ -35,7 +35,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from benchutil import keep_freed_memory
+from benchutil import best_of_rounds, keep_freed_memory
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.solvers import ConvexProblem, PortfolioConstraints
 
@@ -131,22 +131,9 @@ def time_fwd_bwd(layer, mu, cov, seconds: float) -> tuple[float, torch.Tensor]:
     return statistics.median(times[1:]), w.detach()
 
 
-def best_of_rounds(layers: dict, mu, cov, rounds: int, seconds: float) -> dict[str, tuple[float, torch.Tensor]]:
-    """Time every layer in interleaved rounds; the best round's median counts (the machine may be shared).
-
-    A layer that raises is reported as ``(nan, None)``.
-    """
-    best: dict[str, tuple[float, torch.Tensor | None]] = {}
-    for _ in range(rounds):
-        for name, layer in layers.items():
-            try:
-                sec, w = time_fwd_bwd(layer, mu, cov, seconds)
-            except Exception as exc:  # a peer failing is a result, not a crash
-                print(f"{name} n={mu.shape[-1]}: failed ({type(exc).__name__}: {exc})")
-                sec, w = float("nan"), None
-            if name not in best or sec < best[name][0]:
-                best[name] = (sec, w)
-    return best
+def timer(layer, mu, cov, seconds: float):
+    """A measure for :func:`benchutil.best_of_rounds`: ``time_fwd_bwd`` of ``layer`` on ``mu, cov``."""
+    return lambda: time_fwd_bwd(layer, mu, cov, seconds)
 
 
 def main() -> None:
@@ -171,8 +158,8 @@ def main() -> None:
     for n in args.sizes:
         mu, cov = problems(args.batch, n, dtype, device)
         ref = reference(mu[:8].double().cpu().numpy(), cov[:8].double().cpu().numpy())
-        layers = {name: make(n) for name, make in contenders()}
-        for name, (sec, w) in best_of_rounds(layers, mu, cov, args.rounds, args.seconds).items():
+        measures = {name: timer(make(n), mu, cov, args.seconds) for name, make in contenders()}
+        for name, (sec, w) in best_of_rounds(measures, args.rounds, context=f" n={n}").items():
             err = float("nan") if w is None else float(np.abs(w[:8].double().cpu().numpy() - ref).max())
             rows.append({"solver": name, "n": n, "batch": args.batch, "ms": sec * 1e3, "max_weight_error": err})
     for n in args.sizes:
@@ -185,7 +172,7 @@ def main() -> None:
     for B in args.large_batches:
         n = 50
         mu, cov = problems(B, n, dtype, device, seed=1)
-        sec, _ = best_of_rounds({"gradfolio": gradfolio_layer(n)}, mu, cov, args.rounds, args.seconds)["gradfolio"]
+        sec, _ = best_of_rounds({"gradfolio": timer(gradfolio_layer(n), mu, cov, args.seconds)}, args.rounds)["gradfolio"]
         large.append({"solver": "gradfolio", "n": n, "batch": B, "ms": sec * 1e3, "ms_per_problem": sec * 1e3 / B})
 
     meta = {"device": str(device), "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__,

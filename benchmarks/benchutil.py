@@ -7,12 +7,17 @@ touch, which costs ~2 us per 4 KiB page on the virtual machines these benchmarks
 (a few ms per solve, more than the arithmetic). PyTorch's CPU performance guide recommends a
 caching allocator (jemalloc/tcmalloc) for the same reason. The setting is made once, at the
 start of a run, so it applies to every contender in that run alike.
+
+:func:`best_of_rounds` times contenders in interleaved rounds and keeps each one's best round,
+so that load from elsewhere on a shared machine does not decide a ratio.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable, Mapping
+from typing import Any
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
@@ -29,3 +34,34 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+def best_of_rounds(
+    measures: Mapping[str, Callable[[], tuple[float, Any]]], rounds: int, best: Callable = min, context: str = ""
+) -> dict[str, tuple[float, Any]]:
+    """Call every measure once per round, interleaved, and keep each one's best result.
+
+    Parameters
+    ----------
+    measures
+        ``name -> measure``; a measure returns ``(value, payload)`` (e.g. seconds and the output).
+    rounds
+        Rounds of calls.
+    best
+        ``min`` (times) or ``max`` (throughputs), applied to the values.
+    context
+        Appended to the name in the message of a failing measure.
+
+    Returns
+    -------
+    ``name -> (value, payload)`` of the best round; ``(nan, None)`` for a measure that failed in
+    every round (a peer failing on this device or dtype is reported, not fatal).
+    """
+    results: dict[str, list[tuple[float, Any]]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            try:
+                results[name].append(measure())
+            except Exception as exc:  # noqa: BLE001 - any peer failure is a result
+                print(f"{name}{context}: failed ({type(exc).__name__}: {exc})")
+    return {name: best(r, key=lambda t: t[0]) if r else (float("nan"), None) for name, r in results.items()}
