@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradfolio.errors import ConfigError, SolverError
-from gradfolio.solvers import QPSettings, solve_qp
+from gradfolio.solvers import PortfolioConstraints, QPSettings, qp, solve_qp
 
 
 def random_qp(gen, B, n, m, p, cond=10.0, shared=True):
@@ -216,3 +216,27 @@ def test_backward_reuses_forward_factorization_and_second_backward_rebuilds_it(g
         for e in torch.eye(8, dtype=torch.float64)[:, None, :].expand(8, 4, 8)
     ])
     assert float((g1.sum(0) - fd).abs().max()) < 1e-6
+
+
+def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypatch):
+    # Sample covariances of real returns with gamma = 100: |Qx| ~ 30 >> |q|. The dual residual is
+    # judged relative to |Qx|, so the solve's round-off (~1e-9 here) does not send the elements
+    # to the interior point (it did when the scale was 1 + |q|).
+    from skfolio.datasets import load_sp500_dataset
+
+    prices = load_sp500_dataset().to_numpy()[:, :20]
+    returns = torch.tensor(np.diff(np.log(prices), axis=0), dtype=torch.float64)
+    windows = torch.stack([returns[s:s + 252] for s in range(0, 16 * 200, 200)])
+    mu = windows.mean(dim=1) * 252
+    centered = windows - windows.mean(dim=1, keepdim=True)
+    S = centered.mT @ centered / 251 * 252
+    c = PortfolioConstraints(long_only=True).compile(20).tensors()
+
+    def no_interior_point(*args):
+        raise AssertionError("the interior point was called")
+
+    monkeypatch.setattr(qp, "interior_point", no_interior_point)
+    x = solve_qp(100.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
+    for i in (0, 7):
+        ref = refs.portfolio(PortfolioConstraints(long_only=True), mu[i].numpy(), S[i].numpy(), 100.0, 0.0)
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)

@@ -131,20 +131,22 @@ class ActiveSet:
         x_free = x_free * self.valid
         return (base + x_free if self.idx is None else base.scatter_add(1, self.idx, x_free)), nu
 
-    def _multipliers(self, x: Tensor, nu: Tensor, lin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``y (B, p)``, ``lam (B, m)`` and the dual residual ``Qx + lin + G'lam + A'y (B, n)``.
+    def _multipliers(self, x: Tensor, nu: Tensor, lin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``y (B, p)``, ``lam (B, m)``, the dual residual ``Qx + lin + G'lam + A'y (B, n)`` and ``Qx (B, n)``.
 
         An active bound row ``c x_j <= h`` gets ``lam = -r_j / c``, where ``r`` is the residual
         without the bound rows, which makes the residual zero on the fixed variables.
         """
         f, p = self.form, self.form.b.shape[-1]
-        r = f.Qx(x) + lin + bmtv(f.R, nu)
+        Qx = f.Qx(x)
+        r = Qx + lin + bmtv(f.R, nu)
         lam_b = -r[:, f.cols] / f.coef * self.share
         rd = r.index_add(1, f.cols, f.coef * lam_b)
-        return nu[:, :p], torch.cat([nu[:, p:], lam_b], dim=-1), rd
+        return nu[:, :p], torch.cat([nu[:, p:], lam_b], dim=-1), rd, Qx
 
-    def polish(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Solve the equality-constrained QP: ``x (B, n)``, ``y (B, p)``, ``lam (B, m)`` and the dual residual ``(B, n)``."""
+    def polish(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Solve the equality-constrained QP: ``x (B, n)``, ``y (B, p)``, ``lam (B, m)``, the dual residual
+        and ``Qx`` ``(B, n)``."""
         f, x0 = self.form, self.x_fixed
         rc = f.r - bmv(f.R, x0)
         rc = rc if self.row_on is None else rc * self.row_on
@@ -157,7 +159,7 @@ class ActiveSet:
         Returns ``(dx (B, n), dy (B, p), dlam (B, m))`` (``dlam`` zero on inactive rows).
         """
         dx, dnu = self._solve(-grad_x, grad_x.new_zeros(self.C.shape[:2]), torch.zeros_like(grad_x))
-        dy, dlam, _ = self._multipliers(dx, dnu, grad_x)
+        dy, dlam, _, _ = self._multipliers(dx, dnu, grad_x)
         return dx, dy, dlam
 
 
@@ -173,12 +175,12 @@ def solve_on(form: StandardForm, act: Tensor, reg: float, tol: float) -> tuple[T
     gives the backward pass at an accepted solution).
     """
     system = ActiveSet(form, act, reg)
-    x, y, lam, rd = system.polish()
+    x, y, lam, rd, Qx = system.polish()
     s = form.h - form.Gx(x)
     # Scaled KKT violations (NaN compares False, so a failed solve is never accepted).
     primal = torch.maximum(absmax(torch.where(act, s, s.clamp_max(0.0))), absmax(form.Ax(x) - form.b))
     dual = torch.maximum(absmax(lam.clamp_max(0.0)), absmax(rd))
-    ok = system.ok & (primal <= tol * form.scale_p) & (dual <= tol * form.scale_d)
+    ok = system.ok & (primal <= tol * form.scale_p) & (dual <= tol * form.dual_scale(Qx))
     return x, y, lam, s, ok, system
 
 

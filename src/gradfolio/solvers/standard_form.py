@@ -81,7 +81,8 @@ class StandardForm:
     cols, coef
         Column ``(m - mg,)`` and nonzero coefficient ``(m - mg,)`` of each bound row.
     scale_p, scale_d
-        Residual scales ``1 + max|h, b|`` and ``1 + max|q|`` ``(B,)``.
+        Residual scales ``1 + max|h, b|`` and ``1 + max|q|`` ``(B,)`` (the dual one grows with
+        ``|Qx|`` at a point: :meth:`dual_scale`).
     scale_q
         ``max(1, max_i |Q_ii|)`` ``(B,)`` (``(1,)`` for a shared ``Q``): the scale of regularizations.
     R, r
@@ -151,6 +152,14 @@ class StandardForm:
         """``Q x`` ``(B, n)``."""
         return bmv(self.Q, x)
 
+    def dual_scale(self, Qx: Tensor) -> Tensor:
+        """Scale of the dual residual at a point with ``Q x = Qx (B, n)``: ``1 + max(|q|, |Qx|)`` ``(B,)``.
+
+        Relative to the largest term of the gradient, so that a large ``Q`` (a high risk aversion)
+        is not held to more digits than its solve can give.
+        """
+        return torch.maximum(self.scale_d, 1.0 + absmax(Qx))
+
     def Gx(self, x: Tensor) -> Tensor:
         """``G x`` ``(B, m)``, the bound rows as ``coef * x[cols]``."""
         bound = self.coef * x[:, self.cols]
@@ -187,11 +196,12 @@ class StandardForm:
         """KKT residuals ``rd = Qx + q + G'z + A'y``, ``rpe = Ax - b``, ``rpi = Gx + s - h``, the mean
         complementarity ``mu = mean(s z)`` ``(B,)`` and whether each element meets the tolerances
         (scaled residuals ``<= tol``, ``mu <= gap_tol``)."""
-        rd = self.Qx(x) + self.q + self.Gtz(z) + self.Aty(y)
+        Qx = self.Qx(x)
+        rd = Qx + self.q + self.Gtz(z) + self.Aty(y)
         rpe = self.Ax(x) - self.b
         rpi = self.Gx(x) + s - self.h
         gap = (s * z).mean(dim=-1) if s.shape[-1] else s.new_zeros(s.shape[0])
-        ok = (absmax(torch.cat([rpi, rpe], dim=-1)) <= tol * self.scale_p) & (absmax(rd) <= tol * self.scale_d)
+        ok = (absmax(torch.cat([rpi, rpe], dim=-1)) <= tol * self.scale_p) & (absmax(rd) <= tol * self.dual_scale(Qx))
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
