@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from gradfolio.solvers.kkt import SaddlePoint
+from gradfolio.solvers.separable import separable_active_set
 from gradfolio.solvers.settings import QPSettings
 from gradfolio.solvers.standard_form import Solution, StandardForm, absmax, bmtv, bmv
 
@@ -191,7 +192,8 @@ COMPACT_BATCH = 128
 
 
 def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
-    """Run the primal-dual active-set method from the empty active set.
+    """Run the primal-dual active-set method from the separable problem's active set
+    (:func:`~gradfolio.solvers.separable.separable_active_set`; the empty set where it gives none).
 
     Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
     they leave it after each solve.
@@ -205,7 +207,9 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     B, _, m, _ = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
     live = torch.arange(B, device=form.q.device)
-    act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
+    act = separable_active_set(form)
+    if act is None:
+        act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
     whole = True  # the batch still holds every element, in order
     for i in range(settings.active_set_iter):
         x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
