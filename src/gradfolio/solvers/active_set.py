@@ -48,6 +48,17 @@ def active_rows(form: StandardForm, s: Tensor, z: Tensor) -> Tensor:
     return act
 
 
+def bound_fixing(form: StandardForm, act: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For active rows ``act (B, m)``: how many active bound rows fix each variable and the value
+    they fix it at (zero on free variables; the mean for a tie), both ``(B, n)``, and the bound
+    rows' activity as ``0/1`` in ``q``'s dtype ``(B, m - mg)``."""
+    B, n = form.q.shape
+    act_b = act[:, form.mg:].to(form.q.dtype)
+    count = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b)
+    fixed = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b * form.bound_value)
+    return count, fixed / count.clamp_min(1.0), act_b
+
+
 def _gather_square(M: Tensor, idx: Tensor | None, B: int) -> Tensor:
     """``M[b][idx[b]][:, idx[b]]`` ``(B, k, k)`` for ``M (B, n, n)`` or shared ``(n, n)`` and ``idx (B, k)``
     (``idx=None``: all of ``M``)."""
@@ -88,11 +99,9 @@ class ActiveSet:
         B, n, _, p = form.shape
         mg, dtype = form.mg, form.q.dtype
         self.form = form
-        act_b = act[:, mg:].to(dtype)
-        count = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b)
-        fixed = form.q.new_zeros(B, n).index_add_(1, form.cols, act_b * form.bound_value)
+        count, fixed, act_b = bound_fixing(form, act)
         #: Values of the fixed variables (zero on free ones) ``(B, n)``.
-        self.x_fixed = fixed / count.clamp_min(1.0)
+        self.x_fixed = fixed
         #: Each active bound row's share of its variable's multiplier (1, or 1/2 for a tie) ``(B, mb)``.
         self.share = act_b / count[:, form.cols].clamp_min(1.0)
         free = count == 0
@@ -185,6 +194,78 @@ def solve_on(form: StandardForm, act: Tensor, reg: float, tol: float) -> tuple[T
     return x, y, lam, s, ok, system
 
 
+def _starved(form: StandardForm, count: Tensor) -> Tensor:
+    """Whether every variable of the (single) equality row is fixed by a bound row ``(B,)``, from
+    the counts ``(B, n)`` of :func:`bound_fixing`."""
+    return ~((count == 0) & (form.A[..., 0, :] != 0)).any(dim=-1)
+
+
+def _guarded_update(form: StandardForm, act: Tensor, lam: Tensor, s: Tensor) -> Tensor:
+    """A smaller step than the primal-dual update, for an element whose full update would fix
+    every variable of its equality (the budget) by bounds: the equality would then be decided by
+    the bounds alone, and unless they happen to satisfy it the next KKT system is inconsistent
+    and its multipliers meaningless (the method then cycles).
+
+    Keeps the removals (active rows with a nonpositive multiplier) and adds only the most violated
+    inactive row. If every variable is still fixed, it also releases, of the rows that stay
+    active, the one with the smallest multiplier among those whose variable would move ``a'x``
+    toward ``b`` (a lower bound lets its variable rise, an upper bound fall): a swap, as in a
+    pivot of the simplex method.
+    """
+    mg = form.mg
+    new = act & (lam > 0)
+    viol = torch.where(act, torch.inf, s)
+    worst = viol.argmin(dim=-1, keepdim=True)
+    new.scatter_(1, worst, viol.gather(1, worst) < 0)
+    count, x_fixed, _ = bound_fixing(form, new)
+    a = form.A[..., 0, :].expand_as(x_fixed)
+    gap = form.b[:, 0] - (a * x_fixed).sum(dim=-1)
+    toward = gap[:, None] * a[:, form.cols] * -form.coef > 0
+    movable = new[:, mg:] & act[:, mg:] & toward & _starved(form, count)[:, None]
+    score = torch.where(movable, lam[:, mg:], torch.inf)
+    j = score.argmin(dim=-1, keepdim=True)
+    bound = new[:, mg:]
+    bound.scatter_(1, j, bound.gather(1, j) & torch.isinf(score.gather(1, j)))
+    return new
+
+
+def starvable(form: StandardForm) -> Tensor | None:
+    """The number of variables of the (single) equality ``a'x = b`` ``(B,)`` or ``(1,)`` when an
+    update can fix all of them, else ``None``.
+
+    It can only if the bound rows block ``a'x`` in both directions: when every bound row keeps
+    ``a'x`` from falling (say; a lower bound on a variable with ``a_j > 0``), a solve that meets
+    the equality leaves a free variable on the feasible side of its bound whenever ``b`` is
+    feasible (long-only with a budget: the free weights sum to 1, so one is positive).
+    """
+    if form.b.shape[-1] != 1 or not form.cols.numel():
+        return None
+    a = form.A[..., 0, :].reshape(-1, form.q.shape[1])
+    side = a[:, form.cols] * form.coef
+    if not bool(((side > 0).any(dim=-1) & (side < 0).any(dim=-1)).any()):
+        return None
+    return (a != 0).sum(dim=-1)
+
+
+def next_active_set(form: StandardForm, act: Tensor, lam: Tensor, s: Tensor, ok: Tensor, support: Tensor | None) -> Tensor:
+    """The primal-dual update ``(B, m)`` bool: keep the active rows with a positive multiplier, add
+    the violated inactive ones; finished elements (``ok``) keep theirs. Given ``support``
+    (:func:`starvable`), an element whose update would fix every variable of the equality takes
+    :func:`_guarded_update` instead.
+    """
+    new = torch.where(act, lam > 0, s < 0)
+    # Fixing every variable of the equality takes at least as many active bound rows: a cheap screen.
+    if support is not None and bool(((new[:, form.mg:].count_nonzero(dim=-1) >= support) & ~ok).any()):
+        starved = _starved(form, bound_fixing(form, new)[0]) & ~ok
+        if bool(starved.any()):
+            new = torch.where(starved[:, None], _guarded_update(form, act, lam, s), new)
+    return torch.where(ok[:, None], act, new)
+
+
+#: The active-set method looks for cycles from this solve on (index from 0); earlier, a set seen
+#: before is rare and the check would cost every problem its few tensor ops.
+CYCLE_CHECK_FROM = 4
+
 #: Batches at least this large drop their finished elements after every active-set solve; smaller
 #: ones re-solve them (unchanged: their active set is kept) until all are done, which costs less
 #: than the indexing and lets the backward pass reuse the last factorization.
@@ -196,13 +277,15 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     (:func:`~gradfolio.solvers.separable.separable_active_set`; the empty set where it gives none).
 
     Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
-    they leave it after each solve.
+    they leave it after each solve. An element whose update (:func:`next_active_set`) returns to
+    an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
+    the others go on) and goes to the interior point.
 
     Returns
     -------
-    The indices ``(k,)`` of the elements not solved in ``settings.active_set_iter`` solves, and
-    the factorized system of the last solve when it solved the whole batch (in order) and every
-    element is done (``None`` otherwise).
+    The indices ``(k,)`` of the elements not solved (cycling, or not done in
+    ``settings.active_set_iter`` solves), and the factorized system of the last solve when it
+    solved the whole batch (in order) and every element is done (``None`` otherwise).
     """
     B, _, m, _ = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
@@ -210,22 +293,37 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     act = separable_active_set(form)
     if act is None:
         act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
+    support = starvable(form)
+    cycling = torch.zeros(B, dtype=torch.bool, device=form.q.device)
+    tried: list[Tensor] = []  # the active sets solved so far, (live, m) each
+    left: list[Tensor] = []  # cycling elements that left the batch
     whole = True  # the batch still holds every element, in order
     for i in range(settings.active_set_iter):
         x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
-        done = int(ok.sum())
-        if done == live.numel():
-            out.put(live, x, y, lam, act)
-            return live[:0], system if whole else None
-        if done and (live.numel() >= COMPACT_BATCH or i == settings.active_set_iter - 1):
+        tried.append(act)
+        new = next_active_set(form, act, lam, s, ok, support)
+        if i >= CYCLE_CHECK_FROM:
+            cycling = cycling | (~ok & (torch.stack(tried) == new).all(dim=-1).any(dim=0))
+            done, stopped = torch.stack([ok, cycling]).count_nonzero(dim=-1).tolist()
+        else:
+            done, stopped = int(ok.sum()), 0
+        if done + stopped == live.numel():
+            if done == live.numel():
+                out.put(live, x, y, lam, act)
+            else:
+                out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
+            unsolved = [*left, live[cycling]] if stopped else left
+            return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
+        if (done or stopped) and (live.numel() >= COMPACT_BATCH or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
-            keep = (~ok).nonzero().squeeze(-1)
-            form, live, act, lam, s, ok = form.take(keep), live[keep], act[keep], lam[keep], s[keep], ok[keep]
+            left.append(live[cycling])
+            keep = (~ok & ~cycling).nonzero().squeeze(-1)
+            form, live, act, new, cycling = form.take(keep), live[keep], act[keep], new[keep], cycling[keep]
+            tried = [t[keep] for t in tried]
             whole = False
-        # Keep the active rows with a positive multiplier, add the violated inactive ones; finished
-        # elements keep theirs (they are solved again, unchanged).
-        act = torch.where(ok[:, None], act, torch.where(act, lam > 0, s < 0))
-    return live, None
+        # Cycling elements keep their set (solved again, unchanged, like the finished ones).
+        act = torch.where(cycling[:, None], act, new) if stopped else new
+    return torch.cat([*left, live]), None
 
 
-__all__ = ["ActiveSet", "active_rows", "primal_dual_active_set", "solve_on"]
+__all__ = ["ActiveSet", "active_rows", "bound_fixing", "next_active_set", "primal_dual_active_set", "solve_on", "starvable"]

@@ -1,0 +1,124 @@
+"""The primal-dual active-set method's safeguards: the guarded update for a starved equality and
+the hand-over of cycling elements to the interior point."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gradfolio.solvers import PortfolioConstraints, active_set, qp, solve_qp
+from gradfolio.solvers.active_set import next_active_set, starvable
+from gradfolio.solvers.standard_form import StandardForm
+
+
+def box_budget_form(n, lo, hi, budget=True):
+    """``min 1/2 |x|^2 s.t. sum x = 1, lo <= x <= hi`` (bound rows: lower ones, then upper ones)."""
+    eye = torch.eye(n, dtype=torch.float64)
+    G = torch.cat([-eye, eye])
+    h = torch.tensor([-lo] * n + [hi] * n, dtype=torch.float64)[None]
+    A = torch.ones(1 if budget else 0, n, dtype=torch.float64)
+    b = torch.ones(1, 1 if budget else 0, dtype=torch.float64)
+    return StandardForm.build(eye, torch.zeros(1, n, dtype=torch.float64), G, h, A, b)
+
+
+def rows(lower, upper):
+    return torch.tensor([lower + upper])
+
+
+def test_starvable_only_when_bounds_block_both_directions():
+    assert starvable(box_budget_form(3, 0.0, 0.45)).tolist() == [3]
+    long_only = PortfolioConstraints(long_only=True).compile(3).tensors()
+    form = StandardForm.build(torch.eye(3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
+                              long_only["G"], long_only["h0"][None], long_only["A"], long_only["b"][None])
+    assert starvable(form) is None  # only lower bounds with a budget of positive weights
+    assert starvable(box_budget_form(3, 0.0, 0.45, budget=False)) is None
+
+
+def test_guarded_update_adds_only_the_most_violated_row():
+    # x0 at its upper bound 0.4; the solve gave x1 = 0.8 (above 0.4) and x2 = -0.2 (below 0): the
+    # full update fixes all three at 0.4 + 0.4 + 0 != 1, an inconsistent system.
+    form = box_budget_form(3, 0.0, 0.4)
+    act = rows([0, 0, 0], [1, 0, 0]).bool()
+    lam = rows([0.0, 0.0, 0.0], [0.3, 0.0, 0.0]).double()
+    x = torch.tensor([[0.4, 0.8, -0.2]], dtype=torch.float64)
+    s = form.h - form.Gx(x)
+    full = torch.where(act, lam > 0, s < 0)
+    assert full.tolist() == rows([0, 0, 1], [1, 1, 0]).bool().tolist()
+    new = next_active_set(form, act, lam, s, torch.tensor([False]), starvable(form))
+    assert new.tolist() == rows([0, 0, 0], [1, 1, 0]).bool().tolist()
+
+
+def test_guarded_update_swaps_when_one_row_still_fixes_everything():
+    # x0 at its upper bound 0.45, x1 at its lower bound 0: the budget puts x2 at 0.55, above 0.45.
+    # Fixing x2 too leaves a'x = 0.9 < 1, so the lower bound of x1 (the only row that lets a'x
+    # rise) is released.
+    form = box_budget_form(3, 0.0, 0.45)
+    act = rows([0, 1, 0], [1, 0, 0]).bool()
+    lam = rows([0.0, 0.2, 0.0], [0.3, 0.0, 0.0]).double()
+    s = form.h - form.Gx(torch.tensor([[0.45, 0.0, 0.55]], dtype=torch.float64))
+    new = next_active_set(form, act, lam, s, torch.tensor([False]), starvable(form))
+    assert new.tolist() == rows([0, 0, 0], [1, 0, 1]).bool().tolist()
+
+
+def sp500_windows(B, n):
+    """Sample means and covariances (annualized) of 252-day windows of S&P 500 constituents."""
+    from skfolio.datasets import load_sp500_dataset
+
+    prices = load_sp500_dataset().to_numpy()[:, :n]
+    returns = torch.tensor(np.diff(np.log(prices), axis=0), dtype=torch.float64)
+    starts = torch.randint(0, returns.shape[0] - 252, (B,), generator=torch.Generator().manual_seed(0))
+    windows = torch.stack([returns[s:s + 252] for s in starts])
+    centered = windows - windows.mean(dim=1, keepdim=True)
+    return windows.mean(dim=1) * 252, centered.mT @ centered / 251 * 252
+
+
+def test_max_weight_portfolios_are_finished_by_the_active_set_method(refs, monkeypatch):
+    # Long-only with max_weight = 0.3 on real covariances: without the guarded update some
+    # elements' updates fix every weight (an inconsistent budget) and cycle into the interior point.
+    mu, S = sp500_windows(32, 20)
+    spec = PortfolioConstraints(long_only=True, max_weight=0.3)
+    c = spec.compile(20).tensors()
+
+    def no_interior_point(*args):
+        raise AssertionError("the interior point was called")
+
+    monkeypatch.setattr(qp, "interior_point", no_interior_point)
+    x = solve_qp(2.0 * S + 0.01 * torch.eye(20, dtype=torch.float64), -mu, c["G"], c["h0"], c["A"], c["b"])
+    for i in (0, 13, 31):
+        ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 2.0, 0.01)
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+
+
+def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
+    # Force element 0 to alternate between two active sets: it is found cycling at the first
+    # check and solved by the interior point; the others finish in the active-set method.
+    n = 12
+    S = refs.cov(gen, 4, n, 1e2)
+    mu = 0.01 * torch.randn(4, n, generator=gen, dtype=torch.float64)
+    c = PortfolioConstraints(long_only=True).compile(n).tensors()
+    update = active_set.next_active_set
+
+    def cycle_first(form, act, *args):
+        new = update(form, act, *args)
+        if new.shape[0] == 4:
+            new[0] = False
+            new[0, len(tried) % 2] = True
+        return new
+
+    tried, handed = [], []
+    solve_on = active_set.solve_on
+    monkeypatch.setattr(active_set, "next_active_set", cycle_first)
+    monkeypatch.setattr(active_set, "solve_on", lambda *a: tried.append(1) or solve_on(*a))
+    interior_point = qp.interior_point
+
+    def record(form, settings, out, index, B):
+        handed.append(index.tolist())
+        interior_point(form, settings, out, index, B)
+
+    monkeypatch.setattr(qp, "interior_point", record)
+    x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
+    assert handed == [[0]]
+    assert len(tried) == active_set.CYCLE_CHECK_FROM + 1
+    for i in range(4):
+        ref = refs.portfolio(PortfolioConstraints(long_only=True), mu[i].numpy(), S[i].numpy(), 5.0, 0.0)
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
