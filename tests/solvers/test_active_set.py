@@ -122,3 +122,18 @@ def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
     for i in range(4):
         ref = refs.portfolio(PortfolioConstraints(long_only=True), mu[i].numpy(), S[i].numpy(), 5.0, 0.0)
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+
+
+def test_batched_budget_row_with_two_sided_bounds_in_a_compacted_batch(gen, refs):
+    # A per-element equality row (B, 1, n) with bounds on both sides: the starvation screen keeps
+    # one count per element, which must follow the batch as finished elements leave it.
+    B, n = active_set.COMPACT_BATCH + 8, 10
+    S = refs.cov(gen, B, n, 1e2)
+    mu = 0.05 * torch.randn(B, n, generator=gen, dtype=torch.float64)
+    spec = PortfolioConstraints(long_only=True, max_weight=0.3)
+    c = spec.compile(n).tensors()
+    A = c["A"].expand(B, 1, n).clone()
+    x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], A, c["b"])
+    for i in (0, B - 1):
+        ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 5.0, 0.0)
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)

@@ -320,6 +320,8 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
             keep = (~ok & ~cycling).nonzero().squeeze(-1)
             form, live, act, new, cycling = form.take(keep), live[keep], act[keep], new[keep], cycling[keep]
             tried = [t[keep] for t in tried]
+            if support is not None and support.shape[0] > 1:  # one per element (a batched A)
+                support = support[keep]
             whole = False
         # Cycling elements keep their set (solved again, unchanged, like the finished ones).
         act = torch.where(cycling[:, None], act, new) if stopped else new
