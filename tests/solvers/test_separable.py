@@ -65,12 +65,14 @@ def test_diagonal_problem_is_solved_by_the_first_solve(gen, refs, monkeypatch, b
     np.testing.assert_allclose(x[0].numpy(), ref, atol=1e-7)
 
 
-def test_no_guess_with_general_rows_or_several_equalities(gen):
+def test_general_rows_start_inactive_and_several_equalities_give_no_guess(gen):
     Q, q, G, h, A, b = bound_problem(gen, 2, 5, True)
-    general = torch.cat([torch.ones(1, 5, dtype=torch.float64), G])
-    assert separable_active_set(StandardForm.build(Q, q, general, torch.cat([h[:, :1], h], 1), A, b)) is None
+    bounds_only = separable_active_set(StandardForm.build(Q, q, G, h, A, b))
+    assert bounds_only.shape == h.shape
+    general = torch.cat([torch.ones(1, 5, dtype=torch.float64), G])  # a group row first
+    act = separable_active_set(StandardForm.build(Q, q, general, torch.cat([h[:, :1], h], 1), A, b))
+    assert not act[:, 0].any() and torch.equal(act[:, 1:], bounds_only)
     assert separable_active_set(StandardForm.build(Q, q, G, h, torch.cat([A, A]), torch.cat([b, b], 1))) is None
-    assert separable_active_set(StandardForm.build(Q, q, G, h, A, b)).shape == h.shape
 
 
 def test_long_only_portfolios_need_fewer_solves_from_the_guess(gen, refs, monkeypatch):

@@ -1,7 +1,8 @@
 """First guess of the active set: the exact solution of the QP with ``Q`` replaced by its diagonal.
 
-For a QP whose only inequalities are bounds and which has at most one equality (the budget),
-the *separable* problem::
+For a QP with bound rows and at most one equality (the budget), the *separable* problem keeps
+the bounds and the equality, drops the general inequality rows (groups, leverage, turnover) and
+replaces ``Q`` by its diagonal::
 
     min_x  sum_i 1/2 d_i x_i^2 + q_i x_i   s.t.  a'x = b,  lo <= x <= hi     (d = diag Q)
 
@@ -12,7 +13,7 @@ free and clamped parts of ``g`` with cumulative sums gives ``g`` on every piece,
 ``g(nu) = b`` in ``O(n log n)`` per element, without a loop.
 
 The bounds it clamps are the primal-dual active-set method's starting active set
-(:func:`~gradfolio.solvers.active_set.primal_dual_active_set`). On portfolio problems most
+(:func:`~gradfolio.solvers.active_set.primal_dual_active_set`; general rows start inactive). On portfolio problems most
 assets of the solution sit at a bound, and the separable problem finds most of them: at
 ``n = 50`` the method then needs about 4 solves instead of 6, each on the few free assets,
 instead of starting with a solve over all ``n``. The guess only chooses where the method
@@ -70,9 +71,9 @@ def _multiplier(v: Tensor, a: Tensor, w: Tensor, lo: Tensor, hi: Tensor, b: Tens
 
 def _unclamped(form: StandardForm) -> tuple[Tensor, Tensor, Tensor] | None:
     """``v - nu w`` at the root (before clipping) and the bounds ``lo, hi``, all ``(B, n)``;
-    ``None`` when the problem has general inequality rows or several equalities."""
+    ``None`` when the problem has no bound rows or several equalities."""
     B, n, m, p = form.shape
-    if form.mg or p > 1 or not m:
+    if p > 1 or not form.cols.numel():
         return None
     lo, hi = _bounds(form)
     d = form.Q.diagonal(dim1=-2, dim2=-1).expand(B, n).clamp_min(1e-12 * form.scale_q[:, None])
@@ -86,8 +87,8 @@ def _unclamped(form: StandardForm) -> tuple[Tensor, Tensor, Tensor] | None:
 
 def separable_solution(form: StandardForm) -> Tensor | None:
     """Solution ``x (B, n)`` of the separable problem (module docstring), NaN for an element where
-    no root of the budget was found; ``None`` unless the only inequalities are bound rows and
-    there is at most one equality.
+    no root of the budget was found; ``None`` unless there are bound rows and at most one
+    equality.
 
     A zero or negative diagonal entry of ``Q`` is raised to ``1e-12`` times the scale of ``Q``.
     """
@@ -96,8 +97,9 @@ def separable_solution(form: StandardForm) -> Tensor | None:
 
 
 def separable_active_set(form: StandardForm) -> Tensor | None:
-    """The bound rows that clamp the separable solution, ``(B, m)`` bool (``None`` where
-    :func:`separable_solution` gives none; no rows for an element without a solution).
+    """The bound rows that clamp the separable solution, ``(B, m)`` bool, general rows inactive
+    (``None`` where :func:`separable_solution` gives none; no rows for an element without a
+    solution).
 
     A row is active where its variable sits at the row's value and the unclipped value lies on or
     beyond it, so that of a fixed variable (``lo == hi``) only the side it was clipped from is.
@@ -108,7 +110,8 @@ def separable_active_set(form: StandardForm) -> Tensor | None:
     u, lo, hi = parts
     x = torch.minimum(torch.maximum(u, lo), hi)[:, form.cols]
     u = u[:, form.cols]
-    return (x == form.bound_value) & (form.coef * (u - form.bound_value) >= 0)
+    bound = (x == form.bound_value) & (form.coef * (u - form.bound_value) >= 0)
+    return torch.cat([bound.new_zeros(bound.shape[0], form.mg), bound], dim=-1) if form.mg else bound
 
 
 __all__ = ["separable_active_set", "separable_solution"]
