@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers import ConvexProblem, Group, PortfolioConstraints, QPSettings
+from gradfolio.solvers.problem import default_settings
 
 N = 8
 SPECS = {
@@ -41,6 +42,22 @@ def test_weights_match_clarabel(gen, refs, name, cond):
     for i in range(mu.shape[0]):
         ref = refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), gamma, alpha, w_prev[i].numpy())
         np.testing.assert_allclose(w[i].numpy(), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["leverage", "turnover", "all"])
+def test_auxiliary_variable_specs_start_in_the_interior_point_and_match_either_way(gen, refs, name):
+    # Leverage and turnover default to the interior point first (default_settings); the
+    # active-set method first (QPSettings()) reaches the same weights.
+    spec = SPECS[name]
+    assert default_settings(spec).active_set_iter == 0
+    assert ConvexProblem(N, spec).settings.active_set_iter == 0
+    assert ConvexProblem(N, spec, settings=QPSettings()).settings.active_set_iter == QPSettings().active_set_iter
+    mu, cov, w_prev = inputs(gen, refs)
+    w = ConvexProblem(N, spec, settings=QPSettings()).solve(mu, cov=cov, gamma=3.0, alpha=0.01, w_prev=w_prev)
+    for i in range(mu.shape[0]):
+        ref = refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), 3.0, 0.01, w_prev[i].numpy())
+        np.testing.assert_allclose(w[i].numpy(), ref, atol=1e-6)
+    assert default_settings(SPECS["groups"]) == QPSettings()
 
 
 def test_factor_equals_covariance(gen):

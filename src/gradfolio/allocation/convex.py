@@ -40,7 +40,8 @@ class ConvexAllocator(nn.Module):
     cvxpy_constraints
         ``w -> list of cvxpy constraints`` added to the declarative ones (``"cvxpylayers"`` only).
     settings
-        :class:`~gradfolio.solvers.QPSettings` of the ``"qp"`` back end.
+        :class:`~gradfolio.solvers.QPSettings` of the ``"qp"`` back end (default:
+        :func:`~gradfolio.solvers.problem.default_settings`).
     """
 
     def __init__(
