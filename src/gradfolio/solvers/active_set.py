@@ -12,10 +12,13 @@ a unit diagonal on the inactive rows so that their multipliers are zero. Everyth
 each element has its own active set, the matrices keep their size.
 
 - **Primal-dual active-set method** (Hintermueller, Ito & Kunisch 2002, a semismooth Newton
-  method): solve on a guess of the active set, then keep the rows whose multiplier is positive
-  and add the rows the solution violates, until the KKT conditions hold. It stops with the exact
-  solution, typically after 3-7 solves for portfolio problems; it can cycle on general problems,
-  so the elements it leaves after ``active_set_iter`` solves go to the interior point.
+  method): solve on a guess of the active set (first the separable problem's,
+  :mod:`gradfolio.solvers.separable`), then keep the rows whose multiplier is positive and add
+  the rows the solution violates, until the KKT conditions hold. It stops with the exact
+  solution, typically after 3-5 solves for portfolio problems. It can cycle on general problems:
+  an update that would fix every variable of the budget by bounds takes a guarded step
+  (:func:`next_active_set`), an element that returns to a tried set goes to the interior point
+  at once, and so do the elements left after ``active_set_iter`` solves.
 - **Polish**: the interior point's guess of the active set, solved the same way, is exact once
   the guess is right (the KKT conditions are checked before it is accepted).
 - **Backward**: the matrix is symmetric, so the same system gives the adjoint of the implicit
@@ -247,7 +250,9 @@ def starvable(form: StandardForm) -> Tensor | None:
     return (a != 0).sum(dim=-1)
 
 
-def next_active_set(form: StandardForm, act: Tensor, lam: Tensor, s: Tensor, ok: Tensor, support: Tensor | None) -> Tensor:
+def next_active_set(
+    form: StandardForm, act: Tensor, lam: Tensor, s: Tensor, ok: Tensor, support: Tensor | None
+) -> Tensor:
     """The primal-dual update ``(B, m)`` bool: keep the active rows with a positive multiplier, add
     the violated inactive ones; finished elements (``ok``) keep theirs. Given ``support``
     (:func:`starvable`), an element whose update would fix every variable of the equality takes
@@ -328,4 +333,6 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     return torch.cat([*left, live]), None
 
 
-__all__ = ["ActiveSet", "active_rows", "bound_fixing", "next_active_set", "primal_dual_active_set", "solve_on", "starvable"]
+__all__ = [
+    "ActiveSet", "active_rows", "bound_fixing", "next_active_set", "primal_dual_active_set", "solve_on", "starvable",
+]

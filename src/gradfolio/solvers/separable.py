@@ -13,11 +13,12 @@ free and clamped parts of ``g`` with cumulative sums gives ``g`` on every piece,
 ``g(nu) = b`` in ``O(n log n)`` per element, without a loop.
 
 The bounds it clamps are the primal-dual active-set method's starting active set
-(:func:`~gradfolio.solvers.active_set.primal_dual_active_set`; general rows start inactive). On portfolio problems most
-assets of the solution sit at a bound, and the separable problem finds most of them: at
-``n = 50`` the method then needs about 4 solves instead of 6, each on the few free assets,
-instead of starting with a solve over all ``n``. The guess only chooses where the method
-starts, never what it accepts (every solution is checked against the KKT conditions).
+(:func:`~gradfolio.solvers.active_set.primal_dual_active_set`; general rows start inactive).
+On portfolio problems most assets of the solution sit at a bound, and the separable problem
+finds most of them: at ``n = 50`` the method then needs about 4 solves instead of 6, each on
+the few free assets, instead of starting with a solve over all ``n``. The guess only chooses
+where the method starts, never what it accepts (every solution is checked against the KKT
+conditions).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _multiplier(v: Tensor, a: Tensor, w: Tensor, lo: Tensor, hi: Tensor, b: Tens
 def _unclamped(form: StandardForm) -> tuple[Tensor, Tensor, Tensor] | None:
     """``v - nu w`` at the root (before clipping) and the bounds ``lo, hi``, all ``(B, n)``;
     ``None`` when the problem has no bound rows or several equalities."""
-    B, n, m, p = form.shape
+    B, n, _, p = form.shape
     if p > 1 or not form.cols.numel():
         return None
     lo, hi = _bounds(form)
