@@ -99,9 +99,11 @@ def array_api(func: F | None = None, *, min_periods: int = 1) -> Any:
     return decorate if func is None else decorate(func)
 
 
-def _check_level(level: float) -> None:
+def _check_level(level: float, owner: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``0 < level < 1``; ``owner`` prefixes the message (e.g. a loss's name)."""
     if not 0.0 < level < 1.0:
-        raise ConfigError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95 for a 95% VaR/CVaR).")
+        prefix = f"{owner}: " if owner else ""
+        raise ConfigError(f"{prefix}level={level!r} must lie strictly between 0 and 1 (e.g. 0.95 for a 95% VaR/CVaR).")
 
 
 def _check_ppy(periods_per_year: float) -> None:

@@ -224,8 +224,7 @@ class CVaRLoss(Loss):
     """``cvar(r, level)`` (expected shortfall, a positive loss); ``level`` in ``(0, 1)``."""
 
     def __init__(self, level: float = 0.95):
-        if not 0.0 < level < 1.0:
-            raise ConfigError(f"CVaRLoss: level={level!r} must lie strictly between 0 and 1 (e.g. 0.95).")
+        risk._check_level(level, owner="CVaRLoss")
         self.level = level
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
