@@ -185,16 +185,22 @@ class Trainer:
     def _path(self) -> Path | None:
         return self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir is not None else None
 
-    def _fingerprint(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the checkpoint it resumes."""
+    def _settings(self) -> dict[str, Any]:
+        """The training settings both logged (:meth:`fit`) and checked on resume (:meth:`_fingerprint`)."""
         return {
             "model": type(self.model).__name__,
-            "parameters": {name: tuple(t.shape) for name, t in self.model.state_dict().items()},
             "loss": repr(self.loss),
             "batch_size": self.batch_size,
             "lr": self.lr,
             "l1": self.l1,
             "l2": self.l2,
+        }
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint it resumes."""
+        return {
+            **self._settings(),
+            "parameters": {name: tuple(t.shape) for name, t in self.model.state_dict().items()},
             "optimizer": type(self.optimizer).__name__,
             "dtype": str(self.dtype),
         }
@@ -293,8 +299,7 @@ class Trainer:
             self._seed_rng()
         # Every run (a resumed one too) carries its parameters; a resumed run says where it started.
         self.tracker.log_params({
-            "model": type(self.model).__name__, "loss": repr(self.loss), "optimizer": self.optimizer_name,
-            "lr": self.lr, "batch_size": self.batch_size, "l1": self.l1, "l2": self.l2,
+            **self._settings(), "optimizer": self.optimizer_name,
             "patience": self.patience, "max_epochs": self.max_epochs, "seed": self.seed, "start_epoch": start,
         })
         stop = history.stopped_early
