@@ -27,7 +27,6 @@ Writes ``benchmarks/results/allocation.json``. Needs ``pip install --no-deps dee
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections.abc import Callable

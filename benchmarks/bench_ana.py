@@ -17,7 +17,6 @@ Usage: ``python benchmarks/bench_ana.py [--device cpu|cuda] [--dtype float32|flo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path

@@ -20,7 +20,6 @@ Usage: ``python benchmarks/bench_backtest.py [--device cpu|cuda] [--dtype float3
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

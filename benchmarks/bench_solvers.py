@@ -24,7 +24,6 @@ Usage: ``python benchmarks/bench_solvers.py [--device cpu|cuda] [--dtype float64
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time

@@ -186,7 +186,7 @@ def test_delta_gamma_and_delta_vega_leave_the_book_exactly_neutral(implied_vol, 
 
 def test_delta_neutral_stock_position():
     env = make_env(n_paths=8, n_days=3)
-    state = env.reset(seed=1)
+    env.reset(seed=1)
     _, _, _, info = env.step(torch.zeros(8))
     # Day 0: short one 60-day ATM call of 100 units -> long 100 * N(d1) shares.
     g = bs_greeks(10.0, 10.0, 60 / 250, env.day_vol[:, 0])
@@ -195,7 +195,7 @@ def test_delta_neutral_stock_position():
 
 def test_cost_and_abs_pnl_reward():
     env = make_env(n_paths=32, n_days=2, reward="abs_pnl", cost=0.01)
-    state = env.reset(seed=3)
+    env.reset(seed=3)
     hedge_price = bs_greeks(10.0, 10.0, 30 / 250, env.day_vol[:, 0]).price
     _, reward, _, info = env.step(torch.ones(32))
     torch.testing.assert_close(info["cost"], 0.01 * hedge_price * info["contracts"].abs() * 100)

@@ -13,13 +13,12 @@ A YAML/TOML file with three sections, every field optional (defaults reproduce t
       strategies: [delta, delta_gamma, delta_vega]
     output_dir: runs/hedge
 
-Load it with ``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``;
+Load it with ``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
