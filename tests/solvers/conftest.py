@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from gradfolio.data import load_prices, to_returns
+
 TIGHT = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "tol_ktratio": 1e-10}
 
 
@@ -73,6 +75,20 @@ def directional_fd_check(f, args, idx, gen, eps=1e-5, rtol=1e-4):
     assert abs(float(an - fd)) <= rtol * scale, (float(an), float(fd), scale)
 
 
+def sp500_moments(n: int, starts, lookback: int = 252) -> tuple[torch.Tensor, torch.Tensor]:
+    """Annualized sample means ``(B, n)`` and covariances ``(B, n, n)`` (``ddof=1``) of the log returns
+    of the first ``n`` bundled S&P 500 stocks over ``lookback``-day windows.
+
+    ``starts``: the windows' first rows, or a count ``B`` of starts drawn at random (seed 0).
+    """
+    returns = torch.tensor(to_returns(load_prices("sp500").iloc[:, :n], "log").to_numpy())
+    if isinstance(starts, int):
+        starts = torch.randint(0, len(returns) - lookback, (starts,), generator=torch.Generator().manual_seed(0))
+    windows = torch.stack([returns[s : s + lookback] for s in starts])
+    centered = windows - windows.mean(dim=1, keepdim=True)
+    return windows.mean(dim=1) * 252, centered.mT @ centered / (lookback - 1) * 252
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
@@ -81,4 +97,6 @@ def gen() -> torch.Generator:
 @pytest.fixture
 def refs() -> SimpleNamespace:
     """The helpers above (test modules cannot import conftest under --import-mode=importlib)."""
-    return SimpleNamespace(qp=clarabel_qp, portfolio=clarabel_portfolio, cov=random_cov, fd=directional_fd_check)
+    return SimpleNamespace(
+        qp=clarabel_qp, portfolio=clarabel_portfolio, cov=random_cov, fd=directional_fd_check, sp500=sp500_moments
+    )

@@ -60,22 +60,10 @@ def test_guarded_update_swaps_when_one_row_still_fixes_everything():
     assert new.tolist() == rows([0, 0, 0], [1, 0, 1]).bool().tolist()
 
 
-def sp500_windows(B, n):
-    """Sample means and covariances (annualized) of 252-day windows of S&P 500 constituents."""
-    from skfolio.datasets import load_sp500_dataset
-
-    prices = load_sp500_dataset().to_numpy()[:, :n]
-    returns = torch.tensor(np.diff(np.log(prices), axis=0), dtype=torch.float64)
-    starts = torch.randint(0, returns.shape[0] - 252, (B,), generator=torch.Generator().manual_seed(0))
-    windows = torch.stack([returns[s:s + 252] for s in starts])
-    centered = windows - windows.mean(dim=1, keepdim=True)
-    return windows.mean(dim=1) * 252, centered.mT @ centered / 251 * 252
-
-
 def test_max_weight_portfolios_are_finished_by_the_active_set_method(refs, monkeypatch):
     # Long-only with max_weight = 0.3 on real covariances: without the guarded update some
     # elements' updates fix every weight (an inconsistent budget) and cycle into the interior point.
-    mu, S = sp500_windows(32, 20)
+    mu, S = refs.sp500(20, 32)
     spec = PortfolioConstraints(long_only=True, max_weight=0.3)
     c = spec.compile(20).tensors()
 

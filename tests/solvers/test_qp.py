@@ -222,14 +222,7 @@ def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypat
     # Sample covariances of real returns with gamma = 100: |Qx| ~ 30 >> |q|. The dual residual is
     # judged relative to |Qx|, so the solve's round-off (~1e-9 here) does not send the elements
     # to the interior point (it did when the scale was 1 + |q|).
-    from skfolio.datasets import load_sp500_dataset
-
-    prices = load_sp500_dataset().to_numpy()[:, :20]
-    returns = torch.tensor(np.diff(np.log(prices), axis=0), dtype=torch.float64)
-    windows = torch.stack([returns[s:s + 252] for s in range(0, 16 * 200, 200)])
-    mu = windows.mean(dim=1) * 252
-    centered = windows - windows.mean(dim=1, keepdim=True)
-    S = centered.mT @ centered / 251 * 252
+    mu, S = refs.sp500(20, range(0, 16 * 200, 200))
     c = PortfolioConstraints(long_only=True).compile(20).tensors()
 
     def no_interior_point(*args):
