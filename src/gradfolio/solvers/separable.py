@@ -70,8 +70,8 @@ def _multiplier(v: Tensor, a: Tensor, w: Tensor, lo: Tensor, hi: Tensor, b: Tens
     return torch.where(found.any(dim=-1, keepdim=True), nu.gather(-1, k), torch.nan)
 
 
-def _unclamped(form: StandardForm) -> tuple[Tensor, Tensor, Tensor] | None:
-    """``v - nu w`` at the root (before clipping) and the bounds ``lo, hi``, all ``(B, n)``;
+def _solve(form: StandardForm) -> tuple[Tensor, Tensor] | None:
+    """``v - nu w`` at the root before clipping, and the solution ``x``, both ``(B, n)``;
     ``None`` when the problem has no bound rows or several equalities."""
     B, n, _, p = form.shape
     if p > 1 or not form.cols.numel():
@@ -83,7 +83,7 @@ def _unclamped(form: StandardForm) -> tuple[Tensor, Tensor, Tensor] | None:
         a = form.A[..., 0, :].expand(B, n)
         w = a / d
         v = v - _multiplier(v, a, w, lo, hi, form.b[:, 0]) * w
-    return v, lo, hi
+    return v, torch.minimum(torch.maximum(v, lo), hi)
 
 
 def separable_solution(form: StandardForm) -> Tensor | None:
@@ -93,8 +93,8 @@ def separable_solution(form: StandardForm) -> Tensor | None:
 
     A zero or negative diagonal entry of ``Q`` is raised to ``1e-12`` times the scale of ``Q``.
     """
-    parts = _unclamped(form)
-    return None if parts is None else torch.minimum(torch.maximum(parts[0], parts[1]), parts[2])
+    solved = _solve(form)
+    return None if solved is None else solved[1]
 
 
 def separable_active_set(form: StandardForm) -> Tensor | None:
@@ -105,12 +105,10 @@ def separable_active_set(form: StandardForm) -> Tensor | None:
     A row is active where its variable sits at the row's value and the unclipped value lies on or
     beyond it, so that of a fixed variable (``lo == hi``) only the side it was clipped from is.
     """
-    parts = _unclamped(form)
-    if parts is None:
+    solved = _solve(form)
+    if solved is None:
         return None
-    u, lo, hi = parts
-    x = torch.minimum(torch.maximum(u, lo), hi)[:, form.cols]
-    u = u[:, form.cols]
+    u, x = (t[:, form.cols] for t in solved)
     bound = (x == form.bound_value) & (form.coef * (u - form.bound_value) >= 0)
     return torch.cat([bound.new_zeros(bound.shape[0], form.mg), bound], dim=-1) if form.mg else bound
 
