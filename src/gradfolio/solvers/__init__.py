@@ -1,7 +1,8 @@
 """Differentiable batched convex solvers and declarative portfolio constraints.
 
-- :func:`solve_qp`: batched dense QP ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` (torch interior
-  point, implicit differentiation), the workhorse for many rebalance dates at once.
+- :func:`solve_qp`: batched dense QP ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` (torch
+  active-set method with an interior-point fallback, implicit differentiation), the workhorse
+  for many rebalance dates at once.
 - :class:`PortfolioConstraints` / :class:`Group`: declarative constraints compiled to that form.
 - :class:`ConvexProblem`: the constrained mean-variance problem with the ``"qp"`` or
   ``"cvxpylayers"`` back end.

@@ -5,8 +5,8 @@ For every batch element::
     w* = argmin_w  1/2 gamma w'S w - mu'w + 1/2 alpha |w|^2   s.t.  PortfolioConstraints
 
 with ``S`` given as a covariance ``(B, N, N)`` or a factor ``F (B, K, N)`` (``S = F'F``).
-Back ends: ``"qp"`` (default) compiles the constraints once and calls the batched torch
-interior point :func:`~gradfolio.solvers.qp.solve_qp`; ``"cvxpylayers"`` builds the same
+Back ends: ``"qp"`` (default) compiles the constraints once and calls the batched torch QP
+solver :func:`~gradfolio.solvers.qp.solve_qp`; ``"cvxpylayers"`` builds the same
 problem in cvxpy (plus any user cvxpy constraints) and differentiates it with cvxpylayers.
 """
 
@@ -73,7 +73,8 @@ class ConvexProblem:
     constraints
         :class:`PortfolioConstraints` (checked for feasibility here: :class:`InfeasibleError`).
     backend
-        ``"qp"`` (batched torch interior point, default) or ``"cvxpylayers"``.
+        ``"qp"`` (batched torch active-set method with an interior-point fallback, default) or
+        ``"cvxpylayers"``.
     cvxpy_constraints
         Only for ``backend="cvxpylayers"``: a function ``w (cp.Variable) -> list of constraints``
         added to the declarative ones.

@@ -41,7 +41,7 @@ def _outer(u: Tensor, v: Tensor) -> Tensor:
 
 
 class _QPFunction(torch.autograd.Function):
-    """Autograd wrapper: interior-point forward, active-set KKT implicit differentiation backward."""
+    """Autograd wrapper: active-set (then interior-point) forward, active-set KKT implicit differentiation backward."""
 
     @staticmethod
     def forward(ctx, Q, q, G, h, A, b, settings):  # type: ignore[override]
