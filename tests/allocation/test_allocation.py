@@ -484,26 +484,8 @@ def test_previous_weights_are_eval_mode_without_grad_and_keep_the_mode():
     torch.testing.assert_close(w_prev, expected)
 
 
-class _Recorder:
-    """A tracker that records the epochs it is told about and can kill the run at one (after the checkpoint)."""
-
-    def __init__(self, kill_at=None):
-        self.kill_at, self.epochs, self.params = kill_at, [], {}
-
-    def log_params(self, params):
-        self.params.update(params)
-
-    def log_metrics(self, metrics, step=None):
-        self.epochs.append(step)
-        if step == self.kill_at:
-            raise KeyboardInterrupt
-
-    def close(self):
-        pass
-
-
 @pytest.mark.parametrize("optimizer", ["adam", "ana"])
-def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer):
+def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_tracker):
     train, val = _split()
     loss = SharpeLoss() + 0.01 * TurnoverLoss()
 
@@ -514,14 +496,14 @@ def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer):
 
     ref = build(1)
     h_ref = ref.fit(train, val)
-    killed = _Recorder(kill_at=2)
+    killed = recording_tracker(kill_at=2)
     with pytest.raises(KeyboardInterrupt):
         build(1, killed, tmp_path).fit(train, val)
     # another initialisation: only the checkpoint can bring the resumed run back onto the reference
-    recorder = _Recorder()
+    recorder = recording_tracker()
     resumed = build(99, recorder, tmp_path)
     h = resumed.fit(train, val, resume=True)
-    assert recorder.epochs == [3, 4]  # only the epochs after the checkpoint are trained
+    assert recorder.steps == [3, 4]  # only the epochs after the checkpoint are trained
     # both tracked runs carry the parameters; the resumed one says where it started
     assert killed.params["start_epoch"] == 0 and recorder.params["start_epoch"] == 3
     assert {k: v for k, v in recorder.params.items() if k != "start_epoch"} == {

@@ -14,23 +14,6 @@ from gradfolio.experiments.hedge_baselines import run_baselines
 from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedge_config import HedgingConfig
 from gradfolio.hedging.blackscholes import bs_price
-from gradfolio.tracking import NullTracker
-
-
-class RecordingTracker(NullTracker):
-    def __init__(self) -> None:
-        self.params: dict = {}
-        self.metrics: dict = {}
-        self.artifacts: list = []
-
-    def log_params(self, params):
-        self.params.update(params)
-
-    def log_metrics(self, metrics, step=None):
-        self.metrics.update(metrics)
-
-    def log_artifact(self, path):
-        self.artifacts.append(Path(path))
 
 
 def test_defaults_are_the_papers_setup():
@@ -56,9 +39,9 @@ def test_toml_config_and_bad_field(tmp_path: Path):
     assert "env.market.sigma0" in str(err.value) and "env.implied_vol" in str(err.value)
 
 
-def test_run_baselines_writes_folder_and_tracks(tmp_path: Path):
+def test_run_baselines_writes_folder_and_tracks(tmp_path: Path, recording_tracker):
     cfg = HedgingConfig.model_validate({"env": {"n_days": 4}, "evaluation": {"n_paths": 200, "n_episodes": 2, "strategies": ["delta", "delta_vega"]}})
-    tracker = RecordingTracker()
+    tracker = recording_tracker()
     table, run_dir = run_baselines(cfg, tmp_path / "run", tracker)
     assert list(table.index) == ["delta", "delta_vega"] and run_dir == tmp_path / "run"
     assert json.loads((run_dir / "metrics.json").read_text())["delta_vega"]["std"] == pytest.approx(table.loc["delta_vega", "std"])

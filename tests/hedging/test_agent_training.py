@@ -40,20 +40,6 @@ def _trainer_config(**kw):
     return TrainerConfig(**{**base, **kw})
 
 
-class KillAt:
-    """A tracker that raises (like a kill) when episode ``at`` is logged, before its checkpoint."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def log_metrics(self, metrics, step=None):
-        if step == self.at:
-            raise KeyboardInterrupt
-
-    def log_params(self, params):
-        pass
-
-
 def _same_state(a: Trainer, b: Trainer) -> None:
     sa, sb = a.agent.full_state_dict(), b.agent.full_state_dict()
     for key in sa["modules"]:
@@ -69,13 +55,13 @@ def _same_state(a: Trainer, b: Trainer) -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["ana", "adam"])
-def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer):
+def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_tracker):
     agent_cfg = AGENT.model_copy(update={"optimizer": optimizer})
     # buffer smaller than the transitions collected: the wrap-around is checkpointed too
     full = Trainer(ENV, agent_cfg, _trainer_config(), tmp_path / "full")
     full.train()
 
-    killed = Trainer(ENV, agent_cfg, _trainer_config(), tmp_path / "run", tracker=KillAt(4))
+    killed = Trainer(ENV, agent_cfg, _trainer_config(), tmp_path / "run", tracker=recording_tracker(kill_at=4))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     assert killed.episode == 4  # episode 4 ran but its checkpoint was never written
