@@ -6,14 +6,14 @@ from pathlib import Path
 
 import mlflow
 
-from gradfolio.tracking import NullTracker, Tracker
+from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
 
 
 def test_tracker_logs_to_sqlite(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     artifact = tmp_path / "note.txt"
     artifact.write_text("hello")
-    with Tracker(experiment="test-exp", run_name="r1", tracking_uri=uri) as tracker:
+    with MlflowTracker(experiment="test-exp", run_name="r1", tracking_uri=uri) as tracker:
         tracker.log_params({"lr": 0.01, "loss": "sharpe"})
         tracker.log_metrics({"val_loss": 1.5}, step=0)
         tracker.log_metrics({"val_loss": 1.25}, step=1)
@@ -32,3 +32,10 @@ def test_null_tracker_accepts_everything() -> None:
         t.log_params({"a": 1})
         t.log_metrics({"b": 2.0}, step=3)
         t.log_artifact("missing-is-fine")
+
+
+def test_both_trackers_satisfy_the_protocol(tmp_path: Path) -> None:
+    assert isinstance(NullTracker(), Tracker)
+    with MlflowTracker(experiment="proto", run_name="p", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}") as t:
+        assert isinstance(t, Tracker)
+    assert not isinstance(object(), Tracker)

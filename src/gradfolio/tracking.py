@@ -1,7 +1,8 @@
-"""Experiment tracking through MLflow (local SQLite store by default).
+"""Experiment tracking: one :class:`Tracker` protocol, an MLflow and a null implementation.
 
-Trainers and runners take a :class:`Tracker`; :class:`NullTracker` turns logging off without
-an ``if`` at every call site.
+Trainers and runners take any :class:`Tracker` (a protocol: log parameters, metrics and
+artifacts, close); :class:`MlflowTracker` logs to MLflow (a local SQLite store by default) and
+:class:`NullTracker` turns logging off without an ``if`` at every call site.
 """
 
 from __future__ import annotations
@@ -9,9 +10,26 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What trainers and runners log to (see :class:`MlflowTracker`, :class:`NullTracker`)."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record flat parameters ``{name: value}``."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record scalar metrics at ``step``."""
+
+    def log_artifact(self, path: str | os.PathLike[str]) -> None:
+        """Record a file or folder."""
+
+    def close(self) -> None:
+        """End the run."""
 
 
 class NullTracker:
@@ -30,13 +48,14 @@ class NullTracker:
         """Nothing to close."""
 
     def __enter__(self) -> NullTracker:
+        """Use as a context manager; :meth:`close` on exit."""
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Tracker(NullTracker):
+class MlflowTracker(NullTracker):
     """Log parameters, metrics and artifacts of one run to MLflow.
 
     Parameters
@@ -83,4 +102,4 @@ class Tracker(NullTracker):
             self._run = None
 
 
-__all__ = ["DEFAULT_TRACKING_URI", "NullTracker", "Tracker"]
+__all__ = ["DEFAULT_TRACKING_URI", "Tracker", "NullTracker", "MlflowTracker"]

@@ -280,13 +280,13 @@ def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
     from gradfolio.experiments.hedge_training import evaluate_agent
-    from gradfolio.tracking import Tracker
+    from gradfolio.tracking import MlflowTracker
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = HedgeTrainingConfig(env=ENV, agent=AGENT, trainer=_trainer_config(n_episodes=4),
                               evaluation=EvaluationConfig(n_paths=20))
-    with Tracker("test-hedge", run_name="anaddh", tracking_uri=uri) as tracker:
+    with MlflowTracker("test-hedge", run_name="anaddh", tracking_uri=uri) as tracker:
         agent, run_dir = train_agent(cfg, tmp_path / "run", tracker=tracker)
         table, _ = evaluate_agent(agent, cfg, run_dir, tracker)
         run_id = tracker.run_id

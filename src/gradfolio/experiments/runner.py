@@ -43,7 +43,7 @@ from gradfolio.experiments.backtest_config import BacktestConfig
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.experiments.report import write_report
 from gradfolio.seeding import resolve_device
-from gradfolio.tracking import NullTracker, Tracker
+from gradfolio.tracking import MlflowTracker, NullTracker
 
 ProgressHook = Callable[[str, int, int], None]
 """``progress(task, done, total)``: called as training epochs and backtest blocks finish."""
@@ -305,7 +305,7 @@ def run_backtest(
     folder.mkdir(parents=True, exist_ok=True)
     dump_config(config, folder / "config.yaml")
     tracker = (
-        Tracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
+        MlflowTracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
         if config.tracking
         else NullTracker()
     )

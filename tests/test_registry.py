@@ -1,0 +1,127 @@
+"""The one registry idiom: names -> factories, parameters validated by the typed signature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+import torch
+
+from gradfolio.errors import ConfigError
+from gradfolio.progress import no_progress, prefixed
+from gradfolio.registry import Registry
+
+
+@dataclass(frozen=True)
+class Inner:
+    max_iter: int = 50
+    tol: float | None = None
+
+
+class Head:
+    def __init__(self, n_assets: int, scale: float = 1.0, mode: Literal["a", "b"] = "a", inner: Inner | None = None):
+        self.n_assets, self.scale, self.mode, self.inner = n_assets, scale, mode, inner
+
+
+class Net:
+    def __init__(self, n_assets: int, hidden: tuple[int, ...] = (4,), head: str = "head",
+                 head_params: dict[str, Any] | None = None, module: torch.nn.Module | None = None):
+        self.n_assets, self.hidden, self.head, self.head_params, self.module = n_assets, hidden, head, head_params, module
+
+
+HEADS: Registry[Head] = Registry("head")
+HEADS.register("head", Head)
+HEADS.register("scaled", Head, defaults={"scale": 3.5})
+NETS: Registry[Net] = Registry("network")
+NETS.register("net", Net, nested={"head_params": ("head", HEADS)})
+
+
+def test_build_converts_to_annotated_types_and_passes_context() -> None:
+    net = NETS.build("net", context={"n_assets": 7, "lookback": 60}, hidden=[8, 2])
+    assert net.n_assets == 7 and net.hidden == (8, 2)  # list -> tuple; lookback not taken, not passed
+    head = HEADS.build("head", context={"n_assets": 3}, inner={"max_iter": 9}, scale=2)
+    assert head.inner == Inner(max_iter=9) and head.scale == 2.0 and isinstance(head.scale, float)
+
+
+def test_defaults_of_the_entry_apply_and_user_values_win() -> None:
+    assert HEADS.build("scaled", n_assets=2).scale == 3.5
+    assert HEADS.build("scaled", n_assets=2, scale=0.25).scale == 0.25
+
+
+def test_nested_parameters_are_validated_with_their_full_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        NETS.build("net", where="network.params", context={"n_assets": 3},
+                   head_params={"inner": {"max_iter": "ten"}})
+    assert str(err.value).startswith("network.params.head_params.inner.max_iter: Input should be a valid integer")
+    with pytest.raises(ConfigError, match=r"network.params.head_params.inner.bogus: Unexpected keyword"):
+        NETS.build("net", where="network.params", context={"n_assets": 3}, head_params={"inner": {"bogus": 1}})
+    # the nested registry is chosen by the selector parameter
+    with pytest.raises(ConfigError, match="network.params.head_params: unknown head 'nope'"):
+        NETS.validate("net", {"head": "nope", "head_params": {}}, "network.params", provided={"n_assets"})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"scale": "x"}, r"^head.scale: Input should be a valid number.*\(got 'x'\)"),
+        ({"mode": "c"}, r"^head.mode: Input should be 'a' or 'b'"),
+        ({"typo": 1}, r"^head.typo: Extra inputs are not permitted"),
+        ({"inner": [1, 2]}, r"^head.inner"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_key(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HEADS.build("head", n_assets=2, **params)
+
+
+def test_unknown_name_missing_parameter_and_non_mapping() -> None:
+    with pytest.raises(ConfigError, match=r"network.name: unknown head 'x'; choose one of \['head', 'scaled'\]"):
+        HEADS.build("x", where="network.name")
+    with pytest.raises(ConfigError, match=r"head: missing parameter\(s\) \['n_assets'\]"):
+        HEADS.build("head")
+    with pytest.raises(ConfigError, match="parameters must be a mapping"):
+        HEADS.validate("head", [1, 2], "head")  # type: ignore[arg-type]
+
+
+def test_arbitrary_types_are_checked_by_isinstance() -> None:
+    lin = torch.nn.Linear(2, 2)
+    assert NETS.build("net", n_assets=2, module=lin).module is lin  # identity kept
+    with pytest.raises(ConfigError, match="network.module: Input should be an instance of Module"):
+        NETS.build("net", n_assets=2, module="linear")
+
+
+def test_register_twice_and_decorator_form() -> None:
+    reg: Registry[Any] = Registry("thing")
+
+    @reg.register("f")
+    def make(a: int = 1, **extra: float) -> tuple[int, dict[str, float]]:
+        return a, extra
+
+    assert make(2) == (2, {})  # the decorator returns the function unchanged
+    assert reg.build("f", a="3", b=0.5) == (3, {"b": 0.5})  # **kwargs let unknown keys through
+    assert reg.names() == ["f"] and "f" in reg and len(reg) == 1 and list(reg) == ["f"]
+    with pytest.raises(ConfigError, match="registered twice"):
+        reg.register("f", make)
+
+
+def test_factory_type_error_becomes_config_error() -> None:
+    reg: Registry[Any] = Registry("thing")
+
+    def picky(a: int = 1) -> int:
+        if a > 1:
+            raise TypeError("a > 1 needs b")
+        return a
+
+    reg.register("p", picky)
+    with pytest.raises(ConfigError, match="thing.p: a > 1 needs b|thing: a > 1 needs b"):
+        reg.build("p", where="thing.p", a=2)
+
+
+def test_prefixed_progress_and_no_progress() -> None:
+    seen: list[tuple[str, int, int, str]] = []
+    report = prefixed(lambda task, done, total, info="": seen.append((task, done, total, info)), "refit ")
+    report("2020-01-03", 2, 5, "loss 0.1")
+    report("x", 1, 1)
+    assert seen == [("refit 2020-01-03", 2, 5, "loss 0.1"), ("refit x", 1, 1, "")]
+    assert prefixed(None, "p") is no_progress and no_progress("t", 1, 2) is None
