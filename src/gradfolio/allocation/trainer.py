@@ -12,6 +12,7 @@ dropout) from its ``seed`` inside a forked RNG: the caller's global RNG is left 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,12 +23,13 @@ import torch
 from torch import nn
 
 from gradfolio.allocation.losses import Loss
+from gradfolio.checkpoint import Checkpoint
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError, DataError
-from gradfolio.io import load_checkpoint, save_checkpoint
 from gradfolio.optim import at_iterates, make_optimizer
+from gradfolio.progress import Progress, no_progress
 from gradfolio.seeding import make_generator, resolve_device
-from gradfolio.tracking import NullTracker
+from gradfolio.tracking import NullTracker, Tracker
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 CHECKPOINT = "trainer.pt"
@@ -94,9 +96,11 @@ class Trainer:
         Resuming checks that the model's parameter names and shapes, the loss, ``batch_size``,
         ``lr``, ``l1``, ``l2``, the optimizer class and ``dtype`` are those of the checkpoint.
     tracker
-        :class:`gradfolio.tracking.Tracker` to log params and epoch metrics (``NullTracker`` default).
+        A :class:`gradfolio.tracking.Tracker` to log params and epoch metrics (``NullTracker`` default).
     progress
-        Show a rich progress bar.
+        A :class:`gradfolio.progress.Progress` called after every epoch as
+        ``progress("training", epoch + 1, max_epochs, "train 0.1234  val 0.2345  best 0.2345")``
+        (the command line draws it as a bar; default: nothing).
     """
 
     def __init__(
@@ -114,8 +118,8 @@ class Trainer:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         checkpoint_dir: str | Path | None = None,
-        tracker: NullTracker | None = None,
-        progress: bool = False,
+        tracker: Tracker | None = None,
+        progress: Progress | None = None,
     ):
         if batch_size < 1 or patience < 1 or max_epochs < 1:
             raise ConfigError(
@@ -131,8 +135,8 @@ class Trainer:
         self.patience, self.max_epochs, self.seed = patience, max_epochs, seed
         self.optimizer = self._make_optimizer(optimizer)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.tracker = tracker or NullTracker()
-        self.progress = progress
+        self.tracker: Tracker = tracker or NullTracker()
+        self.progress: Progress = progress or no_progress
         self.optimizer_name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "custom")
 
     def _make_optimizer(self, optimizer: str | OptimizerFactory) -> torch.optim.Optimizer:
@@ -182,8 +186,13 @@ class Trainer:
 
     # -- checkpointing ----------------------------------------------------------------------------
 
-    def _path(self) -> Path | None:
-        return self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir is not None else None
+    def _checkpoint(self) -> Checkpoint | None:
+        """The fingerprinted checkpoint file (``None`` without ``checkpoint_dir``)."""
+        if self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / CHECKPOINT
+        fix = f"delete {path} (or use another checkpoint_dir) to start afresh, or pass resume=False"
+        return Checkpoint(path, self._fingerprint(), owner="Trainer", fix=fix)
 
     def _settings(self) -> dict[str, Any]:
         """The training settings both logged (:meth:`fit`) and checked on resume (:meth:`_fingerprint`)."""
@@ -217,11 +226,10 @@ class Trainer:
                 torch.cuda.manual_seed(self.seed)
 
     def _save(self, epoch: int, state: dict[str, Any]) -> None:
-        path = self._path()
-        if path is None:
+        checkpoint = self._checkpoint()
+        if checkpoint is None:
             return
-        save_checkpoint(path, {
-            "fingerprint": self._fingerprint(),
+        checkpoint.save({
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -229,27 +237,6 @@ class Trainer:
             "cuda_rng": [torch.cuda.get_rng_state(d) for d in self._rng_devices()],
             **state,
         })
-
-    def _load(self, path: Path) -> dict[str, Any]:
-        """The checkpoint at ``path``, checked to be readable and written with this trainer's settings."""
-        fix = f"delete {path} (or use another checkpoint_dir) to start afresh, or pass resume=False"
-        try:
-            ckpt = load_checkpoint(path, map_location=self.device)
-        except Exception as exc:  # torch.load raises many types on a truncated or foreign file
-            raise ConfigError(
-                f"Trainer: cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); {fix}."
-            ) from exc
-        if not isinstance(ckpt, dict) or "fingerprint" not in ckpt:
-            raise ConfigError(f"Trainer: {path} is not a checkpoint of this Trainer (no settings fingerprint); {fix}.")
-        saved, now = ckpt["fingerprint"], self._fingerprint()
-        changed = [key for key in now if saved.get(key) != now[key]]
-        if changed:
-            diff = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}" for key in changed)
-            raise ConfigError(
-                f"Trainer: the checkpoint {path} was written with other settings ({diff}); resume with the "
-                f"checkpoint's settings, or {fix}."
-            )
-        return ckpt
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -284,16 +271,16 @@ class Trainer:
         history = History()
         best_state = copy.deepcopy(self.model.state_dict())
         bad_epochs, start = 0, 0
-        path = self._path()
-        if resume and path is not None and path.exists():
-            ckpt = self._load(path)
+        checkpoint = self._checkpoint()
+        if resume and checkpoint is not None and checkpoint.exists():
+            ckpt = checkpoint.load(map_location=self.device)
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             torch.set_rng_state(ckpt["cpu_rng"].cpu())
             for device, state in zip(self._rng_devices(), ckpt["cuda_rng"]):
                 torch.cuda.set_rng_state(state.cpu(), device)
             shuffler.set_state(ckpt["shuffler"].cpu())
-            history, best_state, bad_epochs = ckpt["history"], ckpt["best_state"], ckpt["bad_epochs"]
+            history, best_state, bad_epochs = History(**ckpt["history"]), ckpt["best_state"], ckpt["bad_epochs"]
             start = ckpt["epoch"] + 1
         else:
             self._seed_rng()
@@ -303,25 +290,25 @@ class Trainer:
             "patience": self.patience, "max_epochs": self.max_epochs, "seed": self.seed, "start_epoch": start,
         })
         stop = history.stopped_early
-        with _progress(self.progress, self.max_epochs, start) as advance:
-            for epoch in range(start, self.max_epochs):
-                if stop:
-                    break
-                train_loss = self._epoch(tr, shuffler, epoch)
-                val_loss = self.evaluate(val)
-                history.train_loss.append(train_loss)
-                history.val_loss.append(val_loss)
-                if val_loss < history.best_val_loss:
-                    history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
-                    with at_iterates(self.optimizer):
-                        best_state = copy.deepcopy(self.model.state_dict())
-                else:
-                    bad_epochs += 1
-                stop = history.stopped_early = bad_epochs >= self.patience
-                self._save(epoch, {"shuffler": shuffler.get_state(), "history": history,
-                                   "best_state": best_state, "bad_epochs": bad_epochs})
-                self.tracker.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
-                advance(f"train {train_loss:.4f}  val {val_loss:.4f}  best {history.best_val_loss:.4f}")
+        for epoch in range(start, self.max_epochs):
+            if stop:
+                break
+            train_loss = self._epoch(tr, shuffler, epoch)
+            val_loss = self.evaluate(val)
+            history.train_loss.append(train_loss)
+            history.val_loss.append(val_loss)
+            if val_loss < history.best_val_loss:
+                history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
+                with at_iterates(self.optimizer):
+                    best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                bad_epochs += 1
+            stop = history.stopped_early = bad_epochs >= self.patience
+            self._save(epoch, {"shuffler": shuffler.get_state(), "history": dataclasses.asdict(history),
+                               "best_state": best_state, "bad_epochs": bad_epochs})
+            self.tracker.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
+            self.progress("training", epoch + 1, self.max_epochs,
+                          f"train {train_loss:.4f}  val {val_loss:.4f}  best {history.best_val_loss:.4f}")
         self.model.load_state_dict(best_state)
         self.model.eval()
         return history
@@ -347,27 +334,6 @@ class Trainer:
             self.optimizer.step()
             total += loss.item() * len(idx)
         return total / n
-
-
-class _progress:
-    """A rich progress bar over epochs (a no-op when disabled); yields ``advance(description)``."""
-
-    def __init__(self, enabled: bool, total: int, completed: int):
-        self.enabled, self.total, self.completed = enabled, total, completed
-
-    def __enter__(self) -> Callable[[str], None]:
-        if not self.enabled:
-            return lambda _: None
-        from rich.progress import Progress
-
-        self.bar = Progress()
-        self.bar.__enter__()
-        task = self.bar.add_task("epochs", total=self.total, completed=self.completed)
-        return lambda text: self.bar.update(task, advance=1, description=text)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.__exit__(None, None, None)
 
 
 __all__ = ["History", "Trainer", "CHECKPOINT"]
