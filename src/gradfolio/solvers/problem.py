@@ -21,8 +21,8 @@ from torch import Tensor
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import PortfolioConstraints
 from gradfolio.solvers.cvxpy_backend import CvxpyBackend
-from gradfolio.solvers.qp import solve_qp
-from gradfolio.solvers.settings import QPSettings
+from gradfolio.solvers.qp.solve import solve_qp
+from gradfolio.solvers.qp.settings import QPSettings
 
 Backend = Literal["qp", "cvxpylayers"]
 
