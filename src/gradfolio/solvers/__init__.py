@@ -10,7 +10,7 @@
 
 from gradfolio.solvers.constraints import CompiledConstraints, Group, PortfolioConstraints
 from gradfolio.solvers.problem import ConvexProblem
-from gradfolio.solvers.qp import solve_qp
-from gradfolio.solvers.settings import QPSettings
+from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.solve import solve_qp
 
 __all__ = ["CompiledConstraints", "ConvexProblem", "Group", "PortfolioConstraints", "QPSettings", "solve_qp"]

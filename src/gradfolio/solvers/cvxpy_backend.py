@@ -6,13 +6,15 @@ covariance), which keeps the problem DPP. The declarative constraints are the co
 ``G x <= h0 + H_prev w_prev``, ``A x = b`` of :class:`~gradfolio.solvers.constraints.CompiledConstraints`,
 so both back ends solve exactly the same problem. One cvxpylayers layer is built (and cached)
 per factor rank ``K``.
+
+cvxpy and cvxpylayers are imported when a layer is first built (and this module only by
+``ConvexProblem(..., backend="cvxpylayers")``), so ``import gradfolio`` does not load them.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-import cvxpy as cp
 import torch
 from torch import Tensor
 
@@ -44,6 +46,7 @@ class CvxpyBackend:
     def layer(self, rows: int):
         """The cvxpylayers ``CvxpyLayer`` for a risk factor with ``rows`` rows."""
         if rows not in self._layers:
+            import cvxpy as cp
             from cvxpylayers.torch import CvxpyLayer
 
             c, N = self.compiled, self.compiled.n_assets

@@ -12,7 +12,7 @@ problem in cvxpy (plus any user cvxpy constraints) and differentiates it with cv
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 import torch.nn.functional as nnf
@@ -20,9 +20,11 @@ from torch import Tensor
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import PortfolioConstraints
-from gradfolio.solvers.cvxpy_backend import CvxpyBackend
-from gradfolio.solvers.qp import solve_qp
-from gradfolio.solvers.settings import QPSettings
+from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.solve import solve_qp
+
+if TYPE_CHECKING:
+    from gradfolio.solvers.cvxpy_backend import CvxpyBackend
 
 Backend = Literal["qp", "cvxpylayers"]
 
@@ -99,7 +101,11 @@ class ConvexProblem:
         self.compiled = self.constraints.compile(self.n_assets)
         self.backend = backend
         self.settings = settings or default_settings(self.constraints)
-        self._cvxpy = CvxpyBackend(self.compiled, cvxpy_constraints) if backend == "cvxpylayers" else None
+        self._cvxpy: CvxpyBackend | None = None
+        if backend == "cvxpylayers":  # cvxpy and cvxpylayers are imported only for this back end
+            from gradfolio.solvers.cvxpy_backend import CvxpyBackend
+
+            self._cvxpy = CvxpyBackend(self.compiled, cvxpy_constraints)
         self._cache: dict[tuple, dict[str, Tensor]] = {}
 
     def _tensors(self, like: Tensor) -> dict[str, Tensor]:

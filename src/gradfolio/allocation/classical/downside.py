@@ -30,17 +30,19 @@ Solver
 ------
 The problems have ``L + N + 2`` variables and about ``3 L`` sparse constraints per window. They
 are solved by Clarabel (the interior-point solver cvxpy uses) called directly on the sparse
-standard form (:mod:`gradfolio.allocation.classical.conic`). The standard forms of all windows
-are built at once: one window's sparsity pattern (index arrays) plus a ``(B, nnz)`` array of
-values computed from ``R (B, L, N)`` in NumPy, no per-window sparse-matrix construction. Each
-Clarabel call then takes ``windows_per_solve`` windows as one block-diagonal problem; the
-default is one window per call, because stacking was measured slower (252-day windows, 512 of
-them, one thread: stacking 2 / 8 / 32 / 512 windows per call gave 157 / 140 / 119 / 73 windows/s
-for minimum CVaR against 160/s one by one, and 36/s against 115–128/s for minimum drawdown and
-maximum Calmar with all 512 in one call). An interior-point method takes a common step and
-stops when every block has converged, so a stacked problem needs more iterations (up to about
-twice as many) at the same cost per iteration and per window, and its tolerances apply to the
-whole stacked problem (the weights then differ from the one-window solve by up to 4e-6).
+standard form (batches of :mod:`gradfolio.solvers.conic`, through
+:class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`). The standard forms of
+all windows are built at once: one window's sparsity pattern (index arrays) plus a ``(B, nnz)``
+array of values computed from ``R (B, L, N)`` in NumPy, no per-window sparse-matrix
+construction. Each Clarabel call then takes ``windows_per_solve`` windows as one block-diagonal
+problem; the default is one window per call, because stacking was measured slower (252-day
+windows, 512 of them, one thread: stacking 2 / 8 / 32 / 512 windows per call gave 157 / 140 /
+119 / 73 windows/s for minimum CVaR against 160/s one by one, and 36/s against 115–128/s for
+minimum drawdown and maximum Calmar with all 512 in one call). An interior-point method takes a
+common step and stops when every block has converged, so a stacked problem needs more iterations
+(up to about twice as many) at the same cost per iteration and per window, and its tolerances
+apply to the whole stacked problem (the weights then differ from the one-window solve by up to
+4e-6).
 
 The batched dense torch QP (:func:`gradfolio.solvers.solve_qp`) can express them (with ``Q = 0``)
 but is the wrong tool here: it stores the inequality matrices (``2L + N`` to ``3L + N`` rows,
@@ -57,8 +59,9 @@ import numpy as np
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import positive_excess
-from gradfolio.allocation.classical.conic import ConicBatch, ConicPortfolio, Pattern
+from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
 from gradfolio.errors import ConfigError
+from gradfolio.solvers.conic import ConicBatch, Pattern
 
 # Each builder below lists the nonzeros of one window's constraint matrix ``A`` (row 0: the
 # equality, rows 1, 2, ...: the ``G x <= h`` rows, ``h = 0``) as (rows, cols, values) parts,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradfolio.solvers import PortfolioConstraints, active_set, qp, solve_qp
-from gradfolio.solvers.active_set import next_active_set, starvable
-from gradfolio.solvers.standard_form import StandardForm
+import gradfolio.solvers.qp.active_set as active_set
+import gradfolio.solvers.qp.solve as qp_solve
+from gradfolio.solvers import PortfolioConstraints, solve_qp
+from gradfolio.solvers.qp.active_set import next_active_set, starvable
+from gradfolio.solvers.qp.standard_form import StandardForm
 
 
 def box_budget_form(n, lo, hi, budget=True):
@@ -70,7 +72,7 @@ def test_max_weight_portfolios_are_finished_by_the_active_set_method(refs, monke
     def no_interior_point(*args):
         raise AssertionError("the interior point was called")
 
-    monkeypatch.setattr(qp, "interior_point", no_interior_point)
+    monkeypatch.setattr(qp_solve, "interior_point", no_interior_point)
     x = solve_qp(2.0 * S + 0.01 * torch.eye(20, dtype=torch.float64), -mu, c["G"], c["h0"], c["A"], c["b"])
     for i in (0, 13, 31):
         ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 2.0, 0.01)
@@ -97,13 +99,13 @@ def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
     solve_on = active_set.solve_on
     monkeypatch.setattr(active_set, "next_active_set", cycle_first)
     monkeypatch.setattr(active_set, "solve_on", lambda *a: tried.append(1) or solve_on(*a))
-    interior_point = qp.interior_point
+    interior_point = qp_solve.interior_point
 
     def record(form, settings, out, index, B):
         handed.append(index.tolist())
         interior_point(form, settings, out, index, B)
 
-    monkeypatch.setattr(qp, "interior_point", record)
+    monkeypatch.setattr(qp_solve, "interior_point", record)
     x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
     assert handed == [[0]]
     assert len(tried) == active_set.CYCLE_CHECK_FROM + 1

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gradfolio.errors import ConfigError, SolverError
-from gradfolio.solvers import PortfolioConstraints, QPSettings, qp, solve_qp
+import gradfolio.solvers.qp.solve as qp_solve
+from gradfolio.solvers import PortfolioConstraints, QPSettings, solve_qp
 
 
 def random_qp(gen, B, n, m, p, cond=10.0, shared=True):
@@ -185,7 +186,7 @@ def test_unbounded_problem_without_inequalities_is_named():
 def test_compacted_and_whole_batch_active_set_agree(gen, monkeypatch):
     # Large batches drop finished elements after every solve, small ones re-solve them until all
     # are done (and the backward pass reuses the last factorization): both give the same x and grads.
-    import gradfolio.solvers.active_set as active_set
+    import gradfolio.solvers.qp.active_set as active_set
 
     Q, q, G, h, A, b = random_qp(gen, 6, 10, 16, 1, cond=1e3, shared=False)
     c = torch.randn(6, 10, generator=gen, dtype=torch.float64)
@@ -228,7 +229,7 @@ def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypat
     def no_interior_point(*args):
         raise AssertionError("the interior point was called")
 
-    monkeypatch.setattr(qp, "interior_point", no_interior_point)
+    monkeypatch.setattr(qp_solve, "interior_point", no_interior_point)
     x = solve_qp(100.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
     for i in (0, 7):
         ref = refs.portfolio(PortfolioConstraints(long_only=True), mu[i].numpy(), S[i].numpy(), 100.0, 0.0)

@@ -4,13 +4,13 @@ Solves, for every batch element ``b`` at once::
 
     min_x  1/2 x'Q_b x + q_b'x   s.t.  A_b x = b_b,  G_b x <= h_b
 
-with the primal-dual active-set method (:mod:`gradfolio.solvers.active_set`), which ends with
-the exact solution, and a primal-dual interior-point method (:mod:`gradfolio.solvers.ipm`) for
+with the primal-dual active-set method (:mod:`gradfolio.solvers.qp.active_set`), which ends with
+the exact solution, and a primal-dual interior-point method (:mod:`gradfolio.solvers.qp.ipm`) for
 the elements it leaves; there is no Python loop over batch elements. An element that
 does not converge raises :class:`~gradfolio.errors.SolverError` naming it (never NaN weights).
 
 The backward pass differentiates the KKT conditions at the solution (OptNet, Amos & Kolter
-2017): one solve with the active set's KKT matrix (:mod:`gradfolio.solvers.active_set`) gives
+2017): one solve with the active set's KKT matrix (:mod:`gradfolio.solvers.qp.active_set`) gives
 the adjoint, from which the gradients of ``Q, q, G, h, A, b`` are formed (``Q``, ``A`` and ``G``
 may be shared by the batch, i.e. 2-D). At a weakly active constraint (zero slack and zero
 multiplier) the solution map is not differentiable; the gradient is then the one of the active
@@ -24,10 +24,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from gradfolio.errors import ConfigError
-from gradfolio.solvers.active_set import ActiveSet, primal_dual_active_set
-from gradfolio.solvers.ipm import interior_point, raise_unfinished
-from gradfolio.solvers.settings import QPSettings
-from gradfolio.solvers.standard_form import Solution, StandardForm
+from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
+from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
+from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.standard_form import Solution, StandardForm
 
 
 def _grad_shared(g: Tensor, like: Tensor) -> Tensor:

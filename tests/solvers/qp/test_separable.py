@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gradfolio.solvers import PortfolioConstraints, active_set, solve_qp
-from gradfolio.solvers.separable import separable_active_set, separable_solution
-from gradfolio.solvers.standard_form import StandardForm
+import gradfolio.solvers.qp.active_set as active_set
+from gradfolio.solvers import PortfolioConstraints, solve_qp
+from gradfolio.solvers.qp.separable import separable_active_set, separable_solution
+from gradfolio.solvers.qp.standard_form import StandardForm
 
 
 def bound_problem(gen, B, n, budget):

@@ -1,7 +1,8 @@
 """Batches of convex problems in sparse standard form, solved by Clarabel.
 
-Used by the portfolios whose problems are sparse LPs/QPs with many scenario constraints
-(see ``downside.py`` for why they are not sent to the dense batched torch solver).
+The back end for batches of sparse LPs/QPs with many scenario constraints, such as the
+downside-risk portfolios of :mod:`gradfolio.allocation.classical.downside` (see there for why
+they are not sent to the dense batched torch solver :func:`gradfolio.solvers.solve_qp`).
 
 Every window of a batch has the same sparsity structure (only the values depend on the
 returns), so a batch is stored as one window's pattern (COO index arrays) and a ``(B, nnz)``
@@ -13,7 +14,7 @@ the windows one after the other, and the solution is split back per window. Stru
 solved alone gets the same problem, bit for bit, as one built by ``scipy.sparse``.
 
 By default each Clarabel call takes one window (``windows_per_solve = 1``): stacking windows
-was measured slower, see ``downside.py``.
+was measured slower (see :mod:`gradfolio.allocation.classical.downside`).
 
 Clarabel reports one status for a stacked problem. When it is not ``Solved``/``AlmostSolved``,
 the windows of that group only are solved again one by one, so that a failing window is named
@@ -27,10 +28,7 @@ from dataclasses import dataclass, field
 import clarabel
 import numpy as np
 import scipy.sparse as sp
-import torch
-from torch import Tensor
 
-from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.errors import SolverError
 
 #: Clarabel statuses whose solution is used.
@@ -193,50 +191,4 @@ def solve_batch(
     return out
 
 
-class ConicPortfolio(ClassicalPortfolio):
-    """Solve one conic problem per window, ``windows_per_solve`` windows per Clarabel call (default one).
-
-    Subclasses build the problems of a group of windows at once (:meth:`build`); the weights are
-    the first ``N`` entries of each solution, clipped at zero and rescaled to sum one.
-
-    Attributes
-    ----------
-    tol
-        Clarabel's gap and feasibility tolerances.
-    windows_per_solve
-        Windows stacked into one Clarabel call (block-diagonal problem), at most. One (default):
-        stacking was measured slower and only as accurate as the whole stacked problem's
-        tolerances (see ``downside.py``).
-    max_solve_nonzeros
-        Bound on the stored nonzeros of one Clarabel call (fewer windows per call beyond it).
-    max_build_nonzeros
-        Bound on the values built at once (windows are built in groups below it).
-    """
-
-    tol: float = 1e-10
-    windows_per_solve: int = 1
-    max_solve_nonzeros: int = 2**21
-    max_build_nonzeros: int = 2**22
-
-    def build(self, R: np.ndarray) -> ConicBatch:
-        """The problems of the windows ``R (c, L, N)``; implemented by subclasses."""
-        raise NotImplementedError
-
-    def weights(self, x: np.ndarray, N: int) -> np.ndarray:
-        """Long-only weights from the solutions ``x (B, n)`` (first ``N`` entries, rescaled to sum one)."""
-        w = np.clip(x[:, :N], 0.0, None)
-        return w / w.sum(axis=1, keepdims=True)
-
-    def allocate(self, R: Tensor) -> Tensor:
-        who = type(self).__name__
-        data = R.detach().cpu().double().numpy()
-        B, L, N = data.shape
-        nnz = L * N + 6 * L + 2 * N  # about the nonzeros of one window, to size the groups
-        per_build = max(1, self.max_build_nonzeros // nnz)
-        out = np.empty((B, N))
-        for start in range(0, B, per_build):
-            batch = self.build(data[start : start + per_build])
-            per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
-            x = solve_batch(batch, who, start, self.tol, per_solve)
-            out[start : start + len(batch)] = self.weights(x, N)
-        return torch.as_tensor(out, dtype=R.dtype, device=R.device)
+__all__ = ["OK_STATUS", "ConicBatch", "Pattern", "clarabel_solve", "solve_batch"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradfolio.solvers.standard_form import bmv
+from gradfolio.solvers.qp.standard_form import bmv
 
 
 def cholesky(H: Tensor, scale: Tensor, reg: float) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""The batched standard forms of the downside portfolios and the stacked Clarabel solve (``conic.py``)."""
+"""Downside portfolios: their batched standard forms and stacked Clarabel solves (``conic_portfolio.py``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from gradfolio.allocation.classical import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
-from gradfolio.allocation.classical import conic
-from gradfolio.allocation.classical.conic import Pattern
 from gradfolio.errors import SolverError
+from gradfolio.solvers import conic
 
 #: Eight 252-day windows spread over the bundled data.
 SPREAD = (1500, 2000, 3000, 4500, 5200, 6000, 7000, 8312)
@@ -103,18 +102,6 @@ def test_batched_standard_form_equals_blockwise_construction(windows, case: str)
     np.testing.assert_array_equal(q, np.concatenate([blk[1] for blk in blocks]))
     np.testing.assert_array_equal(rhs, np.concatenate([blk[3] for blk in blocks]))
     assert len(cones) == 6
-
-
-def test_pattern_block_diag_and_duplicates() -> None:
-    rng = np.random.default_rng(0)
-    dense = rng.standard_normal((3, 5, 4)) * (rng.random((5, 4)) < 0.5)
-    rows, cols = np.nonzero(np.abs(dense).sum(axis=0))
-    perm = rng.permutation(rows.size)  # any order of the entries
-    pattern = Pattern(rows[perm], cols[perm], (5, 4))
-    values = dense[:, rows[perm], cols[perm]][:, pattern.order]
-    np.testing.assert_array_equal(pattern.block_diag(values).toarray(), sp.block_diag(list(dense)).toarray())
-    with pytest.raises(ValueError, match="duplicated"):
-        Pattern(np.array([0, 1, 0]), np.array([2, 0, 2]), (2, 3))
 
 
 # --- stacked solves ------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ the QP ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` reduces to a linear KKT syste
 
 Active bound rows fix their variable, so the system is solved over the free variables only
 (``Q`` restricted to them, a unit diagonal on the fixed ones); the general active rows and the
-equalities enter through a Schur complement (:class:`~gradfolio.solvers.kkt.SaddlePoint`), with
+equalities enter through a Schur complement (:class:`~gradfolio.solvers.qp.kkt.SaddlePoint`), with
 a unit diagonal on the inactive rows so that their multipliers are zero. Everything is batched:
 each element has its own active set, the matrices keep their size.
 
 - **Primal-dual active-set method** (Hintermueller, Ito & Kunisch 2002, a semismooth Newton
   method): solve on a guess of the active set (first the separable problem's,
-  :mod:`gradfolio.solvers.separable`), then keep the rows whose multiplier is positive and add
+  :mod:`gradfolio.solvers.qp.separable`), then keep the rows whose multiplier is positive and add
   the rows the solution violates, until the KKT conditions hold. It stops with the exact
   solution, typically after 3-5 solves for portfolio problems. It can cycle on general problems:
   an update that would fix every variable of the budget by bounds takes a guarded step
@@ -30,10 +30,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradfolio.solvers.kkt import SaddlePoint
-from gradfolio.solvers.separable import separable_active_set
-from gradfolio.solvers.settings import QPSettings
-from gradfolio.solvers.standard_form import Solution, StandardForm, absmax, bmtv, bmv
+from gradfolio.solvers.qp.kkt import SaddlePoint
+from gradfolio.solvers.qp.separable import separable_active_set
+from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.standard_form import Solution, StandardForm, absmax, bmtv, bmv
 
 
 def active_rows(form: StandardForm, s: Tensor, z: Tensor) -> Tensor:
@@ -279,7 +279,7 @@ COMPACT_BATCH = 128
 
 def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
     """Run the primal-dual active-set method from the separable problem's active set
-    (:func:`~gradfolio.solvers.separable.separable_active_set`; the empty set where it gives none).
+    (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
     Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
     they leave it after each solve. An element whose update (:func:`next_active_set`) returns to

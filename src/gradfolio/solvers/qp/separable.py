@@ -13,7 +13,7 @@ free and clamped parts of ``g`` with cumulative sums gives ``g`` on every piece,
 ``g(nu) = b`` in ``O(n log n)`` per element, without a loop.
 
 The bounds it clamps are the primal-dual active-set method's starting active set
-(:func:`~gradfolio.solvers.active_set.primal_dual_active_set`; general rows start inactive).
+(:func:`~gradfolio.solvers.qp.active_set.primal_dual_active_set`; general rows start inactive).
 On portfolio problems most assets of the solution sit at a bound, and the separable problem
 finds most of them: at ``n = 50`` the method then needs about 4 solves instead of 6, each on
 the few free assets, instead of starting with a solve over all ``n``. The guess only chooses
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradfolio.solvers.standard_form import StandardForm
+from gradfolio.solvers.qp.standard_form import StandardForm
 
 
 def _bounds(form: StandardForm) -> tuple[Tensor, Tensor]:

@@ -1,14 +1,14 @@
 """Batched primal-dual interior-point method (Mehrotra predictor-corrector) with active-set polish.
 
 Solves, for every batch element at once, ``min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h`` (data in a
-:class:`~gradfolio.solvers.standard_form.StandardForm`). Each Newton step eliminates the slacks
+:class:`~gradfolio.solvers.qp.standard_form.StandardForm`). Each Newton step eliminates the slacks
 and inequality multipliers, which leaves ``H = Q + G' diag(z/s) G`` (one batched Cholesky) and a
-``p x p`` Schur complement for the equalities (:class:`~gradfolio.solvers.kkt.SaddlePoint`).
+``p x p`` Schur complement for the equalities (:class:`~gradfolio.solvers.qp.kkt.SaddlePoint`).
 :func:`gradfolio.solvers.qp.solve_qp` uses it for the elements that the primal-dual active-set
 method did not solve.
 
 - **Polish.** Once an element's complementarity ``mu`` is small, its guess of the active set
-  (``z > s``) is solved exactly (:func:`~gradfolio.solvers.active_set.solve_on`) and accepted
+  (``z > s``) is solved exactly (:func:`~gradfolio.solvers.qp.active_set.solve_on`) and accepted
   if the KKT conditions hold; a rejected guess is retried when it changes.
 - **Compaction.** Finished elements leave the batch, so later iterations factor only the
   elements still running.
@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 
 from gradfolio.errors import SolverError
-from gradfolio.solvers.active_set import active_rows, solve_on
-from gradfolio.solvers.kkt import SaddlePoint
-from gradfolio.solvers.settings import QPSettings
-from gradfolio.solvers.standard_form import Solution, StandardForm
+from gradfolio.solvers.qp.active_set import active_rows, solve_on
+from gradfolio.solvers.qp.kkt import SaddlePoint
+from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.standard_form import Solution, StandardForm
 
 
 def _max_step(v: Tensor, dv: Tensor) -> Tensor:

@@ -1,0 +1,69 @@
+"""Classical portfolios solved as one sparse conic problem per window (Clarabel batches).
+
+:class:`ConicPortfolio` turns the windows ``R (B, L, N)`` into a :class:`~gradfolio.solvers.conic.ConicBatch`
+(built by a subclass, in groups bounded by ``max_build_nonzeros``), solves it with
+:func:`~gradfolio.solvers.conic.solve_batch` and reads long-only weights ``w (B, N)`` off the
+solutions. The downside-risk portfolios (:mod:`gradfolio.allocation.classical.downside`) are its
+subclasses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.solvers.conic import ConicBatch, solve_batch
+
+
+class ConicPortfolio(ClassicalPortfolio):
+    """Solve one conic problem per window, ``windows_per_solve`` windows per Clarabel call (default one).
+
+    Subclasses build the problems of a group of windows at once (:meth:`build`); the weights are
+    the first ``N`` entries of each solution, clipped at zero and rescaled to sum one.
+
+    Attributes
+    ----------
+    tol
+        Clarabel's gap and feasibility tolerances.
+    windows_per_solve
+        Windows stacked into one Clarabel call (block-diagonal problem), at most. One (default):
+        stacking was measured slower and only as accurate as the whole stacked problem's
+        tolerances (see ``downside.py``).
+    max_solve_nonzeros
+        Bound on the stored nonzeros of one Clarabel call (fewer windows per call beyond it).
+    max_build_nonzeros
+        Bound on the values built at once (windows are built in groups below it).
+    """
+
+    tol: float = 1e-10
+    windows_per_solve: int = 1
+    max_solve_nonzeros: int = 2**21
+    max_build_nonzeros: int = 2**22
+
+    def build(self, R: np.ndarray) -> ConicBatch:
+        """The problems of the windows ``R (c, L, N)``; implemented by subclasses."""
+        raise NotImplementedError
+
+    def weights(self, x: np.ndarray, N: int) -> np.ndarray:
+        """Long-only weights from the solutions ``x (B, n)`` (first ``N`` entries, rescaled to sum one)."""
+        w = np.clip(x[:, :N], 0.0, None)
+        return w / w.sum(axis=1, keepdims=True)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        who = type(self).__name__
+        data = R.detach().cpu().double().numpy()
+        B, L, N = data.shape
+        nnz = L * N + 6 * L + 2 * N  # about the nonzeros of one window, to size the groups
+        per_build = max(1, self.max_build_nonzeros // nnz)
+        out = np.empty((B, N))
+        for start in range(0, B, per_build):
+            batch = self.build(data[start : start + per_build])
+            per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
+            x = solve_batch(batch, who, start, self.tol, per_solve)
+            out[start : start + len(batch)] = self.weights(x, N)
+        return torch.as_tensor(out, dtype=R.dtype, device=R.device)
+
+
+__all__ = ["ConicPortfolio"]
