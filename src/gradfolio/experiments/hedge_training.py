@@ -36,10 +36,10 @@ from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
 from gradfolio.experiments.hedge_config import EvaluationConfig
 from gradfolio.experiments.hedge_report import write_hedge_run
+from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import Episode, HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
-from gradfolio.hedging.strategies import baseline_policies
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
 from gradfolio.hedging.rl.training import Trainer, TrainerConfig, make_agent, make_env
 from gradfolio.io import atomic_path, load_checkpoint, save_checkpoint

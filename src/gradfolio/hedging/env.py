@@ -322,7 +322,7 @@ class HedgingEnv:
         Parameters
         ----------
         policy
-            ``policy(state) -> action``, e.g. a baseline of :mod:`gradfolio.hedging.strategies`
+            ``policy(state) -> action``, e.g. a baseline of :mod:`gradfolio.hedging.baselines`
             or a trained actor network.
         seed
             Episode seed; the same seed gives every policy the same market and client orders.

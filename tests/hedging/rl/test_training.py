@@ -102,9 +102,9 @@ def test_ana_agent_is_validated_and_saved_at_its_iterates(tmp_path, tiny_hedging
 def test_agent_learns_to_hedge_better_than_no_option_trades():
     """On the default 30-day market (short runs, 64 paths), training lowers the validation
     CVaR95 below that of delta hedging (which trades no option)."""
+    from gradfolio.hedging.baselines import GreekHedge
     from gradfolio.hedging.evaluation import pnl_metrics
     from gradfolio.hedging.rl.training import VAL_SEED
-    from gradfolio.hedging.strategies import GreekHedge
 
     env_cfg = EnvConfig(time_to_go=True)
     cfg = TrainerConfig(n_paths=64, n_episodes=12, warmup_episodes=2, eval_every=2, val_paths=1000,
