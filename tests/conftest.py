@@ -53,7 +53,7 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture
-def tiny_hedging() -> SimpleNamespace:
+def tiny_hedge() -> SimpleNamespace:
     """Hedging settings that train in seconds, shared by the RL, CLI and sweep tests.
 
     ``env``: a 5-day market with the time to go in the state; ``agent``: ANA, one hidden layer of 8,

@@ -18,9 +18,9 @@ from gradfolio.experiments.sweeps import SweepConfig, apply_overrides
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_cli_train_evaluate_and_resume(tmp_path, tiny_hedging):
-    cfg = HedgeTrainingConfig(env=tiny_hedging.env, agent=tiny_hedging.agent,
-                              trainer=tiny_hedging.trainer(n_episodes=3),
+def test_cli_train_evaluate_and_resume(tmp_path, tiny_hedge):
+    cfg = HedgeTrainingConfig(env=tiny_hedge.env, agent=tiny_hedge.agent,
+                              trainer=tiny_hedge.trainer(n_episodes=3),
                               evaluation=EvaluationConfig(n_paths=20))
     dump_config(cfg, tmp_path / "cfg.yaml")
     runner = CliRunner()
@@ -59,10 +59,10 @@ def test_cli_train_evaluate_and_resume(tmp_path, tiny_hedging):
          "option --num-cpus: field 'num_cpus': Input should be greater than or equal to 1 (got 0)"),
     ],
 )
-def test_cli_bad_options_give_one_line_naming_the_option(tmp_path, args, message, tiny_hedging):
+def test_cli_bad_options_give_one_line_naming_the_option(tmp_path, args, message, tiny_hedge):
     config = tmp_path / "cfg.yaml"
-    sweep = SweepConfig(base=tiny_hedging.run, agents=["anaddh"])
-    dump_config(tiny_hedging.run if args[0] == "train" else sweep, config)
+    sweep = SweepConfig(base=tiny_hedge.run, agents=["anaddh"])
+    dump_config(tiny_hedge.run if args[0] == "train" else sweep, config)
     res = CliRunner().invoke(app, ["hedge", *args, "--config", str(config), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
@@ -71,10 +71,10 @@ def test_cli_bad_options_give_one_line_naming_the_option(tmp_path, args, message
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_sweep_on_one_experiment(tmp_path, tiny_hedging):
+def test_cli_sweep_on_one_experiment(tmp_path, tiny_hedge):
     """`hedge sweep --only cost --episodes 2 --serial`: one point trained for 2 episodes (the
     config says 3), the other experiment skipped, the tables, figure and point folder written."""
-    base = apply_overrides(tiny_hedging.run, {"trainer.n_episodes": 3}, "test")
+    base = apply_overrides(tiny_hedge.run, {"trainer.n_episodes": 3}, "test")
     experiments = {"cost": {"0.2%": {"env.cost": 0.002}}, "maturity": {"120d": {"env.hedge_maturity_days": 120}}}
     dump_config(SweepConfig(base=base, agents=["anaddh"], experiments=experiments), tmp_path / "sweep.yaml")
     out = tmp_path / "sweep"
@@ -97,13 +97,13 @@ def test_cli_sweep_on_one_experiment(tmp_path, tiny_hedging):
     assert table.set_index("strategy").loc["anaddh", "cvar_95"] == pytest.approx(metrics["anaddh"]["cvar_95"])
 
 
-def test_cli_evaluate_track_logs_to_mlflow(tmp_path, monkeypatch, tiny_hedging):
+def test_cli_evaluate_track_logs_to_mlflow(tmp_path, monkeypatch, tiny_hedge):
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    train_agent(tiny_hedging.run, tmp_path / "run")
+    train_agent(tiny_hedge.run, tmp_path / "run")
     runner = CliRunner()
     res = runner.invoke(app, ["hedge", "evaluate", "--run", str(tmp_path / "run"), "--paths", "30",
                               "--out", str(tmp_path / "ev"), "--track"])

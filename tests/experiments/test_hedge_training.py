@@ -10,7 +10,7 @@ from gradfolio.experiments.hedge_training import HedgeTrainingConfig, train_agen
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch, tiny_hedging):
+def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch, tiny_hedge):
     import mlflow
 
     from gradfolio.experiments.hedge_training import evaluate_agent
@@ -18,8 +18,8 @@ def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch, tiny_hedg
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = HedgeTrainingConfig(env=tiny_hedging.env, agent=tiny_hedging.agent,
-                              trainer=tiny_hedging.trainer(n_episodes=4),
+    cfg = HedgeTrainingConfig(env=tiny_hedge.env, agent=tiny_hedge.agent,
+                              trainer=tiny_hedge.trainer(n_episodes=4),
                               evaluation=EvaluationConfig(n_paths=20))
     with Tracker("test-hedge", run_name="anaddh", tracking_uri=uri) as tracker:
         agent, run_dir = train_agent(cfg, tmp_path / "run", tracker=tracker)

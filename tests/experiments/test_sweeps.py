@@ -1,4 +1,4 @@
-"""Sweeps of hedging trainings: overrides validated, every distinct point trained once, a two-point
+"""Sweeps of RL hedge trainings: overrides validated, every distinct point trained once, a two-point
 Ray sweep equal to the serial run."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def test_sweep_overrides_are_validated():
     assert {(p[2], p[3].agent.optimizer) for p in points} == {("gvdh", "adam"), ("anaddh", "ana")}
 
 
-def test_sweep_trains_each_distinct_point_once(tmp_path, tiny_hedging):
+def test_sweep_trains_each_distinct_point_once(tmp_path, tiny_hedge):
     experiments = {"cost": {"0.2%": {"env.cost": 0.002}, "base": {}}, "again": {"base": {}}}
-    cfg = SweepConfig(base=tiny_hedging.run, agents=["gvdh", "anaddh"], experiments=experiments, executor="serial")
+    cfg = SweepConfig(base=tiny_hedge.run, agents=["gvdh", "anaddh"], experiments=experiments, executor="serial")
     table, sweep_dir = run_sweep(cfg, tmp_path / "sweep")
     first = table[(table.experiment == "cost") & (table.setting == "0.2%")]
     assert list(first["strategy"]) == ["delta", "delta_gamma", "delta_vega", "gvdh", "anaddh"]
@@ -47,11 +47,11 @@ def test_sweep_trains_each_distinct_point_once(tmp_path, tiny_hedging):
     assert again.equals(table[(table.experiment == "cost") & (table.setting == "base")][cols].reset_index(drop=True))
 
 
-def test_ray_sweep_matches_serial_run(tmp_path, tiny_hedging):
+def test_ray_sweep_matches_serial_run(tmp_path, tiny_hedge):
     """One point through a local Ray (1 CPU: the test is dominated by Ray's start-up) gives the
     same numbers as the serial executor: training is seeded and deterministic."""
     experiments = {"cost": {"0.2%": {"env.cost": 0.002}}}
-    ray_cfg = SweepConfig(base=tiny_hedging.run, agents=["anaddh"], experiments=experiments, num_cpus=1)
+    ray_cfg = SweepConfig(base=tiny_hedge.run, agents=["anaddh"], experiments=experiments, num_cpus=1)
     table, sweep_dir = run_sweep(ray_cfg, tmp_path / "ray")
     serial, _ = run_sweep(ray_cfg.model_copy(update={"executor": "serial"}), tmp_path / "serial")
     assert list(table["strategy"]) == ["delta", "delta_gamma", "delta_vega", "anaddh"]

@@ -30,19 +30,19 @@ def _same_state(a: Trainer, b: Trainer) -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["ana", "adam"])
-def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_tracker, tiny_hedging):
-    agent_cfg = tiny_hedging.agent.model_copy(update={"optimizer": optimizer})
+def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_tracker, tiny_hedge):
+    agent_cfg = tiny_hedge.agent.model_copy(update={"optimizer": optimizer})
     # buffer smaller than the transitions collected: the wrap-around is checkpointed too
-    full = Trainer(tiny_hedging.env, agent_cfg, tiny_hedging.trainer(), tmp_path / "full")
+    full = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "full")
     full.train()
 
-    killed = Trainer(tiny_hedging.env, agent_cfg, tiny_hedging.trainer(), tmp_path / "run",
+    killed = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "run",
                      tracker=recording_tracker(kill_at=4))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     assert killed.episode == 4  # episode 4 ran but its checkpoint was never written
 
-    resumed = Trainer(tiny_hedging.env, agent_cfg, tiny_hedging.trainer(), tmp_path / "run")
+    resumed = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "run")
     resumed.load()
     assert resumed.episode == 3
     resumed.train()
@@ -50,18 +50,18 @@ def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_t
     assert resumed.episode == 6 and resumed.updates == full.updates > 0
 
 
-def test_resume_refuses_other_settings(tmp_path, tiny_hedging):
-    Trainer(tiny_hedging.env, tiny_hedging.agent, tiny_hedging.trainer(n_episodes=2), tmp_path).train()
-    other = Trainer(tiny_hedging.env, tiny_hedging.agent.model_copy(update={"n_quantiles": 8}),
-                    tiny_hedging.trainer(n_episodes=2), tmp_path)
+def test_resume_refuses_other_settings(tmp_path, tiny_hedge):
+    Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
+    other = Trainer(tiny_hedge.env, tiny_hedge.agent.model_copy(update={"n_quantiles": 8}),
+                    tiny_hedge.trainer(n_episodes=2), tmp_path)
     with pytest.raises(ConfigError, match="different settings"):
         other.load()
     with pytest.raises(ConfigError, match="no checkpoint"):
-        Trainer(tiny_hedging.env, tiny_hedging.agent, tiny_hedging.trainer(), tmp_path / "empty").load()
+        Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(), tmp_path / "empty").load()
 
 
-def test_trainer_collects_every_path_and_validates(tiny_hedging):
-    tr = Trainer(tiny_hedging.env, tiny_hedging.agent, tiny_hedging.trainer(n_episodes=4, buffer_capacity=1000))
+def test_trainer_collects_every_path_and_validates(tiny_hedge):
+    tr = Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(n_episodes=4, buffer_capacity=1000))
     tr.train()
     assert len(tr.buffer) == 4 * 8 * 5  # episodes x paths x days
     # 3 training episodes x 5 days = 15 days; update phases every 2 days (7 of them), 2 updates per day
@@ -73,16 +73,16 @@ def test_trainer_collects_every_path_and_validates(tiny_hedging):
     assert feats.mean(dim=0).abs().max() < 1e-5
 
 
-def test_ana_agent_is_validated_and_saved_at_its_iterates(tmp_path, tiny_hedging):
+def test_ana_agent_is_validated_and_saved_at_its_iterates(tmp_path, tiny_hedge):
     """Without restart ANA's look-ahead point y_r differs from the iterate theta^r after every
     step. One validation (episode 4, so it is also the keep_best snapshot): its score is that of
     the actor at theta^r (a manual swap), not at y_r; agent.pt holds theta^r for both networks."""
-    agent_cfg = tiny_hedging.agent.model_copy(update={"ana_restart": "none"})
-    cfg = HedgeTrainingConfig(env=tiny_hedging.env, agent=agent_cfg,
-                              trainer=tiny_hedging.trainer(n_episodes=4, eval_every=4))
+    agent_cfg = tiny_hedge.agent.model_copy(update={"ana_restart": "none"})
+    cfg = HedgeTrainingConfig(env=tiny_hedge.env, agent=agent_cfg,
+                              trainer=tiny_hedge.trainer(n_episodes=4, eval_every=4))
     train_agent(cfg, tmp_path / "run")
     # the last checkpoint holds the run as training left it: y_r in the networks
-    tr = Trainer(tiny_hedging.env, agent_cfg, cfg.trainer, tmp_path / "run")
+    tr = Trainer(tiny_hedge.env, agent_cfg, cfg.trainer, tmp_path / "run")
     tr.load()
     (row,) = [r for r in tr.history if "val_score" in r]
     y_critic = [p.detach().clone() for p in tr.agent.critic.parameters()]
