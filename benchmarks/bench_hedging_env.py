@@ -42,7 +42,7 @@ from hedging_numpy_reference import (  # noqa: E402
 )
 
 from gradfolio.hedging import EnvConfig, HedgingEnv, simulate_sabr  # noqa: E402
-from gradfolio.hedging.strategies import GreekHedge  # noqa: E402
+from gradfolio.hedging.baselines import GreekHedge  # noqa: E402
 from gradfolio.io import atomic_write_json  # noqa: E402
 
 

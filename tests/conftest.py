@@ -3,9 +3,12 @@ conftest under ``--import-mode=importlib``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from gradfolio.tracking import NullTracker
 
@@ -38,3 +41,40 @@ class RecordingTracker(NullTracker):
 def recording_tracker() -> type[RecordingTracker]:
     """The :class:`RecordingTracker` class (``recording_tracker(kill_at=2)`` builds one)."""
     return RecordingTracker
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for the test (tiny tensors: more threads only oversubscribe the CI cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_hedge() -> SimpleNamespace:
+    """Hedging settings that train in seconds, shared by the RL, CLI and sweep tests.
+
+    ``env``: a 5-day market with the time to go in the state; ``agent``: ANA, one hidden layer of 8,
+    4 quantiles; ``trainer(**overrides)``: a :class:`~gradfolio.hedging.rl.training.TrainerConfig`
+    of 6 episodes of 8 paths, validated every 2, a checkpoint after every update and a 64-transition
+    buffer; ``run``: a :class:`~gradfolio.experiments.hedge_training.HedgeTrainingConfig` of these
+    with 2 episodes, no validation and 20 test paths.
+    """
+    from gradfolio.experiments.hedge_config import EvaluationConfig
+    from gradfolio.experiments.hedge_training import HedgeTrainingConfig
+    from gradfolio.hedging.config import EnvConfig
+    from gradfolio.hedging.rl import AgentConfig, TrainerConfig
+
+    env = EnvConfig(n_days=5, time_to_go=True)
+    agent = AgentConfig(hidden=(8,), n_quantiles=4, optimizer="ana")
+
+    def trainer(**overrides: object) -> TrainerConfig:
+        base = dict(n_paths=8, n_episodes=6, warmup_episodes=1, batch_size=16, eval_every=2, val_paths=8,
+                    checkpoint_every=1, buffer_capacity=64, trajectory_length=2)
+        return TrainerConfig(**{**base, **overrides})
+
+    run = HedgeTrainingConfig(env=env, agent=agent, trainer=trainer(n_episodes=2, eval_every=0),
+                              evaluation=EvaluationConfig(n_paths=20))
+    return SimpleNamespace(env=env, agent=agent, trainer=trainer, run=run)

@@ -99,8 +99,12 @@ def array_api(func: F | None = None, *, min_periods: int = 1) -> Any:
     return decorate if func is None else decorate(func)
 
 
-def _check_level(level: float, owner: str = "") -> None:
-    """Raise :class:`ConfigError` unless ``0 < level < 1``; ``owner`` prefixes the message (e.g. a loss's name)."""
+def check_level(level: float, owner: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``0 < level < 1``; ``owner`` prefixes the message (e.g. a loss's name).
+
+    The check of :func:`value_at_risk` and :func:`cvar`, public so that objects built on them (such as
+    :class:`gradfolio.allocation.losses.CVaRLoss`) refuse a bad level when they are constructed.
+    """
     if not 0.0 < level < 1.0:
         prefix = f"{owner}: " if owner else ""
         raise ConfigError(f"{prefix}level={level!r} must lie strictly between 0 and 1 (e.g. 0.95 for a 95% VaR/CVaR).")
@@ -325,7 +329,7 @@ _ROUNDING = 1e-9  # (1 - level) * T within this of an integer counts as that int
 
 
 def _sorted(returns: torch.Tensor, level: float) -> torch.Tensor:
-    _check_level(level)
+    check_level(level)
     return torch.sort(returns, dim=-1).values
 
 
@@ -558,4 +562,5 @@ __all__ = [
     "turnover",
     "portfolio_returns",
     "summary",
+    "check_level",
 ]

@@ -9,10 +9,10 @@ from skfolio.measures import cvar as sk_cvar
 from skfolio.measures import value_at_risk as sk_var
 
 from gradfolio.errors import ConfigError
+from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table, pnl_metrics, rollout
-from gradfolio.hedging.strategies import baseline_policies
 
 f64 = torch.float64
 

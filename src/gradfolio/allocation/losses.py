@@ -224,7 +224,7 @@ class CVaRLoss(Loss):
     """``cvar(r, level)`` (expected shortfall, a positive loss); ``level`` in ``(0, 1)``."""
 
     def __init__(self, level: float = 0.95):
-        risk._check_level(level, owner="CVaRLoss")
+        risk.check_level(level, owner="CVaRLoss")
         self.level = level
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:

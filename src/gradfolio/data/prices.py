@@ -53,8 +53,12 @@ CSV_ROWS = _Rows("row", 2)  # as a spreadsheet shows the file: the header is row
 POSITIONS = _Rows("position", 0)  # Parquet files and DataFrames: frame.iloc[position]
 
 
-def _check_int(name: str, value: Any, low: int, meaning: str = "") -> None:
-    """Raise a ConfigError unless ``value`` is an integer (not a bool) ``>= low``."""
+def check_int(name: str, value: Any, low: int, meaning: str = "") -> None:
+    """Raise a ConfigError unless ``value`` is an integer (not a bool) ``>= low``.
+
+    ``name`` is the argument named in the message and ``meaning`` (e.g. ``" (two prices make one
+    return)"``) is appended to it; :mod:`gradfolio.data.windows` checks its window lengths with it.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ConfigError(f"{name}={value!r} must be an integer >= {low}{meaning}.")
 
@@ -184,8 +188,8 @@ def _date_index(frame: pd.DataFrame, source: str, rows: _Rows) -> pd.DataFrame:
 
 
 def _check_options(ffill_limit: int, min_rows: int) -> None:
-    _check_int("ffill_limit", ffill_limit, 0, " (the longest run of missing prices that is forward-filled)")
-    _check_int("min_rows", min_rows, 2, " (two prices make one return)")
+    check_int("ffill_limit", ffill_limit, 0, " (the longest run of missing prices that is forward-filled)")
+    check_int("min_rows", min_rows, 2, " (two prices make one return)")
 
 
 def validate_prices(
@@ -325,4 +329,4 @@ def load_prices(source: str | os.PathLike[str] = "sp500", ffill_limit: int = 5, 
     return _validate(frame, name, rows, ffill_limit, min_rows)
 
 
-__all__ = ["BUNDLED", "load_prices", "validate_prices"]
+__all__ = ["BUNDLED", "load_prices", "validate_prices", "check_int"]

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gradfolio.data.prices import _check_int
+from gradfolio.data.prices import check_int
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.seeding import make_generator
 
@@ -141,7 +141,7 @@ def make_windows(
     """
     _check_kind(kind)
     for name, value, low in (("lookback", lookback, 1), ("gap", gap, 0), ("horizon", horizon, 1), ("step", step, 1)):
-        _check_int(name, value, low)
+        check_int(name, value, low)
     span = lookback + gap + horizon
     T = len(returns)
     if T < span:

@@ -11,9 +11,9 @@ import torch
 from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedge_config import HedgingConfig
 from gradfolio.experiments.hedge_report import write_hedge_run
+from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
-from gradfolio.hedging.strategies import baseline_policies
 from gradfolio.tracking import NullTracker
 
 

@@ -5,10 +5,10 @@ A YAML/TOML file with these sections, every field optional (defaults = the paper
     env:            # gradfolio.hedging.config.EnvConfig (market, book, costs, action, reward)
       market: {sigma0: 0.3, nu: 0.3}
       time_to_go: true
-    agent:          # gradfolio.hedging.agent.AgentConfig
+    agent:          # gradfolio.hedging.rl.agent.AgentConfig
       optimizer: ana          # ana = ANADDH, adam = GVDH
       objective: mean_std     # mean | mean_std | var | cvar
-    trainer:        # gradfolio.hedging.training.TrainerConfig
+    trainer:        # gradfolio.hedging.rl.training.TrainerConfig
       n_episodes: 300
       n_paths: 256
       device: cpu
@@ -36,12 +36,12 @@ from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
 from gradfolio.experiments.hedge_config import EvaluationConfig
 from gradfolio.experiments.hedge_report import write_hedge_run
-from gradfolio.hedging.agent import AgentConfig, DistributionalAgent
+from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import Episode, HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
-from gradfolio.hedging.strategies import baseline_policies
-from gradfolio.hedging.training import Trainer, TrainerConfig, make_agent, make_env
+from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
+from gradfolio.hedging.rl.training import Trainer, TrainerConfig, make_agent, make_env
 from gradfolio.io import atomic_path, load_checkpoint, save_checkpoint
 from gradfolio.seeding import resolve_device
 from gradfolio.tracking import NullTracker
@@ -125,7 +125,7 @@ def load_agent(run_dir: str | os.PathLike[str], device: str | None = None) -> tu
     """The trained agent of a run folder and its config (``device`` overrides the training device).
 
     The networks hold what training ended with: ANA's iterates ``theta^r`` (then, with
-    ``keep_best``, the best validated actor), see :mod:`gradfolio.hedging.training`.
+    ``keep_best``, the best validated actor), see :mod:`gradfolio.hedging.rl.training`.
     """
     path = Path(run_dir) / AGENT_FILE
     if not path.is_file():

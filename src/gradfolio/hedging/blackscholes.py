@@ -14,8 +14,10 @@ Every argument broadcasts against the others (tensors or Python floats); results
 broadcast shape, device and dtype of the tensor inputs. All functions are differentiable.
 
 The public functions check their inputs (``spot, strike, vol > 0``, ``tau >= 0``) and raise
-:class:`~gradfolio.errors.ConfigError` naming the argument; the environment's hot path calls the
-unchecked ``_bs_greeks`` / ``_live_greeks`` / ``_expired_greeks`` on values it built itself.
+:class:`~gradfolio.errors.ConfigError` naming the argument. The unchecked
+:func:`bs_greeks_unchecked`, :func:`live_greeks_unchecked` (every ``tau > 0``) and
+:func:`expired_greeks` (``tau = 0``) skip those checks, for the environment's hot path on values it
+built itself (:mod:`~gradfolio.hedging.book`, :mod:`~gradfolio.hedging.env`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from gradfolio.errors import ConfigError
-
-Scalar = float | torch.Tensor
+from gradfolio.hedging.validation import Scalar, as_tensors, check_positive
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -41,32 +41,13 @@ class Greeks(NamedTuple):
     vega: torch.Tensor
 
 
-def _as_tensors(*values: Scalar) -> list[torch.Tensor]:
-    ref = next((v for v in values if isinstance(v, torch.Tensor)), None)
-    if ref is None:
-        return [torch.as_tensor(v, dtype=torch.float64) for v in values]
-    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-    return [v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=dtype, device=ref.device) for v in values]
-
-
-def _check_positive(where: str, name: str, value: torch.Tensor, fix: str, *, allow_zero: bool = False) -> None:
-    """Raise :class:`ConfigError` unless every element of ``value`` is ``> 0`` (``>= 0`` with ``allow_zero``); NaN fails."""
-    ok = value >= 0 if allow_zero else value > 0
-    if not bool(ok.all()):
-        bad = value.detach()[~ok]
-        raise ConfigError(
-            f"{where}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {float(bad.flatten()[0])} "
-            f"({bad.numel()} of {value.numel()} values); {fix}."
-        )
-
-
 def _checked(where: str, spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar, q: Scalar) -> list[torch.Tensor]:
-    """The arguments as tensors (see :func:`_as_tensors`), after checking the Black-Scholes domain."""
-    spot, strike, tau, vol, r, q = _as_tensors(spot, strike, tau, vol, r, q)
-    _check_positive(where, "spot", spot, "pass the price of the underlying")
-    _check_positive(where, "strike", strike, "pass a positive strike")
-    _check_positive(where, "tau", tau, "pass the time to maturity in years (0 at expiry)", allow_zero=True)
-    _check_positive(where, "vol", vol, "pass the annual implied volatility as a fraction, e.g. 0.2 for 20%")
+    """The arguments as tensors (see :func:`~gradfolio.hedging.validation.as_tensors`), after checking the Black-Scholes domain."""
+    spot, strike, tau, vol, r, q = as_tensors(spot, strike, tau, vol, r, q)
+    check_positive(where, "spot", spot, "pass the price of the underlying")
+    check_positive(where, "strike", strike, "pass a positive strike")
+    check_positive(where, "tau", tau, "pass the time to maturity in years (0 at expiry)", allow_zero=True)
+    check_positive(where, "vol", vol, "pass the annual implied volatility as a fraction, e.g. 0.2 for 20%")
     return [spot, strike, tau, vol, r, q]
 
 
@@ -104,25 +85,32 @@ def bs_greeks(
     ConfigError
         If some ``spot``, ``strike`` or ``vol`` is ``<= 0`` or some ``tau`` is ``< 0`` (or NaN).
     """
-    return _bs_greeks(*_checked("bs_greeks", spot, strike, tau, vol, r, q), call)
+    return bs_greeks_unchecked(*_checked("bs_greeks", spot, strike, tau, vol, r, q), call)
 
 
-def _bs_greeks(
+def bs_greeks_unchecked(
     spot: torch.Tensor, strike: torch.Tensor, tau: torch.Tensor, vol: torch.Tensor,
     r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True,
 ) -> Greeks:
-    """:func:`bs_greeks` without the input checks, for tensors the caller knows to be valid."""
+    """:func:`bs_greeks` without the input checks, for tensors the caller knows to be valid.
+
+    Arguments broadcast against each other; every field of the returned :class:`Greeks` has the
+    broadcast shape. Invalid inputs give NaN or infinite values instead of an error.
+    """
     live = tau > 0
-    g = _live_greeks(spot, strike, torch.where(live, tau, torch.ones_like(tau)), vol, r, q, call)
-    e = _expired_greeks(spot, strike, call)
+    g = live_greeks_unchecked(spot, strike, torch.where(live, tau, torch.ones_like(tau)), vol, r, q, call)
+    e = expired_greeks(spot, strike, call)
     return Greeks(*(torch.where(live, a, b) for a, b in zip(g, e, strict=True)))
 
 
-def _live_greeks(
+def live_greeks_unchecked(
     spot: torch.Tensor, strike: torch.Tensor, tau: torch.Tensor, vol: torch.Tensor,
     r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True,
 ) -> Greeks:
-    """Unchecked :func:`bs_greeks` for options known to be alive (every ``tau > 0``): no expiry branch, fewer passes."""
+    """Unchecked :func:`bs_greeks` for options known to be alive (every ``tau > 0``): no expiry branch, fewer passes.
+
+    Arguments broadcast; the fields of the returned :class:`Greeks` have the broadcast shape.
+    """
     sqrt_tau = tau.sqrt()
     vol_sqrt = vol * sqrt_tau
     d1 = (torch.log(spot / strike) + (r - q + 0.5 * vol * vol) * tau) / vol_sqrt
@@ -141,8 +129,11 @@ def _live_greeks(
     return Greeks(price, delta, gamma, vega)
 
 
-def _expired_greeks(spot: torch.Tensor, strike: torch.Tensor, call: bool = True) -> Greeks:
-    """Options at expiry: price = payoff, delta = exercise indicator (signed for puts), zero gamma and vega."""
+def expired_greeks(spot: torch.Tensor, strike: torch.Tensor, call: bool = True) -> Greeks:
+    """Options at expiry: price = payoff, delta = exercise indicator (signed for puts), zero gamma and vega.
+
+    ``spot`` and ``strike`` broadcast; the fields of the returned :class:`Greeks` have their broadcast shape.
+    """
     moneyness = spot - strike if call else strike - spot
     price = moneyness.clamp(min=0.0)
     delta = (moneyness > 0).to(price.dtype) * (1.0 if call else -1.0)
@@ -152,22 +143,25 @@ def _expired_greeks(spot: torch.Tensor, strike: torch.Tensor, call: bool = True)
 
 def bs_price(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
     """Black-Scholes price (eq. 58); arguments, shapes and errors as in :func:`bs_greeks`."""
-    return _bs_greeks(*_checked("bs_price", spot, strike, tau, vol, r, q), call).price
+    return bs_greeks_unchecked(*_checked("bs_price", spot, strike, tau, vol, r, q), call).price
 
 
 def bs_delta(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
     """Black-Scholes delta (eq. 59) per unit of the underlying; see :func:`bs_greeks`."""
-    return _bs_greeks(*_checked("bs_delta", spot, strike, tau, vol, r, q), call).delta
+    return bs_greeks_unchecked(*_checked("bs_delta", spot, strike, tau, vol, r, q), call).delta
 
 
 def bs_gamma(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
     """Black-Scholes gamma (same for calls and puts); see :func:`bs_greeks`."""
-    return _bs_greeks(*_checked("bs_gamma", spot, strike, tau, vol, r, q), call).gamma
+    return bs_greeks_unchecked(*_checked("bs_gamma", spot, strike, tau, vol, r, q), call).gamma
 
 
 def bs_vega(spot: Scalar, strike: Scalar, tau: Scalar, vol: Scalar, r: Scalar = 0.0, q: Scalar = 0.0, call: bool = True) -> torch.Tensor:
     """Black-Scholes vega (eq. 60) per volatility point (divided by 100); see :func:`bs_greeks`."""
-    return _bs_greeks(*_checked("bs_vega", spot, strike, tau, vol, r, q), call).vega
+    return bs_greeks_unchecked(*_checked("bs_vega", spot, strike, tau, vol, r, q), call).vega
 
 
-__all__ = ["Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega"]
+__all__ = [
+    "Greeks", "bs_greeks", "bs_price", "bs_delta", "bs_gamma", "bs_vega",
+    "bs_greeks_unchecked", "live_greeks_unchecked", "expired_greeks",
+]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from gradfolio.hedging.blackscholes import Greeks, _bs_greeks, _live_greeks
+from gradfolio.hedging.blackscholes import Greeks, bs_greeks_unchecked, live_greeks_unchecked
 
 VolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``vol_fn(strike (paths, k), tau (k,)) -> implied vol broadcastable to (paths, k)``."""
@@ -128,9 +128,9 @@ class OptionBook:
         vol = vol_fn(strike, tau)
         n_expired = min(max(0, day - self.maturity_days - start + 1), qty.shape[1])  # expiry j + M <= day
         if n_expired == 0:
-            g = _live_greeks(spot[:, None], strike, tau, vol)
+            g = live_greeks_unchecked(spot[:, None], strike, tau, vol)
         else:
-            g = _bs_greeks(spot[:, None], strike, tau, vol)
+            g = bs_greeks_unchecked(spot[:, None], strike, tau, vol)
         return Greeks(*(qty * v for v in g))
 
     def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:

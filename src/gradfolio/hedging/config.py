@@ -24,7 +24,7 @@ ImpliedVolMode = Literal["per_day", "per_option"]
 ActionMap = Literal["gamma_vega", "gamma", "vega_fraction"]
 RewardMode = Literal["pnl", "abs_pnl"]
 BaselineName = Literal["delta", "delta_gamma", "delta_vega"]
-"""Classical baselines of :mod:`gradfolio.hedging.strategies` (the greeks they neutralize)."""
+"""Classical baselines of :mod:`gradfolio.hedging.baselines` (the greeks they neutralize)."""
 BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 
 

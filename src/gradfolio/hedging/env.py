@@ -46,10 +46,11 @@ from typing import Any, NamedTuple
 import torch
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.blackscholes import Greeks, _check_positive, _live_greeks
+from gradfolio.hedging.blackscholes import Greeks, live_greeks_unchecked
 from gradfolio.hedging.book import OptionBook, VolFn, draw_client_orders
 from gradfolio.hedging.config import EnvConfig
-from gradfolio.hedging.sabr import _hagan_implied_vol, simulate_sabr
+from gradfolio.hedging.sabr import hagan_implied_vol_unchecked, simulate_sabr
+from gradfolio.hedging.validation import check_positive
 from gradfolio.seeding import make_generator, resolve_device
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -242,7 +243,7 @@ class HedgingEnv:
         self.spot, self.sabr_vol, self.orders = market
         days_left = torch.arange(T, -1, -1, device=self.device, dtype=self.dtype) / mkt.days_per_year
         # Per-day implied vol (Cao et al.): Hagan at strike s0 and the days left in the episode.
-        self.day_vol = _hagan_implied_vol(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
+        self.day_vol = hagan_implied_vol_unchecked(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
         book = dict(n_paths=P, n_slots=T + 1, contract_size=cfg.contract_size, days_per_year=mkt.days_per_year,
                     device=self.device, dtype=self.dtype)
         self.client = OptionBook(maturity_days=cfg.client_maturity_days, **book)
@@ -321,7 +322,7 @@ class HedgingEnv:
         Parameters
         ----------
         policy
-            ``policy(state) -> action``, e.g. a baseline of :mod:`gradfolio.hedging.strategies`
+            ``policy(state) -> action``, e.g. a baseline of :mod:`gradfolio.hedging.baselines`
             or a trained actor network.
         seed
             Episode seed; the same seed gives every policy the same market and client orders.
@@ -364,8 +365,8 @@ class HedgingEnv:
         for name, x in zip(Market._fields, out, strict=True):
             if tuple(x.shape) != shape:
                 raise ConfigError(f"HedgingEnv.reset: market.{name} has shape {tuple(x.shape)}; expected {shape} (n_paths, n_days + 1).")
-        _check_positive("HedgingEnv.reset", "market.spot", out.spot, "pass positive stock prices")
-        _check_positive("HedgingEnv.reset", "market.sabr_vol", out.sabr_vol, "pass positive SABR volatilities")
+        check_positive("HedgingEnv.reset", "market.spot", out.spot, "pass positive stock prices")
+        check_positive("HedgingEnv.reset", "market.sabr_vol", out.sabr_vol, "pass positive SABR volatilities")
         return out
 
     def _vol_fn(self, day: int) -> VolFn:
@@ -374,7 +375,7 @@ class HedgingEnv:
             vol = self.day_vol[:, day : day + 1]
             return lambda strike, tau: vol
         spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
-        return lambda strike, tau: _hagan_implied_vol(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
+        return lambda strike, tau: hagan_implied_vol_unchecked(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
 
     @staticmethod
     def _revalue(book: OptionBook, t: int, spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
@@ -398,7 +399,7 @@ class HedgingEnv:
         self._portfolio = portfolio
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
-        self._hedge_option = Greeks(*(g[:, 0] for g in _live_greeks(strike, strike, tau, vol_fn(strike, tau))))
+        self._hedge_option = Greeks(*(g[:, 0] for g in live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau))))
         size = cfg.contract_size
         columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
         if cfg.time_to_go:

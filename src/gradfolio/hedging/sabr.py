@@ -15,7 +15,7 @@ so ``E[P_T] = P_0 e^{mu T dt}`` holds for every ``beta``.
 ``alpha0`` (Hagan's alpha, :attr:`MarketConfig.alpha0 <gradfolio.hedging.config.MarketConfig.alpha0>`)
 is the initial SABR volatility ``sigma_0`` of eq. 52, not the lognormal volatility: the latter is
 ``alpha0 * s0**(beta - 1)``. :func:`hagan_implied_vol` checks its inputs; the environment's hot path
-calls the unchecked ``_hagan_implied_vol`` on values it built itself.
+calls the unchecked :func:`hagan_implied_vol_unchecked` on values it built itself.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from typing import NamedTuple
 import torch
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.blackscholes import _as_tensors, _check_positive
 from gradfolio.hedging.config import MarketConfig
+from gradfolio.hedging.validation import Scalar, as_tensors, check_positive
 from gradfolio.seeding import make_generator, resolve_device
-
-Scalar = float | torch.Tensor
 
 _MARKET = MarketConfig()  # defaults of the SABR parameters (the paper's market)
 
@@ -185,16 +183,20 @@ def hagan_implied_vol(
         or ``beta, rho, nu`` are out of range (:func:`check_sabr_params`).
     """
     check_sabr_params(beta, rho, nu)
-    f, k, t, a = _as_tensors(forward, strike, tau, alpha)
-    _check_positive("hagan_implied_vol", "forward", f, "pass the forward F = P e^{(r - q) tau} (the spot when r = q = 0)")
-    _check_positive("hagan_implied_vol", "strike", k, "pass a positive strike")
-    _check_positive("hagan_implied_vol", "tau", t, "pass the time to maturity in years", allow_zero=True)
-    _check_positive("hagan_implied_vol", "alpha", a, "pass the current SABR volatility sigma_t (Hagan's alpha), e.g. MarketConfig().alpha0")
-    return _hagan_implied_vol(f, k, t, a, beta, rho, nu)
+    f, k, t, a = as_tensors(forward, strike, tau, alpha)
+    check_positive("hagan_implied_vol", "forward", f, "pass the forward F = P e^{(r - q) tau} (the spot when r = q = 0)")
+    check_positive("hagan_implied_vol", "strike", k, "pass a positive strike")
+    check_positive("hagan_implied_vol", "tau", t, "pass the time to maturity in years", allow_zero=True)
+    check_positive("hagan_implied_vol", "alpha", a, "pass the current SABR volatility sigma_t (Hagan's alpha), e.g. MarketConfig().alpha0")
+    return hagan_implied_vol_unchecked(f, k, t, a, beta, rho, nu)
 
 
-def _hagan_implied_vol(f: torch.Tensor, k: Scalar, t: Scalar, a: torch.Tensor, beta: float, rho: float, nu: float) -> torch.Tensor:
-    """:func:`hagan_implied_vol` of forward ``f``, strike ``k``, maturity ``t``, alpha ``a``, without the input checks."""
+def hagan_implied_vol_unchecked(f: torch.Tensor, k: Scalar, t: Scalar, a: torch.Tensor, beta: float, rho: float, nu: float) -> torch.Tensor:
+    """:func:`hagan_implied_vol` of forward ``f``, strike ``k``, maturity ``t``, alpha ``a``, without the input checks.
+
+    ``f, k, t, a`` broadcast; the result has their broadcast shape. Invalid inputs (non-positive
+    ``f``, ``k`` or ``a``) give NaN instead of an error.
+    """
     log_fk = torch.log(f / k)
     one_b = 1.0 - beta
     x = (f * k).pow(0.5 * one_b)  # (54)
@@ -211,4 +213,4 @@ def _hagan_implied_vol(f: torch.Tensor, k: Scalar, t: Scalar, a: torch.Tensor, b
     return torch.where(atm, a * psi / f.pow(one_b), lam * psi * ratio)  # (56)
 
 
-__all__ = ["SabrPaths", "check_sabr_params", "simulate_sabr", "hagan_implied_vol"]
+__all__ = ["SabrPaths", "check_sabr_params", "simulate_sabr", "hagan_implied_vol", "hagan_implied_vol_unchecked"]

@@ -1,4 +1,4 @@
-"""Train a :class:`~gradfolio.hedging.agent.DistributionalAgent` on the vectorized hedging environment.
+"""Train a :class:`~gradfolio.hedging.rl.agent.DistributionalAgent` on the vectorized hedging environment.
 
 One training *episode* simulates ``n_paths`` market paths at once (seed
 ``TRAIN_SEED_OFFSET + 100_000 * seed + episode``, so every episode is reproducible on its own)
@@ -41,17 +41,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging.agent import (
-    AgentConfig,
-    Batch,
-    DistributionalAgent,
-    ReplayBuffer,
-    greek_feature_fn,
-    quantile_objective,
-)
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import pnl_metrics
+from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent, greek_feature_fn
+from gradfolio.hedging.rl.losses import quantile_objective
+from gradfolio.hedging.rl.replay import Batch, ReplayBuffer
 from gradfolio.io import load_checkpoint, save_checkpoint
 from gradfolio.seeding import make_generator, resolve_device
 from gradfolio.tracking import NullTracker

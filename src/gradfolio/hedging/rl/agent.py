@@ -11,21 +11,25 @@ paper:
   pairwise errors ``delta_ij = Z_i(s, a) - T_j`` and the quantile Huber loss
   ``|tau_i - 1{delta_ij > 0}| H_kappa(delta_ij)``, summed over ``i``, averaged over ``j`` and the batch.
   The all-pairs form is QR-DQN's (Dabney et al., 2018); the paper's eq. (8) pairs each ``tau``
-  with its own target ``T_tau`` only.
+  with its own target ``T_tau`` only (:func:`~gradfolio.hedging.rl.losses.quantile_huber_loss`).
 - **Actor objective**, a risk measure of the critic's quantiles at ``a = pi(s)``, maximised:
   ``mean``, ``mean_std`` (mean - c std), ``var`` (minus the VaR) or ``cvar`` (minus the CVaR);
-  see :func:`quantile_objective`.
+  see :func:`~gradfolio.hedging.rl.losses.quantile_objective`.
 
 Features. The actor and critic see the environment state standardised by a
-:class:`FeatureScaler` fitted once on early states, plus (``greek_features=True``) the two
-actions that make the portfolio gamma or vega neutral, computed from the state with the
-environment's own action map (:meth:`HedgingEnv.contracts_to_action`).
+:class:`~gradfolio.hedging.rl.networks.FeatureScaler` fitted once on early states, plus
+(``greek_features=True``) the two actions that make the portfolio gamma or vega neutral, computed
+from the state with the environment's own action map (:meth:`HedgingEnv.contracts_to_action`).
 
 With ANA the networks' parameters hold the optimizer's look-ahead points ``y_r`` between
 updates (see :mod:`gradfolio.optim.ana`); the target networks average the iterates ``theta^r``
 (:meth:`DistributionalAgent.update`), and :meth:`DistributionalAgent.at_iterates` /
 :meth:`DistributionalAgent.use_iterates` put the iterates into the networks for validation and
 at the end of training.
+
+The pieces live next to this module: :mod:`~gradfolio.hedging.rl.losses`,
+:mod:`~gradfolio.hedging.rl.replay` and :mod:`~gradfolio.hedging.rl.networks`; this module joins
+them into :class:`DistributionalAgent`, and :mod:`~gradfolio.hedging.rl.training` trains it.
 
 Every tensor has a leading batch axis: states ``(batch, features)``, actions ``(batch,)``,
 quantiles ``(batch, n_quantiles)``.
@@ -36,17 +40,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gradfolio.errors import ConfigError
+from gradfolio.hedging.rl.losses import Objective, quantile_huber_loss, quantile_levels, quantile_objective
+from gradfolio.hedging.rl.networks import Actor, FeatureScaler, QuantileCritic
+from gradfolio.hedging.rl.replay import Batch
 from gradfolio.optim import ANA, OptimizerName, Restart, at_iterates, make_optimizer
-from gradfolio.risk import cvar, value_at_risk
 
-Objective = Literal["mean", "mean_std", "var", "cvar"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -79,7 +83,7 @@ class AgentConfig(BaseModel):
         ``"gradient"``: reset Nesterov's ``t`` on uphill steps (adaptive restart, not in the
         paper); ``"none"``: the paper's rule, eq. (23) without restart.
     objective
-        Risk measure of the critic's quantiles the actor maximises (:func:`quantile_objective`).
+        Risk measure of the critic's quantiles the actor maximises (:func:`~gradfolio.hedging.rl.losses.quantile_objective`).
     risk_aversion
         ``c`` of ``mean - c std``.
     level
@@ -114,228 +118,6 @@ class AgentConfig(BaseModel):
         return {"betas": self.ana_betas, "eps": self.ana_eps, "restart": self.ana_restart}
 
 
-class Batch(NamedTuple):
-    """Transitions ``(s, a, r, s', done)``: ``(B, F)``, ``(B,)``, ``(B,)``, ``(B, F)``, ``(B,)`` (float 0/1)."""
-
-    state: torch.Tensor
-    action: torch.Tensor
-    reward: torch.Tensor
-    next_state: torch.Tensor
-    done: torch.Tensor
-
-
-# ---------------------------------------------------------------------------------------- losses
-def quantile_levels(n: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Mid-quantile levels ``tau_i = (2 i + 1) / (2 n)``, ``i = 0 .. n - 1``; shape ``(n,)``."""
-    return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / (2 * n)
-
-
-def huber(delta: torch.Tensor, kappa: float) -> torch.Tensor:
-    """Huber function of eq. (10): ``delta^2 / 2`` if ``|delta| <= kappa`` else ``kappa (|delta| - kappa / 2)``."""
-    abs_delta = delta.abs()
-    return torch.where(abs_delta <= kappa, 0.5 * delta**2, kappa * (abs_delta - 0.5 * kappa))
-
-
-def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
-    """Quantile Huber loss of eqs. (8)-(10) between predicted quantiles and target samples.
-
-    Parameters
-    ----------
-    pred
-        ``(B, N)`` predicted quantiles ``Z_tau_i(s, a)``.
-    target
-        ``(B, M)`` target samples ``T_j`` (treated as constants).
-    taus
-        ``(N,)`` quantile levels of ``pred``.
-    kappa
-        Huber threshold.
-
-    Returns
-    -------
-    Scalar ``mean_b sum_i mean_j |tau_i - 1{delta_bij > 0}| H_kappa(delta_bij)`` with
-    ``delta_bij = pred_bi - target_bj``.
-    """
-    delta = pred[:, :, None] - target.detach()[:, None, :]  # (B, N, M)
-    weight = (taus[None, :, None] - (delta.detach() > 0).to(pred.dtype)).abs()
-    return (weight * huber(delta, kappa)).mean(dim=2).sum(dim=1).mean()
-
-
-def quantile_objective(
-    quantiles: torch.Tensor, objective: Objective, risk_aversion: float = 1.645, level: float = 0.95
-) -> torch.Tensor:
-    """Risk-adjusted value of a return distribution given by equally weighted quantile atoms.
-
-    The ``N`` quantiles at the mid levels ``(2 i + 1) / (2 N)`` are read as ``N`` atoms of mass
-    ``1 / N`` (the distribution the quantile critic represents).
-
-    Parameters
-    ----------
-    quantiles
-        ``(..., N)`` quantile atoms of the return (higher is better).
-    objective
-        ``"mean"``: the mean; ``"mean_std"``: ``mean - risk_aversion * std`` (population std of
-        the atoms); ``"var"``: minus the value at risk; ``"cvar"``: minus the conditional value at
-        risk, both at ``level`` with :mod:`gradfolio.risk`'s exact discrete definitions.
-
-    Returns
-    -------
-    ``(...)`` values to maximise; differentiable in ``quantiles``.
-    """
-    if objective == "mean":
-        return quantiles.mean(dim=-1)
-    if objective == "mean_std":
-        return quantiles.mean(dim=-1) - risk_aversion * quantiles.std(dim=-1, correction=0)
-    if objective == "var":
-        return -value_at_risk(quantiles, level)
-    if objective == "cvar":
-        return -cvar(quantiles, level)
-    raise ConfigError(f"objective={objective!r} is unknown; use 'mean', 'mean_std', 'var' or 'cvar'.")
-
-
-# ---------------------------------------------------------------------------------------- networks
-def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
-    """``Linear -> ReLU`` blocks of widths ``hidden``, then a linear layer to ``n_out``."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), nn.ReLU()]
-        n_in = width
-    layers.append(nn.Linear(n_in, n_out))
-    return nn.Sequential(*layers)
-
-
-class FeatureScaler(nn.Module):
-    """Per-feature standardisation ``(x - mean) / std`` with statistics fitted once and frozen.
-
-    Parameters
-    ----------
-    n_features
-        Number of columns of the input ``(batch, n_features)``.
-    """
-
-    def __init__(self, n_features: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> FeatureScaler:
-        """Set the statistics from ``x`` ``(batch, n_features)``; constant columns get ``std = 1``."""
-        std = x.std(dim=0, correction=0)
-        self.mean.copy_(x.mean(dim=0))
-        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardised ``x``, same shape."""
-        return (x - self.mean) / self.std
-
-
-class Actor(nn.Module):
-    """Deterministic policy ``a = a_max * sigmoid(f(x))``: features ``(B, F)`` -> actions ``(B,)``."""
-
-    def __init__(self, n_features: int, hidden: tuple[int, ...], a_max: float) -> None:
-        super().__init__()
-        self.net = mlp(n_features, hidden, 1)
-        self.a_max = float(a_max)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Actions in ``[0, a_max]``, shape ``(B,)``."""
-        return self.a_max * torch.sigmoid(self.net(x)[:, 0])
-
-
-class QuantileCritic(nn.Module):
-    """``Z_tau(s, a)``: features ``(B, F)`` and actions ``(B,)`` -> quantiles ``(B, N)``, sorted."""
-
-    def __init__(self, n_features: int, hidden: tuple[int, ...], n_quantiles: int, a_max: float) -> None:
-        super().__init__()
-        self.net = mlp(n_features + 1, hidden, n_quantiles)
-        self.a_max = float(a_max)
-
-    def forward(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Quantiles ``(B, N)``, the action rescaled to ``[0, 1]`` on input.
-
-        The output is sorted along the quantile axis, so every row is a valid quantile function.
-        """
-        out = self.net(torch.cat([x, (action / self.a_max)[:, None]], dim=1))
-        return torch.sort(out, dim=1).values
-
-
-# ---------------------------------------------------------------------------------------- buffer
-class ReplayBuffer:
-    """Circular replay buffer of transitions stored in preallocated tensors.
-
-    Parameters
-    ----------
-    capacity
-        Number of transitions kept; the oldest are overwritten first.
-    n_features
-        Width of the state.
-    device, dtype
-        Placement and precision of the storage.
-    """
-
-    def __init__(
-        self, capacity: int, n_features: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
-    ) -> None:
-        if capacity < 1:
-            raise ConfigError(f"buffer capacity={capacity} must be >= 1; pass e.g. buffer_capacity=200000.")
-        self.capacity, self.n_features = int(capacity), int(n_features)
-        self.state = torch.zeros(capacity, n_features, device=device, dtype=dtype)
-        self.next_state = torch.zeros_like(self.state)
-        self.action = torch.zeros(capacity, device=device, dtype=dtype)
-        self.reward = torch.zeros_like(self.action)
-        self.done = torch.zeros_like(self.action)
-        self.position = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, batch: Batch) -> None:
-        """Append ``B`` transitions (shapes of :class:`Batch`), wrapping around at ``capacity``."""
-        n = batch.action.shape[0]
-        if batch.state.shape != (n, self.n_features) or batch.next_state.shape != (n, self.n_features):
-            raise ConfigError(
-                f"replay buffer: states of shape {tuple(batch.state.shape)} / {tuple(batch.next_state.shape)} "
-                f"do not match ({n}, {self.n_features}); pass (batch, n_features) states."
-            )
-        if n > self.capacity:
-            raise ConfigError(f"replay buffer: {n} transitions exceed capacity {self.capacity}; raise the capacity.")
-        idx = (self.position + torch.arange(n, device=self.action.device)) % self.capacity
-        for store, values in zip(
-            (self.state, self.action, self.reward, self.next_state, self.done), batch, strict=True
-        ):
-            store[idx] = values.to(store.dtype)
-        self.position = (self.position + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        """``batch_size`` transitions drawn uniformly with replacement."""
-        if self.size == 0:
-            raise ConfigError("replay buffer is empty; add transitions before sampling.")
-        idx = torch.randint(self.size, (batch_size,), generator=generator, device=self.action.device)
-        return Batch(self.state[idx], self.action[idx], self.reward[idx], self.next_state[idx], self.done[idx])
-
-    def state_dict(self) -> dict[str, Any]:
-        """The filled part of the storage and the write position (for checkpoints)."""
-        n = self.size
-        return {
-            "capacity": self.capacity, "position": self.position, "size": n,
-            "state": self.state[:n].clone(), "action": self.action[:n].clone(), "reward": self.reward[:n].clone(),
-            "next_state": self.next_state[:n].clone(), "done": self.done[:n].clone(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (the capacity must match)."""
-        if state["capacity"] != self.capacity:
-            raise ConfigError(f"checkpoint buffer capacity {state['capacity']} != configured {self.capacity}.")
-        n = state["size"]
-        for name in ("state", "action", "reward", "next_state", "done"):
-            getattr(self, name)[:n] = state[name].to(getattr(self, name).device)
-        self.position, self.size = state["position"], n
-
-
-# ---------------------------------------------------------------------------------------- agent
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -435,7 +217,7 @@ class DistributionalAgent(nn.Module):
         return quantile_huber_loss(self.critic(s, batch.action), target, self.taus, cfg.kappa)
 
     def actor_objective(self, batch: Batch) -> torch.Tensor:
-        """Mean over the batch of :func:`quantile_objective` of ``Z(s, pi(s))`` (to maximise)."""
+        """Mean over the batch of :func:`~gradfolio.hedging.rl.losses.quantile_objective` of ``Z(s, pi(s))`` (to maximise)."""
         cfg = self.config
         s = self.features(batch.state)
         quantiles = self.critic(s, self.actor(s))
@@ -503,9 +285,4 @@ def greek_feature_fn(env: Any) -> FeatureFn:
     return features
 
 
-__all__ = [
-    "AgentConfig", "Batch", "Objective",
-    "quantile_levels", "huber", "quantile_huber_loss", "quantile_objective",
-    "mlp", "FeatureScaler", "Actor", "QuantileCritic", "ReplayBuffer",
-    "DistributionalAgent", "greek_feature_fn",
-]
+__all__ = ["AgentConfig", "DistributionalAgent", "FeatureFn", "greek_feature_fn"]

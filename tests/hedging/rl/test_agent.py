@@ -1,0 +1,113 @@
+"""The agent without the environment: the critic loss's targets (eq. 7) by hand, the update's effect
+on actor, critic and targets, the ANA settings of the config and the seeded initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradfolio.errors import ConfigError
+from gradfolio.experiments.config_io import parse_config
+from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
+from gradfolio.hedging.rl.replay import Batch
+from gradfolio.optim import ANA
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DT = torch.float64
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "ana"])
+def test_update_moves_actor_towards_higher_critic_value_and_lerps_targets(optimizer):
+    cfg = AgentConfig(hidden=(16,), n_quantiles=8, optimizer=optimizer, objective="mean", polyak=0.5,
+                      lr_actor=1e-2, lr_critic=1e-2, greek_features=False)
+    agent = DistributionalAgent(3, 1.0, cfg, seed=0, dtype=DT)
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(64, 3, generator=gen, dtype=DT)
+    a = torch.rand(64, generator=gen, dtype=DT)
+    batch = Batch(s, a, 5.0 * a, s, torch.ones(64, dtype=DT))  # one-step bandit: reward 5 a
+    target_before = [p.clone() for p in agent.critic_target.parameters()]
+    agent.update(batch)
+    # the targets average the iterates theta^r: ANA's (not the look-ahead points in the
+    # parameters), Adam's parameters
+    y = [p.detach() for p in agent.critic.parameters()]
+    theta = agent.critic_opt.iterates() if optimizer == "ana" else y
+    if optimizer == "ana":
+        assert not any(torch.allclose(a, b) for a, b in zip(theta, y, strict=True))
+    for before, tgt, online in zip(target_before, agent.critic_target.parameters(), theta, strict=True):
+        assert torch.allclose(tgt, 0.5 * before + 0.5 * online)
+    for _ in range(300):
+        agent.update(batch)
+    # the critic learnt Z(s, a) ~ 5 a, so the actor pushes its actions up to a_max
+    assert agent.act(s).mean() > 0.9
+    z = agent.critic(agent.features(s), torch.full((64,), 0.5, dtype=DT)).mean(dim=1)
+    assert torch.allclose(z, torch.full_like(z, 2.5), atol=0.3)
+
+
+class _Stub(torch.nn.Module):
+    """A parameter-free stand-in for a network: ``forward`` is ``fn``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def test_critic_loss_targets_by_hand_with_discount_and_done():
+    """Eq. (7) with gamma = 0.9: T = r + gamma (1 - done) Z'(s', pi'(s')) from the *target* networks.
+
+    Stubs make every number explicit (2 quantiles, tau = 1/4, 3/4, kappa = 1, identity scaler):
+    online critic Z(s, a) = (a, a + 1); target actor pi'(s') = s'_0 (the online actor would give
+    0.9); target critic Z'(s', a') = (s'_1 + a', s'_1 + 2 a') (the online one would give (0, 0)).
+    """
+    cfg = AgentConfig(hidden=(4,), n_quantiles=2, gamma=0.9, kappa=1.0, greek_features=False)
+    agent = DistributionalAgent(2, 1.0, cfg, dtype=DT)
+    agent.critic = _Stub(lambda x, a: torch.stack([a, a + 1], dim=1))
+    agent.actor = _Stub(lambda x: torch.full_like(x[:, 0], 0.9))
+    agent.actor_target = _Stub(lambda x: x[:, 0])
+    agent.critic_target = _Stub(lambda x, a: torch.stack([x[:, 1] + a, x[:, 1] + 2 * a], dim=1))
+    batch = Batch(
+        state=torch.zeros(2, 2, dtype=DT),
+        action=torch.tensor([0.5, 0.0], dtype=DT),
+        reward=torch.tensor([1.0, -2.0], dtype=DT),
+        next_state=torch.tensor([[0.2, 3.0], [0.4, 5.0]], dtype=DT),
+        done=torch.tensor([0.0, 1.0], dtype=DT),
+    )
+    # sample 0 (done = 0): Z = (0.5, 1.5), a' = 0.2, Z' = (3.2, 3.4), T = 1 + 0.9 Z' = (3.88, 4.06);
+    #   all delta_ij < -1: weights tau_i, Huber |delta| - 1/2 = (2.88, 3.06) for i = 0, (1.88, 2.06) for i = 1
+    loss0 = 0.25 * (2.88 + 3.06) / 2 + 0.75 * (1.88 + 2.06) / 2
+    # sample 1 (done = 1): T = r = (-2, -2), Z = (0, 1): delta = 2 (i = 0), 3 (i = 1) > 0:
+    #   weights 1 - tau_i = 3/4, 1/4 and Huber 1.5, 2.5
+    loss1 = 0.75 * 1.5 + 0.25 * 2.5
+    assert agent.critic_loss(batch).item() == pytest.approx((loss0 + loss1) / 2, rel=1e-12)
+
+
+def test_ana_settings_reach_both_optimizers_and_are_validated():
+    cfg = AgentConfig(hidden=(4,), optimizer="ana", ana_betas=(0.9, 0.99), ana_eps=1e-6, ana_restart="none",
+                      greek_features=False)
+    agent = DistributionalAgent(3, 1.0, cfg)
+    for opt, lr in ((agent.actor_opt, cfg.lr_actor), (agent.critic_opt, cfg.lr_critic)):
+        assert isinstance(opt, ANA)
+        assert {k: opt.defaults[k] for k in ("lr", "betas", "eps", "restart")} == {
+            "lr": lr, "betas": (0.9, 0.99), "eps": 1e-6, "restart": "none"}
+    # the defaults that produced the documented results
+    assert AgentConfig().ana_options == {} and AgentConfig(optimizer="ana").ana_options == {
+        "betas": (0.5, 0.999), "eps": 1e-8, "restart": "gradient"}
+    adam = DistributionalAgent(3, 1.0, AgentConfig(hidden=(4,), greek_features=False)).actor_opt
+    assert type(adam) is torch.optim.Adam
+    for bad, field in (({"ana_betas": (1.0, 0.9)}, "ana_betas.0"), ({"ana_eps": 0.0}, "ana_eps"),
+                       ({"ana_restart": "always"}, "ana_restart")):
+        with pytest.raises(ConfigError, match=rf"agent.yaml: field '{field}'"):
+            parse_config(AgentConfig, bad, where="agent.yaml")
+
+
+def test_agent_init_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    a1 = DistributionalAgent(3, 1.0, AgentConfig(greek_features=False), seed=7)
+    assert torch.equal(torch.rand(1), expected)
+    a2 = DistributionalAgent(3, 1.0, AgentConfig(greek_features=False), seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a1.state_dict().values(), a2.state_dict().values(), strict=True))
