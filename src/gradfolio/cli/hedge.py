@@ -35,12 +35,12 @@ def baselines(
 ) -> None:
     """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
     from gradfolio.experiments.hedge_baselines import run_baselines
-    from gradfolio.tracking import NullTracker, Tracker
+    from gradfolio.tracking import MlflowTracker, NullTracker
 
     cfg = load_hedging_config(config)
     if device is not None:
         cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"device": device})})
-    with Tracker("gradfolio-hedge", run_name="baselines") if track else NullTracker() as tracker:
+    with MlflowTracker("gradfolio-hedge", run_name="baselines") if track else NullTracker() as tracker:
         table, run_dir = run_baselines(cfg, out, tracker)
     ev = cfg.evaluation
     view = Table(title=f"Total P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths", box=box.SIMPLE, pad_edge=False)

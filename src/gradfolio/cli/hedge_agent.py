@@ -66,7 +66,7 @@ def train(
 ) -> None:
     """Train a GVDH/ANADDH agent (checkpointed, resumable), then evaluate it against the baselines."""
     from gradfolio.experiments.hedge_training import evaluate_agent, load_training_config, train_agent
-    from gradfolio.tracking import NullTracker, Tracker
+    from gradfolio.tracking import MlflowTracker, NullTracker
 
     cfg = _with_options(load_training_config(config), {
         "--optimizer": ("agent.optimizer", optimizer), "--objective": ("agent.objective", objective),
@@ -74,7 +74,7 @@ def train(
         "--batch-size": ("trainer.batch_size", batch_size), "--device": ("trainer.device", device),
         "--dtype": ("trainer.dtype", dtype), "--seed": ("trainer.seed", seed),
     })
-    with Tracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
+    with MlflowTracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
         agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=progress)
         if evaluate:
             table, _ = evaluate_agent(agent, cfg, run_dir, tracker)
@@ -95,12 +95,12 @@ def evaluate(
 ) -> None:
     """Evaluate a trained agent and the baselines on the same test episodes; write the report."""
     from gradfolio.experiments.hedge_training import evaluate_agent, load_agent, run_params
-    from gradfolio.tracking import NullTracker, Tracker
+    from gradfolio.tracking import MlflowTracker, NullTracker
 
     agent, cfg = load_agent(run, device)
     cfg = _with_options(cfg, {"--paths": ("evaluation.n_paths", paths), "--seed": ("evaluation.seed", seed),
                               "--device": ("evaluation.device", device)})
-    with Tracker("gradfolio-hedge", run_name=f"evaluate-{cfg.agent_name}") if track else NullTracker() as tracker:
+    with MlflowTracker("gradfolio-hedge", run_name=f"evaluate-{cfg.agent_name}") if track else NullTracker() as tracker:
         tracker.log_params({"run": str(run), **run_params(cfg)})
         table, _ = evaluate_agent(agent, cfg, out or run, tracker)
     _print_table(table, f"Test P&L over {cfg.env.n_days} days, {cfg.evaluation.n_paths * cfg.evaluation.n_episodes} paths")
