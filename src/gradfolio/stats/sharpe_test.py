@@ -70,9 +70,12 @@ def sharpe_moments(r1: np.ndarray, r2: np.ndarray) -> tuple[float, np.ndarray, n
 
 
 def andrews_alpha(v: np.ndarray) -> float:
-    """Andrews (1991) ``alpha(2)`` from AR(1) fits (OLS on the demeaned columns, equal weights)."""
-    x = v - v.mean(axis=0)
-    lag, cur = x[:-1], x[1:]
+    """Andrews (1991) ``alpha(2)`` from AR(1) fits of the columns of ``v (T, p)`` (equal weights).
+
+    Each column is fitted by OLS with an intercept, ``v_t = c + rho v_{t-1} + e_t`` (R's
+    ``ar(..., method="ols")``, used by Ledoit and Wolf), ``sigma^2 = mean(e^2)``.
+    """
+    lag, cur = v[:-1] - v[:-1].mean(axis=0), v[1:] - v[1:].mean(axis=0)
     rho = (cur * lag).sum(axis=0) / (lag * lag).sum(axis=0)
     sig2 = ((cur - rho * lag) ** 2).mean(axis=0)
     num = (4 * rho**2 * sig2**2 / (1 - rho) ** 8).sum()
