@@ -47,6 +47,11 @@ def sharpe_statistics(returns: pd.DataFrame | pd.Series | np.ndarray) -> pd.Data
 
 
 def _sr_std(sharpe: Any, skew: Any, kurtosis: Any) -> np.ndarray:
+    if np.any(np.asarray(kurtosis) < 1 + np.asarray(skew) ** 2):
+        raise ConfigError(
+            f"psr: kurtosis={kurtosis!r} is below 1 + skew^2, impossible for a Pearson kurtosis; pass the Pearson "
+            "kurtosis (3 for a normal law), not the excess kurtosis."
+        )
     var = 1 - np.asarray(skew) * sharpe + (np.asarray(kurtosis) - 1) / 4 * np.asarray(sharpe) ** 2
     if np.any(var <= 0):
         raise ConfigError(
