@@ -131,3 +131,10 @@ def test_bad_input() -> None:
         confidence_interval(bootstrap(x, n_resamples=10), interval="bca")
     with pytest.raises(DataError, match="constant"):
         bootstrap_ci(np.ones((30, 1)))
+
+
+def test_sharpe_counts_need_full_length_resamples() -> None:
+    from gradfolio.stats import resample_statistic
+
+    with pytest.raises(ConfigError, match="T = 30"):
+        resample_statistic(np.random.default_rng(0).normal(size=(30, 2)), np.zeros((3, 29), dtype=np.int64))

@@ -150,6 +150,11 @@ def resample_statistic(
     x = torch.tensor(np.asarray(returns, dtype=np.float64), device=dev)
     n_obs, n_series = x.shape
     n_res, width = indices.shape
+    if statistic == "sharpe" and width != n_obs:
+        raise ConfigError(
+            f"resample_statistic: statistic='sharpe' needs resamples of T = {n_obs} rows, got {width}; pass a "
+            "function (S, B, T') -> (S, B) for other lengths."
+        )
     out = torch.empty(n_res, n_series, dtype=torch.float64, device=dev)
     step = _chunk(n_series if callable(statistic) else 1, width)
     for start in range(0, n_res, step):  # chunks of many resamples, to bound memory

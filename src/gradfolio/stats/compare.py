@@ -49,7 +49,8 @@ def compare(
     n_resamples, method, interval
         Sharpe bootstrap (:func:`~gradfolio.stats.bootstrap.bootstrap_ci`).
     test, kernel
-        Ledoit-Wolf test version and HAC kernel (:func:`~gradfolio.stats.sharpe_test.sharpe_difference_test`).
+        Ledoit-Wolf test version and HAC kernel (:func:`~gradfolio.stats.sharpe_test.sharpe_difference_test`);
+        the bootstrap version draws ``min(n_resamples, 5000)`` resamples.
     loss, n_multiple_resamples
         Loss and resamples of the SPA test and the MCS.
     periods_per_year
