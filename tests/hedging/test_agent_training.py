@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from gradfolio.cli.app import app
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, load_config
-from gradfolio.experiments.hedge_config import EvaluationConfig
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig, load_agent, train_agent
-from gradfolio.experiments.sweeps import SweepConfig, apply_overrides, grid_points, run_sweep
+from gradfolio.experiments.hedging.config import EvaluationConfig
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig, load_agent, train_agent
+from gradfolio.experiments.hedging.sweep import SweepConfig, apply_overrides, grid_points, run_sweep
 from gradfolio.hedging.agent import AgentConfig
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.training import Trainer, TrainerConfig, validation_score
@@ -279,7 +279,7 @@ def test_cli_evaluate_track_logs_to_mlflow(tmp_path, monkeypatch):
 def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
-    from gradfolio.experiments.hedge_training import evaluate_agent
+    from gradfolio.experiments.hedging.train import evaluate_agent
     from gradfolio.tracking import Tracker
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder

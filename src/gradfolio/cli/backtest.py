@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gradfolio.cli.app import app, console, friendly_errors
-from gradfolio.experiments.backtest_config import BacktestConfig, demo_config, load_backtest_config
+from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
 
 SHOWN = {
     "annualized_return": "CAGR",
@@ -24,7 +24,7 @@ SHOWN = {
 
 
 def _run(config: BacktestConfig, out: Path | None) -> None:
-    from gradfolio.experiments.runner import run_backtest
+    from gradfolio.experiments.backtest.run import run_backtest
 
     start = time.perf_counter()
     columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -13,16 +13,10 @@ from rich import box
 from rich.table import Table
 
 from gradfolio.cli.app import app, console, friendly_errors
-from gradfolio.experiments.config_io import load_config
-from gradfolio.experiments.hedge_config import HedgingConfig
+from gradfolio.experiments.hedging.config import load_hedging_config
 
 hedge_app = typer.Typer(help="Gamma/vega hedging on a SABR market: baselines and RL agents.", no_args_is_help=True)
 app.add_typer(hedge_app, name="hedge")
-
-
-def load_hedging_config(path: Path | None) -> HedgingConfig:
-    """The :class:`HedgingConfig` in ``path`` (YAML/TOML), or the paper's defaults when ``None``."""
-    return HedgingConfig() if path is None else load_config(HedgingConfig, path)
 
 
 @hedge_app.command("baselines")
@@ -34,7 +28,7 @@ def baselines(
     track: bool = typer.Option(False, "--track/--no-track", help="Also log the run to MLflow."),
 ) -> None:
     """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
-    from gradfolio.experiments.hedge_baselines import run_baselines
+    from gradfolio.experiments.hedging.baselines import run_baselines
     from gradfolio.tracking import NullTracker, Tracker
 
     cfg = load_hedging_config(config)

@@ -1,7 +1,7 @@
 """``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH).
 
 Every option that changes a config field goes through the same validation as a config file
-(:func:`gradfolio.experiments.sweeps.apply_overrides`), one option at a time, so a bad value ends
+(:func:`gradfolio.experiments.hedging.sweep.apply_overrides`), one option at a time, so a bad value ends
 in one line naming the option, the field and the fix.
 """
 
@@ -38,7 +38,7 @@ def _with_options(config: C, options: dict[str, tuple[str, Any]]) -> C:
     Each option is validated on its own, so an error names it, e.g.
     ``option --optimizer: field 'agent.optimizer': Input should be 'adam' or 'ana' (got 'sgd')``.
     """
-    from gradfolio.experiments.sweeps import apply_overrides
+    from gradfolio.experiments.hedging.sweep import apply_overrides
 
     for option, (field, value) in options.items():
         if value is not None:
@@ -65,7 +65,7 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a GVDH/ANADDH agent (checkpointed, resumable), then evaluate it against the baselines."""
-    from gradfolio.experiments.hedge_training import evaluate_agent, load_training_config, train_agent
+    from gradfolio.experiments.hedging.train import evaluate_agent, load_training_config, train_agent
     from gradfolio.tracking import NullTracker, Tracker
 
     cfg = _with_options(load_training_config(config), {
@@ -94,7 +94,7 @@ def evaluate(
     track: bool = typer.Option(False, "--track/--no-track", help="Log the test metrics and report to MLflow."),
 ) -> None:
     """Evaluate a trained agent and the baselines on the same test episodes; write the report."""
-    from gradfolio.experiments.hedge_training import evaluate_agent, load_agent, run_params
+    from gradfolio.experiments.hedging.train import evaluate_agent, load_agent, run_params
     from gradfolio.tracking import NullTracker, Tracker
 
     agent, cfg = load_agent(run, device)
@@ -121,7 +121,7 @@ def sweep(
     gpus_per_point: float = typer.Option(None, "--gpus-per-point", help="GPUs reserved per point (e.g. 0.25)."),
 ) -> None:
     """Train and evaluate GVDH and ANADDH over the paper's grids through Ray; write tables and figures."""
-    from gradfolio.experiments.sweeps import load_sweep_config, run_sweep
+    from gradfolio.experiments.hedging.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
     if only:
