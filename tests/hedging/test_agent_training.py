@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gradfolio.cli.app import app
+from gradfolio.cli import app
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, load_config
 from gradfolio.experiments.hedging.config import EvaluationConfig

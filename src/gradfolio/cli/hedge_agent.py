@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
-from gradfolio.cli.hedge import hedge_app
 from gradfolio.errors import ConfigError
 
 C = TypeVar("C", bound=BaseModel)
@@ -46,7 +45,6 @@ def _with_options(config: C, options: dict[str, tuple[str, Any]]) -> C:
     return config
 
 
-@hedge_app.command("train")
 @friendly_errors
 def train(
     config: Path = typer.Option(None, "--config", help="YAML/TOML HedgeTrainingConfig; defaults = the paper's setting."),
@@ -83,7 +81,6 @@ def train(
     console.print(f"run folder: {run_dir}")
 
 
-@hedge_app.command("evaluate")
 @friendly_errors
 def evaluate(
     run: Path = typer.Option(..., "--run", help="Run folder written by 'gradfolio hedge train'."),
@@ -107,7 +104,6 @@ def evaluate(
     console.print(f"report: {(out or run) / 'report.html'}")
 
 
-@hedge_app.command("sweep")
 @friendly_errors
 def sweep(
     config: Path = typer.Option(None, "--config", help="YAML/TOML SweepConfig; defaults = the paper's five experiments."),
@@ -137,3 +133,10 @@ def sweep(
     table, sweep_dir = run_sweep(cfg, out)
     _print_table(table.set_index("strategy"), "Sweep results")
     console.print(f"results: {sweep_dir / 'results.md'}")
+
+
+def register(hedge_app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``sweep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
+    hedge_app.command("train")(train)
+    hedge_app.command("evaluate")(evaluate)
+    hedge_app.command("sweep")(sweep)

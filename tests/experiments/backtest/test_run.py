@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from gradfolio import risk
 from gradfolio.allocation.classical import EqualWeight
 from gradfolio.backtest import BacktestResult, walk_forward
-from gradfolio.cli.app import app
+from gradfolio.cli import app
 from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest import run as runner
