@@ -11,7 +11,7 @@ import torch
 
 from gradfolio import risk
 from gradfolio.backtest import BacktestResult, walk_forward
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.errors import DataError
 
 
 @pytest.fixture()
