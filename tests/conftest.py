@@ -59,11 +59,11 @@ def tiny_hedge() -> SimpleNamespace:
     ``env``: a 5-day market with the time to go in the state; ``agent``: ANA, one hidden layer of 8,
     4 quantiles; ``trainer(**overrides)``: a :class:`~gradfolio.hedging.rl.training.TrainerConfig`
     of 6 episodes of 8 paths, validated every 2, a checkpoint after every update and a 64-transition
-    buffer; ``run``: a :class:`~gradfolio.experiments.hedge_training.HedgeTrainingConfig` of these
+    buffer; ``run``: a :class:`~gradfolio.experiments.hedging.train.HedgeTrainingConfig` of these
     with 2 episodes, no validation and 20 test paths.
     """
-    from gradfolio.experiments.hedge_config import EvaluationConfig
-    from gradfolio.experiments.hedge_training import HedgeTrainingConfig
+    from gradfolio.experiments.hedging.config import EvaluationConfig
+    from gradfolio.experiments.hedging.train import HedgeTrainingConfig
     from gradfolio.hedging.config import EnvConfig
     from gradfolio.hedging.rl import AgentConfig, TrainerConfig
 

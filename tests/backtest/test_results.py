@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gradfolio import risk
-from gradfolio.backtest import BacktestResult, ProportionalCost, walk_forward
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.backtest import BacktestResult, walk_forward
+from gradfolio.errors import DataError
 
 
 @pytest.fixture()
@@ -72,14 +72,3 @@ def test_load_missing_files(tmp_path) -> None:
         BacktestResult.load(tmp_path)
 
 
-def test_cost_model() -> None:
-    before = torch.tensor([[0.5, 0.5, 0.0]])
-    after = torch.tensor([[0.2, 0.3, 0.5]])
-    assert float(ProportionalCost.from_bps(10)(before, after)) == pytest.approx(0.001 * 1.0)
-    per_asset = ProportionalCost([0.001, 0.002, 0.003])
-    assert float(per_asset(before, after)) == pytest.approx(0.001 * 0.3 + 0.002 * 0.2 + 0.003 * 0.5)
-    with pytest.raises(ConfigError, match="2 per-asset rates given for 3 assets"):
-        ProportionalCost([0.1, 0.2])(before, after)
-    for bad in (-0.1, 1.0, float("nan")):
-        with pytest.raises(ConfigError, match="cost rate"):
-            ProportionalCost(bad)

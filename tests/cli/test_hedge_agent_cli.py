@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gradfolio.cli.app import app
+from gradfolio.cli import app
 from gradfolio.experiments.config_io import dump_config, load_config
-from gradfolio.experiments.hedge_config import EvaluationConfig
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig, load_agent, train_agent
-from gradfolio.experiments.sweeps import SweepConfig, apply_overrides
+from gradfolio.experiments.hedging.config import EvaluationConfig
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig, load_agent, train_agent
+from gradfolio.experiments.hedging.sweep import SweepConfig, apply_overrides
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

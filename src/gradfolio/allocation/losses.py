@@ -21,11 +21,13 @@ deviation (Sharpe, Std) need a horizon >= 2 and raise :class:`ConfigError` on a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from gradfolio import risk
+from gradfolio.costs import ProportionalCost
 from gradfolio.errors import ConfigError, DataError
 
 EPS = 1e-4
@@ -252,21 +254,50 @@ class StdLoss(Loss):
 
 
 class TurnoverLoss(Loss):
-    """``cost * turnover(w_prev, w)`` = ``cost * sum |w - w_prev|``; ``cost >= 0`` is a fraction per unit traded.
+    """The proportional cost of the rebalance ``w_prev -> w``: ``sum_i c_i |w_i - w_prev_i|``, ``(B,)``.
 
-    With ``cost = bps / 1e4`` this is the proportional transaction cost of the rebalance.
+    Parameters
+    ----------
+    cost
+        One rate ``c`` for every asset (then the loss is ``c * turnover(w_prev, w)``), a sequence of
+        ``N`` per-asset rates, or a :class:`~gradfolio.costs.ProportionalCost` (the backtest's cost
+        model: ``ProportionalCost.from_bps(10)`` trains on the cost the backtest charges). Rates
+        are fractions per unit traded (10 bps = ``1e-3``), finite and ``>= 0``; given as numbers
+        they may exceed 1 (the default ``1.0`` makes the loss the plain turnover, a penalty to
+        weight), i.e. they build ``ProportionalCost(cost, max_rate=None)``.
+
+    With one rate the loss is computed as ``c * turnover`` (the values of earlier releases); with
+    per-asset rates it is ``cost(w_prev, w)``, the backtest's formula exactly.
     """
 
     needs_w_prev = True
 
-    def __init__(self, cost: float = 1.0):
-        if not (isinstance(cost, (int, float)) and 0 <= cost < math.inf):
-            raise ConfigError(f"TurnoverLoss: cost={cost!r} must be a finite number >= 0 (e.g. 10 bps = 1e-3).")
-        self.cost = cost
+    def __init__(self, cost: float | Sequence[float] | ProportionalCost = 1.0):
+        if isinstance(cost, ProportionalCost):
+            self.cost = cost
+            return
+        if isinstance(cost, (int, float)):
+            if not 0 <= cost < math.inf:
+                raise ConfigError(f"TurnoverLoss: cost={cost!r} must be a finite number >= 0 (e.g. 10 bps = 1e-3).")
+        elif not isinstance(cost, Sequence) or isinstance(cost, str):
+            raise ConfigError(
+                f"TurnoverLoss: cost={cost!r} must be a number, one number per asset or a ProportionalCost "
+                "(e.g. 10 bps = 1e-3)."
+            )
+        try:
+            self.cost = ProportionalCost(cost, max_rate=None)
+        except ConfigError as exc:
+            raise ConfigError(f"TurnoverLoss: cost={cost!r}: {exc}") from None
 
     def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
         assert w_prev is not None
-        return self.cost * risk.turnover(w_prev, w)
+        if self.cost.rate.ndim == 0:
+            return float(self.cost.rate) * risk.turnover(w_prev, w)
+        return self.cost(w_prev, w)
+
+    def __repr__(self) -> str:
+        rate = self.cost.rate
+        return f"TurnoverLoss(cost={float(rate) if rate.ndim == 0 else rate.tolist()!r})"
 
 
 LOSSES: dict[str, type[Loss]] = {

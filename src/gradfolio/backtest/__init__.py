@@ -1,9 +1,10 @@
 """Walk-forward backtests: batched rebalancing, weight drift, proportional costs, results.
 
-See ``docs/backtest.md``.
+See ``docs/backtest.md``. :class:`ProportionalCost` lives in the core (:mod:`gradfolio.costs`, shared
+with the allocation losses) and is re-exported here.
 """
 
-from gradfolio.backtest.costs import ProportionalCost
+from gradfolio.costs import ProportionalCost
 from gradfolio.backtest.engine import (
     FitHook,
     Progress,

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from gradfolio.backtest.costs import ProportionalCost
+from gradfolio.costs import ProportionalCost
 from gradfolio.backtest.results import BacktestResult
 from gradfolio.data import ReturnKind, Windows, make_windows
 from gradfolio.errors import ConfigError, DataError, InfeasibleError

@@ -6,6 +6,6 @@ input ends in one red line naming the problem and the fix (exit code 2), never a
 
 from __future__ import annotations
 
-from gradfolio.cli.app import app, main
+from gradfolio.cli.main import app, build_app, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "build_app", "main"]

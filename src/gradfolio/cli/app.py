@@ -1,4 +1,9 @@
-"""Root typer application; sub-command groups register themselves in their own modules."""
+"""What every command module shares: the consoles, :func:`friendly_errors` and the root application.
+
+This module imports none of the command modules: each of them defines ``register(app)``, and
+:mod:`gradfolio.cli.main` builds the application by calling them (commands are registered in one
+direction, from ``main`` down).
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,16 @@ R = TypeVar("R")
 console = Console()
 err_console = Console(stderr=True)
 
-app = typer.Typer(
-    name="gradfolio",
-    help="Deep-learning portfolio management: allocation networks, backtests and options hedging.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+
+def root_app() -> typer.Typer:
+    """The ``gradfolio`` application without commands (:func:`gradfolio.cli.main.build_app` adds them)."""
+    return typer.Typer(
+        name="gradfolio",
+        help="Deep-learning portfolio management: allocation networks, backtests and options hedging.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
 
 
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -42,17 +50,4 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to ``app``.
-    from gradfolio.cli import backtest as _backtest  # noqa: F401
-    from gradfolio.cli import data as _data  # noqa: F401
-    from gradfolio.cli import hedge as _hedge  # noqa: F401
-    from gradfolio.cli import hedge_agent as _hedge_agent  # noqa: F401
-
-
-def main() -> None:
-    """Entry point of ``python -m gradfolio``."""
-    app()
-
-
-_register()
+__all__ = ["console", "err_console", "friendly_errors", "root_app"]

@@ -10,8 +10,8 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gradfolio.cli.app import app, console, friendly_errors
-from gradfolio.experiments.backtest_config import BacktestConfig, demo_config, load_backtest_config
+from gradfolio.cli.app import console, friendly_errors
+from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
 
 SHOWN = {
     "annualized_return": "CAGR",
@@ -24,7 +24,7 @@ SHOWN = {
 
 
 def _run(config: BacktestConfig, out: Path | None) -> None:
-    from gradfolio.experiments.runner import run_backtest
+    from gradfolio.experiments.backtest.run import run_backtest
 
     start = time.perf_counter()
     columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -53,7 +53,6 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 
-@app.command("demo")
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder."),
@@ -73,7 +72,6 @@ def demo(
     _run(config.model_copy(update=update), out)
 
 
-@app.command("backtest")
 @friendly_errors
 def backtest(
     config: Path = typer.Option(..., "--config", help="YAML/TOML BacktestConfig (see examples/)."),
@@ -89,3 +87,9 @@ def backtest(
     if track is not None:
         update["tracking"] = track
     _run(cfg.model_copy(update=update), out)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` and ``backtest`` to ``app``."""
+    app.command("demo")(demo)
+    app.command("backtest")(backtest)

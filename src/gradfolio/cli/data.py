@@ -6,14 +6,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gradfolio.cli.app import app, console, friendly_errors
+from gradfolio.cli.app import console, friendly_errors
 from gradfolio.data import load_prices
 
-data_app = typer.Typer(help="Inspect and validate market data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 
-
-@data_app.command("info")
 @friendly_errors
 def info(
     data: str = typer.Option("sp500", "--data", help="'sp500' (bundled) or the path of a CSV/Parquet price table."),
@@ -38,3 +34,11 @@ def info(
             f"{s.min():.4g}", f"{s.max():.4g}",
         )
     console.print(table)
+
+
+def register(app: typer.Typer) -> typer.Typer:
+    """Add the ``data`` group (``data info``) to ``app``; returns the group."""
+    data_app = typer.Typer(help="Inspect and validate market data.", no_args_is_help=True)
+    data_app.command("info")(info)
+    app.add_typer(data_app, name="data")
+    return data_app

@@ -1,7 +1,7 @@
 """``gradfolio hedge ...``: the hedging market and its classical baselines.
 
-``hedge_app`` is the sub-application; other modules (e.g. ``cli/hedge_agent.py``) add their
-commands to it with ``@hedge_app.command(...)``.
+:func:`register` adds the ``hedge`` group with ``baselines`` and returns it;
+:mod:`gradfolio.cli.main` passes that group to ``cli/hedge_agent.py``'s ``register``.
 """
 
 from __future__ import annotations
@@ -12,20 +12,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gradfolio.cli.app import app, console, friendly_errors
-from gradfolio.experiments.config_io import load_config
-from gradfolio.experiments.hedge_config import HedgingConfig
-
-hedge_app = typer.Typer(help="Gamma/vega hedging on a SABR market: baselines and RL agents.", no_args_is_help=True)
-app.add_typer(hedge_app, name="hedge")
+from gradfolio.cli.app import console, friendly_errors
+from gradfolio.experiments.hedging.config import load_hedging_config
 
 
-def load_hedging_config(path: Path | None) -> HedgingConfig:
-    """The :class:`HedgingConfig` in ``path`` (YAML/TOML), or the paper's defaults when ``None``."""
-    return HedgingConfig() if path is None else load_config(HedgingConfig, path)
-
-
-@hedge_app.command("baselines")
 @friendly_errors
 def baselines(
     config: Path = typer.Option(None, "--config", help="YAML/TOML HedgingConfig; defaults reproduce the paper."),
@@ -34,7 +24,7 @@ def baselines(
     track: bool = typer.Option(False, "--track/--no-track", help="Also log the run to MLflow."),
 ) -> None:
     """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
-    from gradfolio.experiments.hedge_baselines import run_baselines
+    from gradfolio.experiments.hedging.baselines import run_baselines
     from gradfolio.tracking import MlflowTracker, NullTracker
 
     cfg = load_hedging_config(config)
@@ -51,3 +41,11 @@ def baselines(
         view.add_row(str(name), *(f"{v:.2f}" for v in row))
     console.print(view)
     console.print(f"report: {run_dir / 'report.html'}")
+
+
+def register(app: typer.Typer) -> typer.Typer:
+    """Add the ``hedge`` group (``hedge baselines``) to ``app``; returns the group for more commands."""
+    hedge_app = typer.Typer(help="Gamma/vega hedging on a SABR market: baselines and RL agents.", no_args_is_help=True)
+    hedge_app.command("baselines")(baselines)
+    app.add_typer(hedge_app, name="hedge")
+    return hedge_app

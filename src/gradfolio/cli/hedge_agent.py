@@ -1,7 +1,7 @@
 """``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH).
 
 Every option that changes a config field goes through the same validation as a config file
-(:func:`gradfolio.experiments.sweeps.apply_overrides`), one option at a time, so a bad value ends
+(:func:`gradfolio.experiments.hedging.sweep.apply_overrides`), one option at a time, so a bad value ends
 in one line naming the option, the field and the fix.
 """
 
@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
-from gradfolio.cli.hedge import hedge_app
 from gradfolio.errors import ConfigError
 
 C = TypeVar("C", bound=BaseModel)
@@ -38,7 +37,7 @@ def _with_options(config: C, options: dict[str, tuple[str, Any]]) -> C:
     Each option is validated on its own, so an error names it, e.g.
     ``option --optimizer: field 'agent.optimizer': Input should be 'adam' or 'ana' (got 'sgd')``.
     """
-    from gradfolio.experiments.sweeps import apply_overrides
+    from gradfolio.experiments.hedging.sweep import apply_overrides
 
     for option, (field, value) in options.items():
         if value is not None:
@@ -46,7 +45,6 @@ def _with_options(config: C, options: dict[str, tuple[str, Any]]) -> C:
     return config
 
 
-@hedge_app.command("train")
 @friendly_errors
 def train(
     config: Path = typer.Option(None, "--config", help="YAML/TOML HedgeTrainingConfig; defaults = the paper's setting."),
@@ -65,7 +63,7 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a GVDH/ANADDH agent (checkpointed, resumable), then evaluate it against the baselines."""
-    from gradfolio.experiments.hedge_training import evaluate_agent, load_training_config, train_agent
+    from gradfolio.experiments.hedging.train import evaluate_agent, load_training_config, train_agent
     from gradfolio.tracking import MlflowTracker, NullTracker
 
     cfg = _with_options(load_training_config(config), {
@@ -83,7 +81,6 @@ def train(
     console.print(f"run folder: {run_dir}")
 
 
-@hedge_app.command("evaluate")
 @friendly_errors
 def evaluate(
     run: Path = typer.Option(..., "--run", help="Run folder written by 'gradfolio hedge train'."),
@@ -94,7 +91,7 @@ def evaluate(
     track: bool = typer.Option(False, "--track/--no-track", help="Log the test metrics and report to MLflow."),
 ) -> None:
     """Evaluate a trained agent and the baselines on the same test episodes; write the report."""
-    from gradfolio.experiments.hedge_training import evaluate_agent, load_agent, run_params
+    from gradfolio.experiments.hedging.train import evaluate_agent, load_agent, run_params
     from gradfolio.tracking import MlflowTracker, NullTracker
 
     agent, cfg = load_agent(run, device)
@@ -107,7 +104,6 @@ def evaluate(
     console.print(f"report: {(out or run) / 'report.html'}")
 
 
-@hedge_app.command("sweep")
 @friendly_errors
 def sweep(
     config: Path = typer.Option(None, "--config", help="YAML/TOML SweepConfig; defaults = the paper's five experiments."),
@@ -121,7 +117,7 @@ def sweep(
     gpus_per_point: float = typer.Option(None, "--gpus-per-point", help="GPUs reserved per point (e.g. 0.25)."),
 ) -> None:
     """Train and evaluate GVDH and ANADDH over the paper's grids through Ray; write tables and figures."""
-    from gradfolio.experiments.sweeps import load_sweep_config, run_sweep
+    from gradfolio.experiments.hedging.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
     if only:
@@ -137,3 +133,10 @@ def sweep(
     table, sweep_dir = run_sweep(cfg, out)
     _print_table(table.set_index("strategy"), "Sweep results")
     console.print(f"results: {sweep_dir / 'results.md'}")
+
+
+def register(hedge_app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``sweep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
+    hedge_app.command("train")(train)
+    hedge_app.command("evaluate")(evaluate)
+    hedge_app.command("sweep")(sweep)

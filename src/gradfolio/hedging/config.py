@@ -10,7 +10,7 @@ a fresh 30-day ATM call as the hedging instrument and a proportional cost of 0.5
 price. Rates and dividends are zero (``r = q = 0``), so the forward of eq. 53 is the spot.
 
 These models live in the library (not in ``gradfolio.experiments``) because the environment
-itself takes them; :mod:`gradfolio.experiments.hedge_config` composes them into the file-level
+itself takes them; :mod:`gradfolio.experiments.hedging.config` composes them into the file-level
 ``HedgingConfig``.
 """
 

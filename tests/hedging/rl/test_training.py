@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig, load_agent, train_agent
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig, load_agent, train_agent
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.rl.agent import AgentConfig
 from gradfolio.hedging.rl.training import Trainer, TrainerConfig, validation_score

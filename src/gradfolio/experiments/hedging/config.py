@@ -13,15 +13,17 @@ A YAML/TOML file with three sections, every field optional (defaults reproduce t
       strategies: [delta, delta_gamma, delta_vega]
     output_dir: runs/hedge
 
-Load it with ``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``.
+Load it with :func:`load_hedging_config` (``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gradfolio.experiments.config_io import load_config
 from gradfolio.hedging.config import BASELINES, BaselineName, EnvConfig, MarketConfig
 
 
@@ -50,4 +52,9 @@ class HedgingConfig(BaseModel):
     output_dir: str = "runs/hedge"
 
 
-__all__ = ["HedgingConfig", "EvaluationConfig", "EnvConfig", "MarketConfig"]
+def load_hedging_config(path: str | os.PathLike[str] | None) -> HedgingConfig:
+    """The :class:`HedgingConfig` in ``path`` (YAML/TOML), or the paper's defaults when ``None``."""
+    return HedgingConfig() if path is None else load_config(HedgingConfig, path)
+
+
+__all__ = ["HedgingConfig", "EvaluationConfig", "EnvConfig", "MarketConfig", "load_hedging_config"]

@@ -10,9 +10,9 @@ import pytest
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import load_config
-from gradfolio.experiments.hedge_baselines import run_baselines
+from gradfolio.experiments.hedging.baselines import run_baselines
 from gradfolio.experiments.config_io import flatten_params
-from gradfolio.experiments.hedge_config import HedgingConfig
+from gradfolio.experiments.hedging.config import HedgingConfig
 from gradfolio.hedging.blackscholes import bs_price
 
 

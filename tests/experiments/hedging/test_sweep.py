@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig
-from gradfolio.experiments.sweeps import SweepConfig, apply_overrides, grid_points, run_sweep
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig
+from gradfolio.experiments.hedging.sweep import SweepConfig, apply_overrides, grid_points, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

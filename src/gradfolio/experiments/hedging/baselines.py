@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from gradfolio.experiments.config_io import flatten_params
-from gradfolio.experiments.hedge_config import HedgingConfig
-from gradfolio.experiments.hedge_report import write_hedge_run
+from gradfolio.experiments.hedging.config import HedgingConfig
+from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table

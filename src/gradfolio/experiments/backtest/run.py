@@ -39,9 +39,9 @@ from gradfolio.allocation import Loss, Trainer, classical, make_loss, make_netwo
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
-from gradfolio.experiments.backtest_config import BacktestConfig
+from gradfolio.experiments.backtest.config import BacktestConfig
+from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
-from gradfolio.experiments.report import write_report
 from gradfolio.seeding import resolve_device
 from gradfolio.tracking import MlflowTracker, NullTracker
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gradfolio.backtest import BacktestResult, walk_forward
-from gradfolio.experiments.report import write_report
+from gradfolio.experiments.backtest.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

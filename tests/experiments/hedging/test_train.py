@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gradfolio.experiments.hedge_config import EvaluationConfig
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig, train_agent
+from gradfolio.experiments.hedging.config import EvaluationConfig
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig, train_agent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_training_and_test_metrics_go_to_mlflow(tmp_path, monkeypatch, tiny_hedge):
     import mlflow
 
-    from gradfolio.experiments.hedge_training import evaluate_agent
+    from gradfolio.experiments.hedging.train import evaluate_agent
     from gradfolio.tracking import MlflowTracker
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes to the test folder

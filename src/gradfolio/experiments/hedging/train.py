@@ -12,13 +12,13 @@ A YAML/TOML file with these sections, every field optional (defaults = the paper
       n_episodes: 300
       n_paths: 256
       device: cpu
-    evaluation:     # gradfolio.experiments.hedge_config.EvaluationConfig (test episodes, baselines)
+    evaluation:     # gradfolio.experiments.hedging.config.EvaluationConfig (test episodes, baselines)
       n_paths: 5000
     output_dir: runs/hedge_agent
 
 Load it with ``load_config(HedgeTrainingConfig, path)``. A run folder holds ``config.yaml``,
 ``checkpoint.pt`` (resumable), ``agent.pt`` (the trained agent), ``history.csv`` and, after
-evaluation, the files of :func:`gradfolio.experiments.hedge_report.write_hedge_run`
+evaluation, the files of :func:`gradfolio.experiments.hedging.report.write_hedge_run`
 (``metrics.json``/``.md``, ``pnl.parquet``, ``pnl_hist.png``, ``report.html``).
 """
 
@@ -34,15 +34,16 @@ from pydantic import BaseModel, ConfigDict
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
-from gradfolio.experiments.hedge_config import EvaluationConfig
-from gradfolio.experiments.hedge_report import write_hedge_run
+from gradfolio.experiments.hedging.config import EvaluationConfig
+from gradfolio.experiments.hedging.report import write_hedge_run
+from gradfolio.experiments.outputs import write_csv
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import Episode, HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
 from gradfolio.hedging.rl.training import Trainer, TrainerConfig, make_agent, make_env
-from gradfolio.io import atomic_path, load_checkpoint, save_checkpoint
+from gradfolio.io import load_checkpoint, save_checkpoint
 from gradfolio.seeding import resolve_device
 from gradfolio.tracking import NullTracker
 
@@ -116,8 +117,7 @@ def train_agent(
     tracker.log_params(run_params(config))
     agent = trainer.train(progress=progress)
     save_checkpoint(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
-    with atomic_path(out / "history.csv") as tmp:
-        pd.DataFrame(trainer.history).to_csv(tmp, index=False)
+    write_csv(pd.DataFrame(trainer.history), out / "history.csv")
     return agent, out
 
 

@@ -14,7 +14,6 @@ It takes any ``{name: Episode}``, so agents' evaluations reuse it alongside the 
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,8 +22,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from gradfolio.experiments.config_io import dump_config
+from gradfolio.experiments.outputs import html_page, markdown_table, pyplot, save_figure, write_parquet
 from gradfolio.hedging.env import Episode
-from gradfolio.io import atomic_path, atomic_write_json, atomic_write_text
+from gradfolio.io import atomic_write_json, atomic_write_text
 
 
 def pnl_frame(results: Mapping[str, Episode]) -> pd.DataFrame:
@@ -32,22 +32,9 @@ def pnl_frame(results: Mapping[str, Episode]) -> pd.DataFrame:
     return pd.DataFrame({name: ep.total_pnl.detach().cpu().double().numpy() for name, ep in results.items()})
 
 
-def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """The metrics table as a GitHub markdown table (index = strategy)."""
-    head = [table.index.name or ""] + [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, row in table.iterrows():
-        lines.append("| " + " | ".join([str(name)] + [f"{v:.{digits}f}" for v in row]) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def histogram_png(pnl: pd.DataFrame, path: str | os.PathLike[str], bins: int = 80) -> Path:
     """Overlaid histograms of the total P&L of each strategy, saved as PNG atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     lo, hi = pnl.quantile(0.001).min(), pnl.quantile(0.999).max()
     for name in pnl.columns:
@@ -56,10 +43,7 @@ def histogram_png(pnl: pd.DataFrame, path: str | os.PathLike[str], bins: int = 8
     ax.set_ylabel("paths")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def report_html(table: pd.DataFrame, pnl: pd.DataFrame, title: str = "Hedging strategies") -> str:
@@ -72,15 +56,13 @@ def report_html(table: pd.DataFrame, pnl: pd.DataFrame, title: str = "Hedging st
     fig.update_layout(barmode="overlay", xaxis_title="total P&L per episode", yaxis_title="paths", title=title)
     plot = fig.to_html(full_html=False, include_plotlyjs=True)
     rows = table.to_html(float_format=lambda v: f"{v:.4f}", border=0)
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{padding:4px 10px;text-align:right;border-bottom:1px solid #ddd}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1><h2>Total P&amp;L per episode</h2>{rows}"
+    body = (
+        f"<h2>Total P&amp;L per episode</h2>{rows}"
         "<p>mean_std = mean - c&middot;std; var/cvar are positive losses of the total P&amp;L; "
         "cost and contracts are per-episode means.</p>"
-        f"{plot}</body></html>"
+        f"{plot}"
     )
+    return html_page(title, body)
 
 
 def write_hedge_run(
@@ -97,11 +79,10 @@ def write_hedge_run(
     atomic_write_json(out / "metrics.json", table.to_dict(orient="index"))
     atomic_write_text(out / "metrics.md", markdown_table(table))
     pnl = pnl_frame(results)
-    with atomic_path(out / "pnl.parquet") as tmp:
-        pnl.to_parquet(tmp, index=False)
+    write_parquet(pnl, out / "pnl.parquet")
     histogram_png(pnl, out / "pnl_hist.png")
     atomic_write_text(out / "report.html", report_html(table, pnl, title))
     return out
 
 
-__all__ = ["pnl_frame", "markdown_table", "histogram_png", "report_html", "write_hedge_run"]
+__all__ = ["pnl_frame", "histogram_png", "report_html", "write_hedge_run"]

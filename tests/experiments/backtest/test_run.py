@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 from gradfolio import risk
 from gradfolio.allocation.classical import EqualWeight
 from gradfolio.backtest import BacktestResult, walk_forward
-from gradfolio.cli.app import app
+from gradfolio.cli import app
 from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError, DataError
-from gradfolio.experiments import runner
-from gradfolio.experiments.backtest_config import BacktestConfig, load_backtest_config
+from gradfolio.experiments.backtest import run as runner
+from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.config_io import dump_config, parse_config
-from gradfolio.experiments.report import report_html
-from gradfolio.experiments.runner import (
+from gradfolio.experiments.backtest.report import report_html
+from gradfolio.experiments.backtest.run import (
     benchmark_registry,
     build_benchmarks,
     load_returns,
@@ -32,7 +32,7 @@ from gradfolio.experiments.runner import (
     split_windows,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 SMALL = """
 seed = 3

@@ -2,7 +2,7 @@
 
 Each grid point (experiment, setting, agent) trains one agent and evaluates it, with the
 delta, delta-gamma and delta-vega baselines, on the same test episodes
-(:func:`gradfolio.experiments.hedge_training.train_agent` / ``evaluate_agent``), in its own
+(:func:`gradfolio.experiments.hedging.train.train_agent` / ``evaluate_agent``), in its own
 folder ``<sweep>/points/<experiment>/<setting>/<agent>/``; points whose settings coincide (the
 paper's base setting appears in four experiments) are trained once, in the first one's folder. A point whose ``metrics.json``
 exists is read back instead of re-run, and an interrupted point resumes from its checkpoint,
@@ -38,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, load_config, parse_config
-from gradfolio.experiments.hedge_report import markdown_table
-from gradfolio.experiments.hedge_training import HedgeTrainingConfig
-from gradfolio.io import atomic_path, atomic_write_text
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig
+from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_csv
+from gradfolio.io import atomic_write_text
 
 AgentName = Literal["gvdh", "anaddh"]
 OPTIMIZER = {"gvdh": "adam", "anaddh": "ana"}
@@ -144,7 +144,7 @@ def run_point(config: dict[str, Any], run_dir: str, threads: int | None = None) 
     """
     import torch
 
-    from gradfolio.experiments.hedge_training import evaluate_agent, train_agent
+    from gradfolio.experiments.hedging.train import evaluate_agent, train_agent
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -218,8 +218,7 @@ def results_table(points: list[tuple[str, str, str, Any]], outputs: list[dict[st
 
 def write_results(table: pd.DataFrame, sweep_dir: Path) -> None:
     """``results.csv``, ``results.md`` and one ``fig_<experiment>.png`` per experiment, atomically."""
-    with atomic_path(sweep_dir / "results.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, sweep_dir / "results.csv")
     parts = []
     for (experiment, setting), group in table.groupby(["experiment", "setting"], sort=False):
         parts.append(f"### {experiment}: {setting}\n\n" + markdown_table(group.set_index("strategy")[list(METRICS)]))
@@ -230,11 +229,7 @@ def write_results(table: pd.DataFrame, sweep_dir: Path) -> None:
 
 def experiment_figure(group: pd.DataFrame, path: Path, title: str) -> Path:
     """Grouped bars of -mean_std, var_95 and cvar_95 (losses, lower is better) per strategy, one panel per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     settings = list(dict.fromkeys(group["setting"]))
     fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.6), squeeze=False)
     measures = {"-(mean - 1.645 std)": lambda d: -d["mean_std"], "VaR 95%": lambda d: d["var_95"],
@@ -250,10 +245,7 @@ def experiment_figure(group: pd.DataFrame, path: Path, title: str) -> Path:
     axes[0][0].set_ylabel("loss (lower is better)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 __all__ = [

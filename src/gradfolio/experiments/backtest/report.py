@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from gradfolio.backtest import BacktestResult
-from gradfolio.experiments.hedge_report import markdown_table
-from gradfolio.io import atomic_path, atomic_write_text
+from gradfolio.experiments.outputs import html_page, markdown_table, pyplot, save_figure
+from gradfolio.io import atomic_write_text
 
 PERCENT_COLUMNS = {
     "annualized_return", "annualized_volatility", "max_drawdown", "var_95", "cvar_95", "total_cost",
@@ -78,38 +78,22 @@ def report_html(result: BacktestResult, title: str = "Walk-forward backtest", no
         plot = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)  # type: ignore[attr-defined]
         blocks.append(f"<h2>{html.escape(heading)}</h2>{plot}")
     period = f"{result.returns.index[0].date()} to {result.returns.index[-1].date()}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{padding:4px 10px;text-align:right;border-bottom:1px solid #ddd}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>Out of sample, {period}: {len(result.returns)} days, "
+    body = (
+        f"<p>Out of sample, {period}: {len(result.returns)} days, "
         f"{len(result.turnover)} rebalances. Net daily returns after proportional costs.</p>"
         f"{f'<p>{html.escape(notes)}</p>' if notes else ''}"
         f"<h2>Metrics</h2>{metrics_html(result.metrics())}"
         f"<p>Annualized with {result.periods_per_year:g} periods per year; drawdown, VaR and CVaR are positive "
         "losses; turnover is sum |w_after - w_before| per rebalance; total_cost is the sum of costs paid as "
         "fractions of wealth.</p>"
-        f"{''.join(blocks)}</body></html>"
+        f"{''.join(blocks)}"
     )
-
-
-def _save_png(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return path
+    return html_page(title, body, head=f"<script type='text/javascript'>{get_plotlyjs()}</script>")
 
 
 def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[Path]:
     """Write ``equity.png``, ``drawdowns.png``, ``turnover.png`` and ``weights.png`` to ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = Path(folder)
     paths = []
     for name, frame, ylabel, log in (
@@ -124,7 +108,7 @@ def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[P
             ax.set_yscale("log")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        paths.append(_save_png(fig, out / f"{name}.png"))
+        paths.append(save_figure(fig, out / f"{name}.png", dpi=110))
     names = result.strategies
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
@@ -139,7 +123,7 @@ def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[P
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    paths.append(_save_png(fig, out / "weights.png"))
+    paths.append(save_figure(fig, out / "weights.png", dpi=110))
     return paths
 
 

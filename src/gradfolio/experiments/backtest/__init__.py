@@ -1,0 +1,84 @@
+"""Walk-forward backtest runs: a :class:`BacktestConfig` file -> trained network + benchmarks -> run folder.
+
+:mod:`~gradfolio.experiments.backtest.config` (typed config, ``demo_config``),
+:mod:`~gradfolio.experiments.backtest.run` (:func:`run_backtest`) and
+:mod:`~gradfolio.experiments.backtest.report` (HTML page, PNG figures, markdown metrics).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradfolio.experiments.backtest.config import (
+        BacktestConfig,
+        BacktestSettings,
+        DataSettings,
+        NetworkSettings,
+        SplitSettings,
+        TrainSettings,
+        demo_config,
+        load_backtest_config,
+    )
+    from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
+    from gradfolio.experiments.backtest.run import (
+        NetworkRun,
+        ProgressHook,
+        benchmark_registry,
+        build_benchmarks,
+        build_network,
+        load_returns,
+        refit_windows,
+        retrain_schedule,
+        run_backtest,
+        split_windows,
+        train_network,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "BacktestConfig": "config",
+    "BacktestSettings": "config",
+    "DataSettings": "config",
+    "NetworkSettings": "config",
+    "SplitSettings": "config",
+    "TrainSettings": "config",
+    "demo_config": "config",
+    "load_backtest_config": "config",
+    "metrics_html": "report",
+    "report_html": "report",
+    "write_pngs": "report",
+    "write_report": "report",
+    "NetworkRun": "run",
+    "ProgressHook": "run",
+    "benchmark_registry": "run",
+    "build_benchmarks": "run",
+    "build_network": "run",
+    "load_returns": "run",
+    "refit_windows": "run",
+    "retrain_schedule": "run",
+    "run_backtest": "run",
+    "split_windows": "run",
+    "train_network": "run",
+}
+"""Public name -> submodule that defines it; imported on first use, so that importing one submodule
+(e.g. the light ``config`` from the command line) does not import the others (torch training, plotting)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = [
+    "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
+    "load_backtest_config", "demo_config",
+    "ProgressHook", "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
+    "benchmark_registry", "build_benchmarks", "load_returns", "split_windows", "run_backtest",
+    "metrics_html", "report_html", "write_pngs", "write_report",
+]

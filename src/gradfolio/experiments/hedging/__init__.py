@@ -1,0 +1,89 @@
+"""Hedging runs: config files -> baselines, trained agents and sweeps -> run folders.
+
+:mod:`~gradfolio.experiments.hedging.config` (:class:`HedgingConfig`, :class:`EvaluationConfig`),
+:mod:`~gradfolio.experiments.hedging.baselines` (:func:`run_baselines`),
+:mod:`~gradfolio.experiments.hedging.train` (train / load / evaluate a distributional agent),
+:mod:`~gradfolio.experiments.hedging.sweep` (the paper's grids through Ray) and
+:mod:`~gradfolio.experiments.hedging.report` (P&L table, histograms, run folder).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradfolio.experiments.hedging.baselines import run_baselines
+    from gradfolio.experiments.hedging.config import EvaluationConfig, HedgingConfig, load_hedging_config
+    from gradfolio.experiments.hedging.report import histogram_png, pnl_frame, report_html, write_hedge_run
+    from gradfolio.experiments.hedging.sweep import (
+        PAPER_EXPERIMENTS,
+        SweepConfig,
+        apply_overrides,
+        experiment_figure,
+        grid_points,
+        load_sweep_config,
+        results_table,
+        run_point,
+        run_sweep,
+        write_results,
+    )
+    from gradfolio.experiments.hedging.train import (
+        AGENT_FILE,
+        HedgeTrainingConfig,
+        evaluate_agent,
+        load_agent,
+        load_training_config,
+        run_params,
+        train_agent,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "run_baselines": "baselines",
+    "EvaluationConfig": "config",
+    "HedgingConfig": "config",
+    "load_hedging_config": "config",
+    "histogram_png": "report",
+    "pnl_frame": "report",
+    "report_html": "report",
+    "write_hedge_run": "report",
+    "PAPER_EXPERIMENTS": "sweep",
+    "SweepConfig": "sweep",
+    "apply_overrides": "sweep",
+    "experiment_figure": "sweep",
+    "grid_points": "sweep",
+    "load_sweep_config": "sweep",
+    "results_table": "sweep",
+    "run_point": "sweep",
+    "run_sweep": "sweep",
+    "write_results": "sweep",
+    "AGENT_FILE": "train",
+    "HedgeTrainingConfig": "train",
+    "evaluate_agent": "train",
+    "load_agent": "train",
+    "load_training_config": "train",
+    "run_params": "train",
+    "train_agent": "train",
+}
+"""Public name -> submodule that defines it; imported on first use, so that importing one submodule
+(e.g. the light ``config`` from the command line) does not import the others (torch training, plotting)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = [
+    "HedgingConfig", "EvaluationConfig", "load_hedging_config", "run_baselines",
+    "HedgeTrainingConfig", "load_training_config", "run_params", "train_agent", "load_agent", "evaluate_agent",
+    "AGENT_FILE",
+    "PAPER_EXPERIMENTS", "SweepConfig", "load_sweep_config", "apply_overrides", "grid_points", "run_point",
+    "run_sweep", "results_table", "write_results", "experiment_figure",
+    "pnl_frame", "histogram_png", "report_html", "write_hedge_run",
+]

@@ -1,0 +1,136 @@
+"""ProportionalCost: the one proportional cost model of the backtest and the training loss."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from gradfolio import risk
+from gradfolio.allocation import TurnoverLoss, make_loss
+from gradfolio.costs import ProportionalCost
+from gradfolio.errors import ConfigError
+
+D = torch.float64
+RATES = [0.0007, 0.0031, 0.0, 0.012, 0.0004]  # asymmetric per-asset rates
+
+
+def _weights(seed: int = 5, B: int = 6, N: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.softmax(torch.randn(B, N, generator=g, dtype=D), -1),
+            torch.softmax(torch.randn(B, N, generator=g, dtype=D), -1))
+
+
+def _y(B: int = 6, H: int = 4, N: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(11)
+    return 0.01 * torch.randn(B, 1, H, N, generator=g, dtype=D)
+
+
+def test_cost_model() -> None:
+    before = torch.tensor([[0.5, 0.5, 0.0]])
+    after = torch.tensor([[0.2, 0.3, 0.5]])
+    assert float(ProportionalCost.from_bps(10)(before, after)) == pytest.approx(0.001 * 1.0)
+    per_asset = ProportionalCost([0.001, 0.002, 0.003])
+    assert float(per_asset(before, after)) == pytest.approx(0.001 * 0.3 + 0.002 * 0.2 + 0.003 * 0.5)
+    with pytest.raises(ConfigError, match="2 per-asset rates given for 3 assets"):
+        ProportionalCost([0.1, 0.2])(before, after)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="cost rate"):
+            ProportionalCost(bad)
+
+
+def test_closed_form_batched_in_the_weights_dtype() -> None:
+    before, after = _weights()
+    expected = (np.abs(after.numpy() - before.numpy()) * np.array(RATES)).sum(-1)
+    np.testing.assert_allclose(ProportionalCost(RATES)(before, after).numpy(), expected, rtol=1e-14)
+    bps = ProportionalCost.from_bps([r * 1e4 for r in RATES])
+    np.testing.assert_allclose(bps(before, after).numpy(), expected, rtol=1e-12)
+    cost32 = ProportionalCost(RATES)(before.float(), after.float())
+    assert cost32.dtype == torch.float32 and cost32.shape == (6,)
+    np.testing.assert_allclose(cost32.numpy(), expected, rtol=1e-5)
+
+
+def test_max_rate_bounds_the_rates() -> None:
+    with pytest.raises(ConfigError, match=r"each in \[0, 1\)"):
+        ProportionalCost(1.5)
+    assert float(ProportionalCost(1.5, max_rate=None).rate) == 1.5
+    assert ProportionalCost([0.2, 7.0], max_rate=None).rate.tolist() == [0.2, 7.0]
+    with pytest.raises(ConfigError, match=r"rate=0.3: .*each in \[0, 0.25\)"):
+        ProportionalCost(0.3, max_rate=0.25)
+    assert float(ProportionalCost(0.2, max_rate=0.25).rate) == 0.2
+    with pytest.raises(ConfigError, match="each finite and >= 0"):
+        ProportionalCost([0.1, -0.2], max_rate=None)
+    with pytest.raises(ConfigError, match="each finite and >= 0"):
+        ProportionalCost(float("inf"), max_rate=None)
+    assert float(ProportionalCost.from_bps(25_000, max_rate=None).rate) == pytest.approx(2.5)
+    with pytest.raises(ConfigError, match="cost rate"):
+        ProportionalCost.from_bps(25_000)
+    assert repr(ProportionalCost(0.001)) == "ProportionalCost(rate=0.001)"
+    assert repr(ProportionalCost([0.5, 2.0], max_rate=None)) == "ProportionalCost(rate=[0.5, 2.0], max_rate=None)"
+
+
+def test_backtest_reexports_the_core_model() -> None:
+    import gradfolio.backtest
+    import gradfolio.backtest.engine
+
+    assert gradfolio.backtest.ProportionalCost is ProportionalCost
+    assert gradfolio.backtest.engine.ProportionalCost is ProportionalCost
+
+
+def test_turnover_loss_with_per_asset_rates_is_the_backtest_cost() -> None:
+    w_prev, w = _weights()
+    y = _y()
+    cost = ProportionalCost(RATES)
+    expected = cost(w_prev, w)
+    for loss in (TurnoverLoss(RATES), TurnoverLoss(cost), make_loss("turnover", cost=RATES)):
+        assert torch.equal(loss(w, y, w_prev=w_prev), expected), repr(loss)
+    # asymmetric: the rates are not permutation-invariant, reversing them changes the cost
+    assert not torch.allclose(TurnoverLoss(RATES[::-1])(w, y, w_prev=w_prev), expected)
+    hand = sum(r * (w[:, i] - w_prev[:, i]).abs() for i, r in enumerate(RATES))
+    torch.testing.assert_close(expected, hand, rtol=1e-14, atol=0)
+
+
+def test_turnover_loss_cost_scales_the_closed_form() -> None:
+    w_prev, w = _weights(seed=9)
+    y = _y()
+    turnover = (w - w_prev).abs().sum(-1)
+    default = TurnoverLoss()(w, y, w_prev=w_prev)
+    torch.testing.assert_close(default, turnover, rtol=1e-15, atol=0)
+    for c in (0.37, 2.5, 1e-3):
+        value = TurnoverLoss(c)(w, y, w_prev=w_prev)
+        torch.testing.assert_close(value, c * turnover, rtol=1e-15, atol=0)
+        # one rate keeps the formula of earlier releases, bit for bit
+        assert torch.equal(value, c * risk.turnover(w_prev, w))
+        assert not torch.allclose(value, default)
+    bps = TurnoverLoss(ProportionalCost.from_bps(25))(w, y, w_prev=w_prev)
+    torch.testing.assert_close(bps, 0.0025 * turnover, rtol=1e-14, atol=0)
+    assert torch.equal(TurnoverLoss(0)(w, y, w_prev=w_prev), torch.zeros(6, dtype=D))
+
+
+def test_turnover_loss_per_asset_validation_gradient_and_pickle() -> None:
+    w_prev, w = _weights()
+    y = _y()
+    with pytest.raises(ConfigError, match="TurnoverLoss: cost=\\[0.1, -0.2\\]"):
+        TurnoverLoss([0.1, -0.2])
+    with pytest.raises(ConfigError, match="TurnoverLoss: cost='high'"):
+        TurnoverLoss("high")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="3 per-asset rates given for 5 assets"):
+        TurnoverLoss([0.1, 0.2, 0.3])(w, y, w_prev=w_prev)
+    big = TurnoverLoss([1.5, 0.0, 3.0, 0.5, 2.0])  # penalty weights above 1 are allowed
+    assert repr(big) == "TurnoverLoss(cost=[1.5, 0.0, 3.0, 0.5, 2.0])" and repr(TurnoverLoss(0.001)) == "TurnoverLoss(cost=0.001)"
+    wz = w.clone().requires_grad_(True)
+    wp = w_prev.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: big(a, y, w_prev=b), (wz, wp))
+    again = pickle.loads(pickle.dumps(0.5 * big))
+    torch.testing.assert_close(again(w, y, w_prev=w_prev), 0.5 * big(w, y, w_prev=w_prev))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_per_asset_cost_on_cuda_equals_cpu() -> None:
+    w_prev, w = _weights()
+    y = _y()
+    loss = TurnoverLoss(RATES)
+    gpu = loss(w.cuda(), y.cuda(), w_prev=w_prev.cuda())
+    torch.testing.assert_close(gpu.cpu(), loss(w, y, w_prev=w_prev))
