@@ -59,5 +59,7 @@ def test_every_loss_rejects_an_unknown_key(name: str) -> None:
 
 
 def test_an_unknown_loss_lists_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"^loss name='omega' is unknown; use one of \['calmar', 'cvar'"):
+        make_loss("omega")
     with pytest.raises(ConfigError, match=r"^network.loss: unknown loss 'omega'; choose one of \['calmar', 'cvar'"):
-        make_loss("omega", where="network.loss")
+        LOSSES.build("omega", where="network.loss")

@@ -300,6 +300,8 @@ def make_loss(name: str, *, where: str | None = None, **params: Any) -> Loss:
     ConfigError
         An unknown name, or a bad parameter named with its path (``loss.level: ...``).
     """
+    if name not in LOSSES:
+        raise ConfigError(f"loss name={name!r} is unknown; use one of {sorted(LOSSES.names())}.")
     return LOSSES.build(name, where=where, **params)
 
 

@@ -391,7 +391,8 @@ def make_network(
         An unknown name or a bad parameter, named with its path
         (``network.allocator_params.settings.max_iter: Input should be a valid integer ...``).
     """
-    NETWORKS.entry(name, where or "network")
+    if name not in NETWORKS:
+        raise ConfigError(f"network name={name!r} is unknown; use one of {sorted(NETWORKS.names())}.")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ConfigError(f"make_network: seed={seed!r} must be an integer or None.")
     context = {"n_assets": n_assets, "lookback": lookback, "n_channels": n_channels}
