@@ -91,7 +91,8 @@ def wrong_values(annotation: Any) -> list[Any]:
 def registry_cases(target: Registry[Any] | type, skip: tuple[str, ...] = ()) -> list[Any]:
     """``(entry name, parameter, wrong value)`` for every entry of a registry (or fields of a dataclass)."""
     if isinstance(target, Registry):
-        schemas = {name: {k: f.annotation for k, f in target.params_model(name).model_fields.items()} for name in target}
+        models = {name: target.params_model(name) for name in target}
+        schemas = {name: {k: f.annotation for k, f in m.model_fields.items()} for name, m in models.items()}
     else:
         hints = typing.get_type_hints(target, include_extras=True)
         schemas = {target.__name__: {f.name: hints[f.name] for f in dataclasses.fields(target)}}

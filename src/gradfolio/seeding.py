@@ -61,7 +61,8 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 def _validate_dtype(value: Any) -> torch.dtype:
     """pydantic hook of :data:`TorchDType`: a ``ValueError`` (reported with the key's path) if not a dtype."""
     if not isinstance(value, (str, torch.dtype)):
-        raise ValueError(f"expected a floating-point torch dtype or its name such as 'float32', got {type(value).__name__}")
+        kind = type(value).__name__
+        raise ValueError(f"expected a floating-point torch dtype or its name such as 'float32', got {kind}")
     return resolve_dtype(value)
 
 

@@ -14,7 +14,8 @@ from gradfolio.solvers import PortfolioConstraints, QPSettings
 
 D = torch.float64
 SHAPE = {"n_assets": 5, "lookback": 12, "n_channels": 2}
-SMALL = {"dense": {"hidden": (6, 3)}, "maxout": {"hidden": (4,), "pieces": 3}, "conv": {"channels": (3,), "kernel_size": 3},
+SMALL = {"dense": {"hidden": (6, 3)}, "maxout": {"hidden": (4,), "pieces": 3},
+         "conv": {"channels": (3,), "kernel_size": 3},
          "lstm": {"hidden": 4, "collapse": "last"}, "rnn": {"hidden": 4, "num_layers": 2},
          "markowitz": {"hidden": 3, "gamma": 2.0, "alpha": 0.3}}
 
@@ -101,7 +102,8 @@ def test_nested_qp_settings_from_a_config_reach_the_solver() -> None:
     with pytest.raises(ConfigError) as err:
         make_network("dense", **SHAPE, where="network.params", allocator="convex",
                      allocator_params={"settings": {"max_iter": "ten"}})
-    assert str(err.value).startswith("network.params.allocator_params.settings.max_iter: Input should be a valid integer")
+    path = "network.params.allocator_params.settings.max_iter"
+    assert str(err.value).startswith(f"{path}: Input should be a valid integer"), str(err.value)
     with pytest.raises(ConfigError, match=r"^network.params.allocator_params.settings.max_itr: Unexpected keyword"):
         make_network("lstm", **SHAPE, where="network.params", allocator="convex",
                      allocator_params={"settings": {"max_itr": 10}})

@@ -1,4 +1,4 @@
-"""The optimizers that gradfolio's trainers offer by name (``"adam"``, ``"ana"``): :data:`OPTIMIZERS` and :func:`make_optimizer`."""
+"""Optimizers by name (``"adam"``, ``"ana"``) for every gradfolio trainer: :data:`OPTIMIZERS`, :func:`make_optimizer`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def make_optimizer(
     name: str, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float, *, where: str = "optimizer",
     **ana_options: Any,
 ) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` or :class:`~gradfolio.optim.ANA` over ``params`` with step size ``lr`` (``OPTIMIZERS.build``).
+    """``torch.optim.Adam`` or :class:`~gradfolio.optim.ANA` over ``params`` with step ``lr`` (``OPTIMIZERS.build``).
 
     Parameters
     ----------

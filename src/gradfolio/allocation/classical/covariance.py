@@ -1,6 +1,7 @@
 """Covariance estimators, batched over windows: ``R (B, L, N) -> Sigma (B, N, N)``.
 
-Three estimators (the registry :data:`COVARIANCES`), all per period (no annualization; multiply by 252 for yearly figures):
+Three estimators (the registry :data:`COVARIANCES`), all per period (no annualization; multiply
+by 252 for yearly figures):
 
 ``sample``
     Unbiased sample covariance (``ddof=1``), as ``numpy.cov`` and skfolio's
