@@ -1,4 +1,4 @@
-"""Optimizers by name (``"adam"``, ``"ana"``) for every gradfolio trainer: :data:`OPTIMIZERS`, :func:`make_optimizer`."""
+"""Optimizers by name (``"adam"``, ``"ana"``) for the trainers: :data:`OPTIMIZERS` and :func:`make_optimizer`."""
 
 from __future__ import annotations
 
