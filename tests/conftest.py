@@ -3,13 +3,19 @@ conftest under ``--import-mode=importlib``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
+from pydantic import BaseModel
 
+from gradfolio.registry import Registry
 from gradfolio.tracking import NullTracker
 
 
@@ -78,3 +84,78 @@ def tiny_hedge() -> SimpleNamespace:
     run = HedgeTrainingConfig(env=env, agent=agent, trainer=trainer(n_episodes=2, eval_every=0),
                               evaluation=EvaluationConfig(n_paths=20))
     return SimpleNamespace(env=env, agent=agent, trainer=trainer, run=run)
+
+
+# -- registry cases: a wrong value for every parameter of every entry -----------------------------
+
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of an annotation (``Annotated`` and unions unwrapped)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+class Untyped:
+    """The wrong value of a parameter that has no type: nothing rejects it, so its test fails."""
+
+    def __repr__(self) -> str:
+        return "<a value no check rejects: give the parameter a type>"
+
+
+def wrong_values(annotation: Any) -> list[Any]:
+    """Values of a wrong type for a parameter annotated ``annotation``.
+
+    A mapping where no mapping (dict, dataclass, pydantic model) is accepted, and a string that
+    is no number, bool, dtype or literal choice where ``str`` itself is not accepted. An
+    unannotated parameter (``Any``) gets none: the test of its entry then fails, asking for a type.
+    """
+    members = _members(annotation)
+    if Any in members:
+        return []
+
+    def takes_mapping(m: Any) -> bool:
+        origin = typing.get_origin(m) or m
+        return dataclasses.is_dataclass(m) or (isinstance(origin, type) and issubclass(origin, (Mapping, BaseModel)))
+
+    out: list[Any] = []
+    if not any(takes_mapping(m) for m in members):
+        out.append({"not": "valid"})
+    if str not in members:
+        out.append("x?")
+    return out
+
+
+def registry_cases(target: Registry[Any] | type, skip: tuple[str, ...] = ()) -> list[Any]:
+    """``(entry name, parameter, wrong value)`` for every entry of a registry (or fields of a dataclass)."""
+    if isinstance(target, Registry):
+        models = {name: target.params_model(name) for name in target}
+        schemas = {name: {k: f.annotation for k, f in m.model_fields.items()} for name, m in models.items()}
+    else:
+        hints = typing.get_type_hints(target, include_extras=True)
+        schemas = {target.__name__: {f.name: hints[f.name] for f in dataclasses.fields(target)}}
+    cases = []
+    for name, fields in schemas.items():
+        for param, annotation in fields.items():
+            if param in skip:
+                continue
+            # an untyped parameter accepts anything: its case passes an arbitrary object and fails
+            values = wrong_values(annotation) or [Untyped()]
+            cases += [pytest.param(name, param, v, id=f"{name}-{param}-{type(v).__name__}") for v in values]
+    return cases
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "registry_cases(target=..., skip=()): parametrize ``registry_case`` with (entry, parameter, wrong value) for "
+        "every parameter of every entry of a Registry (or every field of a dataclass)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("registry_cases")
+    if marker is not None and "registry_case" in metafunc.fixturenames:
+        cases = registry_cases(*marker.args, **marker.kwargs)
+        metafunc.parametrize("registry_case", [pytest.param(c.values, id=c.id) for c in cases])

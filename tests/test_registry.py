@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 import torch
+from pydantic import BeforeValidator
 
 from gradfolio.errors import ConfigError
 from gradfolio.progress import no_progress, prefixed
@@ -125,3 +126,85 @@ def test_prefixed_progress_and_no_progress() -> None:
     report("x", 1, 1)
     assert seen == [("refit 2020-01-03", 2, 5, "loss 0.1"), ("refit x", 1, 1, "")]
     assert prefixed(None, "p") is no_progress and no_progress("t", 1, 2) is None
+
+
+class Base:
+    def __init__(self, *, channel: int = 0, kind: Literal["simple", "log"] = "simple") -> None:
+        self.channel, self.kind = channel, kind
+
+
+class Child(Base):
+    def __init__(self, beta: float = 0.95, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.beta = beta
+
+
+class Plain:  # no __init__ of its own: object's, which takes nothing
+    pass
+
+
+def test_a_class_kwargs_stand_for_its_base_parameters() -> None:
+    reg: Registry[Any] = Registry("portfolio")
+    reg.register("child", Child)
+    reg.register("plain", Plain)
+    built = reg.build("child", beta="0.5", channel=2, kind="log")
+    assert (built.beta, built.channel, built.kind) == (0.5, 2, "log")
+    assert list(reg.params_model("child").model_fields) == ["beta", "channel", "kind"]
+    with pytest.raises(ConfigError, match=r"^portfolio.bogus: Extra inputs are not permitted"):
+        reg.build("child", bogus=1)
+    with pytest.raises(ConfigError, match=r"^portfolio.channel: Input should be a valid integer"):
+        reg.build("child", channel="two")
+    with pytest.raises(ConfigError, match=r"^portfolio.x: Extra inputs are not permitted"):
+        reg.build("plain", x=1)
+    assert isinstance(reg.build("plain"), Plain)
+
+
+def _length(value: Any) -> Any:
+    return len(value) if isinstance(value, str) else value
+
+
+def annotated(n: Annotated[int, BeforeValidator(_length)] = 0, lower: float | list[float] | None = None) -> Any:
+    return n, lower
+
+
+def test_annotated_validators_apply_and_union_tags_are_not_in_the_path() -> None:
+    reg: Registry[Any] = Registry("thing")
+    reg.register("f", annotated)
+    assert reg.build("f", n="abcd") == (4, None)  # the BeforeValidator ran
+    with pytest.raises(ConfigError) as err:
+        reg.build("f", lower="x?")
+    clauses = str(err.value).split("; ")
+    assert len(clauses) == 3 and all("[" not in c.split(":")[0] for c in clauses)  # no "thing.lower.list[float]"
+    assert str(err.value).startswith("thing.lower")
+
+
+def test_nested_validation_knows_what_the_caller_provides() -> None:
+    reg: Registry[Any] = Registry("network")
+
+    def net(n_assets: int, head: str = "head", head_params: dict[str, Any] | None = None) -> Any:
+        return HEADS.build(head, context={"n_assets": n_assets}, **(head_params or {}))
+
+    reg.register("net", net, nested={"head_params": ("head", HEADS)})
+    # Head requires n_assets: the network's context supplies it, so it is not missing in head_params
+    head = reg.build("net", context={"n_assets": 6}, head_params={"scale": 0.5})
+    assert head.n_assets == 6 and head.scale == 0.5
+    with pytest.raises(ConfigError, match=r"missing parameter\(s\) \['n_assets'\]"):
+        reg.validate("net", {"n_assets": 6, "head_params": {"scale": 0.5}})  # not provided by the caller
+
+
+def test_bind_validates_options_and_leaves_call_time_arguments() -> None:
+    reg: Registry[Any] = Registry("covariance")
+
+    def scaled(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return x * scale
+
+    reg.register("scaled", scaled)
+    reg.register("double", scaled, defaults={"scale": 2.0})
+    assert reg.bind("scaled") is scaled
+    x = torch.tensor([1.5, -2.0])
+    assert torch.equal(reg.bind("scaled", scale="3")(x), x * 3.0)
+    assert torch.equal(reg.bind("double")(x), x * 2.0)
+    with pytest.raises(ConfigError, match=r"^covariance.scale: Input should be a valid number"):
+        reg.bind("scaled", scale={"a": 1})
+    with pytest.raises(ConfigError, match=r"^cov.span: Extra inputs"):
+        reg.bind("scaled", where="cov", span=3)

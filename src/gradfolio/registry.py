@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -67,11 +68,16 @@ def format_errors(exc: ValidationError, where: str) -> str:
     """
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = ".".join(str(p) for p in err["loc"] if not _schema_tag(p))
         path = ".".join(p for p in (where, loc) if p) or "<root>"
         got = f" (got {_short(err['input'])})" if err["type"] != "missing" and "input" in err else ""
         parts.append(f"{path}: {err['msg']}{got}")
     return "; ".join(parts)
+
+
+def _schema_tag(part: int | str) -> bool:
+    """Whether a part of an error location names a pydantic validator or union member, not a key."""
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -184,9 +190,10 @@ class Registry(Generic[T]):
         """The pydantic model of ``name``'s keyword parameters (built once from its signature).
 
         Every named parameter becomes a field with the annotation and default of the signature
-        (an unannotated one accepts anything); ``*args`` are not part of the schema and
-        ``**kwargs`` lets unknown keys through unchecked. Defaults of the entry override the
-        signature's.
+        (an unannotated one accepts anything; ``Annotated`` validators apply); ``*args`` are not
+        part of the schema and a function's ``**kwargs`` lets unknown keys through unchecked,
+        while a class's ``**kwargs`` stand for its base class's parameters (see
+        :func:`_parameters`). Defaults of the entry override the signature's.
         """
         entry = self.entry(name)
         if entry.model is None:
@@ -212,7 +219,8 @@ class Registry(Generic[T]):
             Dotted path of ``params`` in the caller's config, prefixed to every message
             (default: the kind, e.g. ``"loss"``).
         provided
-            Required parameters the caller supplies itself (``n_assets``): not reported missing.
+            Required parameters the caller supplies itself (``n_assets``): not reported missing,
+            here nor in nested parameters (a network hands its ``n_assets`` to its allocator).
 
         Returns
         -------
@@ -246,7 +254,7 @@ class Registry(Generic[T]):
             if param in out and out[param] is not None:
                 choice = out.get(selector, entry.defaults.get(selector, _default(entry.factory, selector)))
                 if isinstance(choice, str):
-                    out[param] = registry.validate(choice, out[param], f"{where}.{param}")
+                    out[param] = registry.validate(choice, out[param], f"{where}.{param}", provided)
         return out
 
     def build(self, name: str, /, *, where: str | None = None, context: Mapping[str, Any] | None = None, **params: Any) -> T:
@@ -280,17 +288,40 @@ class Registry(Generic[T]):
             raise ConfigError(f"{where or self.kind}: {exc}; see {_describe(entry.factory)}.") from exc
 
 
+    def bind(self, name: str, /, *, where: str | None = None, **params: Any) -> Callable[..., T]:
+        """The entry ``name`` with validated ``params`` bound, for entries called later with call-time arguments.
+
+        A covariance estimator ``R (B, L, N) -> (B, N, N)`` gets its options now and the returns
+        at call time: ``COVARIANCES.bind("exponential", span=60)(R)``. The required parameters
+        left unbound are the call-time ones (not reported missing).
+
+        Returns
+        -------
+        ``functools.partial(factory, **defaults, **params)``, or the factory itself when neither
+        the entry nor the caller binds anything.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`validate`.
+        """
+        entry = self.entry(name, where)
+        model = self.params_model(name)
+        call_time = frozenset(key for key, info in model.model_fields.items() if info.default is _REQUIRED)
+        kwargs = {**entry.defaults, **self.validate(name, params, where, provided=call_time)}
+        return functools.partial(entry.factory, **kwargs) if kwargs else entry.factory
+
+
 def _describe(factory: Callable[..., Any]) -> str:
     """``module.Name`` of a factory, for messages."""
     return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
 
 
-def _signature(factory: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
-    """The call signature of ``factory`` (a class: its ``__init__``) and its resolved type hints."""
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+def _signature(target: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    """The call signature of a function (or an ``__init__``) and its resolved type hints (``Annotated`` kept)."""
     signature = inspect.signature(target)
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # noqa: BLE001 - one unresolvable hint (a TYPE_CHECKING import): resolve one by one
         hints = {}
         namespace = getattr(target, "__globals__", {})
@@ -302,6 +333,41 @@ def _signature(factory: Callable[..., Any]) -> tuple[inspect.Signature, dict[str
     return signature, hints
 
 
+def _parameters(factory: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any], bool]:
+    """The named parameters of ``factory``, their type hints, and whether it takes any other keyword.
+
+    A function: its signature (``**kwargs`` takes any other keyword). A class: its ``__init__``,
+    and when that ``__init__`` takes ``**kwargs`` they are taken to be forwarded to the base class,
+    whose ``__init__`` parameters are added, down the MRO until an ``__init__`` without
+    ``**kwargs`` (``object.__init__`` takes none). So a subclass written
+    ``def __init__(self, beta: float = 0.95, **kwargs)`` has the schema ``beta`` plus its base's
+    parameters, and an unknown key is still named. (A class that keeps arbitrary keywords itself
+    is registered through a factory function that says so with ``**kwargs``.)
+    """
+    if inspect.isclass(factory):
+        targets = [vars(k)["__init__"] for k in factory.__mro__ if "__init__" in vars(k)]
+    else:
+        targets = [factory]
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    for target in targets:
+        if target is object.__init__:
+            return list(params.values()), hints, False
+        signature, target_hints = _signature(target)
+        takes_any = False
+        for i, p in enumerate(signature.parameters.values()):
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                takes_any = True
+            elif p.kind is inspect.Parameter.VAR_POSITIONAL or (i == 0 and p.name == "self") or p.name in params:
+                continue
+            else:
+                params[p.name] = p
+                hints[p.name] = target_hints.get(p.name, Any)
+        if not takes_any:
+            return list(params.values()), hints, False
+    return list(params.values()), hints, True
+
+
 def _one_hint(annotation: str, namespace: dict[str, Any]) -> Any:
     """One annotation of our own source resolved in its module's namespace (``Any`` if it cannot be)."""
 
@@ -309,46 +375,38 @@ def _one_hint(annotation: str, namespace: dict[str, Any]) -> Any:
 
     shim.__annotations__ = {"value": annotation}
     try:
-        return typing.get_type_hints(shim, globalns=namespace)["value"]
+        return typing.get_type_hints(shim, globalns=namespace, include_extras=True)["value"]
     except Exception:  # noqa: BLE001 - a name imported only for type checking
         return Any
 
 
 def _accepted(factory: Callable[..., Any]) -> set[str] | None:
     """Names ``factory`` takes as keywords (``None``: it takes ``**kwargs``, so any)."""
-    signature, _ = _signature(factory)
-    names = set()
-    for p in signature.parameters.values():
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            return None
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-            names.add(p.name)
-    names.discard("self")
-    return names
+    params, _, takes_any = _parameters(factory)
+    if takes_any:
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in keyword}
 
 
 def _default(factory: Callable[..., Any], name: str) -> Any:
     """The signature default of parameter ``name`` (``None`` if absent)."""
-    signature, _ = _signature(factory)
-    p = signature.parameters.get(name)
+    params, _, _ = _parameters(factory)
+    p = next((p for p in params if p.name == name), None)
     return None if p is None or p.default is _MISSING else p.default
 
 
 def _signature_model(title: str, factory: Callable[..., Any], defaults: Mapping[str, Any]) -> type[BaseModel]:
-    """A pydantic model with one field per keyword parameter of ``factory``."""
-    signature, hints = _signature(factory)
+    """A pydantic model with one field per keyword parameter of ``factory`` (see :func:`_parameters`)."""
+    params, hints, takes_any = _parameters(factory)
     fields: dict[str, Any] = {}
-    extra = "forbid"
-    for p in signature.parameters.values():
-        if p.name == "self" or p.kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            extra = "allow"
-            continue
-        annotation = hints.get(p.name, Any)
+    for p in params:
         default = defaults.get(p.name, p.default)
-        fields[p.name] = (annotation, _REQUIRED if default is _MISSING else default)
-    config = ConfigDict(extra=extra, arbitrary_types_allowed=True, protected_namespaces=(), validate_default=False)
+        fields[p.name] = (hints.get(p.name, Any), _REQUIRED if default is _MISSING else default)
+    config = ConfigDict(
+        extra="allow" if takes_any else "forbid", arbitrary_types_allowed=True, protected_namespaces=(),
+        validate_default=False,
+    )
     return create_model(title.replace(":", "_"), __config__=config, **fields)  # type: ignore[call-overload]
 
 

@@ -195,7 +195,7 @@ def test_make_allocator_by_name_with_params_and_errors():
     assert make_allocator(module) is module
     with pytest.raises(ConfigError, match="max_weight"):
         make_allocator("sparsemax", max_weight=2.0)
-    with pytest.raises(ConfigError, match=r"bad parameters \['cap'\]"):
+    with pytest.raises(ConfigError, match=r"^allocator.cap: Extra inputs are not permitted"):
         make_allocator("sparsemax", cap=0.3)
     with pytest.raises(ConfigError, match="n_assets"):
         make_allocator("convex")
@@ -278,7 +278,7 @@ def test_markowitz_net_matches_the_convex_allocator_on_the_sample_covariance():
     ("lstm", {"hidden": 0}, "hidden"),
     ("lstm", {"dropout": -0.1}, "dropout"),
     ("rnn", {"num_layers": 0}, "num_layers"),
-    ("lstm", {"collapse": "max"}, "mode"),
+    ("lstm", {"collapse": "max"}, "^network.collapse"),
     ("dense", {"activation": "gelu"}, "activation"),
     ("dense", {"width": 3}, "width"),
     ("dense", {"seed": 1.5}, "seed"),

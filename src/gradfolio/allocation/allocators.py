@@ -10,12 +10,12 @@ Every allocator maps scores ``z (B, N)`` to weights ``w (B, N)`` and is differen
   mean-variance weights; it also takes a risk model, which the networks of
   :mod:`gradfolio.allocation.networks` supply from the window (see there).
 
-:func:`make_allocator` builds any of them by name with keyword parameters.
+:data:`ALLOCATORS` holds them by name; :func:`make_allocator` builds one by name with keyword
+parameters validated by its class's typed signature (``ALLOCATORS.build``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 from gradfolio.allocation.convex import ConvexAllocator
 from gradfolio.errors import ConfigError, GradfolioError, InfeasibleError
-from gradfolio.solvers import PortfolioConstraints
+from gradfolio.registry import Registry
 
 
 class SoftmaxAllocator(nn.Module):
@@ -111,16 +111,18 @@ class SparsemaxAllocator(nn.Module):
         return torch.clamp(z - tau, 0.0, cap)
 
 
-ALLOCATORS: dict[str, type[nn.Module]] = {
-    "softmax": SoftmaxAllocator,
-    "tanh": NormalizedTanhAllocator,
-    "sparsemax": SparsemaxAllocator,
-    "convex": ConvexAllocator,
-}
+ALLOCATORS: Registry[nn.Module] = Registry("allocator")
+"""Allocators by name; each entry's typed signature is the schema of its parameters."""
+ALLOCATORS.register("softmax", SoftmaxAllocator)
+ALLOCATORS.register("tanh", NormalizedTanhAllocator)
+ALLOCATORS.register("sparsemax", SparsemaxAllocator)
+ALLOCATORS.register("convex", ConvexAllocator)
 
 
-def make_allocator(allocator: str | nn.Module = "softmax", n_assets: int | None = None, **params: Any) -> nn.Module:
-    """An allocator by name with keyword parameters, or an ``nn.Module`` unchanged.
+def make_allocator(
+    allocator: str | nn.Module = "softmax", n_assets: int | None = None, *, where: str | None = None, **params: Any
+) -> nn.Module:
+    """An allocator by name with keyword parameters (``ALLOCATORS.build``), or an ``nn.Module`` unchanged.
 
     Parameters
     ----------
@@ -129,11 +131,18 @@ def make_allocator(allocator: str | nn.Module = "softmax", n_assets: int | None 
         module mapping scores ``(B, N) -> (B, N)``.
     n_assets
         ``N``: needed (and used) only by ``"convex"``, whose problem has a fixed size.
+    where
+        Dotted config path of ``params`` for messages (default ``"allocator"``).
     **params
-        Keyword arguments of the named allocator's class, e.g. ``max_weight=0.3`` for
-        ``"sparsemax"``, ``constraints=PortfolioConstraints(long_only=True), alpha=0.1`` for
-        ``"convex"`` (whose ``constraints`` may also be a mapping of ``PortfolioConstraints``
-        fields, as a config file gives it).
+        Keyword arguments of the named allocator's class, validated by its typed signature, e.g.
+        ``max_weight=0.3`` for ``"sparsemax"``, ``constraints=PortfolioConstraints(long_only=True),
+        alpha=0.1`` for ``"convex"``; typed objects may be given as mappings, as a config file gives
+        them (``constraints={"long_only": True}``, ``settings={"max_iter": 100}``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a bad parameter named with its path (``allocator.settings.max_iter: ...``).
     """
     if isinstance(allocator, nn.Module):
         if params:
@@ -142,23 +151,13 @@ def make_allocator(allocator: str | nn.Module = "softmax", n_assets: int | None 
                 f"{type(allocator).__name__}; configure the module itself or pass the allocator by name."
             )
         return allocator
-    if allocator not in ALLOCATORS:
-        raise ConfigError(f"allocator={allocator!r} is unknown; use one of {sorted(ALLOCATORS)} or an nn.Module.")
-    cls = ALLOCATORS[allocator]
-    if cls is ConvexAllocator:
-        if n_assets is None:
-            raise ConfigError("allocator='convex' needs n_assets (the size of its problem); pass n_assets=N.")
-        params = {"n_assets": n_assets, **params}
+    context = {"n_assets": n_assets} if n_assets is not None else None
     try:
-        if isinstance(params.get("constraints"), Mapping):
-            params["constraints"] = PortfolioConstraints(**params["constraints"])
-        return cls(**params)
+        return ALLOCATORS.build(allocator, where=where, context=context, **params)
     except GradfolioError:
         raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"allocator={allocator!r}: bad parameters {sorted(params)} ({exc}); see {cls.__name__}."
-        ) from exc
+    except ValueError as exc:
+        raise ConfigError(f"{where or 'allocator'}={allocator!r}: bad parameters {sorted(params)} ({exc}).") from exc
 
 
 __all__ = ["SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "ALLOCATORS", "make_allocator"]

@@ -29,6 +29,7 @@ import torch
 from gradfolio import risk
 from gradfolio.costs import ProportionalCost
 from gradfolio.errors import ConfigError, DataError
+from gradfolio.registry import Registry
 
 EPS = 1e-4
 """Default floor of the ratio losses' denominators (see the module docstring)."""
@@ -300,26 +301,39 @@ class TurnoverLoss(Loss):
         return f"TurnoverLoss(cost={float(rate) if rate.ndim == 0 else rate.tolist()!r})"
 
 
-LOSSES: dict[str, type[Loss]] = {
-    "sharpe": SharpeLoss,
-    "sortino": SortinoLoss,
-    "calmar": CalmarLoss,
-    "max_drawdown": MaxDrawdownLoss,
-    "cvar": CVaRLoss,
-    "mean_return": MeanReturnLoss,
-    "std": StdLoss,
-    "turnover": TurnoverLoss,
-}
+LOSSES: Registry[Loss] = Registry("loss")
+"""Losses by name; each entry's typed signature is the schema of its parameters."""
+LOSSES.register("sharpe", SharpeLoss)
+LOSSES.register("sortino", SortinoLoss)
+LOSSES.register("calmar", CalmarLoss)
+LOSSES.register("max_drawdown", MaxDrawdownLoss)
+LOSSES.register("cvar", CVaRLoss)
+LOSSES.register("mean_return", MeanReturnLoss)
+LOSSES.register("std", StdLoss)
+LOSSES.register("turnover", TurnoverLoss)
 
 
-def make_loss(name: str, **params: Any) -> Loss:
-    """A registered loss by name (see ``LOSSES``) with keyword parameters."""
+def make_loss(name: str, *, where: str | None = None, **params: Any) -> Loss:
+    """A registered loss by name (``LOSSES.build``) with keyword parameters validated by its class's signature.
+
+    Parameters
+    ----------
+    name
+        A name of ``LOSSES`` (``"sharpe"``, ``"sortino"``, ``"calmar"``, ``"max_drawdown"``,
+        ``"cvar"``, ``"mean_return"``, ``"std"``, ``"turnover"``).
+    where
+        Dotted config path of ``params`` for messages (default ``"loss"``).
+    **params
+        Keyword arguments of the loss class (``level=0.9`` for ``"cvar"``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a bad parameter named with its path (``loss.level: ...``).
+    """
     if name not in LOSSES:
-        raise ConfigError(f"loss name={name!r} is unknown; use one of {sorted(LOSSES)}.")
-    try:
-        return LOSSES[name](**params)
-    except TypeError as exc:
-        raise ConfigError(f"loss {name!r}: bad parameters {sorted(params)} ({exc}).") from exc
+        raise ConfigError(f"loss name={name!r} is unknown; use one of {sorted(LOSSES.names())}.")
+    return LOSSES.build(name, where=where, **params)
 
 
 __all__ = [

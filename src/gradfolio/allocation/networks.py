@@ -27,10 +27,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gradfolio.allocation.allocators import make_allocator
+from gradfolio.allocation.allocators import ALLOCATORS, make_allocator
 from gradfolio.allocation.convex import ConvexAllocator
 from gradfolio.allocation.layers import ChannelAvgPool, Collapse, Maxout, TimeCollapse, TimeConv, TimeRNN
 from gradfolio.errors import ConfigError, DataError, GradfolioError
+from gradfolio.registry import Registry
+from gradfolio.solvers import PortfolioConstraints, QPSettings
 
 
 def window_factor(x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +83,8 @@ class AllocationNetwork(nn.Module):
         super().__init__()
         _check_sizes(type(self).__name__, n_channels=n_channels)
         self.n_channels = n_channels
-        self.allocator = make_allocator(allocator, n_assets=n_assets, **(allocator_params or {}))
+        params = allocator_params or {}
+        self.allocator = make_allocator(allocator, n_assets=n_assets, where="allocator_params", **params)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-asset scores ``(B, C, L, N) -> (B, N)``."""
@@ -107,6 +110,9 @@ class AllocationNetwork(nn.Module):
         if isinstance(self.allocator, ConvexAllocator):
             return self.allocator(z, factor=window_factor(x))
         return self.allocator(z)
+
+
+Activation = Literal["leaky_relu", "relu", "tanh", "maxout"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -144,7 +150,7 @@ class DenseNet(AllocationNetwork):
         lookback: int,
         n_channels: int = 1,
         hidden: tuple[int, ...] = (64,),
-        activation: str = "leaky_relu",
+        activation: Activation = "leaky_relu",
         pieces: int = 2,
         dropout: float = 0.0,
         allocator: str | nn.Module = "softmax",
@@ -308,13 +314,22 @@ class MarkowitzNet(RecurrentNet):
         :class:`gradfolio.solvers.PortfolioConstraints` (default: budget only).
     gamma, alpha
         Initial risk aversion and L2 regularization (both learned, > 0).
+    settings
+        :class:`gradfolio.solvers.QPSettings` of the convex layer's solver (default: chosen for the
+        constraints); a mapping of its fields is accepted (``{"max_iter": 100}``).
     **kwargs
         :class:`RecurrentNet` options (``hidden``, ``cell``, ``collapse``, ``dropout``...) but no
         ``allocator``: for another allocator use ``RecurrentNet`` / ``make_network("lstm", ...)``.
     """
 
     def __init__(
-        self, n_assets: int, constraints: Any = None, gamma: float = 1.0, alpha: float = 0.1, **kwargs: Any
+        self,
+        n_assets: int,
+        constraints: PortfolioConstraints | None = None,
+        gamma: float = 1.0,
+        alpha: float = 0.1,
+        settings: QPSettings | None = None,
+        **kwargs: Any,
     ):
         given = sorted({"allocator", "allocator_params"} & kwargs.keys())
         if given:
@@ -322,43 +337,34 @@ class MarkowitzNet(RecurrentNet):
                 f"MarkowitzNet: {given} given, but it always uses the convex allocator; set constraints, gamma "
                 "and alpha instead, or use make_network('lstm', ..., allocator=...) for another allocator."
             )
-        params = {"constraints": constraints, "gamma": gamma, "alpha": alpha, "learn_gamma": True, "learn_alpha": True}
+        params = {
+            "constraints": constraints, "gamma": gamma, "alpha": alpha, "learn_gamma": True, "learn_alpha": True,
+            "settings": settings,
+        }
         super().__init__(allocator="convex", allocator_params=params, n_assets=n_assets, **kwargs)
 
 
-def _dense(**kw: Any) -> DenseNet:
-    return DenseNet(**kw)
-
-
-def _maxout(**kw: Any) -> DenseNet:
-    return DenseNet(**{"activation": "maxout", **kw})
-
-
-def _conv(**kw: Any) -> ConvNet:
-    return ConvNet(**kw)
-
-
-def _lstm(**kw: Any) -> RecurrentNet:
-    kw.pop("lookback", None)
-    return RecurrentNet(**kw)
-
-
-def _rnn(**kw: Any) -> RecurrentNet:
-    return _lstm(**{"cell": "rnn", **kw})
-
-
-def _markowitz(**kw: Any) -> MarkowitzNet:
-    kw.pop("lookback", None)
-    return MarkowitzNet(**kw)
-
-
-NETWORKS = {"dense": _dense, "maxout": _maxout, "conv": _conv, "lstm": _lstm, "rnn": _rnn, "markowitz": _markowitz}
+NETWORKS: Registry[AllocationNetwork] = Registry("network")
+"""Networks by name; each entry's typed signature is the schema of its parameters, and
+``allocator_params`` is validated against the signature of the allocator named by ``allocator``."""
+_ALLOCATOR_PARAMS = {"allocator_params": ("allocator", ALLOCATORS)}
+NETWORKS.register("dense", DenseNet, nested=_ALLOCATOR_PARAMS)
+NETWORKS.register("maxout", DenseNet, defaults={"activation": "maxout"}, nested=_ALLOCATOR_PARAMS)
+NETWORKS.register("conv", ConvNet, nested=_ALLOCATOR_PARAMS)
+NETWORKS.register("lstm", RecurrentNet, nested=_ALLOCATOR_PARAMS)
+NETWORKS.register("rnn", RecurrentNet, defaults={"cell": "rnn"}, nested=_ALLOCATOR_PARAMS)
+NETWORKS.register("markowitz", MarkowitzNet)
 
 
 def make_network(
-    name: str, n_assets: int, lookback: int, n_channels: int = 1, seed: int | None = None, **params: Any
+    name: str, n_assets: int, lookback: int, n_channels: int = 1, seed: int | None = None, *,
+    where: str | None = None, **params: Any,
 ) -> AllocationNetwork:
     """Build a registered network: ``"dense"``, ``"maxout"``, ``"conv"``, ``"lstm"``, ``"rnn"`` or ``"markowitz"``.
+
+    ``NETWORKS.build(name, context={"n_assets": ..., "lookback": ..., "n_channels": ...}, **params)``
+    under a seeded RNG: the input shape is passed to the classes that take it (a recurrent
+    network takes no ``lookback``), and ``params`` are validated by the class's typed signature.
 
     Parameters
     ----------
@@ -370,25 +376,31 @@ def make_network(
     seed
         Seed of the parameter initialisation, drawn from a forked CPU RNG (the global RNG is left
         as it was); ``None`` draws from the global RNG.
+    where
+        Dotted config path of ``params`` for messages (default ``"network"``; the experiments
+        pass ``"network.params"``).
     **params
         Keyword arguments of the network class, e.g. ``hidden``, ``dropout``, ``allocator`` and
         ``allocator_params`` (``allocator="sparsemax", allocator_params={"max_weight": 0.3}``;
-        ``allocator="convex", allocator_params={"constraints": ..., "alpha": 0.1}``).
+        ``allocator="convex", allocator_params={"constraints": {"long_only": True}, "alpha": 0.1,
+        "settings": {"max_iter": 100}}``: mappings become the typed objects).
 
     Raises
     ------
     ConfigError
-        An unknown name or a bad parameter (named).
+        An unknown name or a bad parameter, named with its path
+        (``network.allocator_params.settings.max_iter: Input should be a valid integer ...``).
     """
     if name not in NETWORKS:
-        raise ConfigError(f"network name={name!r} is unknown; use one of {sorted(NETWORKS)}.")
+        raise ConfigError(f"network name={name!r} is unknown; use one of {sorted(NETWORKS.names())}.")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ConfigError(f"make_network: seed={seed!r} must be an integer or None.")
+    context = {"n_assets": n_assets, "lookback": lookback, "n_channels": n_channels}
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.default_generator.manual_seed(seed)
         try:
-            return NETWORKS[name](n_assets=n_assets, lookback=lookback, n_channels=n_channels, **params)
+            return NETWORKS.build(name, where=where, context=context, **params)
         except GradfolioError:
             raise
         except (TypeError, ValueError) as exc:

@@ -1,6 +1,6 @@
 """Optimizers shared by every gradfolio trainer."""
 
 from gradfolio.optim.ana import ANA, Restart, at_iterates, next_t
-from gradfolio.optim.factory import ANA_OPTIONS, OptimizerName, make_optimizer
+from gradfolio.optim.factory import ANA_OPTIONS, OPTIMIZERS, OptimizerName, make_optimizer
 
-__all__ = ["ANA", "ANA_OPTIONS", "OptimizerName", "Restart", "at_iterates", "make_optimizer", "next_t"]
+__all__ = ["ANA", "ANA_OPTIONS", "OPTIMIZERS", "OptimizerName", "Restart", "at_iterates", "make_optimizer", "next_t"]

@@ -9,6 +9,7 @@ from pypfopt import risk_models
 from sklearn.covariance import ledoit_wolf
 
 from gradfolio.allocation.classical import (
+    COVARIANCES,
     exponential_covariance,
     ledoit_wolf_covariance,
     ledoit_wolf_shrinkage,
@@ -79,3 +80,20 @@ def test_resolve_options_and_errors(windows) -> None:
         resolve_covariance(sample_covariance, span=3)
     with pytest.raises(ConfigError, match="span=0.5"):
         exponential_covariance(X[:, 0], span=0.5)
+
+
+def test_covariances_registry_binds_validated_options(windows) -> None:
+    X, _ = windows(100)
+    assert COVARIANCES.names() == ["sample", "ledoit_wolf", "exponential"]
+    assert resolve_covariance("ledoit_wolf") is ledoit_wolf_covariance  # no option: the function itself
+    torch.testing.assert_close(resolve_covariance("sample", ddof=0)(X[:, 0]), sample_covariance(X[:, 0], ddof=0),
+                               rtol=0, atol=0)
+    assert torch.equal(resolve_covariance("exponential", span="45")(X[:, 0]), exponential_covariance(X[:, 0], 45.0))
+    with pytest.raises(ConfigError, match=r"^benchmark_params.hrp.covariance.span: Input should be a valid number"):
+        resolve_covariance("exponential", where="benchmark_params.hrp.covariance", span={"days": 60})
+    with pytest.raises(ConfigError, match=r"^covariance.spam: Extra inputs are not permitted"):
+        resolve_covariance("exponential", spam=60)
+    with pytest.raises(ConfigError, match=r"^covariance.ddof: Input should be a valid integer"):
+        resolve_covariance("sample", ddof="one")
+    with pytest.raises(ConfigError, match=r"^covariance.span: Extra inputs"):
+        resolve_covariance("ledoit_wolf", span=3)

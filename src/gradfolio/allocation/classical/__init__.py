@@ -1,11 +1,13 @@
 """Classical benchmark portfolios with the interface of an allocation network.
 
 Every portfolio maps windows ``X (B, C, L, N)`` to weights ``w (B, N)``, all rebalance dates
-at once. See ``docs/classical.md``.
+at once. :data:`PORTFOLIOS` holds every one by its ``name`` and builds it with parameters
+validated by its typed signature. See ``docs/classical.md``.
 """
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.allocation.classical.covariance import (
+    COVARIANCES,
     exponential_covariance,
     ledoit_wolf_covariance,
     ledoit_wolf_shrinkage,
@@ -22,10 +24,13 @@ from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
+from gradfolio.allocation.classical.registry import PORTFOLIOS
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
 
 __all__ = [
     "ClassicalPortfolio",
+    "PORTFOLIOS",
+    "COVARIANCES",
     "sample_covariance",
     "ledoit_wolf_covariance",
     "ledoit_wolf_shrinkage",

@@ -15,14 +15,15 @@ returns that the portfolio earns (``r_t = sum_i w_i R_{t,i}``), whatever the inp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor
 
 from gradfolio.errors import ConfigError, DataError, InfeasibleError
 
-RETURN_KINDS = ("simple", "log")
+ReturnsKind = Literal["simple", "log"]
+RETURN_KINDS: tuple[str, ...] = get_args(ReturnsKind)
 
 
 def positive_excess(R: Tensor, risk_free: float, who: str) -> Tensor:
@@ -83,7 +84,7 @@ class ClassicalPortfolio(torch.nn.Module, ABC):
     name: ClassVar[str] = "classical"
     min_lookback: ClassVar[int] = 2
 
-    def __init__(self, *, returns_channel: int = 0, returns_kind: str = "simple") -> None:
+    def __init__(self, *, returns_channel: int = 0, returns_kind: ReturnsKind = "simple") -> None:
         super().__init__()
         if returns_kind not in RETURN_KINDS:
             raise ConfigError(

@@ -1,6 +1,7 @@
 """Covariance estimators, batched over windows: ``R (B, L, N) -> Sigma (B, N, N)``.
 
-Three estimators, all per period (no annualization; multiply by 252 for yearly figures):
+Three estimators (the registry :data:`COVARIANCES`), all per period (no annualization; multiply
+by 252 for yearly figures):
 
 ``sample``
     Unbiased sample covariance (``ddof=1``), as ``numpy.cov`` and skfolio's
@@ -19,12 +20,13 @@ Three estimators, all per period (no annualization; multiply by 252 for yearly f
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from gradfolio.errors import ConfigError
+from gradfolio.registry import Registry
 
 CovarianceEstimator = Callable[[Tensor], Tensor]
 
@@ -125,28 +127,40 @@ def exponential_covariance(R: Tensor, span: float = 180.0) -> Tensor:
     return Xc.mT @ (Xc * weights[:, None])
 
 
-ESTIMATORS: dict[str, CovarianceEstimator] = {
-    "sample": sample_covariance,
-    "ledoit_wolf": ledoit_wolf_covariance,
-    "exponential": exponential_covariance,
-}
+COVARIANCES: Registry[Tensor] = Registry("covariance")
+"""Covariance estimators ``R (B, L, N) -> (B, N, N)`` by name; their typed keyword options
+(``ddof`` of ``"sample"``, ``span`` of ``"exponential"``) are bound by :func:`resolve_covariance`."""
+COVARIANCES.register("sample", sample_covariance)
+COVARIANCES.register("ledoit_wolf", ledoit_wolf_covariance)
+COVARIANCES.register("exponential", exponential_covariance)
 
 
-def resolve_covariance(spec: str | CovarianceEstimator, **options: float) -> CovarianceEstimator:
+def resolve_covariance(
+    spec: str | CovarianceEstimator, *, where: str = "covariance", **options: Any
+) -> CovarianceEstimator:
     """Turn a covariance specification into an estimator ``R (B, L, N) -> (B, N, N)``.
 
     Parameters
     ----------
     spec
-        ``"sample"``, ``"ledoit_wolf"``, ``"exponential"``, or any callable with that
-        signature.
+        ``"sample"``, ``"ledoit_wolf"``, ``"exponential"`` (the names of :data:`COVARIANCES`), or
+        any callable with that signature.
+    where
+        Dotted config path of ``options`` for messages.
     **options
-        Keyword arguments bound to a named estimator (e.g. ``span=60`` for
-        ``"exponential"``).
+        Keyword arguments bound to a named estimator, validated by its signature (e.g.
+        ``span=60`` for ``"exponential"``, ``ddof=0`` for ``"sample"``).
 
     Returns
     -------
-    The estimator.
+    The estimator: the registered function itself without options, else the function with the
+    options bound (``COVARIANCES.bind``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, options given with a callable, or a bad option named with its path
+        (``covariance.span: Input should be a valid number ...``).
     """
     if callable(spec):
         if options:
@@ -155,6 +169,6 @@ def resolve_covariance(spec: str | CovarianceEstimator, **options: float) -> Cov
                 "bind them into your callable instead."
             )
         return spec
-    if spec not in ESTIMATORS:
-        raise ConfigError(f"covariance={spec!r}: use one of {sorted(ESTIMATORS)} or a callable.")
-    return partial(ESTIMATORS[spec], **options) if options else ESTIMATORS[spec]
+    if spec not in COVARIANCES:
+        raise ConfigError(f"{where}={spec!r}: use one of {sorted(COVARIANCES.names())} or a callable.")
+    return COVARIANCES.bind(spec, where=where, **options)

@@ -23,6 +23,8 @@ every window; the weights are differentiable with respect to the covariance for 
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import scipy.cluster.hierarchy as sch
 import torch
@@ -34,9 +36,12 @@ from gradfolio.allocation.classical.covariance import CovarianceEstimator, resol
 from gradfolio.allocation.classical.simple import volatilities
 from gradfolio.errors import ConfigError
 
-LINKAGES = ("single", "complete", "average", "ward")
-DISTANCES = ("pearson", "pearson_absolute", "pearson_squared")
-ORDERINGS = ("quasi-diagonal", "optimal")
+Linkage = Literal["single", "complete", "average", "ward"]
+Distance = Literal["pearson", "pearson_absolute", "pearson_squared"]
+Ordering = Literal["quasi-diagonal", "optimal"]
+LINKAGES: tuple[str, ...] = get_args(Linkage)
+DISTANCES: tuple[str, ...] = get_args(Distance)
+ORDERINGS: tuple[str, ...] = get_args(Ordering)
 
 
 def correlation_distance(corr: Tensor, distance: str = "pearson") -> Tensor:
@@ -251,9 +256,9 @@ class HierarchicalRiskParity(ClassicalPortfolio):
 
     def __init__(
         self,
-        linkage: str = "single",
-        distance: str = "pearson",
-        ordering: str = "quasi-diagonal",
+        linkage: Linkage = "single",
+        distance: Distance = "pearson",
+        ordering: Ordering = "quasi-diagonal",
         covariance: str | CovarianceEstimator = "sample",
         **kwargs,
     ) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gradfolio.seeding import TorchDType
+
 
 @dataclass(frozen=True)
 class QPSettings:
@@ -26,7 +28,8 @@ class QPSettings:
         in float64 and casts the result back (the interior point's Newton systems become too
         ill-conditioned near the solution for float32 to reach 1e-6 weights); ``None`` computes in
         the input dtype (faster on GPUs; float32 stops at ~1e-4 residuals and may raise
-        :class:`~gradfolio.errors.SolverError` on ill-conditioned problems).
+        :class:`~gradfolio.errors.SolverError` on ill-conditioned problems). A config may give
+        ``"float32"``, ``"float64"`` or ``null``.
     active_set_iter
         Iterations of the primal-dual active-set method tried first (0: interior point only).
     max_iter
@@ -42,7 +45,7 @@ class QPSettings:
 
     tol: float | None = None
     gap_tol: float | None = None
-    compute_dtype: torch.dtype | None = torch.float64
+    compute_dtype: TorchDType | None = torch.float64
     active_set_iter: int = 15
     max_iter: int = 50
     reg: float = 1e-11

@@ -1,0 +1,31 @@
+"""The classical portfolios by name: :data:`PORTFOLIOS`.
+
+Every concrete :class:`~gradfolio.allocation.classical.base.ClassicalPortfolio` is registered
+under its ``name`` attribute; its typed ``__init__`` (with the base's ``returns_channel`` and
+``returns_kind``) is the schema of its parameters::
+
+    PORTFOLIOS.build("max_sharpe", where="benchmark_params.max_sharpe", risk_free=1e-4, returns_kind="log")
+"""
+
+from __future__ import annotations
+
+from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.downside import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
+from gradfolio.allocation.classical.eigen import EigenPortfolio
+from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
+from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.risk_parity import RiskParity
+from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
+from gradfolio.registry import Registry
+
+PORTFOLIOS: Registry[ClassicalPortfolio] = Registry("portfolio")
+"""Classical portfolios by their ``name`` (``"equal_weight"``, ``"min_variance"``, ``"hrp"``...)."""
+
+for _cls in (
+    EqualWeight, InverseVolatility, RandomPortfolio, EigenPortfolio, RiskParity, HierarchicalRiskParity,
+    MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
+):
+    PORTFOLIOS.register(_cls.name, _cls)
+del _cls
+
+__all__ = ["PORTFOLIOS"]

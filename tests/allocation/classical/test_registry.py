@@ -1,0 +1,71 @@
+"""PORTFOLIOS: every concrete classical portfolio by its name, parameters validated by its typed signature."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+import torch
+
+from gradfolio.allocation import classical
+from gradfolio.allocation.classical import PORTFOLIOS
+from gradfolio.errors import ConfigError
+
+# a non-default value for (nearly) every parameter of every portfolio
+PARAMS: dict[str, dict[str, Any]] = {
+    "equal_weight": {"returns_kind": "log"},
+    "inverse_volatility": {"covariance": "ledoit_wolf", "returns_kind": "log"},
+    "random": {"seed": 5},
+    "eigen": {"k": 0, "covariance": "exponential", "min_net": 1e-5},
+    "risk_parity": {"budgets": [1.0, 2.0, 1.0, 3.0, 1.0, 1.0], "covariance": "ledoit_wolf", "max_iter": 80},
+    "hrp": {"linkage": "ward", "distance": "pearson_absolute", "ordering": "optimal", "covariance": "exponential"},
+    "min_variance": {"covariance": "ledoit_wolf"},
+    "max_sharpe": {"covariance": "exponential", "risk_free": 1e-5},
+    "min_cvar": {"beta": 0.9},
+    "min_drawdown": {"returns_channel": 1},
+    "max_calmar": {"risk_free": 1e-5},
+    "max_sortino": {"target": None, "risk_free": 1e-5},
+}
+
+
+def _concrete_portfolios() -> list[type[classical.ClassicalPortfolio]]:
+    """Every concrete ClassicalPortfolio exported by gradfolio.allocation.classical, in export order."""
+    return [
+        obj for obj in (getattr(classical, attr) for attr in classical.__all__)
+        if inspect.isclass(obj) and issubclass(obj, classical.ClassicalPortfolio) and not inspect.isabstract(obj)
+    ]
+
+
+def test_every_concrete_portfolio_is_registered_under_its_name() -> None:
+    classes = _concrete_portfolios()
+    assert PORTFOLIOS.names() == [cls.name for cls in classes]
+    assert all(PORTFOLIOS.get(cls.name) is cls for cls in classes)
+    assert set(PARAMS) == set(PORTFOLIOS.names())
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_build_by_name_equals_direct_construction(windows: Any, name: str) -> None:
+    X, _ = windows(80, ends=(2000, 6000))
+    X = torch.cat([X[..., :6], X[..., :6]], dim=1)  # channel 1 = channel 0 (for returns_channel=1)
+    params = PARAMS[name]
+    built = PORTFOLIOS.build(name, where=f"benchmark_params.{name}", **params)
+    direct = PORTFOLIOS.get(name)(**params)
+    assert type(built) is type(direct) and built.name == name
+    w = built(X)
+    assert torch.equal(w, direct(X))
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, dtype=w.dtype))
+
+
+@pytest.mark.registry_cases(target=PORTFOLIOS)
+def test_every_parameter_of_every_portfolio_rejects_a_wrong_type(registry_case: tuple[str, str, Any]) -> None:
+    name, param, value = registry_case
+    with pytest.raises(ConfigError) as err:
+        PORTFOLIOS.build(name, where=f"benchmark_params.{name}", **{param: value})
+    assert str(err.value).startswith(f"benchmark_params.{name}.{param}"), str(err.value)
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_every_portfolio_rejects_an_unknown_key(name: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^benchmark_params.{name}.risk_fre: Extra inputs are not permitted"):
+        PORTFOLIOS.build(name, where=f"benchmark_params.{name}", risk_fre=0.01)

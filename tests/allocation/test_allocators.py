@@ -1,0 +1,120 @@
+"""ALLOCATORS: names, parameters validated by each class's typed signature, typed nested settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from gradfolio.allocation import ALLOCATORS, SoftmaxAllocator, SparsemaxAllocator, make_allocator
+from gradfolio.allocation.allocators import NormalizedTanhAllocator
+from gradfolio.allocation.convex import ConvexAllocator
+from gradfolio.errors import ConfigError, SolverError
+from gradfolio.solvers import Group, PortfolioConstraints, QPSettings
+
+D = torch.float64
+
+
+def _scores(seed: int = 0, B: int = 3, N: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, N, generator=g, dtype=D), torch.randn(B, 12, N, generator=g, dtype=D)
+
+
+def test_the_registered_names() -> None:
+    assert ALLOCATORS.names() == ["softmax", "tanh", "sparsemax", "convex"]
+    assert ALLOCATORS.get("convex") is ConvexAllocator and ALLOCATORS.get("tanh") is NormalizedTanhAllocator
+
+
+@pytest.mark.registry_cases(target=ALLOCATORS, skip=("n_assets",))
+def test_every_parameter_of_every_allocator_rejects_a_wrong_type(registry_case: tuple[str, str, Any]) -> None:
+    name, param, value = registry_case
+    with pytest.raises(ConfigError) as err:
+        make_allocator(name, n_assets=5, where="network.params.allocator_params", **{param: value})
+    assert str(err.value).startswith(f"network.params.allocator_params.{param}"), str(err.value)
+
+
+@pytest.mark.parametrize("name", ALLOCATORS.names())
+def test_every_allocator_rejects_an_unknown_key(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"^allocator.max_wieght: Extra inputs are not permitted \(got 0.3\)"):
+        make_allocator(name, n_assets=5, max_wieght=0.3)
+
+
+@pytest.mark.registry_cases(target=QPSettings)
+def test_every_qp_setting_rejects_a_wrong_type(registry_case: tuple[str, str, Any]) -> None:
+    _, field, value = registry_case
+    with pytest.raises(ConfigError) as err:
+        make_allocator("convex", n_assets=5, settings={field: value})
+    assert str(err.value).startswith(f"allocator.settings.{field}"), str(err.value)
+
+
+@pytest.mark.registry_cases(target=PortfolioConstraints)
+def test_every_constraint_rejects_a_wrong_type(registry_case: tuple[str, str, Any]) -> None:
+    _, field, value = registry_case
+    with pytest.raises(ConfigError) as err:
+        make_allocator("convex", n_assets=5, constraints={field: value})
+    assert str(err.value).startswith(f"allocator.constraints.{field}"), str(err.value)
+
+
+@pytest.mark.registry_cases(target=Group)
+def test_every_group_field_rejects_a_wrong_type(registry_case: tuple[str, str, Any]) -> None:
+    _, field, value = registry_case
+    group = {"assets": [0, 1], field: value}
+    with pytest.raises(ConfigError) as err:
+        make_allocator("convex", n_assets=5, constraints={"groups": [{"assets": [3]}, group]})
+    assert str(err.value).startswith(f"allocator.constraints.groups.1.{field}"), str(err.value)
+
+
+@pytest.mark.parametrize(("params", "path"), [
+    ({"settings": {"max_itr": 5}}, "allocator.settings.max_itr: Unexpected keyword argument"),
+    ({"constraints": {"long_ony": True}}, "allocator.constraints.long_ony: Unexpected keyword argument"),
+    ({"constraints": {"groups": [{"assets": [0], "uper": 0.2}]}}, "allocator.constraints.groups.0.uper: Unexpected"),
+    ({"constraints": {"max_weight": -0.1}}, "allocator.constraints: Value error, PortfolioConstraints.max_weight="),
+    ({"settings": {"compute_dtype": "int64"}}, "allocator.settings.compute_dtype: Value error, dtype='int64'"),
+])
+def test_unknown_nested_keys_and_bad_values_are_named_with_their_path(params: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_allocator("convex", n_assets=5, **params)
+    assert str(err.value).startswith(path), str(err.value)
+
+
+def test_builds_by_name_equal_direct_construction() -> None:
+    z, F = _scores()
+    pairs = [
+        (make_allocator("softmax", temperature=0.4), SoftmaxAllocator(0.4)),
+        (make_allocator("tanh"), NormalizedTanhAllocator()),
+        (make_allocator("sparsemax", max_weight="0.35", iterations=40), SparsemaxAllocator(0.35, iterations=40)),
+    ]
+    for by_name, direct in pairs:
+        assert type(by_name) is type(direct)
+        assert torch.equal(by_name(z), direct(z))
+    assert pairs[2][0].iterations == 40 and pairs[2][0].max_weight == 0.35
+    spec = {"long_only": True, "max_weight": 0.4, "groups": [{"assets": [0, 1], "upper": 0.5, "name": "tech"}]}
+    layer = ALLOCATORS.build("convex", context={"n_assets": 5}, constraints=spec, gamma=2, alpha="0.25",
+                             settings={"max_iter": 70, "active_set_iter": 9})
+    constraints = PortfolioConstraints(long_only=True, max_weight=0.4, groups=(Group([0, 1], upper=0.5, name="tech"),))
+    direct = ConvexAllocator(5, constraints, gamma=2.0, alpha=0.25, settings=QPSettings(max_iter=70, active_set_iter=9))
+    assert layer.problem.constraints.groups[0] == Group([0, 1], None, 0.5, "tech")
+    assert layer.problem.settings == QPSettings(max_iter=70, active_set_iter=9)
+    w = layer(z, factor=F)
+    assert torch.equal(w, direct(z, factor=F))
+    assert float(w[:, :2].sum(-1).max()) <= 0.5 + 1e-9 and float(w.max()) <= 0.4 + 1e-9
+
+
+def test_a_mapping_of_settings_builds_qp_settings_that_the_solver_uses() -> None:
+    z, F = _scores()
+    spec = {"long_only": True, "max_weight": 0.4}
+    starved = make_allocator("convex", n_assets=5, constraints=spec, settings={"active_set_iter": 0, "max_iter": 1})
+    assert isinstance(starved.problem.settings, QPSettings) and starved.problem.settings.max_iter == 1
+    with pytest.raises(SolverError, match="did not converge in 1 iterations"):
+        starved(z, factor=F)  # the interior point alone cannot finish in one iteration
+    enough = make_allocator("convex", n_assets=5, constraints=spec, settings={"active_set_iter": 0, "max_iter": 40})
+    reference = make_allocator("convex", n_assets=5, constraints=spec)(z, factor=F)
+    torch.testing.assert_close(enough(z, factor=F), reference, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize(("given", "expected"), [("float32", torch.float32), ("float64", torch.float64), (None, None),
+                                                 (torch.float32, torch.float32)])
+def test_compute_dtype_from_a_yaml_name_null_or_a_torch_dtype(given: Any, expected: torch.dtype | None) -> None:
+    layer = make_allocator("convex", n_assets=5, settings={"compute_dtype": given})
+    assert layer.problem.settings.compute_dtype is expected
