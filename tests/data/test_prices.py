@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from pathlib import Path
 
@@ -225,3 +226,181 @@ def test_unreadable_files(tmp_path: Path) -> None:
     truncated.write_bytes(gzip.compress(b"date,A,B\n" + b"2020-01-01,1,2\n" * 200)[:40])
     with pytest.raises(DataError, match=r"cut.csv.gz: cannot read the file as CSV"):
         load_prices(truncated)
+
+
+# --- dates are never guessed; messages say what is really wrong -----------------------------
+
+
+def _monthly(first_is_day: bool, sep: str = "/") -> str:
+    rows = [f"{'01' if first_is_day else f'{m:02d}'}{sep}{f'{m:02d}' if first_is_day else '01'}{sep}2020,{m},{2 * m}"
+            for m in range(1, 13)]
+    return "date,A,B\n" + "\n".join(rows) + "\n"
+
+
+def test_ambiguous_day_first_dates_are_refused_naming_both_readings(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, _monthly(first_is_day=True))  # 01/01/2020 .. 01/12/2020: monthly, day first
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value) == (
+        f"{path}: column 'date': dates such as '01/01/2020' (row 2) are ambiguous: no day or month field is above 12, "
+        "so they read day-first as 2020-01-01 .. 2020-12-01 or month-first as 2020-01-01 .. 2020-01-12; pass "
+        "dayfirst=True (or date_format='%d/%m/%Y') for day-first dates, dayfirst=False (or "
+        "date_format='%m/%d/%Y') for month-first dates."
+    )
+    monthly = pd.DatetimeIndex([f"2020-{m:02d}-01" for m in range(1, 13)], name="date")
+    assert list(load_prices(path, dayfirst=True).index) == list(monthly)
+    assert list(load_prices(path, date_format="%d/%m/%Y").index) == list(monthly)
+    assert list(load_prices(path, dayfirst=False).index) == list(pd.date_range("2020-01-01", "2020-01-12"))
+    dotted = write_csv(tmp_path, _monthly(first_is_day=True, sep="."), name="dotted.csv")
+    with pytest.raises(DataError, match=r"pass dayfirst=True \(or date_format='%d\.%m\.%Y'\)"):
+        load_prices(dotted)
+    frame = pd.read_csv(path)
+    with pytest.raises(DataError, match=r"^<DataFrame>: column 'date': dates such as '01/01/2020' \(position 0\)"):
+        validate_prices(frame)
+    assert list(validate_prices(frame, dayfirst=True).index) == list(monthly)
+
+
+def test_unambiguous_day_first_and_month_first_files_are_read_correctly(tmp_path: Path) -> None:
+    day_first = write_csv(tmp_path, "date,A,B\n05/01/2020,1,2\n13/01/2020,1,2\n03/02/2020,1,2\n", name="d.csv")
+    assert list(load_prices(day_first).index) == list(pd.to_datetime(["2020-01-05", "2020-01-13", "2020-02-03"]))
+    month_first = write_csv(tmp_path, "date,A,B\n01/05/2020,1,2\n01/13/2020,1,2\n02/03/2020,1,2\n", name="m.csv")
+    assert list(load_prices(month_first).index) == list(pd.to_datetime(["2020-01-05", "2020-01-13", "2020-02-03"]))
+    # an explicit order that a date contradicts is an unparsable date, not a silent swap
+    with pytest.raises(DataError, match=r"d.csv: column 'date', row 3: cannot parse date '13/01/2020'"):
+        load_prices(day_first, dayfirst=False)
+    with pytest.raises(DataError, match=r"cannot parse date '13/01/2020'; write every date as date_format='%m/%d/%Y'"):
+        load_prices(day_first, date_format="%m/%d/%Y")
+
+
+def test_mixed_day_first_and_month_first_dates_are_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "date,A,B\n13/01/2020,1,2\n01/14/2020,1,2\n")
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value) == (
+        f"{path}: column 'date': '13/01/2020' (row 2) is day-first but '01/14/2020' (row 3) is month-first; write "
+        "every date the same way, preferably as YYYY-MM-DD."
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"dayfirst": "yes"}, r"dayfirst='yes' must be True, False or None"),
+        ({"date_format": "dd/mm/yyyy"}, r"date_format='dd/mm/yyyy' must be a strftime format such as '%d/%m/%Y'"),
+        ({"date_format": "%d/%m/%Y", "dayfirst": True}, r"both say how to read dates; pass only one"),
+        ({"duplicates": "first"}, r"duplicates='first' must be 'error' .* or 'last'"),
+        ({"sep": ""}, r"sep='' must be a delimiter"),
+    ],
+)
+def test_date_and_reading_options_are_checked(tmp_path: Path, options: dict[str, object], match: str) -> None:
+    path = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-02,1,2\n")
+    with pytest.raises(ConfigError, match=match):
+        load_prices(path, **options)  # type: ignore[arg-type]
+
+
+def test_two_rows_on_one_day_are_refused_or_the_last_kept(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path, "date,A,B\n2020-01-01 16:00,1,2\n2020-01-02 09:00,3,4\n2020-01-02 16:00,5,6\n2020-01-03 16:00,7,8\n"
+    )
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value) == (
+        f"{path}: duplicate date 2020-01-02 at row 4 (the same day as row 3 at 09:00:00 and 16:00:00); keep one row "
+        "per date, or pass duplicates='last' to keep the last row of each day."
+    )
+    prices = load_prices(path, duplicates="last")
+    assert prices["A"].tolist() == [1.0, 5.0, 7.0] and prices["B"].tolist() == [2.0, 6.0, 8.0]
+    assert list(prices.index) == list(pd.to_datetime(["2020-01-01 16:00", "2020-01-02 16:00", "2020-01-03 16:00"]))
+    # rows after the dropped one keep their own numbers
+    bad = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-01,3,4\n2020-01-02,x,6\n", name="bad.csv")
+    with pytest.raises(DataError, match=r"bad.csv: column 'A', row 4 \(2020-01-02\): 'x' is not a number"):
+        load_prices(bad, duplicates="last")
+    frame = pd.DataFrame({"date": ["2020-01-01", "2020-01-01", "2020-01-02"], "A": [1.0, 3.0, 5.0], "B": [2.0, 4.0, 6.0]})
+    assert validate_prices(frame, duplicates="last")["A"].tolist() == [3.0, 5.0]
+    with pytest.raises(DataError, match=r"duplicate date 2020-01-01 at position 1 \(the same day as position 0\); keep"):
+        validate_prices(frame)
+
+
+def test_semicolon_and_tab_delimited_files_are_named(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "date;A;B\n2020-01-01;1,5;2\n2020-01-02;1,25;3\n")
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value) == (
+        f"{path}: the file is semicolon-delimited (header 'date;A;B'); pass sep=';' (and decimal=',' if prices are "
+        "written 1,5) or save it comma-separated."
+    )
+    assert load_prices(path, sep=";", decimal=",")["A"].tolist() == [1.5, 1.25]
+    tabbed = write_csv(tmp_path, "date\tA\tB\n2020-01-01\t1\t2\n2020-01-02\t1\t3\n", name="tab.csv")
+    with pytest.raises(DataError, match=r"tab.csv: the file is tab-delimited \(header 'date\\tA\\tB'\); pass sep='\\t'"):
+        load_prices(tabbed)
+    assert load_prices(tabbed, sep="\t")["B"].tolist() == [2.0, 3.0]
+
+
+def test_content_that_does_not_match_the_name_is_named(tmp_path: Path) -> None:
+    text = b"date,A,B\n2020-01-01,1,2\n2020-01-02,1,3\n"
+    gz = tmp_path / "prices.csv"
+    gz.write_bytes(gzip.compress(text))
+    with pytest.raises(DataError) as info:
+        load_prices(gz)
+    assert str(info.value) == (
+        f"{gz}: the file holds gzip-compressed data, not CSV text; rename it to prices.csv.gz (or decompress it)."
+    )
+    parquet = tmp_path / "table.csv"
+    small_frame().to_parquet(parquet)
+    with pytest.raises(DataError) as info:
+        load_prices(parquet)
+    assert str(info.value) == f"{parquet}: the file holds Parquet data, not CSV text; rename it to table.parquet."
+    gz.rename(tmp_path / "prices.csv.gz")  # the right name reads the same content
+    assert load_prices(tmp_path / "prices.csv.gz")["B"].tolist() == [2.0, 3.0]
+
+
+def test_permission_denied_is_not_csv_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradfolio.data.prices as prices_module
+
+    path = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-02,1,3\n")
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(prices_module, "open", denied, raising=False)
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value) == (
+        f"{path}: permission denied: this user may not read the file; change its permissions (chmod u+r) or copy it "
+        "to a readable place."
+    )
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may read any file")
+def test_unreadable_file_permission_bits(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-02,1,3\n")
+    path.chmod(0)
+    try:
+        with pytest.raises(DataError, match=r"prices.csv: permission denied: this user may not read the file"):
+            load_prices(path)
+    finally:
+        path.chmod(0o600)
+
+
+def test_rows_after_blank_lines_are_named_by_their_line(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n\n2020-01-02,1,2\n\n\n2020-01-03,abc,2\n")
+    with pytest.raises(DataError) as info:
+        load_prices(path)
+    assert str(info.value).startswith(f"{path}: column 'A', row 7 (2020-01-03): 'abc' is not a number")
+    assert path.read_text().splitlines()[7 - 1].startswith("2020-01-03,abc")
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"date,A,B\r\n\r\n2020-01-01,1,2\r\n2020-01-02,1,-2\r\n")
+    with pytest.raises(DataError, match=r"crlf.csv: column 'B', row 4 \(2020-01-02\): price -2.0"):
+        load_prices(crlf)
+    gz = tmp_path / "gap.csv.gz"
+    gz.write_bytes(gzip.compress(b"date,A,B\n\n2020-01-01,1,2\n2020-01-01,1,2\n"))
+    with pytest.raises(DataError, match=r"duplicate date 2020-01-01 at row 4 \(the same day as row 3\)"):
+        load_prices(gz)
+
+
+def test_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_csv(tmp_path, "date,A,B\n2020-01-01,1,2\n2020-01-02,1,3\n")
+    assert load_prices("~/prices.csv")["B"].tolist() == [2.0, 3.0]
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'nope.csv'))}: file not found"):
+        load_prices("~/nope.csv")

@@ -1,6 +1,6 @@
 """Market data: validated prices -> returns -> ``(X, y)`` windows -> torch datasets."""
 
-from gradfolio.data.prices import BUNDLED, load_prices, validate_prices
+from gradfolio.data.prices import BUNDLED, Duplicates, load_prices, validate_prices
 from gradfolio.data.windows import (
     ReturnKind,
     WindowDataset,
@@ -13,6 +13,7 @@ from gradfolio.data.windows import (
 
 __all__ = [
     "BUNDLED",
+    "Duplicates",
     "load_prices",
     "validate_prices",
     "ReturnKind",

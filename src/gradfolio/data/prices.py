@@ -3,27 +3,37 @@
 A price table is *wide*: one ``date`` column (or index) and one numeric column per asset.
 Validation raises :class:`~gradfolio.errors.DataError` naming the file, the column and the
 row at fault and saying how to fix it. Rows are numbered as the user sees them: in a CSV file
-as a spreadsheet shows it (the header is row 1, the first prices row 2); in a Parquet file or a
-DataFrame by 0-based position (``frame.iloc[position]``).
+by the file's line number (the header is row 1, the first prices row 2, blank lines counted); in
+a Parquet file or a DataFrame by 0-based position (``frame.iloc[position]``). Nothing is guessed:
+ambiguous ``dd/mm/yyyy`` versus ``mm/dd/yyyy`` dates, two rows on one day, a semicolon-delimited
+file, or compressed/Parquet bytes in a ``.csv`` file are each named instead of misread.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gradfolio.data.dates import check_date_options, parse_dates
 from gradfolio.errors import ConfigError, DataError
+
+Duplicates = Literal["error", "last"]
 
 BUNDLED = {"sp500": "sp500.csv.gz"}
 """Bundled data sets: ``sp500`` holds daily prices of 20 S&P 500 stocks, 1990-01-02 to 2022-12-28
@@ -37,16 +47,29 @@ _READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, pa.ArrowException)
 
 @dataclass(frozen=True)
 class _Rows:
-    """How messages number the data rows of a table (``i`` is the 0-based position)."""
+    """How messages number the data rows of a table (``i`` is the 0-based position).
+
+    ``numbers`` (when set) holds the number shown for each position, e.g. the file's line
+    numbers of a CSV file with blank lines, or the rows kept after ``duplicates="last"``.
+    """
 
     word: str
     first: int
+    numbers: tuple[int, ...] | None = None
+
+    def number(self, i: int) -> int:
+        return self.numbers[i] if self.numbers is not None else i + self.first
 
     def at(self, i: int) -> str:
-        return f"{self.word} {i + self.first}"
+        return f"{self.word} {self.number(i)}"
 
     def span(self, i: int, j: int) -> str:
-        return f"{self.word}s {i + self.first}-{j + self.first}"
+        return f"{self.word}s {self.number(i)}-{self.number(j)}"
+
+    def keep(self, mask: np.ndarray) -> _Rows:
+        """The numbering of the rows where ``mask`` (shape ``(rows,)``) is true."""
+        numbers = np.asarray(self.numbers) if self.numbers is not None else np.arange(len(mask)) + self.first
+        return replace(self, numbers=tuple(int(n) for n in numbers[mask]))
 
 
 CSV_ROWS = _Rows("row", 2)  # as a spreadsheet shows the file: the header is row 1
@@ -74,7 +97,81 @@ def _check_unique(names: Iterable[Any], source: str) -> None:
         seen[name] = i
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, _Rows]:
+#: What the first bytes of a file say it holds (a CSV file must be text).
+_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed data", ".gz"),
+    (b"BZh", "bzip2-compressed data", ".bz2"),
+    (b"\xfd7zXZ\x00", "xz-compressed data", ".xz"),
+    (b"PAR1", "Parquet data", ".parquet"),
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook or a zipped file)", ".zip"),
+)
+_DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+
+
+def _read_head(path: Path, size: int = 8) -> bytes:
+    """The first ``size`` bytes of ``path``; an unreadable file is a DataError saying why."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except PermissionError:
+        raise DataError(
+            f"{path}: permission denied: this user may not read the file; change its permissions (chmod u+r) or "
+            "copy it to a readable place."
+        ) from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not a file; pass the path of a CSV/Parquet file.") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open the file ({exc.strerror or exc}); check the path.") from None
+
+
+def _csv_text(path: Path, suffixes: str) -> str | None:
+    """The decoded text of a CSV file (decompressed by its suffix), or ``None`` for a zip archive (pandas reads it).
+
+    Content that does not match the name (gzip or Parquet bytes in a ``.csv`` file) is a DataError
+    saying what the content is.
+    """
+    head = _read_head(path)
+    expected = next((ext for ext in _DECOMPRESS if suffixes.endswith(ext)), "")
+    if suffixes.endswith(".zip"):
+        return None
+    for magic, what, ext in _MAGIC:
+        if head.startswith(magic) and ext != expected:
+            fix = (
+                f"rename it to {path.stem}.parquet" if ext == ".parquet"
+                else "export the sheet as 'CSV UTF-8'" if ext == ".zip"
+                else f"rename it to {path.name}{ext} (or decompress it)"
+            )
+            raise DataError(f"{path}: the file holds {what}, not CSV text; {fix}.")
+    with _reading(path, "CSV"):
+        raw = path.read_bytes()
+        if expected:
+            raw = _DECOMPRESS[expected](raw)
+        return raw.decode("utf-8-sig")
+
+
+def _line_numbers(text: str, rows: int) -> tuple[int, ...] | None:
+    """The file line number of each data row (pandas skips empty lines); ``None`` if they cannot be matched."""
+    lines = [n for n, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1) if line != ""]
+    numbers = tuple(lines[1 : rows + 1])  # lines[0] is the header
+    return numbers if len(numbers) == rows else None
+
+
+def _check_delimiter(path: Path, text: str, sep: str | None) -> None:
+    """Name the delimiter of a header line that has no comma (semicolon or tab), unless ``sep`` was given."""
+    if sep is not None:
+        return
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in header:
+        return
+    for char, name, shown in ((";", "semicolon", "';'"), ("\t", "tab", "'\\t'")):
+        if char in header:
+            raise DataError(
+                f"{path}: the file is {name}-delimited (header {header[:60]!r}); pass sep={shown} (and "
+                "decimal=',' if prices are written 1,5) or save it comma-separated."
+            )
+
+
+def _read_table(path: Path, sep: str | None = None, decimal: str = ".") -> tuple[pd.DataFrame, _Rows]:
     if not path.is_file():
         what = "a folder, not a file" if path.is_dir() else "file not found"
         raise DataError(f"{path}: {what}; pass 'sp500' for the bundled data or the path of a CSV/Parquet file.")
@@ -89,21 +186,34 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, _Rows]:
         raise DataError(
             f"{path}: the file is empty; write a header line 'date,<asset>,...' and one row of prices per date."
         )
-    # The raw column names first: pandas renames a repeated CSV name 'A' to 'A.1', pyarrow refuses to read one.
-    with _reading(path, kind):
-        if kind == "Parquet":
+    if kind == "Parquet":
+        _read_head(path)
+        with _reading(path, kind):
             names = pq.read_schema(path).names
-        else:
-            names = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        _check_unique(names, str(path))
+        with _reading(path, kind):
+            return pd.read_parquet(path), rows
+    text = _csv_text(path, suffixes)
+    if text is not None:
+        _check_delimiter(path, text, sep)
+
+    def source() -> Any:
+        return io.StringIO(text) if text is not None else path
+
+    options = {"sep": sep if sep is not None else ",", "decimal": decimal}
+    # The raw column names first: pandas renames a repeated CSV name 'A' to 'A.1'.
+    with _reading(path, kind):
+        names = pd.read_csv(source(), header=None, nrows=1, dtype=str, keep_default_na=False, **options).iloc[0].tolist()
     _check_unique(names, str(path))
     with _reading(path, kind):
-        frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
-    if not isinstance(frame.index, pd.RangeIndex) and kind == "CSV":  # pandas made surplus first cells an index
+        frame = pd.read_csv(source(), **options)
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas made surplus first cells an index
         raise DataError(
             f"{path}: rows have more cells than the {len(frame.columns)} names of the header line; name every column "
             "or remove the extra cells."
         )
-    return frame, rows
+    numbers = _line_numbers(text, len(frame)) if text is not None else None
+    return frame, (replace(rows, numbers=numbers) if numbers is not None else rows)
 
 
 @contextmanager
@@ -111,6 +221,13 @@ def _reading(path: Path, kind: str) -> Iterator[None]:
     """Turn whatever pandas, pyarrow or a decompressor raises on an unreadable file into a DataError."""
     try:
         yield
+    except PermissionError:
+        raise DataError(
+            f"{path}: permission denied: this user may not read the file; change its permissions (chmod u+r) or "
+            "copy it to a readable place."
+        ) from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not a file; pass the path of a CSV/Parquet file.") from None
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: byte {exc.object[exc.start : exc.start + 1]!r} is not UTF-8 text; save the file as UTF-8 "
@@ -125,33 +242,16 @@ def _reading(path: Path, kind: str) -> Iterator[None]:
         raise DataError(f"{path}: cannot read the file as {kind} ({first}); {fix}.") from exc
 
 
-def _parse_dates(raw: pd.Series, source: str, where: str, rows: _Rows) -> pd.DatetimeIndex:
-    """Dates of a column; numbers are read as ``YYYYMMDD`` (20200131), not as nanoseconds since 1970."""
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        return pd.DatetimeIndex(raw)
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        text, fmt = raw.astype(str).str.removesuffix(".0"), "%Y%m%d"
-    else:
-        text, fmt = raw.astype(str), "mixed"
-    try:
-        return pd.DatetimeIndex(pd.to_datetime(text, format=fmt, errors="coerce"))
-    except ValueError:  # pandas refuses to mix time-zone offsets (or naive and zoned dates) in one column
-        first, i = _zone_change(text)
-        raise DataError(
-            f"{source}: {where}, {rows.at(i)}: date {text.iloc[i]!r} has another time-zone offset than "
-            f"{text.iloc[first]!r} ({rows.at(first)}); write every date in one time zone, or as YYYY-MM-DD."
-        ) from None
+@dataclass(frozen=True)
+class _DateOptions:
+    """How to read dates and what to do with two rows on one day (see :func:`load_prices`)."""
+
+    date_format: str | None = None
+    dayfirst: bool | None = None
+    duplicates: Duplicates = "error"
 
 
-def _zone_change(text: pd.Series) -> tuple[int, int]:
-    """Positions of the first parsable date and of the first date with another time-zone offset."""
-    stamps = [pd.to_datetime(v, format="mixed", errors="coerce") for v in text]
-    valid = [i for i, ts in enumerate(stamps) if ts is not pd.NaT]
-    first = valid[0] if valid else 0
-    return first, next((i for i in valid if stamps[i].utcoffset() != stamps[first].utcoffset()), first)
-
-
-def _date_index(frame: pd.DataFrame, source: str, rows: _Rows) -> pd.DataFrame:
+def _date_index(frame: pd.DataFrame, source: str, rows: _Rows, opts: _DateOptions) -> tuple[pd.DataFrame, _Rows]:
     name = frame.index.name
     if not isinstance(frame.index, pd.DatetimeIndex) and name in DATE_COLUMNS and name not in frame.columns:
         frame = frame.reset_index()  # e.g. a Parquet file whose 'date' index holds strings
@@ -164,36 +264,62 @@ def _date_index(frame: pd.DataFrame, source: str, rows: _Rows) -> pd.DataFrame:
                 f"{source}: no date column; name the first column 'date' (one row per day, one column per asset)."
             )
         where, raw = f"column '{col}'", frame[col].to_numpy()
-        dates = _parse_dates(frame[col], source, where, rows)
+        dates = parse_dates(frame[col], source, where, rows.at, opts.date_format, opts.dayfirst)
         frame = frame.drop(columns=[col])
     missing = dates.isna()
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         what = "the date is missing" if pd.isna(raw)[i] else f"cannot parse date {str(raw[i])!r}"
-        raise DataError(f"{source}: {where}, {rows.at(i)}: {what}; write dates as YYYY-MM-DD (or numbers YYYYMMDD).")
+        fix = (
+            f"write every date as date_format={opts.date_format!r} says" if opts.date_format is not None
+            else "write dates as YYYY-MM-DD (or numbers YYYYMMDD)"
+        )
+        raise DataError(f"{source}: {where}, {rows.at(i)}: {what}; {fix}.")
     if dates.tz is not None:
         dates = dates.tz_localize(None)
     frame = frame.set_axis(dates.rename("date"), axis=0)
-    dup = frame.index.duplicated()
+    day = frame.index.normalize()
+    if opts.duplicates == "last":  # keep the last row (in file order) of each calendar day
+        keep = ~day.duplicated(keep="last")
+        frame, rows, day = frame[keep], rows.keep(keep), day[keep]
+    dup = day.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{source}: duplicate date {frame.index[i].date()} at {rows.at(i)}; keep one row per date.")
+        j = int(np.flatnonzero(day == day[i])[0])
+        stamps = frame.index[[j, i]]
+        times = "" if stamps[0] == stamps[1] else f" at {stamps[0].time()} and {stamps[1].time()}"
+        raise DataError(
+            f"{source}: duplicate date {frame.index[i].date()} at {rows.at(i)} (the same day as {rows.at(j)}{times}); "
+            "keep one row per date, or pass duplicates='last' to keep the last row of each day."
+        )
     if not frame.index.is_monotonic_increasing:
         i = int(np.flatnonzero(np.diff(frame.index.asi8) < 0)[0]) + 1
         raise DataError(
             f"{source}: dates are not sorted: {frame.index[i].date()} at {rows.at(i)} comes after "
             f"{frame.index[i - 1].date()}; sort the rows by date."
         )
-    return frame
+    return frame, rows
 
 
-def _check_options(ffill_limit: int, min_rows: int) -> None:
+def _check_options(ffill_limit: int, min_rows: int, opts: _DateOptions = _DateOptions()) -> None:
     check_int("ffill_limit", ffill_limit, 0, " (the longest run of missing prices that is forward-filled)")
     check_int("min_rows", min_rows, 2, " (two prices make one return)")
+    check_date_options(opts.date_format, opts.dayfirst)
+    if opts.duplicates not in ("error", "last"):
+        raise ConfigError(
+            f"duplicates={opts.duplicates!r} must be 'error' (refuse two rows on one day) or 'last' (keep the last)."
+        )
 
 
 def validate_prices(
-    frame: pd.DataFrame, source: str = "<DataFrame>", ffill_limit: int = 5, min_rows: int = 2
+    frame: pd.DataFrame,
+    source: str = "<DataFrame>",
+    ffill_limit: int = 5,
+    min_rows: int = 2,
+    *,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    duplicates: Duplicates = "error",
 ) -> pd.DataFrame:
     """Check a wide price table and return it cleaned (float64, DatetimeIndex ``date``).
 
@@ -209,6 +335,17 @@ def validate_prices(
         or a missing first price, is an error. ``0`` forbids any missing price.
     min_rows
         Fewest rows accepted (``>= 2``: two prices make one return).
+    date_format
+        A strftime format every text date must match (e.g. ``"%d/%m/%Y"``); ``None``: ISO
+        dates, ``YYYYMMDD`` numbers, or ``a/b/yyyy`` dates whose order the data decides.
+    dayfirst
+        Read ``a/b/yyyy`` dates day-first (``True``) or month-first (``False``). ``None``:
+        day-first if a first field is above 12, month-first if a second one is, and a
+        :class:`DataError` naming both readings when every field is at most 12 (never a guess).
+    duplicates
+        ``"error"`` (default): two rows on one calendar day (a repeated date, or two times of
+        one day) are a :class:`DataError` naming both rows; ``"last"``: keep the last row of each
+        day, in table order.
 
     Returns
     -------
@@ -218,19 +355,23 @@ def validate_prices(
     Raises
     ------
     DataError
-        Missing, unparsable, duplicate or unsorted dates; dates with different time-zone offsets;
-        repeated column names; non-numeric, non-finite or non-positive prices; a gap longer than
+        Missing, unparsable, duplicate (same calendar day) or unsorted dates; ambiguous or mixed
+        day/month order; dates with different time-zone offsets; repeated column names; non-numeric, non-finite or non-positive prices; a gap longer than
         ``ffill_limit``; fewer than 2 assets; fewer than ``min_rows`` rows.
     ConfigError
-        ``ffill_limit`` or ``min_rows`` not an integer in range.
+        ``ffill_limit`` or ``min_rows`` not an integer in range; a bad ``date_format``,
+        ``dayfirst`` or ``duplicates``, or both ``date_format`` and ``dayfirst``.
     """
-    _check_options(ffill_limit, min_rows)
-    return _validate(frame, source, POSITIONS, ffill_limit, min_rows)
+    opts = _DateOptions(date_format, dayfirst, duplicates)
+    _check_options(ffill_limit, min_rows, opts)
+    return _validate(frame, source, POSITIONS, ffill_limit, min_rows, opts)
 
 
-def _validate(frame: pd.DataFrame, source: str, rows: _Rows, ffill_limit: int, min_rows: int) -> pd.DataFrame:
+def _validate(
+    frame: pd.DataFrame, source: str, rows: _Rows, ffill_limit: int, min_rows: int, opts: _DateOptions
+) -> pd.DataFrame:
     _check_unique(frame.columns, source)
-    frame = _date_index(frame, source, rows)
+    frame, rows = _date_index(frame, source, rows, opts)
     if frame.shape[1] < 2:
         raise DataError(
             f"{source}: found {frame.shape[1]} asset column(s) ({list(frame.columns)}); a portfolio needs at least 2."
@@ -289,16 +430,31 @@ def _check_column(raw: pd.Series, source: str, col: str, rows: _Rows, ffill_limi
     return values.ffill()
 
 
-def load_prices(source: str | os.PathLike[str] = "sp500", ffill_limit: int = 5, min_rows: int = 2) -> pd.DataFrame:
+def load_prices(
+    source: str | os.PathLike[str] = "sp500",
+    ffill_limit: int = 5,
+    min_rows: int = 2,
+    *,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    duplicates: Duplicates = "error",
+    sep: str | None = None,
+    decimal: str = ".",
+) -> pd.DataFrame:
     """Load a validated wide price table.
 
     Parameters
     ----------
     source
         ``"sp500"`` for the bundled data set, or the path of a CSV (optionally gzipped) or
-        Parquet file with a ``date`` column and one price column per asset.
-    ffill_limit, min_rows
+        Parquet file with a ``date`` column and one price column per asset (``~`` is expanded).
+    ffill_limit, min_rows, date_format, dayfirst, duplicates
         See :func:`validate_prices`.
+    sep
+        The CSV delimiter; ``None``: a comma, and a header line without one but with a ``;``
+        or a tab is a :class:`DataError` asking for ``sep=';'`` (or ``sep='\\t'``).
+    decimal
+        The CSV decimal mark (``","`` for prices written ``1,5``).
 
     Returns
     -------
@@ -307,9 +463,11 @@ def load_prices(source: str | os.PathLike[str] = "sp500", ffill_limit: int = 5, 
     Raises
     ------
     DataError
-        A missing, empty, unreadable or non-UTF-8 file, or any problem of :func:`validate_prices`;
-        rows of a CSV file are numbered as a spreadsheet shows them (header = row 1), rows of a
-        Parquet file by 0-based position.
+        A missing, empty, unreadable (permission denied) or non-UTF-8 file, content that does
+        not match the name (gzip, Parquet or zip bytes in a ``.csv`` file), a semicolon- or
+        tab-delimited file without ``sep``, or any problem of :func:`validate_prices`; rows of a
+        CSV file are numbered by the file's line number (header = row 1, blank lines counted),
+        rows of a Parquet file by 0-based position.
     ConfigError
         ``ffill_limit`` or ``min_rows`` not an integer in range.
 
@@ -319,14 +477,19 @@ def load_prices(source: str | os.PathLike[str] = "sp500", ffill_limit: int = 5, 
     >>> prices.shape
     (8313, 20)
     """
-    _check_options(ffill_limit, min_rows)
+    opts = _DateOptions(date_format, dayfirst, duplicates)
+    _check_options(ffill_limit, min_rows, opts)
+    if sep is not None and (not isinstance(sep, str) or sep == ""):
+        raise ConfigError(f"sep={sep!r} must be a delimiter such as ',' or ';' (or None for a comma).")
     name = os.fspath(source)
     if name in BUNDLED:
         with resources.as_file(resources.files("gradfolio.data") / "bundled" / BUNDLED[name]) as path:
             frame, rows = pd.read_csv(path), CSV_ROWS
     else:
-        frame, rows = _read_table(Path(name))
-    return _validate(frame, name, rows, ffill_limit, min_rows)
+        path = Path(name).expanduser()
+        name = str(path)
+        frame, rows = _read_table(path, sep, decimal)
+    return _validate(frame, name, rows, ffill_limit, min_rows, opts)
 
 
-__all__ = ["BUNDLED", "load_prices", "validate_prices", "check_int"]
+__all__ = ["BUNDLED", "Duplicates", "load_prices", "validate_prices"]
