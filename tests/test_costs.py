@@ -134,3 +134,11 @@ def test_per_asset_cost_on_cuda_equals_cpu() -> None:
     loss = TurnoverLoss(RATES)
     gpu = loss(w.cuda(), y.cuda(), w_prev=w_prev.cuda())
     torch.testing.assert_close(gpu.cpu(), loss(w, y, w_prev=w_prev))
+
+
+def test_cost_models_compare_by_rates_and_bound() -> None:
+    assert ProportionalCost([0.001, 0.003]) == ProportionalCost([0.001, 0.003])
+    assert ProportionalCost([0.001, 0.003]) != ProportionalCost([0.003, 0.001])
+    assert ProportionalCost(0.001) != ProportionalCost([0.001])  # one rate is not one per asset
+    assert ProportionalCost(0.5, max_rate=None) != ProportionalCost(0.5)
+    assert ProportionalCost(0.001) != 0.001

@@ -85,6 +85,16 @@ class ProportionalCost:
             )
         return ((w_after - w_before).abs() * rate).sum(-1)
 
+    def __eq__(self, other: object) -> bool:
+        """Same rates (shape and values) and the same ``max_rate``."""
+        if not isinstance(other, ProportionalCost):
+            return NotImplemented
+        return self.max_rate == other.max_rate and self.rate.shape == other.rate.shape and bool(
+            torch.equal(self.rate, other.rate)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable rates: not a dict key
+
     def __repr__(self) -> str:
         value = float(self.rate) if self.rate.ndim == 0 else self.rate.tolist()
         bound = "" if self.max_rate == 1.0 else f", max_rate={self.max_rate!r}"

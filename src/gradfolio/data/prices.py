@@ -492,4 +492,4 @@ def load_prices(
     return _validate(frame, name, rows, ffill_limit, min_rows, opts)
 
 
-__all__ = ["BUNDLED", "Duplicates", "load_prices", "validate_prices"]
+__all__ = ["BUNDLED", "Duplicates", "load_prices", "validate_prices", "check_int"]
