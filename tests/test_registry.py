@@ -208,3 +208,18 @@ def test_bind_validates_options_and_leaves_call_time_arguments() -> None:
         reg.bind("scaled", scale={"a": 1})
     with pytest.raises(ConfigError, match=r"^cov.span: Extra inputs"):
         reg.bind("scaled", where="cov", span=3)
+
+
+def test_a_value_the_factory_refuses_is_prefixed_with_where_once() -> None:
+    reg: Registry[Any] = Registry("thing")
+
+    def positive(a: float = 1.0) -> float:
+        if a <= 0:
+            raise ConfigError(f"Positive: a={a} must be > 0.")
+        return a
+
+    reg.register("p", positive)
+    with pytest.raises(ConfigError, match=r"^benchmark_params.p: Positive: a=-1.0 must be > 0.$"):
+        reg.build("p", where="benchmark_params.p", a=-1)
+    with pytest.raises(ConfigError, match=r"^Positive: a=-2.0"):  # no where: the factory's own message
+        reg.build("p", a=-2)

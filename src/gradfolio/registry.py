@@ -286,6 +286,10 @@ class Registry(Generic[T]):
             return entry.factory(**{**entry.defaults, **extra, **kwargs})
         except TypeError as exc:
             raise ConfigError(f"{where or self.kind}: {exc}; see {_describe(entry.factory)}.") from exc
+        except ConfigError as exc:  # a value the factory itself refuses: say where it came from
+            if where is None or str(exc).startswith(where):
+                raise
+            raise ConfigError(f"{where}: {exc}") from None
 
 
     def bind(self, name: str, /, *, where: str | None = None, **params: Any) -> Callable[..., T]:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from gradfolio.costs import ProportionalCost
+from gradfolio.progress import Progress
 from gradfolio.backtest.results import BacktestResult
 from gradfolio.data import ReturnKind, Windows, make_windows
 from gradfolio.errors import ConfigError, DataError, InfeasibleError
@@ -58,12 +59,6 @@ Strategy = Callable[[Tensor], Tensor]
 
 FitHook = Callable[[pd.DataFrame], None]
 """Called with the simple returns available at a retraining date (rows up to that date)."""
-
-
-class Progress(Protocol):
-    """Called after each block of rebalances of each strategy: ``(strategy, done, total)``."""
-
-    def __call__(self, strategy: str, done: int, total: int) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 
-        def progress(task: str, done: int, total: int) -> None:
+        def progress(task: str, done: int, total: int, info: str = "") -> None:
             if task not in tasks:
                 tasks[task] = bar.add_task(task, total=total)
             bar.update(tasks[task], completed=done, total=total)

@@ -256,11 +256,24 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
 
 
 def parse_config(model: type[M], data: dict[str, Any], where: str = "<config>") -> M:
-    """Validate ``data`` as ``model``; raise :class:`ConfigError` naming ``where`` and each bad field."""
+    """Validate ``data`` as ``model``; raise :class:`ConfigError` naming ``where`` and each bad field.
+
+    After the fields themselves, a model with a ``check_references()`` method (names and
+    keyword parameters of registry entries, such as ``network.params``) has those checked too,
+    so a bad key anywhere fails here, before any work, as one :class:`ConfigError` naming its
+    dotted path (``network.params.allocator_params.settings.max_iter``).
+    """
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, where)) from None
+    check = getattr(config, "check_references", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return config
 
 
 def load_config(model: type[M], path: str | os.PathLike[str]) -> M:

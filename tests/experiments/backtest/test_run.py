@@ -20,11 +20,11 @@ from gradfolio.cli import app
 from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest import run as runner
+from gradfolio.allocation.classical import PORTFOLIOS
 from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.config_io import dump_config, parse_config
 from gradfolio.experiments.backtest.report import report_html
 from gradfolio.experiments.backtest.run import (
-    benchmark_registry,
     build_benchmarks,
     load_returns,
     refit_windows,
@@ -65,7 +65,7 @@ def test_examples_parse() -> None:
     toml_cfg = load_backtest_config(EXAMPLES / "backtest.toml")
     assert toml_cfg.network.enabled is False and toml_cfg.backtest.rebalance_every == 21
     # every benchmark named in the examples exists
-    assert set(yaml_cfg.benchmarks) <= set(benchmark_registry())
+    assert set(yaml_cfg.benchmarks) <= set(PORTFOLIOS.names())
 
 
 def test_split_by_dates_purges_overlap() -> None:
@@ -109,8 +109,8 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{bad_date}: line 2: invalid date '2020-02-30' (day is out of range for month)" in message
-    with pytest.raises(ConfigError, match=r"unknown portfolio\(s\) \['max_fun'\]"):
-        build_benchmarks(BacktestConfig(benchmarks=["max_fun"]))
+    with pytest.raises(ConfigError, match=r"^benchmarks\[1\]: unknown portfolio 'max_fun'; choose one of \['eigen'"):
+        build_benchmarks(BacktestConfig(benchmarks=["hrp", "max_fun"]))
     with pytest.raises(ConfigError, match=r"data.assets: \['NOPE'\] not in sp500"):
         load_returns(BacktestConfig.model_validate({"data": {"assets": ["AAPL", "NOPE"]}}))
     with pytest.raises(ConfigError, match="give both val_start and test_start"):
@@ -170,7 +170,7 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     res = BacktestResult.load(out)
     # the trained network and every classical benchmark, walked forward over the same days
-    assert res.strategies == ["net_dense", *benchmark_registry()]
+    assert res.strategies == ["net_dense", *PORTFOLIOS.names()]
     config = load_backtest_config(out / "config.yaml")
     train, val, test = split_windows(config, load_returns(config))
     assert res.turnover.index[0] == test.dates[0]
@@ -203,7 +203,7 @@ def test_network_retraining_and_resume(tmp_path: Path, window: str) -> None:
     fits: list[pd.Timestamp] = []
     progress_calls: list[str] = []
 
-    def progress(task: str, done: int, total: int) -> None:
+    def progress(task: str, done: int, total: int, info: str = "") -> None:
         progress_calls.append(task)
         if task.startswith("refit") and done == 1:
             fits.append(pd.Timestamp(task.split()[1]))
@@ -242,12 +242,12 @@ def test_refit_windows_end_at_the_refit_date() -> None:
 @pytest.mark.parametrize(
     ("update", "error", "match"),
     [
-        ({"benchmarks": ["equal_weight", "max_fun"]}, ConfigError, r"benchmarks: unknown portfolio\(s\) \['max_fun'\]"),
-        ({"benchmark_params": {"min_cvar": {"beta": 1.5}}}, ConfigError, r"benchmark_params.min_cvar: beta=1.5"),
-        ({"benchmark_params": {"hrp": {"colour": 1}}}, ConfigError, r"benchmark_params.hrp: .*colour"),
-        ({"network": {"name": "transformer"}}, ConfigError, r"network: network name='transformer' is unknown"),
-        ({"network": {"params": {"depth": 3}}}, ConfigError, r"network: network 'dense': bad parameters \['depth'\]"),
-        ({"network": {"loss": "sharp"}}, ConfigError, r"network: loss name='sharp' is unknown"),
+        ({"benchmarks": ["equal_weight", "max_fun"]}, ConfigError, r"^benchmarks\[1\]: unknown portfolio 'max_fun'; choose one of"),
+        ({"benchmark_params": {"min_cvar": {"beta": 1.5}}}, ConfigError, r"^benchmark_params.min_cvar: .*beta=1.5"),
+        ({"benchmark_params": {"hrp": {"colour": 1}}}, ConfigError, r"^benchmark_params.hrp.colour: Extra inputs are not permitted"),
+        ({"network": {"name": "transformer"}}, ConfigError, r"^network.name: unknown network 'transformer'; choose one of"),
+        ({"network": {"params": {"depth": 3}}}, ConfigError, r"^network.params.depth: Extra inputs are not permitted"),
+        ({"network": {"loss": "sharp"}}, ConfigError, r"^network.loss: unknown loss 'sharp'; choose one of"),
         (
             {"backtest": {"retrain_every": 20, "retrain_window": "rolling", "retrain_size": 30}},
             DataError,
@@ -268,7 +268,10 @@ def test_bad_config_fails_before_training_or_writing(
 
     monkeypatch.setattr(runner, "train_network", no_training)
     base = {"data": {"start": "2019-01-01", "end": "2020-12-31", "lookback": 40, "horizon": 5}, "tracking": False}
-    config = parse_config(BacktestConfig, {**base, **update})
+    if error is ConfigError:  # a config file is refused as it is read, naming the file
+        with pytest.raises(ConfigError, match="^run.yaml: " + match.lstrip("^")):
+            parse_config(BacktestConfig, {**base, **update}, where="run.yaml")
+    config = BacktestConfig.model_validate({**base, **update})  # built in Python: run_backtest checks it
     with pytest.raises(error, match=match):
         run_backtest(config, tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()  # nothing written

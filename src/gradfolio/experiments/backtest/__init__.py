@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
         NetworkRun,
-        ProgressHook,
-        benchmark_registry,
         build_benchmarks,
         build_network,
         load_returns,
@@ -50,8 +48,6 @@ _EXPORTS: dict[str, str] = {
     "write_pngs": "report",
     "write_report": "report",
     "NetworkRun": "run",
-    "ProgressHook": "run",
-    "benchmark_registry": "run",
     "build_benchmarks": "run",
     "build_network": "run",
     "load_returns": "run",
@@ -78,7 +74,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config",
-    "ProgressHook", "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
-    "benchmark_registry", "build_benchmarks", "load_returns", "split_windows", "run_backtest",
+    "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
+    "build_benchmarks", "load_returns", "split_windows", "run_backtest",
     "metrics_html", "report_html", "write_pngs", "write_report",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import load_config
 
 
@@ -118,6 +119,48 @@ class BacktestConfig(_Section):
     tracking: bool = Field(True, description="Log the run to MLflow (gradfolio.tracking).")
     tracking_uri: str | None = None
     experiment: str = "gradfolio-backtest"
+
+    def check_references(self) -> None:
+        """Check every name and keyword parameter that a registry resolves (called by ``load_config``
+        and by ``run_backtest`` before any work).
+
+        ``network.name`` / ``network.params`` against :data:`gradfolio.allocation.NETWORKS` (nested
+        ``allocator_params`` against the chosen allocator, down to its ``constraints`` and QP
+        ``settings``), ``network.loss`` / ``network.loss_params`` against
+        :data:`~gradfolio.allocation.LOSSES`, ``benchmarks`` and ``benchmark_params`` against
+        :data:`gradfolio.allocation.classical.PORTFOLIOS` (each benchmark is built, so values it
+        refuses, not only types, are found).
+
+        Raises
+        ------
+        ConfigError
+            Naming the dotted path of the first bad name or key, e.g.
+            ``network.params.allocator_params.settings.max_iter: Input should be a valid integer``.
+        """
+        from gradfolio.allocation import LOSSES, NETWORKS
+        from gradfolio.allocation.classical import PORTFOLIOS
+
+        n = self.network
+        if n.enabled:
+            NETWORKS.entry(n.name, where="network.name")
+            params = {k: v for k, v in n.params.items() if k != "seed"}  # the seed goes to make_network
+            NETWORKS.validate(n.name, params, "network.params", provided={"n_assets", "lookback", "n_channels"})
+            LOSSES.entry(n.loss, where="network.loss")
+            LOSSES.validate(n.loss, n.loss_params, "network.loss_params")
+        if self.benchmarks != ["all"]:
+            for i, name in enumerate(self.benchmarks):
+                PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")
+        names = PORTFOLIOS.names() if self.benchmarks == ["all"] else self.benchmarks
+        for name, params in self.benchmark_params.items():
+            if name not in names:
+                raise ConfigError(
+                    f"benchmark_params.{name}: {name!r} is not among the benchmarks run ({names}); "
+                    "add it to benchmarks or drop its parameters."
+                )
+        context = {"returns_kind": self.data.kind, "seed": self.seed}
+        for name in names:  # built (cheap, no data): values a portfolio refuses are found here too
+            PORTFOLIOS.build(name, where=f"benchmark_params.{name}", context=context,
+                             **self.benchmark_params.get(name, {}))
 
 
 def load_backtest_config(path: str | os.PathLike[str]) -> BacktestConfig:

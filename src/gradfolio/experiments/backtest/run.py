@@ -24,7 +24,6 @@ The same is logged to MLflow through :mod:`gradfolio.tracking` when ``config.tra
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gradfolio.allocation import Loss, Trainer, classical, make_loss, make_network
+from gradfolio.allocation import Loss, Trainer, make_loss, make_network
+from gradfolio.allocation.classical import PORTFOLIOS
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
@@ -43,42 +43,21 @@ from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.seeding import resolve_device
-from gradfolio.tracking import MlflowTracker, NullTracker
-
-ProgressHook = Callable[[str, int, int], None]
-"""``progress(task, done, total)``: called as training epochs and backtest blocks finish."""
-
-
-def benchmark_registry() -> dict[str, type[classical.ClassicalPortfolio]]:
-    """Every concrete classical portfolio of :mod:`gradfolio.allocation.classical`, by its ``name``."""
-    out = {}
-    for attr in classical.__all__:
-        obj = getattr(classical, attr)
-        if inspect.isclass(obj) and issubclass(obj, classical.ClassicalPortfolio) and not inspect.isabstract(obj):
-            out[obj.name] = obj
-    return out
-
+from gradfolio.progress import Progress, prefixed
+from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
 
 def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
-    """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one)."""
-    registry = benchmark_registry()
-    names = list(registry) if config.benchmarks == ["all"] else config.benchmarks
-    unknown = [n for n in [*names, *config.benchmark_params] if n not in registry]
-    if unknown:
-        raise ConfigError(
-            f"benchmarks: unknown portfolio(s) {unknown}; choose from {sorted(registry)} or use ['all']."
-        )
-    out: dict[str, Strategy] = {}
-    for name in names:
-        cls = registry[name]
-        params: dict[str, Any] = {"returns_kind": config.data.kind, **config.benchmark_params.get(name, {})}
-        if "seed" in inspect.signature(cls.__init__).parameters:
-            params.setdefault("seed", config.seed)
-        try:
-            out[name] = cls(**params)
-        except (TypeError, ConfigError) as exc:
-            raise ConfigError(f"benchmark_params.{name}: {exc}; see the docstring of {cls.__name__}.") from None
-    return out
+    """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one), built
+    through :data:`gradfolio.allocation.classical.PORTFOLIOS` with ``benchmark_params`` (the
+    data's return kind and the run's seed are given to those that take them)."""
+    config.check_references()
+    names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    context = {"returns_kind": config.data.kind, "seed": config.seed}
+    return {
+        name: PORTFOLIOS.build(name, where=f"benchmark_params.{name}", context=context,
+                               **config.benchmark_params.get(name, {}))
+        for name in names
+    }
 
 
 def load_returns(config: BacktestConfig) -> pd.DataFrame:
@@ -145,19 +124,28 @@ class NetworkRun:
     summary: str
 
 
-class _EpochProgress(NullTracker):
-    """Forward a tracker's calls and report each logged epoch to a progress hook."""
+class _Prefixed(NullTracker):
+    """A tracker that forwards parameters and metrics to ``inner`` under ``task.`` keys."""
 
-    def __init__(self, inner: NullTracker, progress: ProgressHook | None, task: str, total: int) -> None:
-        self.inner, self.progress, self.task, self.total = inner, progress, task, total
+    def __init__(self, inner: Tracker, task: str) -> None:
+        self.inner, self.task = inner, task
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.inner.log_params({f"{self.task}.{k}": v for k, v in params.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self.inner.log_metrics({f"{self.task}.{k}": v for k, v in metrics.items()}, step=step)
-        if self.progress is not None and step is not None:
-            self.progress(self.task, step + 1, self.total)
+
+
+def _renamed(progress: Progress | None, task: str) -> Progress | None:
+    """``progress`` with every task reported as ``task`` (``"training"`` -> ``"refit 2020-01-03"``)."""
+    if progress is None:
+        return None
+
+    def report(_: str, done: int, total: int, info: str = "") -> None:
+        progress(task, done, total, info)
+
+    return report
 
 
 def refit_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Windows, Windows]:
@@ -191,11 +179,10 @@ def build_network(config: BacktestConfig, n_assets: int) -> tuple[torch.nn.Modul
         Unknown network or loss name, or parameters they do not take (``network.*`` is named).
     """
     n = config.network
-    try:
-        model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, **{"seed": config.seed, **n.params})
-        loss = make_loss(n.loss, **n.loss_params)
-    except ConfigError as exc:
-        raise ConfigError(f"network: {exc}") from None
+    config.check_references()
+    model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, where="network.params",
+                         **{"seed": config.seed, **n.params})
+    loss = make_loss(n.loss, where="network.loss_params", **n.loss_params)
     return model, loss
 
 
@@ -206,8 +193,8 @@ def train_network(
     train: Windows,
     val: Windows,
     checkpoints: Path,
-    tracker: NullTracker,
-    progress: ProgressHook | None = None,
+    tracker: Tracker,
+    progress: Progress | None = None,
     resume: bool = False,
 ) -> NetworkRun:
     """Train ``model`` on ``loss`` with early stopping on ``val`` (see :func:`build_network`).
@@ -225,7 +212,7 @@ def train_network(
         return Trainer(
             model, loss, optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2,
             patience=t.patience, max_epochs=epochs, seed=config.seed, device=config.device, dtype=dtype,
-            checkpoint_dir=folder, tracker=_EpochProgress(tracker, progress, task, epochs),
+            checkpoint_dir=folder, tracker=_Prefixed(tracker, task), progress=_renamed(progress, task),
         )
 
     history = trainer(t.epochs, "training", checkpoints).fit(train, val, resume=resume)
@@ -273,7 +260,7 @@ def _resumable(folder: Path, config: BacktestConfig) -> bool:
 
 
 def run_backtest(
-    config: BacktestConfig, out: str | os.PathLike[str] | None = None, progress: ProgressHook | None = None
+    config: BacktestConfig, out: str | os.PathLike[str] | None = None, progress: Progress | None = None
 ) -> tuple[Path, BacktestResult]:
     """Run the backtest described by ``config`` and write the run folder.
 
@@ -284,7 +271,8 @@ def run_backtest(
     out
         Run folder (default ``config.out``).
     progress
-        Optional ``progress(task, done, total)`` callback (training epochs, backtest blocks).
+        Optional :class:`gradfolio.progress.Progress` (training epochs as ``"training"`` /
+        ``"refit <date>"``, backtest blocks as ``"backtest <strategy>"``).
 
     Returns
     -------
@@ -292,6 +280,7 @@ def run_backtest(
     """
     folder = Path(out if out is not None else config.out)
     # everything the config decides is checked before anything is trained or written
+    config.check_references()
     resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     returns = load_returns(config)
@@ -337,7 +326,7 @@ def run_backtest(
             fit_hooks=hooks if schedule is not None else None,
             device=config.device,
             dtype=dtype,
-            progress=(lambda name, done, total: progress(f"backtest {name}", done, total)) if progress else None,
+            progress=prefixed(progress, "backtest ") if progress else None,
             infeasible="keep",
         )
         result.save(folder)
@@ -349,13 +338,11 @@ def run_backtest(
 
 
 __all__ = [
-    "ProgressHook",
     "NetworkRun",
     "build_network",
     "train_network",
     "refit_windows",
     "retrain_schedule",
-    "benchmark_registry",
     "build_benchmarks",
     "load_returns",
     "split_windows",
