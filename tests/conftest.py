@@ -63,15 +63,17 @@ def tiny_hedge() -> SimpleNamespace:
     """Hedging settings that train in seconds, shared by the RL, CLI and sweep tests.
 
     ``env``: a 5-day market with the time to go in the state; ``agent``: ANA, one hidden layer of 8,
-    4 quantiles; ``trainer(**overrides)``: a :class:`~gradfolio.hedging.rl.training.TrainerConfig`
+    4 quantiles; ``trainer(**overrides)``: a :class:`~gradfolio.experiments.hedging.config.TrainerConfig`
     of 6 episodes of 8 paths, validated every 2, a checkpoint after every update and a 64-transition
     buffer; ``run``: a :class:`~gradfolio.experiments.hedging.train.HedgeTrainingConfig` of these
-    with 2 episodes, no validation and 20 test paths.
+    with 2 episodes, no validation and 20 test paths; ``build(agent, trainer, run_dir=None, **kw)``:
+    the :class:`~gradfolio.hedging.rl.Trainer` that
+    :func:`~gradfolio.experiments.hedging.train.build_trainer` makes of ``env`` and these settings.
     """
-    from gradfolio.experiments.hedging.config import EvaluationConfig
-    from gradfolio.experiments.hedging.train import HedgeTrainingConfig
+    from gradfolio.experiments.hedging.config import EvaluationConfig, TrainerConfig
+    from gradfolio.experiments.hedging.train import HedgeTrainingConfig, build_trainer
     from gradfolio.hedging.config import EnvConfig
-    from gradfolio.hedging.rl import AgentConfig, TrainerConfig
+    from gradfolio.hedging.rl import AgentConfig
 
     env = EnvConfig(n_days=5, time_to_go=True)
     agent = AgentConfig(hidden=(8,), n_quantiles=4, optimizer="ana")
@@ -81,9 +83,13 @@ def tiny_hedge() -> SimpleNamespace:
                     checkpoint_every=1, buffer_capacity=64, trajectory_length=2)
         return TrainerConfig(**{**base, **overrides})
 
+    def build(agent_cfg: AgentConfig, trainer_cfg: TrainerConfig, run_dir: Path | None = None, **kwargs: object):
+        cfg = HedgeTrainingConfig(env=env, agent=agent_cfg, trainer=trainer_cfg)
+        return build_trainer(cfg, run_dir, **kwargs)
+
     run = HedgeTrainingConfig(env=env, agent=agent, trainer=trainer(n_episodes=2, eval_every=0),
                               evaluation=EvaluationConfig(n_paths=20))
-    return SimpleNamespace(env=env, agent=agent, trainer=trainer, run=run)
+    return SimpleNamespace(env=env, agent=agent, trainer=trainer, run=run, build=build)
 
 
 # -- registry cases: a wrong value for every parameter of every entry -----------------------------

@@ -88,3 +88,15 @@ def test_missing_file_and_non_dict_and_no_fingerprint(tmp_path: Path) -> None:
 def test_reserved_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reserved key"):
         Checkpoint(tmp_path / "c.pt", {}).save({"fingerprint": 1})
+
+
+def test_save_state_round_trip_with_rng_state(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(3)
+    state = {"weights": torch.randn(3, 4, generator=gen), "rng": gen.get_state(), "epoch": 7}
+    save_state(tmp_path / "ckpt.pt", state)
+    back = load_state(tmp_path / "ckpt.pt")
+    assert back["epoch"] == 7
+    torch.testing.assert_close(back["weights"], state["weights"])
+    restored = torch.Generator()
+    restored.set_state(back["rng"])
+    assert torch.equal(torch.rand(5, generator=restored), torch.rand(5, generator=gen))

@@ -1,4 +1,4 @@
-"""Atomic writes leave the old file or the new one, never half of one; checkpoints round-trip."""
+"""Atomic writes leave the old file or the new one, never half of one (checkpoints: tests/test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradfolio.io import atomic_write, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from gradfolio.io import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -30,18 +30,6 @@ def test_text_creates_parents(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b" / "report.html"
     atomic_write_text(target, "<html>é</html>")
     assert target.read_text(encoding="utf-8") == "<html>é</html>"
-
-
-def test_checkpoint_round_trip_with_rng_state(tmp_path: Path) -> None:
-    gen = torch.Generator().manual_seed(3)
-    state = {"weights": torch.randn(3, 4, generator=gen), "rng": gen.get_state(), "epoch": 7}
-    save_checkpoint(tmp_path / "ckpt.pt", state)
-    back = load_checkpoint(tmp_path / "ckpt.pt")
-    assert back["epoch"] == 7
-    torch.testing.assert_close(back["weights"], state["weights"])
-    restored = torch.Generator()
-    restored.set_state(back["rng"])
-    assert torch.equal(torch.rand(5, generator=restored), torch.rand(5, generator=gen))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")

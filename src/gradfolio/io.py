@@ -1,4 +1,4 @@
-"""Atomic file output and checkpoints.
+"""Atomic file output (checkpoints: :mod:`gradfolio.checkpoint`, which writes through :func:`atomic_write`).
 
 Nothing half-written is ever left behind: every writer here writes to a temporary file in
 the destination folder and renames it over the target (``os.replace`` is atomic on POSIX and
@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
-
-import torch
 
 
 def _umask() -> int:
@@ -87,21 +85,9 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Save a checkpoint dictionary (tensors, state dicts, RNG states) atomically with ``torch.save``."""
-    return atomic_write(path, lambda fh: torch.save(state, fh))
-
-
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
-    return torch.load(Path(path), map_location=map_location, weights_only=False)
-
-
 __all__ = [
     "atomic_path",
     "atomic_write",
     "atomic_write_text",
     "atomic_write_json",
-    "save_checkpoint",
-    "load_checkpoint",
 ]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
+from gradfolio.cli.progress import progress_bars
 from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
 
 SHOWN = {
@@ -27,15 +27,7 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     from gradfolio.experiments.backtest.run import run_backtest
 
     start = time.perf_counter()
-    columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(task: str, done: int, total: int, info: str = "") -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total)
-            bar.update(tasks[task], completed=done, total=total)
-
+    with progress_bars(console) as progress:
         folder, result = run_backtest(config, out, progress)
     table = result.metrics()
     view = Table(

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
+from gradfolio.cli.progress import progress_bars
 from gradfolio.errors import ConfigError
 
 C = TypeVar("C", bound=BaseModel)
@@ -73,7 +74,8 @@ def train(
         "--dtype": ("trainer.dtype", dtype), "--seed": ("trainer.seed", seed),
     })
     with MlflowTracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
-        agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=progress)
+        with progress_bars(console, enabled=progress) as bars:
+            agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=bars)
         if evaluate:
             table, _ = evaluate_agent(agent, cfg, run_dir, tracker)
             ev = cfg.evaluation

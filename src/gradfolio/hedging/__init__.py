@@ -12,9 +12,10 @@ Exported here besides the market: the baselines (:data:`~gradfolio.hedging.confi
 :class:`~gradfolio.hedging.baselines.GreekHedge`, :func:`~gradfolio.hedging.baselines.baseline_policies`)
 and the RL half (:class:`~gradfolio.hedging.rl.agent.AgentConfig`,
 :class:`~gradfolio.hedging.rl.agent.DistributionalAgent`,
-:class:`~gradfolio.hedging.rl.replay.ReplayBuffer`). The hedging ``Trainer`` / ``TrainerConfig``
-stay in :mod:`gradfolio.hedging.rl` so that ``from gradfolio.hedging import *`` never shadows
-:class:`gradfolio.allocation.Trainer`.
+:class:`~gradfolio.hedging.rl.replay.ReplayBuffer`). The hedging ``Trainer`` stays in
+:mod:`gradfolio.hedging.rl` so that ``from gradfolio.hedging import *`` never shadows
+:class:`gradfolio.allocation.Trainer`; its file-level settings (``TrainerConfig``) live in
+:mod:`gradfolio.experiments.hedging.config`.
 """
 
 from gradfolio.hedging.baselines import BASELINES, GreekHedge, baseline_policies

@@ -10,7 +10,9 @@ from gradfolio.errors import ConfigError
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig, load_agent, train_agent
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.rl.agent import AgentConfig
-from gradfolio.hedging.rl.training import Trainer, TrainerConfig, validation_score
+from gradfolio.experiments.hedging.config import TrainerConfig
+from gradfolio.experiments.hedging.train import build_trainer
+from gradfolio.hedging.rl.training import Trainer, validation_score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,16 +35,16 @@ def _same_state(a: Trainer, b: Trainer) -> None:
 def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_tracker, tiny_hedge):
     agent_cfg = tiny_hedge.agent.model_copy(update={"optimizer": optimizer})
     # buffer smaller than the transitions collected: the wrap-around is checkpointed too
-    full = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "full")
+    full = tiny_hedge.build(agent_cfg, tiny_hedge.trainer(), tmp_path / "full")
     full.train()
 
-    killed = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "run",
-                     tracker=recording_tracker(kill_at=4))
+    killed = tiny_hedge.build(agent_cfg, tiny_hedge.trainer(), tmp_path / "run",
+                             tracker=recording_tracker(kill_at=4))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     assert killed.episode == 4  # episode 4 ran but its checkpoint was never written
 
-    resumed = Trainer(tiny_hedge.env, agent_cfg, tiny_hedge.trainer(), tmp_path / "run")
+    resumed = tiny_hedge.build(agent_cfg, tiny_hedge.trainer(), tmp_path / "run")
     resumed.load()
     assert resumed.episode == 3
     resumed.train()
@@ -51,17 +53,17 @@ def test_resume_after_kill_is_bitwise_identical(tmp_path, optimizer, recording_t
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_hedge):
-    Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
-    other = Trainer(tiny_hedge.env, tiny_hedge.agent.model_copy(update={"n_quantiles": 8}),
-                    tiny_hedge.trainer(n_episodes=2), tmp_path)
+    tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
+    other = tiny_hedge.build(tiny_hedge.agent.model_copy(update={"n_quantiles": 8}),
+                             tiny_hedge.trainer(n_episodes=2), tmp_path)
     with pytest.raises(ConfigError, match="different settings"):
         other.load()
     with pytest.raises(ConfigError, match="no checkpoint"):
-        Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(), tmp_path / "empty").load()
+        tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(), tmp_path / "empty").load()
 
 
 def test_trainer_collects_every_path_and_validates(tiny_hedge):
-    tr = Trainer(tiny_hedge.env, tiny_hedge.agent, tiny_hedge.trainer(n_episodes=4, buffer_capacity=1000))
+    tr = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=4, buffer_capacity=1000))
     tr.train()
     assert len(tr.buffer) == 4 * 8 * 5  # episodes x paths x days
     # 3 training episodes x 5 days = 15 days; update phases every 2 days (7 of them), 2 updates per day
@@ -82,7 +84,7 @@ def test_ana_agent_is_validated_and_saved_at_its_iterates(tmp_path, tiny_hedge):
                               trainer=tiny_hedge.trainer(n_episodes=4, eval_every=4))
     train_agent(cfg, tmp_path / "run")
     # the last checkpoint holds the run as training left it: y_r in the networks
-    tr = Trainer(tiny_hedge.env, agent_cfg, cfg.trainer, tmp_path / "run")
+    tr = build_trainer(cfg, tmp_path / "run")
     tr.load()
     (row,) = [r for r in tr.history if "val_score" in r]
     y_critic = [p.detach().clone() for p in tr.agent.critic.parameters()]
@@ -109,8 +111,145 @@ def test_agent_learns_to_hedge_better_than_no_option_trades():
     env_cfg = EnvConfig(time_to_go=True)
     cfg = TrainerConfig(n_paths=64, n_episodes=12, warmup_episodes=2, eval_every=2, val_paths=1000,
                         updates_per_step=1, batch_size=128, checkpoint_every=0)
-    tr = Trainer(env_cfg, AgentConfig(optimizer="ana"), cfg)
+    tr = build_trainer(HedgeTrainingConfig(env=env_cfg, agent=AgentConfig(optimizer="ana"), trainer=cfg))
     tr.train()
     delta = pnl_metrics(tr.val_env.run_episode(GreekHedge(tr.val_env, "delta"), VAL_SEED).total_pnl)
     best = min(row["val_cvar_95"] for row in tr.history if "val_cvar_95" in row)
     assert best < 0.8 * delta["cvar_95"], (best, delta["cvar_95"])
+
+
+class _Payload:
+    """Pickles as ``open(marker, "w")``: loading it with plain pickle would create the marker file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_checkpoint_is_refused_without_running_its_code(tmp_path, tiny_hedge):
+    tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
+    marker = tmp_path / "payload-ran"
+    torch.save({"agent": _Payload(marker)}, tmp_path / "crafted.pt")
+    torch.load(tmp_path / "crafted.pt", weights_only=False)  # the payload is live: plain pickle runs it
+    assert marker.exists()
+    marker.unlink()
+    (tmp_path / "crafted.pt").replace(tmp_path / "checkpoint.pt")
+    resumed = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=3), tmp_path)
+    with pytest.raises(ConfigError, match=r"asks to load \S*open, which is not plain data, and was refused unread"):
+        resumed.load()
+    assert not marker.exists()
+    assert resumed.episode == 0 and resumed.history == []
+
+
+def test_truncated_checkpoint_is_one_config_error_line(tmp_path, tiny_hedge):
+    tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ConfigError) as err:
+        tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=3), tmp_path).load()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"Trainer: cannot read {path}") and "truncated" in message
+
+
+def test_resume_names_every_changed_setting_and_allows_more_episodes(tmp_path, tiny_hedge):
+    tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=2), tmp_path).train()
+    # n_episodes and checkpoint_every may change
+    more = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=5, checkpoint_every=3), tmp_path)
+    more.load()
+    assert more.episode == 2 and more.n_episodes == 5
+    other = tiny_hedge.build(tiny_hedge.agent.model_copy(update={"lr_critic": 3e-4}),
+                             tiny_hedge.trainer(n_episodes=5, batch_size=32, val_paths=12, noise_std=0.3), tmp_path)
+    with pytest.raises(ConfigError) as err:
+        other.load()
+    message = str(err.value)
+    assert "trainer.batch_size: checkpoint 16, now 32" in message
+    assert "trainer.noise_std: checkpoint 0.2, now 0.3" in message
+    assert "val_paths: checkpoint 8, now 12" in message
+    assert "agent.lr_critic: checkpoint" in message and "now 0.0003" in message
+    assert "n_episodes:" not in message and "\n" not in message
+
+
+def test_trainer_reports_progress_after_every_episode_and_logs_its_parameters(tmp_path, recording_tracker, tiny_hedge):
+    from gradfolio.hedging.rl.training import describe
+
+    calls: list[tuple] = []
+    tracker = recording_tracker()
+    tr = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=4), tmp_path,
+                          tracker=tracker, progress=lambda *args: calls.append(args))
+    tr.train()
+    assert [c[:3] for c in calls] == [("training", 1, 4), ("training", 2, 4), ("training", 3, 4), ("training", 4, 4)]
+    assert [c[3] for c in calls] == [describe(row) for row in tr.history]
+    assert calls[0][3] == "upd 0" and calls[-1][3].startswith(f"upd {tr.updates}  critic_loss ")
+    assert f"val_score {tr.history[-1]['val_score']:.3f}" in calls[-1][3]
+    assert tracker.params["batch_size"] == 16 and tracker.params["n_episodes"] == 4
+    assert tracker.params["trajectory_length"] == 2 and tracker.params["start_episode"] == 0
+    # a resumed run reports from where it stands
+    calls.clear()
+    resumed = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=6), tmp_path,
+                               tracker=tracker, progress=lambda *args: calls.append(args))
+    resumed.load()
+    resumed.train()
+    assert [c[1:3] for c in calls] == [(5, 6), (6, 6)] and tracker.params["start_episode"] == 4
+
+
+def _objects(n_paths: int = 8, val_paths: int = 8, dtype: torch.dtype = torch.float32):
+    from gradfolio.hedging.rl.training import make_agent, make_env
+
+    env_cfg = EnvConfig(n_days=5, time_to_go=True)
+    env = make_env(env_cfg, n_paths, "cpu", dtype)
+    return make_agent(env, AgentConfig(hidden=(8,), n_quantiles=4), seed=3), env, make_env(env_cfg, val_paths, "cpu", dtype)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"n_episodes": 3, "warmup_episodes": 3}, ["warmup_episodes=3 leaves no training episode out of n_episodes=3"]),
+        ({"noise_std": -0.1}, ["noise_std=-0.1 (must be >= 0)"]),
+        ({"noise_std_end": float("nan")}, ["noise_std_end=nan (must be >= 0)"]),
+        ({"batch_size": 0, "buffer_capacity": -5}, ["batch_size=0 (must be >= 1)", "buffer_capacity=-5 (must be >= 1)"]),
+        ({"trajectory_length": 0, "updates_per_step": 0}, ["trajectory_length=0", "updates_per_step=0"]),
+        ({"eval_every": -1, "checkpoint_every": -2, "seed": -3}, ["eval_every=-1", "checkpoint_every=-2", "seed=-3"]),
+        ({"warmup_episodes": 0}, ["warmup_episodes=0 (must be >= 1)"]),
+    ],
+)
+def test_trainer_validates_its_parameters_naming_them(kwargs, named):
+    agent, env, val_env = _objects()
+    with pytest.raises(ConfigError) as err:
+        Trainer(agent, env, val_env, **kwargs)
+    message = str(err.value)
+    assert message.startswith("Trainer: ") and "\n" not in message
+    for part in named:
+        assert part in message, (part, message)
+
+
+def test_trainer_checks_that_agent_and_validation_env_fit_env():
+    agent, env, val_env = _objects()
+    with pytest.raises(ConfigError, match="eval_every=10 needs a val_env"):
+        Trainer(agent, env)
+    assert Trainer(agent, env, eval_every=0).val_env is None
+    with pytest.raises(ConfigError, match="val_env has 1 path"):
+        Trainer(agent, env, _objects(val_paths=1)[2])
+    assert env.n_features == 6  # 5 market features and the time to go
+    with pytest.raises(ConfigError, match=r"val_env \(state width 6, torch.float64, cpu\) differs from env "
+                                          r"\(state width 6, torch.float32, cpu\)"):
+        Trainer(agent, env, _objects(dtype=torch.float64)[2])
+    with pytest.raises(ConfigError, match=r"agent \(state width 6, torch.float64, cpu\) does not fit env"):
+        Trainer(_objects(dtype=torch.float64)[0], env, val_env)
+    from gradfolio.hedging.rl.training import make_env
+
+    narrow = make_env(EnvConfig(n_days=5, time_to_go=False), 8, "cpu", torch.float32)
+    with pytest.raises(ConfigError, match=r"agent \(state width 6, torch.float32, cpu\) does not fit env "
+                                          r"\(state width 5, torch.float32, cpu\)"):
+        Trainer(agent, narrow, eval_every=0)
+
+
+def test_trainer_without_validation_trains_on_built_objects():
+    """Built objects in, explicit parameters: 3 episodes of 8 paths x 5 days, no validation, no checkpoint."""
+    agent, env, _ = _objects()
+    tr = Trainer(agent, env, n_episodes=3, warmup_episodes=1, eval_every=0, batch_size=16, buffer_capacity=500,
+                 trajectory_length=5, updates_per_step=3, seed=7)
+    assert tr.train() is agent
+    assert len(tr.buffer) == 3 * 8 * 5 and tr.updates == 2 * 5 * 3 and tr.best is None
+    assert all("val_score" not in row for row in tr.history)

@@ -1,8 +1,10 @@
 """Hedging runs: config files -> baselines, trained agents and sweeps -> run folders.
 
-:mod:`~gradfolio.experiments.hedging.config` (:class:`HedgingConfig`, :class:`EvaluationConfig`),
+:mod:`~gradfolio.experiments.hedging.config` (:class:`HedgingConfig`, :class:`EvaluationConfig`,
+:class:`TrainerConfig`),
 :mod:`~gradfolio.experiments.hedging.baselines` (:func:`run_baselines`),
-:mod:`~gradfolio.experiments.hedging.train` (train / load / evaluate a distributional agent),
+:mod:`~gradfolio.experiments.hedging.train` (build a trainer from a config; train / load / evaluate a
+distributional agent),
 :mod:`~gradfolio.experiments.hedging.sweep` (the paper's grids through Ray) and
 :mod:`~gradfolio.experiments.hedging.report` (P&L table, histograms, run folder).
 """
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gradfolio.experiments.hedging.baselines import run_baselines
-    from gradfolio.experiments.hedging.config import EvaluationConfig, HedgingConfig, load_hedging_config
+    from gradfolio.experiments.hedging.config import EvaluationConfig, HedgingConfig, TrainerConfig, load_hedging_config
     from gradfolio.experiments.hedging.report import histogram_png, pnl_frame, report_html, write_hedge_run
     from gradfolio.experiments.hedging.sweep import (
         PAPER_EXPERIMENTS,
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from gradfolio.experiments.hedging.train import (
         AGENT_FILE,
         HedgeTrainingConfig,
+        build_trainer,
         evaluate_agent,
         load_agent,
         load_training_config,
@@ -42,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "run_baselines": "baselines",
     "EvaluationConfig": "config",
     "HedgingConfig": "config",
+    "TrainerConfig": "config",
     "load_hedging_config": "config",
     "histogram_png": "report",
     "pnl_frame": "report",
@@ -59,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "write_results": "sweep",
     "AGENT_FILE": "train",
     "HedgeTrainingConfig": "train",
+    "build_trainer": "train",
     "evaluate_agent": "train",
     "load_agent": "train",
     "load_training_config": "train",
@@ -80,8 +85,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "HedgingConfig", "EvaluationConfig", "load_hedging_config", "run_baselines",
-    "HedgeTrainingConfig", "load_training_config", "run_params", "train_agent", "load_agent", "evaluate_agent",
+    "HedgingConfig", "EvaluationConfig", "TrainerConfig", "load_hedging_config", "run_baselines",
+    "HedgeTrainingConfig", "load_training_config", "run_params", "build_trainer", "train_agent", "load_agent", "evaluate_agent",
     "AGENT_FILE",
     "PAPER_EXPERIMENTS", "SweepConfig", "load_sweep_config", "apply_overrides", "grid_points", "run_point",
     "run_sweep", "results_table", "write_results", "experiment_figure",

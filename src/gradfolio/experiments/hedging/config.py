@@ -14,14 +14,19 @@ A YAML/TOML file with three sections, every field optional (defaults reproduce t
     output_dir: runs/hedge
 
 Load it with :func:`load_hedging_config` (``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``).
+
+:class:`TrainerConfig` is the ``trainer:`` section of an agent run
+(:class:`~gradfolio.experiments.hedging.train.HedgeTrainingConfig`): how to build the training and
+validation environments (path counts, device, dtype) and the parameters of
+:class:`gradfolio.hedging.rl.Trainer`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gradfolio.experiments.config_io import load_config
 from gradfolio.hedging.config import BASELINES, BaselineName, EnvConfig, MarketConfig
@@ -42,6 +47,79 @@ class EvaluationConfig(BaseModel):
     dtype: Literal["float32", "float64"] = "float64"
 
 
+class TrainerConfig(BaseModel):
+    """Rollouts, updates, exploration, validation, checkpoints and placement of a training run.
+
+    :func:`gradfolio.experiments.hedging.train.build_trainer` builds the environments from
+    ``n_paths``, ``val_paths``, ``device`` and ``dtype`` and passes the other fields
+    (:meth:`trainer_kwargs`) to :class:`gradfolio.hedging.rl.Trainer`.
+
+    Attributes
+    ----------
+    n_paths
+        Paths simulated in parallel per training episode.
+    n_episodes
+        Training episodes (warm-up included).
+    trajectory_length
+        Days collected between two update phases (the paper's trajectory length).
+    updates_per_step
+        Gradient updates per collected day.
+    batch_size
+        Transitions per update.
+    buffer_capacity
+        Replay buffer size (transitions).
+    warmup_episodes
+        Episodes of uniformly random actions before the first update.
+    noise_std, noise_std_end
+        Exploration noise (a fraction of ``a_max``) at the first and the last episode.
+    eval_every
+        Validate the greedy policy every this many episodes (0: never).
+    val_paths
+        Paths of the validation episode.
+    keep_best
+        Restore the actor with the best validation score at the end.
+    checkpoint_every
+        Write a checkpoint at the end of the first episode after this many updates (0: never).
+    seed
+        Seed of the networks, the exploration noise, the minibatches and the training episodes.
+    device, dtype
+        Where and in which precision the environment, buffer and networks live.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_paths: int = Field(256, ge=1)
+    n_episodes: int = Field(600, ge=1)
+    trajectory_length: int = Field(1, ge=1)
+    updates_per_step: int = Field(2, ge=1)
+    batch_size: int = Field(256, ge=1)
+    buffer_capacity: int = Field(200_000, ge=1)
+    warmup_episodes: int = Field(2, ge=1)
+    noise_std: float = Field(0.2, ge=0)
+    noise_std_end: float = Field(0.02, ge=0)
+    eval_every: int = Field(10, ge=0)
+    val_paths: int = Field(2000, ge=2)
+    keep_best: bool = True
+    checkpoint_every: int = Field(1000, ge=0)
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerConfig:
+        if self.warmup_episodes >= self.n_episodes:
+            raise ValueError(
+                f"warmup_episodes={self.warmup_episodes} leaves no training episode out of "
+                f"n_episodes={self.n_episodes}; raise n_episodes above warmup_episodes"
+            )
+        return self
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`gradfolio.hedging.rl.Trainer` (every field but those
+        that say how to build the environments: ``n_paths``, ``val_paths``, ``device``, ``dtype``)."""
+        return self.model_dump(exclude={"n_paths", "val_paths", "device", "dtype"})
+
+
 class HedgingConfig(BaseModel):
     """Everything a hedging run needs: the environment, the evaluation and the output folder."""
 
@@ -57,4 +135,4 @@ def load_hedging_config(path: str | os.PathLike[str] | None) -> HedgingConfig:
     return HedgingConfig() if path is None else load_config(HedgingConfig, path)
 
 
-__all__ = ["HedgingConfig", "EvaluationConfig", "EnvConfig", "MarketConfig", "load_hedging_config"]
+__all__ = ["HedgingConfig", "EvaluationConfig", "TrainerConfig", "EnvConfig", "MarketConfig", "load_hedging_config"]

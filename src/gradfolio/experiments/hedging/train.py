@@ -8,7 +8,7 @@ A YAML/TOML file with these sections, every field optional (defaults = the paper
     agent:          # gradfolio.hedging.rl.agent.AgentConfig
       optimizer: ana          # ana = ANADDH, adam = GVDH
       objective: mean_std     # mean | mean_std | var | cvar
-    trainer:        # gradfolio.hedging.rl.training.TrainerConfig
+    trainer:        # gradfolio.experiments.hedging.config.TrainerConfig
       n_episodes: 300
       n_paths: 256
       device: cpu
@@ -20,6 +20,12 @@ Load it with ``load_config(HedgeTrainingConfig, path)``. A run folder holds ``co
 ``checkpoint.pt`` (resumable), ``agent.pt`` (the trained agent), ``history.csv`` and, after
 evaluation, the files of :func:`gradfolio.experiments.hedging.report.write_hedge_run`
 (``metrics.json``/``.md``, ``pnl.parquet``, ``pnl_hist.png``, ``report.html``).
+
+:func:`build_trainer` is where the config becomes objects: the training and validation
+environments (:func:`gradfolio.hedging.rl.make_env`), the agent (:func:`gradfolio.hedging.rl.make_agent`)
+and a :class:`gradfolio.hedging.rl.Trainer` that receives them. ``checkpoint.pt`` and ``agent.pt``
+are read with ``torch.load(weights_only=True)`` (:mod:`gradfolio.checkpoint`): a crafted file is
+refused with a :class:`~gradfolio.errors.ConfigError` without running any of its code.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from gradfolio.checkpoint import load_state, save_state
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
-from gradfolio.experiments.hedging.config import EvaluationConfig
+from gradfolio.experiments.hedging.config import EvaluationConfig, TrainerConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.hedging.baselines import baseline_policies
@@ -42,10 +49,10 @@ from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import Episode, HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
-from gradfolio.hedging.rl.training import Trainer, TrainerConfig, make_agent, make_env
-from gradfolio.io import load_checkpoint, save_checkpoint
+from gradfolio.hedging.rl.training import Trainer, make_agent, make_env
+from gradfolio.progress import Progress
 from gradfolio.seeding import resolve_device
-from gradfolio.tracking import NullTracker
+from gradfolio.tracking import NullTracker, Tracker
 
 AGENT_FILE = "agent.pt"
 
@@ -77,13 +84,35 @@ def run_params(config: HedgeTrainingConfig) -> dict[str, Any]:
     return {"agent_name": config.agent_name, **flatten_params(config.model_dump(mode="json"))}
 
 
+def build_trainer(
+    config: HedgeTrainingConfig,
+    run_dir: str | os.PathLike[str] | None = None,
+    *,
+    tracker: Tracker | None = None,
+    progress: Progress | None = None,
+) -> Trainer:
+    """The config as objects: environments, agent and a :class:`~gradfolio.hedging.rl.Trainer` holding them.
+
+    The training environment has ``trainer.n_paths`` paths, the validation one ``trainer.val_paths``,
+    both on ``trainer.device`` in ``trainer.dtype``; the agent's networks are seeded with
+    ``trainer.seed``. ``run_dir`` is the checkpoint folder (``None``: no checkpoints).
+    """
+    tr = config.trainer
+    device, dtype = resolve_device(tr.device), getattr(torch, tr.dtype)
+    env = make_env(config.env, tr.n_paths, device, dtype)
+    val_env = make_env(config.env, tr.val_paths, device, dtype)
+    agent = make_agent(env, config.agent, tr.seed)
+    return Trainer(agent, env, val_env, **tr.trainer_kwargs(), checkpoint_dir=run_dir, tracker=tracker,
+                   progress=progress)
+
+
 def train_agent(
     config: HedgeTrainingConfig,
     run_dir: str | os.PathLike[str] | None = None,
     *,
     resume: bool = False,
-    tracker: NullTracker | None = None,
-    progress: bool = False,
+    tracker: Tracker | None = None,
+    progress: Progress | None = None,
 ) -> tuple[DistributionalAgent, Path]:
     """Train (or resume) an agent and write ``config.yaml``, ``agent.pt`` and ``history.csv``.
 
@@ -94,12 +123,13 @@ def train_agent(
     run_dir
         Run folder (default ``config.output_dir``).
     resume
-        Continue from ``run_dir/checkpoint.pt`` (an error if it is missing or was written with
-        other settings); otherwise start afresh.
+        Continue from ``run_dir/checkpoint.pt`` (an error if it is missing, unreadable or was
+        written with other settings); otherwise start afresh.
     tracker
-        MLflow tracker for parameters and per-episode metrics.
+        A :class:`~gradfolio.tracking.Tracker` for parameters and per-episode metrics.
     progress
-        Show a progress bar.
+        A :class:`~gradfolio.progress.Progress` called after every episode (``gradfolio hedge train``
+        draws it as a bar); ``None`` for none.
 
     Returns
     -------
@@ -107,7 +137,7 @@ def train_agent(
     """
     out = Path(run_dir or config.output_dir)
     tracker = tracker if tracker is not None else NullTracker()
-    trainer = Trainer(config.env, config.agent, config.trainer, out, tracker)
+    trainer = build_trainer(config, out, tracker=tracker, progress=progress)
     if resume:
         trainer.load()
     elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
@@ -115,8 +145,8 @@ def train_agent(
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
     tracker.log_params(run_params(config))
-    agent = trainer.train(progress=progress)
-    save_checkpoint(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
+    agent = trainer.train()
+    save_state(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
     write_csv(pd.DataFrame(trainer.history), out / "history.csv")
     return agent, out
 
@@ -126,11 +156,19 @@ def load_agent(run_dir: str | os.PathLike[str], device: str | None = None) -> tu
 
     The networks hold what training ended with: ANA's iterates ``theta^r`` (then, with
     ``keep_best``, the best validated actor), see :mod:`gradfolio.hedging.rl.training`.
+
+    Raises
+    ------
+    ConfigError
+        No ``agent.pt``; a truncated, foreign or unsafe one (read with ``weights_only=True``: a
+        crafted file is refused without running code); a config in it that does not validate.
     """
     path = Path(run_dir) / AGENT_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: no trained agent here; run 'gradfolio hedge train --out {run_dir}' first.")
-    state = load_checkpoint(path, map_location=resolve_device(device))
+    state = load_state(path, map_location=resolve_device(device), owner="load_agent")
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("agent"), dict):
+        raise ConfigError(f"load_agent: {path} is not an agent file (no config and agent state); train again.")
     config = parse_config(HedgeTrainingConfig, state["config"], where=str(path))
     tr = config.trainer
     env = make_env(config.env, 2, device or tr.device, getattr(torch, tr.dtype))
@@ -143,7 +181,7 @@ def evaluate_agent(
     agent: DistributionalAgent,
     config: HedgeTrainingConfig,
     run_dir: str | os.PathLike[str] | None = None,
-    tracker: NullTracker | None = None,
+    tracker: Tracker | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Episode]]:
     """Play the agent and the configured baselines on the same test episodes.
 
@@ -170,6 +208,6 @@ def evaluate_agent(
 
 
 __all__ = [
-    "HedgeTrainingConfig", "load_training_config", "run_params", "train_agent", "load_agent", "evaluate_agent",
-    "AGENT_FILE",
+    "HedgeTrainingConfig", "load_training_config", "run_params", "build_trainer", "train_agent", "load_agent",
+    "evaluate_agent", "AGENT_FILE",
 ]

@@ -7,12 +7,14 @@
   :class:`FeatureScaler` and the :func:`mlp` they are built on.
 - :mod:`~gradfolio.hedging.rl.agent`: :class:`AgentConfig` and :class:`DistributionalAgent`
   (networks, targets, optimizers, the update), and :func:`greek_feature_fn`.
-- :mod:`~gradfolio.hedging.rl.training`: :class:`TrainerConfig` and :class:`Trainer` (rollouts on
-  the vectorized environment, validation, checkpoints and exact resume).
+- :mod:`~gradfolio.hedging.rl.training`: :class:`Trainer` (takes a built agent and environments;
+  rollouts on the vectorized environment, validation, checkpoints and exact resume) and the
+  helpers that build them, :func:`make_env` and :func:`make_agent`.
 
-``Trainer`` and ``TrainerConfig`` are exported here only, not from :mod:`gradfolio.hedging`, so
-that they never shadow :class:`gradfolio.allocation.Trainer`; write ``from gradfolio.hedging.rl
-import Trainer`` (or ``gradfolio.hedging.rl.Trainer``).
+``Trainer`` is exported here only, not from :mod:`gradfolio.hedging`, so that it never shadows
+:class:`gradfolio.allocation.Trainer`; write ``from gradfolio.hedging.rl import Trainer`` (or
+``gradfolio.hedging.rl.Trainer``). Its file-level settings (``TrainerConfig``) live in
+:mod:`gradfolio.experiments.hedging.config`.
 """
 
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent, FeatureFn, greek_feature_fn
@@ -23,7 +25,6 @@ from gradfolio.hedging.rl.training import (
     TRAIN_SEED_OFFSET,
     VAL_SEED,
     Trainer,
-    TrainerConfig,
     make_agent,
     make_env,
     validation_score,
@@ -34,5 +35,5 @@ __all__ = [
     "Batch", "ReplayBuffer",
     "mlp", "FeatureScaler", "Actor", "QuantileCritic",
     "AgentConfig", "DistributionalAgent", "FeatureFn", "greek_feature_fn",
-    "TrainerConfig", "Trainer", "make_env", "make_agent", "validation_score", "TRAIN_SEED_OFFSET", "VAL_SEED",
+    "Trainer", "make_env", "make_agent", "validation_score", "TRAIN_SEED_OFFSET", "VAL_SEED",
 ]
