@@ -5,6 +5,7 @@ at once. See ``docs/classical.md``.
 """
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.black_litterman import BlackLitterman
 from gradfolio.allocation.classical.covariance import (
     exponential_covariance,
     ledoit_wolf_covariance,
@@ -20,6 +21,7 @@ from gradfolio.allocation.classical.downside import (
 )
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
+from gradfolio.allocation.classical.mean import resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
@@ -40,6 +42,9 @@ __all__ = [
     "HierarchicalRiskParity",
     "MinimumVariance",
     "MaximumSharpe",
+    "BlackLitterman",
+    "sample_mean",
+    "resolve_mean",
     "MinimumCVaR",
     "MinimumDrawdown",
     "MaximumCalmar",
