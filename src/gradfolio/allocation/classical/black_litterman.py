@@ -273,7 +273,6 @@ class BlackLitterman:
         """
         if R.ndim != 3:
             raise DataError(f"R for BlackLitterman: shape {tuple(R.shape)}; expected (B, L, N) returns.")
-        B, _, N = R.shape
         S = self.covariance_estimator(R).double()
         mu, cov = self.update(S, self.prior_returns(S))
         return mu.to(R.dtype), cov.to(R.dtype)
