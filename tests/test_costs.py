@@ -142,3 +142,64 @@ def test_cost_models_compare_by_rates_and_bound() -> None:
     assert ProportionalCost(0.001) != ProportionalCost([0.001])  # one rate is not one per asset
     assert ProportionalCost(0.5, max_rate=None) != ProportionalCost(0.5)
     assert ProportionalCost(0.001) != 0.001
+
+
+# ---- spread + square-root impact, borrow, fixed fees, composite: two-asset hand computations ----
+from math import sqrt  # noqa: E402
+
+from gradfolio.costs import BorrowCost, CompositeCost, CostModel, FixedFee, SpreadImpactCost  # noqa: E402
+from gradfolio.errors import DataError  # noqa: E402
+
+BEFORE = torch.tensor([0.55, 0.45], dtype=D)
+AFTER = torch.tensor([0.2, 0.7], dtype=D)  # 0.1 in cash; |dw| = (0.35, 0.25)
+MARKET = dict(wealth=torch.tensor(2e6, dtype=D), volatility=torch.tensor([0.02, 0.015], dtype=D),
+              adv=torch.tensor([5e7, 1e7], dtype=D))
+
+
+def test_spread_impact_closed_form() -> None:
+    model = SpreadImpactCost(spread=[0.001, 0.004], impact=0.8)
+    expected = (0.001 / 2 * 0.35 + 0.004 / 2 * 0.25
+                + 0.8 * 0.02 * sqrt(0.35 * 2e6 / 5e7) * 0.35 + 0.8 * 0.015 * sqrt(0.25 * 2e6 / 1e7) * 0.25)
+    assert abs(float(model(BEFORE, AFTER, **MARKET)) - expected) < 1e-17
+    assert abs(expected - 0.0020084211) < 1e-9  # the same, evaluated by hand
+    # batched: a leading axis of rebalances with their own wealth
+    two = model(torch.stack([BEFORE, AFTER]), torch.stack([AFTER, AFTER]), **{**MARKET, "wealth": torch.tensor([2e6, 1.0], dtype=D)})
+    assert abs(float(two[0]) - expected) < 1e-17 and float(two[1]) == 0.0
+    spread_only = SpreadImpactCost(spread=0.003, impact=0.0)
+    assert spread_only.needs == ()
+    assert abs(float(spread_only(BEFORE, AFTER)) - 0.0015 * 0.6) < 1e-17
+    assert isinstance(model, CostModel) and model.needs == ("wealth", "volatility", "adv")
+    with pytest.raises(DataError, match="adv for SpreadImpactCost.*volume="):
+        model(BEFORE, AFTER, wealth=MARKET["wealth"], volatility=MARKET["volatility"])
+    with pytest.raises(DataError, match="adv.*positive"):
+        model(BEFORE, AFTER, **{**MARKET, "adv": torch.tensor([5e7, 0.0], dtype=D)})
+    with pytest.raises(ConfigError, match="impact"):
+        SpreadImpactCost(impact=-1.0)
+    with pytest.raises(ConfigError, match="spread"):
+        SpreadImpactCost(spread=[0.001, -0.002])
+
+
+def test_borrow_fee_and_composite_closed_form() -> None:
+    short = torch.tensor([1.3, -0.45], dtype=D)
+    borrow = BorrowCost(rate=[0.02, 0.05], periods_per_year=250)
+    assert borrow.charged == "daily"
+    assert abs(float(borrow(short, short)) - 0.05 / 250 * 0.45) < 1e-18
+    assert float(borrow(BEFORE, AFTER)) == 0.0  # long-only: nothing borrowed
+    fee = FixedFee(fee=[5.0, 12.0])
+    wealth = torch.tensor(1e4, dtype=D)
+    assert abs(float(fee(BEFORE, AFTER, wealth=wealth)) - 17.0 / 1e4) < 1e-18
+    only_second = torch.tensor([0.55, 0.35], dtype=D)
+    assert abs(float(fee(BEFORE, only_second, wealth=wealth)) - 12.0 / 1e4) < 1e-18
+    assert float(FixedFee(5.0, tolerance=0.3)(BEFORE, AFTER, wealth=wealth)) == 5.0 / 1e4  # 0.35 > 0.3 only
+    with pytest.raises(DataError, match="wealth for FixedFee.*initial_wealth"):
+        fee(BEFORE, AFTER)
+    both = CompositeCost(ProportionalCost(0.001), CompositeCost(fee, borrow))
+    assert len(both.parts) == 3 and both.has_daily and both.needs == ("wealth",)
+    trade = float(both.trade(BEFORE, AFTER, wealth=wealth))
+    assert abs(trade - (0.001 * 0.6 + 17.0 / 1e4)) < 1e-18
+    assert abs(float(both.daily(short)) - 0.05 / 250 * 0.45) < 1e-18
+    assert abs(float(both(BEFORE, short, wealth=wealth)) - (0.001 * (0.75 + 0.9) + 17.0 / 1e4 + 0.05 / 250 * 0.45)) < 1e-17
+    with pytest.raises(ConfigError, match="not a cost model"):
+        CompositeCost(lambda a, b: a.sum())
+    with pytest.raises(ConfigError, match="rate"):
+        BorrowCost(rate=1.5)

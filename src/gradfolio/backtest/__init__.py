@@ -1,10 +1,10 @@
-"""Walk-forward backtests: batched rebalancing, weight drift, proportional costs, results.
+"""Walk-forward backtests: batched rebalancing, weight drift, costs, rebalancing schedules, results.
 
 See ``docs/backtest.md``. :class:`ProportionalCost` lives in the core (:mod:`gradfolio.costs`, shared
 with the allocation losses) and is re-exported here.
 """
 
-from gradfolio.costs import ProportionalCost
+from gradfolio.costs import BorrowCost, CompositeCost, CostModel, FixedFee, ProportionalCost, SpreadImpactCost
 from gradfolio.backtest.engine import (
     FitHook,
     Progress,
@@ -14,10 +14,21 @@ from gradfolio.backtest.engine import (
     simulate,
     walk_forward,
 )
+from gradfolio.backtest.path import simulate_path
 from gradfolio.backtest.results import BacktestResult
+from gradfolio.backtest.schedules import CalendarSchedule, Schedule, ThresholdSchedule
 
 __all__ = [
     "ProportionalCost",
+    "CostModel",
+    "SpreadImpactCost",
+    "BorrowCost",
+    "FixedFee",
+    "CompositeCost",
+    "CalendarSchedule",
+    "ThresholdSchedule",
+    "Schedule",
+    "simulate_path",
     "Strategy",
     "FitHook",
     "Progress",

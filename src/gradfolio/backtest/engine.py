@@ -28,6 +28,12 @@ Drift and costs (per strategy, period ``p`` with target ``w``)::
 
 The first rebalance starts from cash (``w_before = 0``), so it pays the cost of buying in.
 
+Schedules and other costs: with a ``schedule`` (:mod:`gradfolio.backtest.schedules`: calendar
+or no-trade band) or a cost model other than :class:`ProportionalCost` (square-root impact,
+borrow, fixed fees, :class:`~gradfolio.costs.CompositeCost`), the periods are simulated one after
+the other by :func:`gradfolio.backtest.path.simulate_path` (wealth tracked in currency from
+``initial_wealth``); without them the computation above is unchanged.
+
 Retraining: with a :class:`RetrainSchedule`, a strategy that has a ``fit`` hook is refitted at
 the first rebalance on or after every ``every`` days, on the returns available at that
 decision date (rows ``<= t_p``: an expanding window from the first row, or a rolling window of
@@ -46,11 +52,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from gradfolio.costs import ProportionalCost
-from gradfolio.progress import Progress
+from gradfolio.backtest.path import simulate_path
 from gradfolio.backtest.results import BacktestResult
+from gradfolio.backtest.schedules import Schedule
+from gradfolio.costs import CompositeCost, CostModel, ProportionalCost, as_composite
 from gradfolio.data import ReturnKind, Windows, make_windows
 from gradfolio.errors import ConfigError, DataError, InfeasibleError
+from gradfolio.progress import Progress
 from gradfolio.risk import TRADING_DAYS
 from gradfolio.seeding import resolve_device
 
@@ -286,6 +294,36 @@ def _allocate(
             strategy.train(was_training)
 
 
+def _market_context(
+    needs: set[str], windows: Windows, returns: pd.DataFrame, volume: pd.DataFrame | None, kind: str, device: torch.device
+) -> dict[str, Tensor]:
+    """Per-rebalance ``volatility`` and ``adv`` ``(P, N)`` over each decision's lookback rows (float64)."""
+    context: dict[str, Tensor] = {}
+    R = windows.X[:, 0].to(torch.float64)  # (P, L, N)
+    if kind == "log":
+        R = torch.expm1(R)
+    if "volatility" in needs:
+        context["volatility"] = R.std(dim=1).to(device)
+    if "adv" in needs:
+        if volume is None:
+            raise DataError(
+                "volume: the cost model needs the average daily traded value of each asset (square-root impact); "
+                "pass walk_forward(..., volume=DataFrame of daily traded value, same index and columns as returns)."
+            )
+        if not isinstance(volume, pd.DataFrame) or list(volume.columns) != list(returns.columns):
+            raise DataError("volume: give a DataFrame with the columns of returns, in the same order.")
+        table = volume.reindex(returns.index)
+        if bool(table.isna().to_numpy().any()):
+            day = table.index[table.isna().any(axis=1).to_numpy()][0]
+            raise DataError(f"volume: no value for {day.date()} (every date of returns needs one); fill the volume data.")
+        L = R.shape[1]
+        ends = returns.index.get_indexer(windows.dates)
+        csum = np.vstack([np.zeros((1, table.shape[1])), np.cumsum(table.to_numpy(dtype=np.float64), axis=0)])
+        adv = (csum[ends + 1] - csum[ends + 1 - L]) / L
+        context["adv"] = torch.as_tensor(adv, dtype=torch.float64, device=device)
+    return context
+
+
 def walk_forward(
     strategies: Mapping[str, Strategy],
     returns: pd.DataFrame,
@@ -293,7 +331,7 @@ def walk_forward(
     *,
     gap: int = 0,
     rebalance_every: int = 1,
-    cost: ProportionalCost | float = 0.0,
+    cost: CostModel | CompositeCost | float = 0.0,
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
     kind: ReturnKind = "simple",
@@ -304,6 +342,9 @@ def walk_forward(
     periods_per_year: float = TRADING_DAYS,
     progress: Progress | None = None,
     infeasible: Literal["raise", "keep"] = "raise",
+    schedule: Schedule | None = None,
+    volume: pd.DataFrame | None = None,
+    initial_wealth: float | None = None,
 ) -> BacktestResult:
     """Walk every strategy forward over the same rebalance dates and holding days.
 
@@ -317,7 +358,9 @@ def walk_forward(
     lookback, gap, rebalance_every
         Days seen per decision, decision latency, days between rebalances (see module doc).
     cost
-        A :class:`ProportionalCost` or one rate (fraction of traded value).
+        A :class:`ProportionalCost` or one rate (fraction of traded value), or any cost model of
+        :mod:`gradfolio.costs` (``SpreadImpactCost``, ``BorrowCost``, ``FixedFee``,
+        ``CompositeCost`` of several).
     start, end
         Backtest dates (see :func:`decision_windows`).
     kind
@@ -339,6 +382,17 @@ def walk_forward(
         target weights (cash before the first rebalance) at the windows without a solution,
         with a warning. The windows without a solution are read from the error's ``rows``
         (batch indices) when the strategy sets it, else found by calling it window by window.
+    schedule
+        A :class:`~gradfolio.backtest.schedules.CalendarSchedule` (the strategies are evaluated
+        only at its trading dates) or :class:`~gradfolio.backtest.schedules.ThresholdSchedule`;
+        default: trade to the target at every candidate date.
+    volume
+        Daily traded value per asset in currency, ``(T, N)`` with the index and columns of
+        ``returns``; needed by square-root impact (its ``adv`` is the mean over each decision's
+        lookback rows, its ``volatility`` the standard deviation of the returns there).
+    initial_wealth
+        Starting wealth in currency, needed by costs in currency (``FixedFee``, impact); the
+        wealth is then tracked net of every cost through the backtest.
 
     Returns
     -------
@@ -348,7 +402,13 @@ def walk_forward(
         raise ConfigError("strategies: give at least one strategy to backtest.")
     if infeasible not in ("raise", "keep"):
         raise ConfigError(f"infeasible={infeasible!r}: use 'raise' or 'keep'.")
-    cost_model = cost if isinstance(cost, ProportionalCost) else ProportionalCost(cost)
+    cost_model = cost if callable(cost) else ProportionalCost(cost)
+    on_path = schedule is not None or not isinstance(cost_model, ProportionalCost)
+    needs = set(getattr(cost_model, "needs", ()))
+    if "wealth" in needs and initial_wealth is None:
+        raise ConfigError(f"initial_wealth: {cost_model!r} charges in currency; give the starting wealth (e.g. 1e6).")
+    if initial_wealth is not None and not initial_wealth > 0:
+        raise ConfigError(f"initial_wealth={initial_wealth!r}: use a positive amount of currency.")
     hooks = dict(fit_hooks or {})
     unknown = sorted(set(hooks) - set(strategies))
     if unknown:
@@ -358,6 +418,7 @@ def walk_forward(
     P, k = len(windows), rebalance_every
     X = windows.X.to(device=dev, dtype=dtype)
     blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
+    mask = np.ones(P, dtype=bool) if schedule is None else np.asarray(schedule.mask(windows.dates), dtype=bool)
     targets = []
     for name, strategy in strategies.items():
         parts: list[Tensor] = []
@@ -367,11 +428,30 @@ def walk_forward(
             previous = None
             if infeasible == "keep":
                 previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=dtype)
-            parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b], previous))
+            if mask[a:b].all():
+                parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b], previous))
+            else:  # a calendar schedule: evaluate only at its trading dates
+                block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=dtype)
+                idx = np.flatnonzero(mask[a:b])
+                if len(idx):
+                    block[idx] = _allocate(name, strategy, X[a + idx], windows.dates[a + idx], previous)
+                    block[idx[-1] :] = block[idx[-1]]  # carried as "previous" target
+                elif previous is not None:
+                    block[:] = previous
+                parts.append(block)
             if progress is not None:
                 progress(name, b, P)
         targets.append(torch.cat(parts).to(torch.float64))
-    sim = simulate(torch.stack(targets), windows.y[:, 0].to(device=dev, dtype=torch.float64), cost_model)
+    holding = windows.y[:, 0].to(device=dev, dtype=torch.float64)
+    if on_path:
+        context = _market_context(needs, windows, returns, volume, kind, dev)
+        sim = simulate_path(
+            torch.stack(targets), holding, as_composite(cost_model), trade=torch.as_tensor(mask),
+            schedule=schedule, context=context, initial_wealth=initial_wealth,
+        )
+        targets = list(sim["after"])
+    else:
+        sim = simulate(torch.stack(targets), holding, cost_model)
     days = returns.index[first + gap + 1 : first + gap + 1 + P * k]
     names = list(strategies)
 
@@ -381,9 +461,10 @@ def walk_forward(
     def per_rebalance(values: Tensor) -> pd.DataFrame:
         return pd.DataFrame(values.T.cpu().numpy(), index=windows.dates, columns=names).rename_axis("date")
 
-    cost_days = torch.zeros_like(sim["net"]).reshape(len(names), P, k)
-    cost_days[..., 0] = sim["cost"]
-    sim["cost_daily"] = cost_days.reshape(len(names), -1)
+    if not on_path:
+        cost_days = torch.zeros_like(sim["net"]).reshape(len(names), P, k)
+        cost_days[..., 0] = sim["cost"]
+        sim["cost_daily"] = cost_days.reshape(len(names), -1)
 
     def frames(values: Tensor) -> dict[str, pd.DataFrame]:
         assets = list(windows.assets)

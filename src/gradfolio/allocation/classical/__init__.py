@@ -6,6 +6,7 @@ validated by its typed signature. See ``docs/classical.md``.
 """
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.black_litterman import BlackLitterman
 from gradfolio.allocation.classical.covariance import (
     COVARIANCES,
     exponential_covariance,
@@ -22,6 +23,7 @@ from gradfolio.allocation.classical.downside import (
 )
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
+from gradfolio.allocation.classical.mean import resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.registry import PORTFOLIOS
@@ -45,6 +47,9 @@ __all__ = [
     "HierarchicalRiskParity",
     "MinimumVariance",
     "MaximumSharpe",
+    "BlackLitterman",
+    "sample_mean",
+    "resolve_mean",
     "MinimumCVaR",
     "MinimumDrawdown",
     "MaximumCalmar",

@@ -26,7 +26,7 @@ ReturnsKind = Literal["simple", "log"]
 RETURN_KINDS: tuple[str, ...] = get_args(ReturnsKind)
 
 
-def positive_excess(R: Tensor, risk_free: float, who: str) -> Tensor:
+def positive_excess(R: Tensor, risk_free: float, who: str, mean: Tensor | None = None) -> Tensor:
     """Mean excess returns over ``risk_free``, checked for a maximum-ratio portfolio.
 
     Parameters
@@ -37,10 +37,12 @@ def positive_excess(R: Tensor, risk_free: float, who: str) -> Tensor:
         Risk-free return per period.
     who
         Name of the portfolio, for the message.
+    mean
+        Expected returns ``(B, N)`` (default: the window mean of ``R``).
 
     Returns
     -------
-    Tensor of shape ``(B, N)``: ``mean_t R[b, t, i] - risk_free``.
+    Tensor of shape ``(B, N)``: ``mean_t R[b, t, i] - risk_free`` (or ``mean - risk_free``).
 
     Raises
     ------
@@ -49,7 +51,7 @@ def positive_excess(R: Tensor, risk_free: float, who: str) -> Tensor:
         exists there). The windows are named, and their batch indices are the error's ``rows``
         attribute, so that a backtest can allocate the other windows in one call.
     """
-    excess = R.mean(dim=-2) - risk_free
+    excess = (R.mean(dim=-2) if mean is None else mean) - risk_free
     dead = (excess <= 0).all(dim=-1)
     if bool(dead.any()):
         rows = [int(b) for b in dead.nonzero().flatten()]

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio, positive_excess
 from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
+from gradfolio.allocation.classical.mean import MeanEstimator, resolve_mean
 from gradfolio.allocation.classical.simple import volatilities
 from gradfolio.solvers import QPSettings, solve_qp
 
@@ -113,6 +114,12 @@ class MaximumSharpe(ClassicalPortfolio):
         ``"sample"`` (default), ``"ledoit_wolf"``, ``"exponential"`` or a callable.
     risk_free
         Risk-free return per period (same units as the returns).
+    mean, mean_params
+        Expected-return estimator: ``"sample"`` (default, the window mean),
+        ``"black_litterman"`` (with ``mean_params`` the keywords of
+        :class:`~gradfolio.allocation.classical.BlackLitterman`) or any callable
+        ``R (B, L, N) -> mu (B, N)`` (e.g. a ``BlackLitterman`` object); see
+        :mod:`gradfolio.allocation.classical.mean`.
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -120,15 +127,21 @@ class MaximumSharpe(ClassicalPortfolio):
     name = "max_sharpe"
 
     def __init__(
-        self, covariance: str | CovarianceEstimator = "sample", risk_free: float = 0.0, **kwargs
+        self,
+        covariance: str | CovarianceEstimator = "sample",
+        risk_free: float = 0.0,
+        mean: str | MeanEstimator = "sample",
+        mean_params: dict | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.covariance = resolve_covariance(covariance)
         self.risk_free = float(risk_free)
+        self.mean = resolve_mean(mean, mean_params)
 
     def allocate(self, R: Tensor) -> Tensor:
         who = type(self).__name__
-        excess = positive_excess(R, self.risk_free, who)
+        excess = positive_excess(R, self.risk_free, who, self.mean(R))
         best = excess.max(dim=-1).values
         Q = _scaled_covariance(self.covariance(R), who)
         y = solve_long_only_qp(Q, excess / best[:, None])
