@@ -151,7 +151,9 @@ def test_no_cycle_even_through_imports_inside_functions() -> None:
 
 def test_cli_modules_register_in_one_direction() -> None:
     commands = {m for m in MODULES if m.startswith("gradfolio.cli.") and m not in ("gradfolio.cli.app", "gradfolio.cli.main")}
-    assert commands == {"gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent"}
+    assert commands == {
+        "gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent", "gradfolio.cli.predict"
+    }
     assert not {m for m in GRAPH["gradfolio.cli.app"][1] if m.startswith("gradfolio.cli")}
     for module in commands:
         cli_imports = {m for m in GRAPH[module][1] if layer(m) == "cli"}

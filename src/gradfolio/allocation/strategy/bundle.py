@@ -156,7 +156,8 @@ def json_params(params: Mapping[str, Any], owner: str) -> dict[str, Any]:
         return json.loads(json.dumps(dict(params), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{owner}: parameters {dict(params)!r} cannot be saved in a strategy bundle ({exc}); use numbers, "
+            f"{owner}: parameters {' '.join(repr(dict(params)).split())[:200]} cannot be saved in a strategy bundle "
+            f"({exc}); use numbers, "
             "strings, booleans, lists and mappings only (a registry name instead of an object)."
         ) from None
 

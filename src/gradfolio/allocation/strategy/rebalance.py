@@ -182,7 +182,8 @@ def rebalance_plan(
     table = pd.DataFrame({"current": now.to_numpy(np.float64), "target": target.to_numpy(np.float64)}, index=target.index)
     table["trade"] = table["target"] - table["current"]
     model = cost if cost is not None else ProportionalCost(0.0)
-    fraction = float(model(torch.as_tensor(table["current"].to_numpy()), torch.as_tensor(table["target"].to_numpy())))
+    before, after = (torch.tensor(table[c].to_numpy(np.float64, copy=True)) for c in ("current", "target"))
+    fraction = float(model(before, after))
     if capital is not None:
         for col in ("current", "target", "trade"):
             table[f"{col}_value"] = table[col] * capital

@@ -193,7 +193,7 @@ class SavedStrategy:
             r, c = (int(v) for v in np.argwhere(bad)[0])
             kind = "a finite positive price" if prices else "a finite simple return above -1"
             raise DataError(
-                f"{source}: column '{table.columns[c]}', {table.index[r].date()}: {values[r, c]!r} is not {kind}; "
+                f"{source}: column '{table.columns[c]}', {table.index[r].date()}: {float(values[r, c])!r} is not {kind}; "
                 "fill or fix the value (gradfolio.data.load_prices forward-fills short gaps)."
             )
         return to_returns(table, "simple") if prices else table
