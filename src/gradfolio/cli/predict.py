@@ -55,10 +55,12 @@ def predict(
         current, wealth = held.weights, held.capital
     plan = rebalance_plan(target, current, cost, wealth)
 
-    view = Table(
-        title=f"{saved.label}: target weights decided on {decision.date()} (trade {saved.gap} day(s) later)",
-        box=box.SIMPLE, pad_edge=False,
+    console.print(
+        f"{escape(saved.label)}: target weights decided on {decision.date()} (trade {saved.gap} day(s) later), "
+        f"from {escape(str(run))}",
+        highlight=False, soft_wrap=True,
     )
+    view = Table(box=box.SIMPLE, pad_edge=False)
     columns = ["current", "target", "trade"] + (["trade_value"] if wealth is not None else [])
     view.add_column("ticker", no_wrap=True)
     for col in columns:
