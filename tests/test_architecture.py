@@ -154,7 +154,9 @@ def test_cli_modules_register_in_one_direction() -> None:
     # other cli module; a command module imports app (and maybe progress), never another command module
     shared = ("gradfolio.cli.app", "gradfolio.cli.progress")
     commands = {m for m in MODULES if m.startswith("gradfolio.cli.") and m not in (*shared, "gradfolio.cli.main")}
-    assert commands == {"gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent"}
+    assert commands == {
+        "gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent", "gradfolio.cli.predict"
+    }
     for helper in shared:
         assert not {m for m in GRAPH[helper][1] if m.startswith("gradfolio.cli")}, helper
     for module in commands:

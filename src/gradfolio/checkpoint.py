@@ -66,7 +66,8 @@ def load_state(
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        # "Unsupported global: GLOBAL m.f", or "unsupported GLOBAL m.f whose module m is blocked" (os, posix...)
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(exc))
         if found is None:  # not a pickle at all (text, a truncated file)
             raise ConfigError(
                 f"{owner}: cannot read {p} (not a torch checkpoint); the file is truncated or not a gradfolio "

@@ -433,3 +433,33 @@ def test_cuda_matches_cpu() -> None:
             runs["cuda"].weights[name].to_numpy(), runs["cpu"].weights[name].to_numpy(), rtol=0, atol=1e-6
         )
     np.testing.assert_allclose(runs["cuda"].returns.to_numpy(), runs["cpu"].returns.to_numpy(), rtol=0, atol=1e-8)
+
+
+def test_per_strategy_dtypes() -> None:
+    # a float32 network next to classical portfolios evaluated in float64 (the backtest's default)
+    returns = market(T=120, N=4, seed=3)
+    seen: dict[str, torch.dtype] = {}
+
+    def spy(name: str, strategy):
+        def call(X: torch.Tensor) -> torch.Tensor:
+            seen[name] = X.dtype
+            return strategy(X)
+
+        return call
+
+    strategies = {"mv": MinimumVariance(), "net": TinyNet(20, 4)}
+    res = walk_forward(
+        {n: spy(n, s) for n, s in strategies.items()}, returns, 20, rebalance_every=5,
+        dtypes={"mv": torch.float64},
+    )
+    assert seen == {"mv": torch.float64, "net": torch.float32}
+    alone64 = walk_forward({"mv": MinimumVariance()}, returns, 20, rebalance_every=5, dtype=torch.float64)
+    alone32 = walk_forward({"net": TinyNet(20, 4)}, returns, 20, rebalance_every=5)
+    pd.testing.assert_frame_equal(res.weights["mv"], alone64.weights["mv"], check_exact=True)
+    pd.testing.assert_frame_equal(res.weights["net"], alone32.weights["net"], check_exact=True)
+    # in float64 the budget holds to machine precision
+    np.testing.assert_allclose(res.weights["mv"].sum(axis=1).to_numpy(), 1.0, rtol=0, atol=1e-14)
+    with pytest.raises(ConfigError, match=r"dtypes: \['nope'\] are not strategies"):
+        walk_forward({"mv": MinimumVariance()}, returns, 20, dtypes={"nope": torch.float64})
+    with pytest.raises(ConfigError, match=r"dtypes\['mv'\]=torch.int64: use a floating torch dtype"):
+        walk_forward({"mv": MinimumVariance()}, returns, 20, dtypes={"mv": torch.int64})

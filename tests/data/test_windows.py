@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradfolio import ConfigError, DataError
-from gradfolio.data import load_prices, make_loader, make_windows, time_split, to_returns
+from gradfolio.data import Windows, load_prices, make_loader, make_windows, time_split, to_returns
 
 
 def toy_returns(T: int = 60, N: int = 3) -> pd.DataFrame:
@@ -56,11 +56,34 @@ def test_window_errors() -> None:
     with pytest.raises(DataError, match=r"^data/prices.csv: 20 rows of returns"):
         make_windows(rets, 18, 1, 2, source="data/prices.csv")
     assert len(make_windows(rets, 18, 0, 2)) == 1  # exactly lookback + gap + horizon rows make one window
-    for kwargs in ({"lookback": 0}, {"lookback": 5, "gap": -1}, {"lookback": 5, "horizon": 0}, {"lookback": 5, "step": 0},
+    for kwargs in ({"lookback": 0}, {"lookback": 5, "gap": -1}, {"lookback": 5, "horizon": -1}, {"lookback": 5, "step": 0},
                    {"lookback": 5.0}, {"lookback": True}, {"lookback": 5, "step": True}, {"lookback": 5, "gap": False}):
         name, value = list(kwargs.items())[-1]
         with pytest.raises(ConfigError, match=rf"^{name}={value!r} must be an integer >= [01]"):
             make_windows(rets, **kwargs)  # type: ignore[arg-type]
+
+
+def test_horizon_zero_makes_prediction_windows() -> None:
+    # horizon 0 (issue: "make_windows refuses horizon=0"): no target, the last window ends on the
+    # last row, i.e. the window a strategy sees for its next rebalance
+    rets = toy_returns(T=31)
+    w = make_windows(rets, 7, horizon=0, step=2, kind="log", dtype=torch.float64)
+    n = (31 - 7) // 2 + 1
+    assert w.X.shape == (n, 1, 7, 3) and w.y.shape == (n, 1, 0, 3) and w.horizon == 0
+    np.testing.assert_array_equal(w.X[-1, 0].numpy(), np.log1p(rets.to_numpy()[-7:]))
+    assert w.dates[-1] == rets.index[-1] and list(w.dates) == list(rets.index[6::2])
+    last = make_windows(rets.iloc[-7:], 7, horizon=0)
+    assert len(last) == 1 and last.X.dtype == torch.float32 and last.dates[0] == rets.index[-1]
+    # a gap still leaves its rows after the last window (the decision's latency)
+    assert make_windows(rets, 7, gap=3, horizon=0).dates[-1] == rets.index[-4]
+    with pytest.raises(DataError, match=r"lookback \+ gap \+ horizon = 7 \+ 0 \+ 0 = 7"):
+        make_windows(rets.iloc[:6], 7, horizon=0)
+
+
+def test_windows_attributes_are_documented() -> None:
+    doc = Windows.__doc__ or ""
+    for field in ("X", "y", "dates", "assets", "lookback, gap, horizon, step", "kind"):
+        assert f"\n    {field}\n" in doc, field
 
 
 @settings(max_examples=40, deadline=None)

@@ -339,6 +339,7 @@ def walk_forward(
     fit_hooks: Mapping[str, FitHook] | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    dtypes: Mapping[str, torch.dtype] | None = None,
     periods_per_year: float = TRADING_DAYS,
     progress: Progress | None = None,
     infeasible: Literal["raise", "keep"] = "raise",
@@ -371,6 +372,10 @@ def walk_forward(
     device, dtype
         Where and in which floating type the strategies are evaluated; the simulation itself
         runs in float64 on the same device.
+    dtypes
+        Per strategy name, a floating type that replaces ``dtype`` for that strategy (e.g.
+        float64 for the classical portfolios next to a float32 network). The windows are built
+        in float64 and cast once per dtype.
     periods_per_year
         Annualization of the metrics.
     progress
@@ -413,25 +418,36 @@ def walk_forward(
     unknown = sorted(set(hooks) - set(strategies))
     if unknown:
         raise ConfigError(f"fit_hooks: {unknown} are not strategies; use names from {sorted(strategies)}.")
+    per_strategy = dict(dtypes or {})
+    unknown = sorted(set(per_strategy) - set(strategies))
+    if unknown:
+        raise ConfigError(f"dtypes: {unknown} are not strategies; use names from {sorted(strategies)}.")
+    for name, value in [("dtype", dtype), *((f"dtypes[{n!r}]", d) for n, d in per_strategy.items())]:
+        if not isinstance(value, torch.dtype) or not value.is_floating_point:
+            raise ConfigError(f"{name}={value!r}: use a floating torch dtype (torch.float32 or torch.float64).")
     dev = resolve_device(device)
     windows, first = decision_windows(returns, lookback, gap, rebalance_every, start, end, kind)
     P, k = len(windows), rebalance_every
-    X = windows.X.to(device=dev, dtype=dtype)
+    inputs: dict[torch.dtype, Tensor] = {}
     blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
     mask = np.ones(P, dtype=bool) if schedule is None else np.asarray(schedule.mask(windows.dates), dtype=bool)
     targets = []
     for name, strategy in strategies.items():
+        kind_of = per_strategy.get(name, dtype)
+        if kind_of not in inputs:
+            inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
+        X = inputs[kind_of]
         parts: list[Tensor] = []
         for a, b, refit in blocks:
             if refit and name in hooks and retrain is not None:
                 hooks[name](retrain.train_rows(returns, first + a * k))
             previous = None
             if infeasible == "keep":
-                previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=dtype)
+                previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=kind_of)
             if mask[a:b].all():
                 parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b], previous))
             else:  # a calendar schedule: evaluate only at its trading dates
-                block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=dtype)
+                block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=kind_of)
                 idx = np.flatnonzero(mask[a:b])
                 if len(idx):
                     block[idx] = _allocate(name, strategy, X[a + idx], windows.dates[a + idx], previous)

@@ -52,23 +52,33 @@ def to_returns(prices: pd.DataFrame, kind: ReturnKind = "simple") -> pd.DataFram
 
 @dataclass(frozen=True)
 class Windows:
-    """Rolling windows of one return table.
+    """Rolling windows of one return table (built by :func:`make_windows`).
+
+    Window ``i`` is the decision made at ``dates[i]``: ``X[i]`` is what it sees, ``y[i]`` what
+    judges it. All fields are public and read-only (a frozen dataclass); :meth:`subset` and
+    :meth:`to` return new objects.
 
     Attributes
     ----------
     X
-        Inputs, shape ``(n, 1, lookback, N)``, returns of kind ``kind``.
+        Inputs, shape ``(n, 1, lookback, N)`` (``n`` windows, one channel, ``lookback`` days,
+        ``N`` assets): returns of kind ``kind``, in the dtype asked of :func:`make_windows`.
     y
         Targets, shape ``(n, 1, horizon, N)``: the rows of the returns given to
-        :func:`make_windows`, never transformed (simple returns, whatever ``kind`` is).
+        :func:`make_windows`, never transformed (simple returns, whatever ``kind`` is). With
+        ``horizon = 0`` (prediction windows, no future yet) ``y`` is empty: ``(n, 1, 0, N)``.
     dates
-        Decision dates (last day of each lookback), length ``n``.
+        Decision dates, a ``pd.DatetimeIndex`` of length ``n``: ``dates[i]`` is the last day of
+        the lookback of window ``i`` (the last row ``X[i]`` sees); its target starts ``gap + 1``
+        rows later. In time order, strictly increasing.
     assets
-        Asset names, length ``N``.
+        Asset names (the columns of the returns, as strings), length ``N``, in the order of the
+        last axis of ``X`` and ``y``.
     lookback, gap, horizon, step
-        The window geometry (days).
+        The window geometry in rows (days): days seen, days skipped between the decision and the
+        target, days judged, days between consecutive decision dates.
     kind
-        Return kind of ``X``.
+        Return kind of ``X``: ``"simple"`` or ``"log"``.
     """
 
     X: torch.Tensor
@@ -116,7 +126,11 @@ def make_windows(
     returns
         Simple returns, shape ``(T, N)``, indexed by date (``to_returns(prices, "simple")``).
     lookback, gap, horizon
-        Days seen, skipped and judged (integers, ``lookback >= 1``, ``gap >= 0``, ``horizon >= 1``).
+        Days seen, skipped and judged (integers, ``lookback >= 1``, ``gap >= 0``, ``horizon >= 0``).
+        ``horizon = 0`` makes *prediction* windows, which have no target (``y`` of shape
+        ``(n, 1, 0, N)``): with ``gap = 0`` the last window ends on the last row, i.e. it is the
+        window a strategy sees to decide its next rebalance (see
+        :meth:`gradfolio.allocation.strategy.SavedStrategy.predict`).
     step
         Days between consecutive decision dates (integer ``>= 1``).
     kind
@@ -130,7 +144,9 @@ def make_windows(
     Returns
     -------
     Windows
-        ``n = floor((T - lookback - gap - horizon) / step) + 1`` windows.
+        ``n = floor((T - lookback - gap - horizon) / step) + 1`` windows; ``X`` of shape
+        ``(n, 1, lookback, N)``, ``y`` of shape ``(n, 1, horizon, N)``, both in ``dtype`` (the
+        values are computed in float64, ``log1p`` included, then cast).
 
     Raises
     ------
@@ -140,7 +156,7 @@ def make_windows(
         Fewer than ``lookback + gap + horizon`` rows of returns.
     """
     _check_kind(kind)
-    for name, value, low in (("lookback", lookback, 1), ("gap", gap, 0), ("horizon", horizon, 1), ("step", step, 1)):
+    for name, value, low in (("lookback", lookback, 1), ("gap", gap, 0), ("horizon", horizon, 0), ("step", step, 1)):
         check_int(name, value, low)
     span = lookback + gap + horizon
     T = len(returns)

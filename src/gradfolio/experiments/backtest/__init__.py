@@ -24,12 +24,15 @@ if TYPE_CHECKING:
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
         NetworkRun,
+        benchmark_params,
         build_benchmarks,
         build_network,
         load_returns,
+        network_params,
         refit_windows,
         retrain_schedule,
         run_backtest,
+        save_strategies,
         split_windows,
         train_network,
     )
@@ -48,6 +51,9 @@ _EXPORTS: dict[str, str] = {
     "write_pngs": "report",
     "write_report": "report",
     "NetworkRun": "run",
+    "benchmark_params": "run",
+    "network_params": "run",
+    "save_strategies": "run",
     "build_benchmarks": "run",
     "build_network": "run",
     "load_returns": "run",
@@ -75,6 +81,6 @@ __all__ = [
     "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
-    "build_benchmarks", "load_returns", "split_windows", "run_backtest",
+    "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",
     "metrics_html", "report_html", "write_pngs", "write_report",
 ]

@@ -114,7 +114,12 @@ class BacktestConfig(_Section):
     )
     seed: int = 0
     device: str = "cpu"
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="Floating type of the network: training, walk-forward and its saved bundle."
+    )
+    benchmark_dtype: Literal["float32", "float64"] = Field(
+        "float64", description="Floating type the classical benchmarks are evaluated (and saved) in."
+    )
     out: str = "runs/backtest"
     tracking: bool = Field(True, description="Log the run to MLflow (gradfolio.tracking).")
     tracking_uri: str | None = None

@@ -12,6 +12,9 @@ folder holds::
     weights.parquet    weights before/after each rebalance (long format)
     turnover.parquet   turnover per rebalance and strategy
     report.html        interactive report (self-contained) and PNG figures
+    strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
+                       weights.pt): the network after the walk-forward and every benchmark, for
+                       gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt); a rerun into the same folder with the same
                        config resumes every training from them instead of training again
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +40,7 @@ import torch
 
 from gradfolio.allocation import Loss, Trainer, make_loss, make_network
 from gradfolio.allocation.classical import PORTFOLIOS
+from gradfolio.allocation.strategy import STRATEGIES_DIR, json_params, returns_fingerprint, save_strategy
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
@@ -46,18 +51,78 @@ from gradfolio.seeding import resolve_device
 from gradfolio.progress import Progress, prefixed
 from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
 
-def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
-    """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one), built
-    through :data:`gradfolio.allocation.classical.PORTFOLIOS` with ``benchmark_params`` (the
-    data's return kind and the run's seed are given to those that take them)."""
+def benchmark_params(config: BacktestConfig) -> dict[str, dict[str, Any]]:
+    """Keyword arguments of each classical portfolio named in ``config.benchmarks`` (``["all"]``: every one).
+
+    ``returns_kind`` is the data's kind and ``seed`` (for portfolios that take one) the run's seed,
+    unless ``benchmark_params`` sets them; these are the parameters saved in each benchmark's bundle.
+    Names and parameters are checked against :data:`gradfolio.allocation.classical.PORTFOLIOS`.
+    """
     config.check_references()
     names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
-    context = {"returns_kind": config.data.kind, "seed": config.seed}
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        params: dict[str, Any] = {"returns_kind": config.data.kind, **config.benchmark_params.get(name, {})}
+        if "seed" in PORTFOLIOS.params_model(name).model_fields:
+            params.setdefault("seed", config.seed)
+        out[name] = json_params(params, f"benchmark_params.{name}")
+    return out
+
+
+def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
+    """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one), built through
+    :data:`~gradfolio.allocation.classical.PORTFOLIOS` with :func:`benchmark_params`."""
     return {
-        name: PORTFOLIOS.build(name, where=f"benchmark_params.{name}", context=context,
-                               **config.benchmark_params.get(name, {}))
-        for name in names
+        name: PORTFOLIOS.build(name, where=f"benchmark_params.{name}", **params)
+        for name, params in benchmark_params(config).items()
     }
+
+
+def network_params(config: BacktestConfig) -> dict[str, Any]:
+    """The network's keyword parameters as saved in its bundle (``network.params`` without ``seed``)."""
+    params = {k: v for k, v in config.network.params.items() if k != "seed"}
+    return json_params(params, "network.params")
+
+
+def save_strategies(
+    folder: Path,
+    config: BacktestConfig,
+    strategies: Mapping[str, torch.nn.Module],
+    network_label: str | None,
+    returns: pd.DataFrame,
+) -> Path:
+    """Write one bundle per strategy into ``folder/strategies/<label>/`` (replacing the previous set at once).
+
+    The network's bundle holds its weights after the walk-forward (the last refit's with
+    ``retrain_every``), in ``config.dtype``; each benchmark's its parameters, in
+    ``config.benchmark_dtype``. Every bundle carries the fingerprint of ``returns``.
+    """
+    fingerprint = returns_fingerprint(returns)
+    params = benchmark_params(config)
+    target = folder / STRATEGIES_DIR
+    tmp = Path(tempfile.mkdtemp(prefix=".strategies.", suffix=".tmp", dir=folder))
+    d, b = config.data, config.backtest
+    try:
+        for label, model in strategies.items():
+            is_network = label == network_label
+            save_strategy(
+                tmp / label, model,
+                kind="network" if is_network else "classical",
+                name=config.network.name if is_network else label,
+                label=label,
+                params=network_params(config) if is_network else params[label],
+                assets=[str(c) for c in returns.columns],
+                returns_kind=d.kind, lookback=d.lookback, gap=d.gap,
+                dtype=config.dtype if is_network else config.benchmark_dtype,
+                data_fingerprint=fingerprint,
+                rebalance_every=b.rebalance_every, cost_bps=b.cost_bps,
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def load_returns(config: BacktestConfig) -> pd.DataFrame:
@@ -287,6 +352,8 @@ def run_backtest(
     train, val, test = split_windows(config, returns)
     benchmarks = build_benchmarks(config)
     network = build_network(config, train.X.shape[-1]) if config.network.enabled else None
+    if network is not None:
+        network_params(config)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
     resume = _resumable(folder, config)
     if not resume:  # checkpoints of another config must not be resumed
@@ -303,6 +370,7 @@ def run_backtest(
         strategies: dict[str, Strategy] = {}
         hooks = {}
         notes = ""
+        label = None
         if network is not None:
             run = train_network(
                 config, *network, train, val, folder / "checkpoints", tracker, progress, resume=resume
@@ -326,10 +394,12 @@ def run_backtest(
             fit_hooks=hooks if schedule is not None else None,
             device=config.device,
             dtype=dtype,
+            dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
             progress=prefixed(progress, "backtest ") if progress else None,
             infeasible="keep",
         )
         result.save(folder)
+        save_strategies(folder, config, strategies, label, returns)  # type: ignore[arg-type]
         write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
         for name, row in result.metrics().iterrows():
             tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
@@ -343,7 +413,10 @@ __all__ = [
     "train_network",
     "refit_windows",
     "retrain_schedule",
+    "benchmark_params",
     "build_benchmarks",
+    "network_params",
+    "save_strategies",
     "load_returns",
     "split_windows",
     "run_backtest",
