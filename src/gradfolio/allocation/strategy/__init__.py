@@ -11,7 +11,6 @@ from gradfolio.allocation.strategy.bundle import (
     FORMAT_VERSION,
     DataFingerprint,
     StrategySpec,
-    classical_portfolios,
     json_params,
     read_spec,
     returns_fingerprint,
@@ -21,7 +20,7 @@ from gradfolio.allocation.strategy.rebalance import Holdings, RebalancePlan, rea
 from gradfolio.allocation.strategy.saved import STRATEGIES_DIR, SavedStrategy, load_strategy, strategy_names
 
 __all__ = [
-    "FORMAT_VERSION", "DataFingerprint", "StrategySpec", "classical_portfolios", "json_params", "read_spec",
+    "FORMAT_VERSION", "DataFingerprint", "StrategySpec", "json_params", "read_spec",
     "returns_fingerprint", "save_strategy",
     "Holdings", "RebalancePlan", "read_holdings", "rebalance_plan",
     "STRATEGIES_DIR", "SavedStrategy", "load_strategy", "strategy_names",

@@ -25,7 +25,6 @@ and last date.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -42,7 +41,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from gradfolio import __version__
-from gradfolio.allocation import classical
 from gradfolio.checkpoint import load_state, save_state
 from gradfolio.errors import ConfigError
 from gradfolio.io import _umask, atomic_write_text
@@ -52,16 +50,6 @@ FORMAT_VERSION = 1
 SPEC_FILE = "strategy.json"
 WEIGHTS_FILE = "weights.pt"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def classical_portfolios() -> dict[str, type[classical.ClassicalPortfolio]]:
-    """Every concrete classical portfolio of :mod:`gradfolio.allocation.classical`, by its ``name``."""
-    out = {}
-    for attr in classical.__all__:
-        obj = getattr(classical, attr)
-        if inspect.isclass(obj) and issubclass(obj, classical.ClassicalPortfolio) and not inspect.isabstract(obj):
-            out[obj.name] = obj
-    return out
 
 
 class _Strict(BaseModel):
@@ -375,7 +363,6 @@ __all__ = [
     "DTYPES",
     "DataFingerprint",
     "StrategySpec",
-    "classical_portfolios",
     "returns_fingerprint",
     "json_params",
     "save_strategy",

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gradfolio.allocation.classical import PORTFOLIOS
 from gradfolio.allocation.networks import make_network
 from gradfolio.allocation.strategy.bundle import (
     DTYPES,
     SPEC_FILE,
     StrategySpec,
-    classical_portfolios,
     read_spec,
     read_state,
 )
@@ -38,12 +38,11 @@ def _build(spec: StrategySpec, where: Path) -> torch.nn.Module:
     try:
         if spec.kind == "network":
             return make_network(
-                spec.name, n_assets=len(spec.assets), lookback=spec.lookback, n_channels=spec.n_channels, **spec.params
+                spec.name, n_assets=len(spec.assets), lookback=spec.lookback, n_channels=spec.n_channels,
+                where="params", **spec.params,
             )
-        registry = classical_portfolios()
-        if spec.name not in registry:
-            raise ConfigError(f"classical portfolio name={spec.name!r} is unknown; use one of {sorted(registry)}.")
-        return registry[spec.name](**spec.params)
+        PORTFOLIOS.entry(spec.name, where="name")
+        return PORTFOLIOS.build(spec.name, where="params", **spec.params)
     except ConfigError as exc:
         raise ConfigError(f"{where / SPEC_FILE}: {exc} The file was edited or written by another version.") from None
     except (TypeError, ValueError) as exc:
