@@ -77,3 +77,19 @@ def test_vega_fraction_map_reaches_vega_neutral_and_clips_the_rest():
     n_gamma, n_vega = env.neutral_contracts(state)
     action = GreekHedge(env, "delta_gamma")(state)
     torch.testing.assert_close(action, (n_gamma / n_vega).clamp(0.0, 1.0))
+
+
+def test_hedging_strategies_are_built_by_name_through_the_registry() -> None:
+    from gradfolio.errors import ConfigError
+    from gradfolio.hedging import HEDGES, HedgingEnv
+    from gradfolio.hedging.config import EnvConfig
+
+    env = HedgingEnv(EnvConfig(), 3, seed=0)
+    assert HEDGES.names() == ["delta", "delta_gamma", "delta_vega"]
+    policies = baseline_policies(env, ["delta_vega", "delta"])
+    assert list(policies) == ["delta_vega", "delta"]
+    assert [p.target for p in policies.values()] == ["delta_vega", "delta"] and policies["delta"].env is env
+    with pytest.raises(ConfigError, match=r"^evaluation.strategies\[1\]: unknown hedging strategy 'gamma'; choose one of"):
+        baseline_policies(env, ["delta", "gamma"])
+    with pytest.raises(ConfigError, match=r"^hedging strategy.target: Input should be 'delta', 'delta_gamma' or"):
+        HEDGES.build("delta", context={"env": env}, target="vega")

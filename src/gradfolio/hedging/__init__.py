@@ -18,7 +18,7 @@ and the RL half (:class:`~gradfolio.hedging.rl.agent.AgentConfig`,
 :mod:`gradfolio.experiments.hedging.config`.
 """
 
-from gradfolio.hedging.baselines import BASELINES, GreekHedge, baseline_policies
+from gradfolio.hedging.baselines import BASELINES, HEDGES, GreekHedge, baseline_policies
 from gradfolio.hedging.blackscholes import Greeks, bs_delta, bs_gamma, bs_greeks, bs_price, bs_vega
 from gradfolio.hedging.book import OptionBook, draw_client_orders
 from gradfolio.hedging.config import EnvConfig, MarketConfig
@@ -32,6 +32,6 @@ __all__ = [
     "EnvConfig", "MarketConfig",
     "Episode", "HedgingEnv", "Market", "Policy",
     "SabrPaths", "hagan_implied_vol", "simulate_sabr",
-    "BASELINES", "GreekHedge", "baseline_policies",
+    "BASELINES", "HEDGES", "GreekHedge", "baseline_policies",
     "AgentConfig", "DistributionalAgent", "ReplayBuffer",
 ]

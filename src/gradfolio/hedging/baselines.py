@@ -11,6 +11,10 @@ Each policy maps a state ``(paths, features)`` to the action that trades exactly
 under the environment's action map (:meth:`HedgingEnv.contracts_to_action`). With the default
 ``"gamma_vega"`` map all three are reachable; under ``"gamma"`` or ``"vega_fraction"`` an
 amount outside the action range is clipped to the nearest reachable one.
+
+They are built by name through :data:`HEDGES` (the one registry idiom of gradfolio:
+``HEDGES.build("delta_gamma", context={"env": env})``); a new strategy is added with
+``HEDGES.register("name", factory)`` where ``factory(env, ...)`` returns a policy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from gradfolio.errors import ConfigError
 from gradfolio.hedging.config import BASELINES, BaselineName
 from gradfolio.hedging.env import HedgingEnv, Policy
+from gradfolio.registry import Registry
 
 
 class GreekHedge:
@@ -53,9 +58,19 @@ class GreekHedge:
         return self.env.contracts_to_action(state, self.contracts(state))
 
 
-def baseline_policies(env: HedgingEnv, names: Sequence[BaselineName] = BASELINES) -> dict[str, Policy]:
-    """The named baselines as ``{name: policy}`` for :func:`gradfolio.hedging.evaluation.evaluate_policies`."""
-    return {name: GreekHedge(env, name) for name in names}
+HEDGES: Registry[Policy] = Registry("hedging strategy")
+"""Hedging strategies by name; each factory takes the environment (given as ``context``)."""
+for _name in BASELINES:
+    HEDGES.register(_name, GreekHedge, defaults={"target": _name})
 
 
-__all__ = ["BASELINES", "BaselineName", "GreekHedge", "baseline_policies"]
+def baseline_policies(
+    env: HedgingEnv, names: Sequence[str] = BASELINES, where: str = "evaluation.strategies"
+) -> dict[str, Policy]:
+    """The named strategies of :data:`HEDGES` as ``{name: policy}`` for
+    :func:`gradfolio.hedging.evaluation.evaluate_policies`; an unknown name is a
+    :class:`~gradfolio.errors.ConfigError` naming ``where`` and the choices."""
+    return {name: HEDGES.build(name, where=f"{where}[{i}]", context={"env": env}) for i, name in enumerate(names)}
+
+
+__all__ = ["BASELINES", "BaselineName", "GreekHedge", "HEDGES", "baseline_policies"]
