@@ -51,7 +51,7 @@ def test_torch_dtype_in_a_typed_signature_takes_yaml_names_and_null() -> None:
     assert reg.build("f", dtype=torch.float64) is torch.float64
     with pytest.raises(ConfigError, match=r"^solver.dtype: .*expected a floating-point torch dtype"):
         reg.build("f", dtype=3)
-    with pytest.raises(ConfigError, match=r"^solver.dtype: Value error, dtype='int8' is not a floating-point"):
+    with pytest.raises(ConfigError, match=r"^solver.dtype: dtype='int8' is not a floating-point"):
         reg.build("f", dtype="int8")
 
 

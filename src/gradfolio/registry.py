@@ -66,18 +66,26 @@ def format_errors(exc: ValidationError, where: str) -> str:
     where
         Dotted path of the validated mapping (``""`` for the top level).
     """
-    parts = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not _schema_tag(p))
         path = ".".join(p for p in (where, loc) if p) or "<root>"
         got = f" (got {_short(err['input'])})" if err["type"] != "missing" and "input" in err else ""
-        parts.append(f"{path}: {err['msg']}{got}")
-    return "; ".join(parts)
+        message = err["msg"].removeprefix("Value error, ")
+        messages = grouped.setdefault((path, got), [])
+        if message not in messages:  # the alternatives of a union: one clause, "a or b"
+            messages.append(message)
+    return "; ".join(f"{path}: {' or '.join(messages)}{got}" for (path, got), messages in grouped.items())
+
+
+#: Location parts pydantic adds for the members of a union (``int | str`` -> ``int``, ``str``).
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "callable", "none", "dict", "list", "tuple", "set",
+                        "frozenset", "date", "datetime", "decimal", "any", "nullable"})
 
 
 def _schema_tag(part: int | str) -> bool:
     """Whether a part of an error location names a pydantic validator or union member, not a key."""
-    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part or part in _TYPE_TAGS)
 
 
 def _short(value: Any, limit: int = 80) -> str:

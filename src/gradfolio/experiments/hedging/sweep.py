@@ -91,6 +91,10 @@ class SweepConfig(BaseModel):
     gpus_per_point: float = Field(0.0, ge=0)
     output_dir: str = "runs/hedge_sweep"
 
+    def check_references(self) -> None:
+        """Validate every grid point's overrides (called by ``load_config`` before any work)."""
+        grid_points(self)
+
 
 def load_sweep_config(path: str | os.PathLike[str] | None) -> SweepConfig:
     """The sweep config in ``path`` (YAML/TOML), or the paper's grid when ``None``."""
