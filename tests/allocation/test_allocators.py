@@ -4,14 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gradfolio.allocation import ALLOCATORS, SoftmaxAllocator, SparsemaxAllocator, make_allocator
-from gradfolio.allocation.allocators import NormalizedTanhAllocator
-from gradfolio.allocation.convex import ConvexAllocator
-from gradfolio.errors import ConfigError, SolverError
+from gradfolio.allocation import (
+    ALLOCATORS,
+    ConvexAllocator,
+    NormalizedTanhAllocator,
+    SoftmaxAllocator,
+    SparsemaxAllocator,
+    make_allocator,
+)
+from gradfolio.errors import ConfigError, InfeasibleError, SolverError
 from gradfolio.solvers import Group, PortfolioConstraints, QPSettings
+
+torch.set_num_threads(1)
+
+
+def _xy(B=4, L=12, H=6, N=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.01 * torch.randn(B, 1, L, N, generator=g, dtype=D), 0.01 * torch.randn(B, 1, H, N, generator=g, dtype=D)
+
+
+def _gradcheck_params(module, f):
+    """Finite-difference check of ``f(module with parameters ps)`` with respect to every parameter."""
+    names = [n for n, _ in module.named_parameters()]
+
+    def call(*ps):
+        return f(lambda x: torch.func.functional_call(module, dict(zip(names, ps)), (x,)))
+
+    return torch.autograd.gradcheck(call, tuple(p.detach().clone().requires_grad_(True) for p in module.parameters()))
+
 
 D = torch.float64
 
@@ -118,3 +144,100 @@ def test_a_mapping_of_settings_builds_qp_settings_that_the_solver_uses() -> None
 def test_compute_dtype_from_a_yaml_name_null_or_a_torch_dtype(given: Any, expected: torch.dtype | None) -> None:
     layer = make_allocator("convex", n_assets=5, settings={"compute_dtype": given})
     assert layer.problem.settings.compute_dtype is expected
+
+
+# -- allocators -----------------------------------------------------------------------------------
+
+DTYPES = st.sampled_from([torch.float32, torch.float64])
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _batches(elements):
+    """``(B, N)`` score matrices with B in 1..4, N in 2..12."""
+    rows = st.integers(2, 12).map(lambda n: st.lists(elements, min_size=n, max_size=n))
+    return rows.flatmap(lambda row: st.lists(row, min_size=1, max_size=4))
+
+
+scores = _batches(st.floats(-5, 5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores, st.floats(0.05, 5), DTYPES)
+def test_softmax_long_only_budget(z, temp, dtype):
+    w = SoftmaxAllocator(temp)(torch.tensor(z, dtype=dtype))
+    assert torch.all(w >= 0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(len(z), dtype=dtype), rtol=0, atol=TOL[dtype])
+
+
+@settings(max_examples=100, deadline=None)
+@given(_batches(st.floats(-5, 5, width=32, allow_subnormal=False) | st.sampled_from([0.0, 1e-30, -1e-8])), DTYPES)
+def test_tanh_gross_exposure_one_also_for_zero_and_tiny_scores(z, dtype):
+    zt = torch.tensor(z, dtype=dtype)
+    w = NormalizedTanhAllocator()(zt)
+    torch.testing.assert_close(w.abs().sum(-1), torch.ones(len(z), dtype=dtype), rtol=0, atol=TOL[dtype])
+    zero_rows = (zt == 0).all(-1)
+    torch.testing.assert_close(w[zero_rows], torch.full_like(w[zero_rows], 1 / zt.shape[-1]))  # 1/N fallback
+    rest = w[~zero_rows]
+    assert torch.all(torch.sign(rest) == torch.sign(zt[~zero_rows]))  # same side, 0 only for a zero score
+
+
+def test_tanh_falls_back_to_equal_weights_on_subnormal_scores_and_has_fd_gradient():
+    w = NormalizedTanhAllocator()(torch.tensor([[1e-40, -1e-41, 0.0]], dtype=torch.float32))  # subnormal float32
+    torch.testing.assert_close(w, torch.full((1, 3), 1 / 3))
+    z = torch.tensor([[0.3, -1.2, 0.05, 2.0], [-0.4, 0.7, 1.1, -0.2]], dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(NormalizedTanhAllocator(), (z,))
+
+
+@settings(max_examples=80, deadline=None)
+@given(scores, st.floats(0.1, 1.0), DTYPES)
+def test_sparsemax_is_the_capped_simplex_projection(z, cap, dtype):
+    n = len(z[0])
+    cap = max(cap, 1.0 / n)
+    tol = 10 * TOL[dtype]
+    W = SparsemaxAllocator(cap)(torch.tensor(z, dtype=dtype)).double().numpy()
+    for w, zb in zip(W, np.asarray(z)):
+        assert abs(w.sum() - 1) < tol and w.min() >= 0 and w.max() <= cap + tol
+        # KKT of the projection: w_i = clip(z_i - tau) with a common tau
+        free = (w > tol) & (w < cap - tol)
+        if free.any():
+            taus = zb[free] - w[free]
+            assert np.ptp(taus) < tol
+            tau = taus[0]
+            assert np.all(zb[w <= tol] <= tau + tol)
+            assert np.all(zb[w >= cap - tol] >= tau + cap - tol)
+
+
+def test_sparsemax_against_cvxpy_and_gradient():
+    cp = pytest.importorskip("cvxpy")
+    z = torch.tensor([[0.3, -0.2, 0.9, 0.45, 0.05]], dtype=D)  # tau = 0.075, w = (.225, 0, .4, .375, 0)
+    cap = 0.4
+    v = cp.Variable(5)
+    cp.Problem(cp.Minimize(cp.sum_squares(v - z[0].numpy())), [cp.sum(v) == 1, v >= 0, v <= cap]).solve(
+        solver=cp.CLARABEL)
+    w = SparsemaxAllocator(cap)(z)
+    np.testing.assert_allclose(w[0].numpy(), v.value, atol=1e-6)
+    np.testing.assert_allclose(w[0].numpy(), [0.225, 0, 0.4, 0.375, 0], atol=1e-12)
+    z.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda s: SparsemaxAllocator(cap)(s), (z,))
+    with pytest.raises(InfeasibleError, match="max_weight"):
+        SparsemaxAllocator(0.1)(z)
+
+
+def test_make_allocator_by_name_with_params_and_errors():
+    z = torch.tensor([[0.3, -0.2, 0.9, 0.45, 0.05]], dtype=D)
+    torch.testing.assert_close(make_allocator("sparsemax", max_weight=0.4)(z), SparsemaxAllocator(0.4)(z))
+    torch.testing.assert_close(make_allocator("softmax", temperature=0.5)(z), torch.softmax(z / 0.5, -1))
+    layer = make_allocator("convex", n_assets=5, constraints={"long_only": True}, alpha=0.3)
+    assert isinstance(layer, ConvexAllocator) and layer.n_assets == 5 and layer.problem.constraints.long_only
+    module = SoftmaxAllocator()
+    assert make_allocator(module) is module
+    with pytest.raises(ConfigError, match="max_weight"):
+        make_allocator("sparsemax", max_weight=2.0)
+    with pytest.raises(ConfigError, match=r"^allocator.cap: Extra inputs are not permitted"):
+        make_allocator("sparsemax", cap=0.3)
+    with pytest.raises(ConfigError, match="n_assets"):
+        make_allocator("convex")
+    with pytest.raises(ConfigError, match="module"):
+        make_allocator(module, temperature=2.0)
+    with pytest.raises(ConfigError, match="unknown"):
+        make_allocator("argmax")

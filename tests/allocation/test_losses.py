@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
-from gradfolio.allocation import LOSSES, make_loss
-from gradfolio.allocation.losses import (
-    CalmarLoss, CVaRLoss, MaxDrawdownLoss, MeanReturnLoss, SharpeLoss, SortinoLoss, StdLoss, TurnoverLoss,
+from gradfolio import risk
+from gradfolio.allocation import (
+    LOSSES,
+    CalmarLoss,
+    CVaRLoss,
+    MaxDrawdownLoss,
+    MeanReturnLoss,
+    SharpeLoss,
+    SortinoLoss,
+    StdLoss,
+    TurnoverLoss,
+    make_loss,
 )
-from gradfolio.errors import ConfigError
+from gradfolio.errors import ConfigError, DataError
+
+torch.set_num_threads(1)
+
+
+def _xy(B=4, L=12, H=6, N=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.01 * torch.randn(B, 1, L, N, generator=g, dtype=D), 0.01 * torch.randn(B, 1, H, N, generator=g, dtype=D)
+
+
+def _gradcheck_params(module, f):
+    """Finite-difference check of ``f(module with parameters ps)`` with respect to every parameter."""
+    names = [n for n, _ in module.named_parameters()]
+
+    def call(*ps):
+        return f(lambda x: torch.func.functional_call(module, dict(zip(names, ps)), (x,)))
+
+    return torch.autograd.gradcheck(call, tuple(p.detach().clone().requires_grad_(True) for p in module.parameters()))
+
 
 D = torch.float64
 # a non-default value for every parameter, and the direct construction it must equal
@@ -63,3 +93,96 @@ def test_an_unknown_loss_lists_the_choices() -> None:
         make_loss("omega")
     with pytest.raises(ConfigError, match=r"^network.loss: unknown loss 'omega'; choose one of \['calmar', 'cvar'"):
         LOSSES.build("omega", where="network.loss")
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+def _portfolio(H=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.softmax(torch.randn(4, 5, generator=g, dtype=D), -1)
+    _, y = _xy(H=H, seed=seed)
+    return w, y, (y[:, 0] * w[:, None, :]).sum(-1)
+
+
+def test_losses_equal_gradfolio_risk_on_portfolio_returns():
+    w, y, r = _portfolio()
+    rn = r.numpy()
+    cases = {
+        SharpeLoss(): -np.array([risk.sharpe_ratio(v, periods_per_year=1) for v in rn]),
+        SharpeLoss(risk_free=1e-3, periods_per_year=252): -np.array([risk.sharpe_ratio(v, 1e-3) for v in rn]),
+        SortinoLoss(): -np.array([risk.sortino_ratio(v, periods_per_year=1) for v in rn]),
+        SortinoLoss(target=1e-3, periods_per_year=252): -np.array([risk.sortino_ratio(v, 1e-3) for v in rn]),
+        CalmarLoss(): -np.array([risk.calmar_ratio(v, periods_per_year=1) for v in rn]),
+        CalmarLoss(periods_per_year=252): -np.array([risk.calmar_ratio(v) for v in rn]),
+        MaxDrawdownLoss(): np.array([risk.max_drawdown(v) for v in rn]),
+        CVaRLoss(0.9): np.array([risk.cvar(v, 0.9) for v in rn]),
+        MeanReturnLoss(): -rn.mean(-1),
+        StdLoss(): rn.std(-1, ddof=1),
+    }
+    for loss, expected in cases.items():
+        np.testing.assert_allclose(loss(w, y).numpy(), expected, rtol=1e-10, err_msg=repr(loss))
+    # Sharpe by hand
+    np.testing.assert_allclose(SharpeLoss()(w, y).numpy(), -rn.mean(-1) / rn.std(-1, ddof=1), rtol=1e-10)
+
+
+def test_ratio_losses_are_finite_without_downside_drawdown_or_volatility():
+    w = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=D)
+    up = torch.tensor([0.01, 0.02, 0.005, 0.01, 0.015], dtype=D)  # never falls: no downside, no drawdown
+    y = torch.stack([up, torch.full_like(up, 0.003)])[:, None, :, None].expand(2, 1, 5, 2)  # 2nd: constant
+    r = y[:, 0, :, 0]
+    eps = 1e-4
+    cagr = torch.expm1(torch.log1p(r).mean(-1))
+    torch.testing.assert_close(SortinoLoss(eps=eps)(w, y), -r.mean(-1) / eps)
+    torch.testing.assert_close(SortinoLoss(eps=eps, periods_per_year=4)(w, y), -2 * r.mean(-1) / eps)
+    torch.testing.assert_close(CalmarLoss(eps=eps)(w, y), -cagr / eps)
+    torch.testing.assert_close(SharpeLoss(eps=eps)(w, y)[1], -r[1].mean() / eps)
+    for loss in (SortinoLoss(), CalmarLoss(), SharpeLoss()):
+        wg = w.clone().requires_grad_(True)
+        loss(wg, y, reduction="sum").backward()
+        assert torch.isfinite(wg.grad).all(), repr(loss)
+
+
+def test_losses_by_finite_differences():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(3, 5, generator=g, dtype=D)
+    w_prev = torch.softmax(torch.randn(3, 5, generator=g, dtype=D), -1).requires_grad_(True)
+    _, y = _xy(B=3, H=12, seed=3)
+    losses = [SharpeLoss(), SortinoLoss(), CalmarLoss(), MaxDrawdownLoss(), MaxDrawdownLoss(compounded=False),
+              CVaRLoss(0.8), MeanReturnLoss(), StdLoss(), TurnoverLoss(0.5), SharpeLoss() + 0.1 * TurnoverLoss()]
+    for loss in losses:
+        wz = torch.softmax(z, -1).detach().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda w, wp, loss=loss: loss(w, y, w_prev=wp), (wz, w_prev)), repr(loss)
+
+
+def test_losses_compose_pickle_and_reduce():
+    w, y, _ = _portfolio(H=6)
+    w_prev = torch.full((4, 5), 0.2, dtype=D)
+    combo = SharpeLoss() + 0.1 * TurnoverLoss() - 2 * MeanReturnLoss() / 4 + 1.0
+    expected = (SharpeLoss()(w, y) + 0.1 * (w - w_prev).abs().sum(-1) - 0.5 * MeanReturnLoss()(w, y) + 1.0)
+    torch.testing.assert_close(combo(w, y, w_prev=w_prev), expected)
+    torch.testing.assert_close(combo(w, y, w_prev=w_prev, reduction="mean"), expected.mean())
+    torch.testing.assert_close(combo(w, y, w_prev=w_prev, reduction="sum"), expected.sum())
+    torch.testing.assert_close((-SharpeLoss())(w, y), -SharpeLoss()(w, y))
+    again = pickle.loads(pickle.dumps(combo))
+    torch.testing.assert_close(again(w, y, w_prev=w_prev), expected)
+    with pytest.raises(ConfigError, match="w_prev"):
+        combo(w, y)
+    with pytest.raises(DataError, match="expected"):
+        SharpeLoss()(w, y[:, 0])
+
+
+def test_losses_validate_horizon_and_arguments():
+    w, y, _ = _portfolio(H=1)
+    for loss in (SharpeLoss(), StdLoss(), MeanReturnLoss() + 0.5 * StdLoss()):
+        with pytest.raises(ConfigError, match="horizon 1 .*horizon >= 2"):
+            loss(w, y)
+    assert torch.isfinite(SortinoLoss()(w, y)).all() and torch.isfinite(CalmarLoss()(w, y)).all()
+    bad = [(CVaRLoss, {"level": 0.0}, "level"), (CVaRLoss, {"level": 1.5}, "level"),
+           (TurnoverLoss, {"cost": -1e-3}, "cost"), (TurnoverLoss, {"cost": math.nan}, "cost"),
+           (SharpeLoss, {"eps": 0.0}, "eps"), (SortinoLoss, {"periods_per_year": -252}, "periods_per_year"),
+           (CalmarLoss, {"eps": -1.0}, "eps"), (StdLoss, {"periods_per_year": 0}, "periods_per_year")]
+    for cls, params, named in bad:
+        with pytest.raises(ConfigError, match=f"{cls.__name__}: {named}="):
+            cls(**params)
+    with pytest.raises(ConfigError, match="level"):
+        make_loss("cvar", level=95)

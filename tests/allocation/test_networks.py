@@ -7,10 +7,38 @@ from typing import Any
 import pytest
 import torch
 
-from gradfolio.allocation import NETWORKS, ConvNet, DenseNet, MarkowitzNet, RecurrentNet, make_network
-from gradfolio.allocation.convex import ConvexAllocator
-from gradfolio.errors import ConfigError, SolverError
+from gradfolio.allocation import (
+    NETWORKS,
+    ConvexAllocator,
+    ConvNet,
+    DenseNet,
+    MarkowitzNet,
+    RecurrentNet,
+    SharpeLoss,
+    SparsemaxAllocator,
+    make_loss,
+    make_network,
+)
+from gradfolio.errors import ConfigError, DataError, SolverError
 from gradfolio.solvers import PortfolioConstraints, QPSettings
+
+torch.set_num_threads(1)
+
+
+def _xy(B=4, L=12, H=6, N=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.01 * torch.randn(B, 1, L, N, generator=g, dtype=D), 0.01 * torch.randn(B, 1, H, N, generator=g, dtype=D)
+
+
+def _gradcheck_params(module, f):
+    """Finite-difference check of ``f(module with parameters ps)`` with respect to every parameter."""
+    names = [n for n, _ in module.named_parameters()]
+
+    def call(*ps):
+        return f(lambda x: torch.func.functional_call(module, dict(zip(names, ps)), (x,)))
+
+    return torch.autograd.gradcheck(call, tuple(p.detach().clone().requires_grad_(True) for p in module.parameters()))
+
 
 D = torch.float64
 SHAPE = {"n_assets": 5, "lookback": 12, "n_channels": 2}
@@ -124,3 +152,115 @@ def test_markowitz_net_takes_qp_settings() -> None:
     assert direct.allocator.problem.settings.max_iter == 7 and direct.allocator.problem.constraints.long_only
     with pytest.raises(ConfigError, match=r"^network.settings.max_itr: Unexpected keyword argument"):
         make_network("markowitz", **SHAPE, settings={"max_itr": 3})
+
+
+# -- networks -------------------------------------------------------------------------------------
+
+SIZES = {"lstm": {"hidden": 8}, "rnn": {"hidden": 8}, "conv": {"channels": (4,)}, "dense": {"hidden": (8,)},
+         "maxout": {"hidden": (8,)}}
+
+
+@pytest.mark.parametrize("name", ["dense", "maxout", "conv", "lstm", "rnn"])
+@pytest.mark.parametrize("allocator", ["softmax", "tanh", "sparsemax"])
+def test_networks_shapes_and_constraints(name, allocator):
+    net = make_network(name, n_assets=5, lookback=12, allocator=allocator, seed=0, **SIZES[name])
+    x, _ = _xy()
+    w = net.double()(x)
+    assert w.shape == (4, 5)
+    gross = w.abs().sum(-1) if allocator == "tanh" else w.sum(-1)
+    torch.testing.assert_close(gross, torch.ones(4, dtype=D))
+    with pytest.raises(DataError, match="expected"):
+        net(x[:, 0])
+
+
+def test_allocator_params_by_name():
+    net = make_network("dense", 5, 12, hidden=(8,), allocator="sparsemax", allocator_params={"max_weight": 0.3},
+                       seed=0).double()
+    x, _ = _xy()
+    w = net(x).detach()
+    assert float(w.max()) <= 0.3 + 1e-12
+    torch.testing.assert_close(w, SparsemaxAllocator(0.3)(net.scores(x)))
+    with pytest.raises(ConfigError, match="max_weight"):
+        make_network("dense", 5, 12, allocator="sparsemax", allocator_params={"max_weight": 0.0})
+
+
+@pytest.mark.parametrize("name", ["dense", "conv", "lstm"])
+def test_convex_allocator_in_any_network_uses_the_window_covariance(name):
+    params = {"constraints": PortfolioConstraints(long_only=True), "alpha": 0.5, "gamma": 2.0}
+    net = make_network(name, 5, 12, allocator="convex", allocator_params=params, seed=0, **SIZES[name]).double()
+    x, y = _xy()
+    w = net(x)
+    assert (w >= -1e-8).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, dtype=D))
+    S = torch.stack([torch.cov(x[b, 0].T) for b in range(4)])  # sample covariance (ddof 1) of each window
+    reference = ConvexAllocator(5, PortfolioConstraints(long_only=True), gamma=2.0, alpha=0.5)
+    torch.testing.assert_close(w, reference(net.scores(x), cov=S), atol=1e-7, rtol=0)
+    SharpeLoss()(w, y, reduction="mean").backward()
+    first = next(net.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    with pytest.raises(DataError, match="n_assets=5"):
+        net(torch.randn(2, 1, 12, 4, dtype=D))
+
+
+def test_markowitz_net_matches_the_convex_allocator_on_the_sample_covariance():
+    net = make_network("markowitz", 5, 12, hidden=4, gamma=2.0, alpha=0.5, seed=0).double()
+    x, y = _xy()
+    w = net(x)
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, dtype=D))
+    # same problem with the explicit sample covariance S = cov(X_0) (ddof 1)
+    S = torch.stack([torch.cov(x[b, 0].T) for b in range(4)])
+    w_ref = net.allocator(net.scores(x), cov=S)
+    torch.testing.assert_close(w, w_ref, atol=1e-7, rtol=0)
+    SharpeLoss()(w, y, reduction="mean").backward()
+    assert net.allocator.log_gamma.grad is not None and net.head.weight.grad.abs().sum() > 0
+    for bad in ({"allocator": "softmax"}, {"allocator_params": {"alpha": 1.0}}):
+        with pytest.raises(ConfigError, match="MarkowitzNet.*convex allocator"):
+            MarkowitzNet(5, **bad)
+
+
+@pytest.mark.parametrize(("name", "params", "named"), [
+    ("dense", {"dropout": 1.5}, "dropout"),
+    ("dense", {"hidden": (0,)}, "hidden"),
+    ("maxout", {"pieces": 0}, "pieces"),
+    ("conv", {"channels": (4, 0)}, "channels"),
+    ("conv", {"kernel_size": 4}, "kernel_size"),
+    ("lstm", {"hidden": 0}, "hidden"),
+    ("lstm", {"dropout": -0.1}, "dropout"),
+    ("rnn", {"num_layers": 0}, "num_layers"),
+    ("lstm", {"collapse": "max"}, "^network.collapse"),
+    ("dense", {"activation": "gelu"}, "activation"),
+    ("dense", {"width": 3}, "width"),
+    ("dense", {"seed": 1.5}, "seed"),
+])
+def test_make_network_bad_parameters_raise_config_error_naming_them(name, params, named):
+    with pytest.raises(ConfigError, match=named):
+        make_network(name, 5, 12, **params)
+
+
+def test_unknown_names_raise_config_error():
+    with pytest.raises(ConfigError, match="unknown"):
+        make_network("transformer", 5, 12)
+    with pytest.raises(ConfigError, match="unknown"):
+        make_loss("omega")
+
+
+def test_make_network_seed_is_reproducible_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b = (make_network("lstm", 5, 12, hidden=4, seed=7) for _ in range(2))
+    c = make_network("lstm", 5, 12, hidden=4, seed=8)
+    assert torch.equal(torch.get_rng_state(), state)
+    for (k, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    make_network("lstm", 5, 12, hidden=4)  # seed=None draws from the global RNG
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("name", ["dense", "maxout", "conv", "lstm"])
+def test_network_gradients_by_finite_differences(name):
+    size = {"dense": {"hidden": (3,)}, "maxout": {"hidden": (3,), "pieces": 2}, "conv": {"channels": (2,),
+            "kernel_size": 3}, "lstm": {"hidden": 3}}[name]
+    net = make_network(name, 4, 6, seed=0, **size).double()
+    x, y = _xy(B=3, L=6, N=4)
+    assert _gradcheck_params(net, lambda f: f(x))  # weights (B, N)
+    assert _gradcheck_params(net, lambda f: SharpeLoss()(f(x), y, reduction="mean"))

@@ -13,7 +13,12 @@ import torch
 from pypfopt import EfficientFrontier
 from pypfopt.black_litterman import BlackLittermanModel
 
-from gradfolio.allocation.classical import BlackLitterman, MaximumSharpe, resolve_mean, sample_mean
+from gradfolio.allocation.classical import (
+    BlackLitterman,
+    MaximumSharpe,
+    resolve_mean,
+    sample_mean,
+)
 from gradfolio.allocation.classical.mean_variance import MinimumVariance
 from gradfolio.errors import ConfigError
 

@@ -7,7 +7,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from gradfolio.allocation.classical import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
+from gradfolio.allocation.classical import (
+    MaximumCalmar,
+    MaximumSortino,
+    MinimumCVaR,
+    MinimumDrawdown,
+)
 from gradfolio.errors import SolverError
 from gradfolio.solvers import conic
 

@@ -7,16 +7,21 @@ import itertools
 import numpy as np
 import pytest
 import scipy.cluster.hierarchy as sch
-from scipy.spatial.distance import squareform
 import torch
 from pypfopt import HRPOpt
+from scipy.spatial.distance import squareform
 from skfolio.cluster import HierarchicalClustering, LinkageMethod
 from skfolio.distance import PearsonDistance
 from skfolio.optimization import HierarchicalRiskParity as SkHRP
 from skfolio.seriation import HierarchicalSeriation
 
 from gradfolio.allocation.classical import HierarchicalRiskParity
-from gradfolio.allocation.classical.hrp import bisection_weights, correlation_distance, leaves_order, linkage_matrix
+from gradfolio.allocation.classical.hrp import (
+    bisection_weights,
+    correlation_distance,
+    leaves_order,
+    linkage_matrix,
+)
 from gradfolio.errors import ConfigError
 
 SK_DISTANCE = {"pearson": (False, 1), "pearson_absolute": (True, 1), "pearson_squared": (False, 2)}

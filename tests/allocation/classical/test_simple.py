@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from skfolio.optimization import EqualWeighted, InverseVolatility as SkInverseVolatility
+from skfolio.optimization import EqualWeighted
+from skfolio.optimization import InverseVolatility as SkInverseVolatility
 
-from gradfolio.allocation.classical import EqualWeight, InverseVolatility, RandomPortfolio
+from gradfolio.allocation.classical import (
+    EqualWeight,
+    InverseVolatility,
+    RandomPortfolio,
+)
 from gradfolio.errors import DataError
 
 
