@@ -34,7 +34,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from benchutil import best_of_rounds, keep_freed_memory
+from benchutil import best_of_rounds, device_arg, keep_freed_memory
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.solvers import ConvexProblem, PortfolioConstraints
 
@@ -151,7 +151,7 @@ def main() -> None:
     kept = False if args.default_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
 
     rows = []
     for n in args.sizes:
