@@ -27,6 +27,7 @@ from gradfolio.errors import ConfigError
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.small import solve_single
 from gradfolio.solvers.qp.standard_form import Solution, StandardForm
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
@@ -54,7 +55,12 @@ class _QPFunction(torch.autograd.Function):
         form = StandardForm.build(Q, q, G, h, A, b)
         B, n, m, p = form.shape
         sol = Solution.empty(B, n, m, p, q)
-        left, system = primal_dual_active_set(form, settings, sol)
+        single = solve_single(form, settings)  # batch 1 on the CPU: NumPy first (qp/small.py)
+        if single is not None:
+            sol.put(torch.arange(1, device=q.device), *single)
+            left, system = torch.arange(0, device=q.device), None
+        else:
+            left, system = primal_dual_active_set(form, settings, sol)
         if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
             raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
         elif left.numel():
