@@ -277,7 +277,7 @@ def large_rows(args, dtype, device) -> list[dict]:
     return large
 
 
-CONTENTION_CELLS = (("long-only", 50, 32), ("mw+2groups", 50, 32), ("mw+2groups", 50, 1), ("mw+2groups+lev+turn", 50, 32))
+CONTENTION_CELLS = (("long-only", 50, 32), ("mw+2groups", 50, 32), ("mw+2groups", 50, 1), ("mw+2groups+lev+turn", 10, 32))
 
 
 @contextlib.contextmanager

@@ -72,7 +72,7 @@ def solve_single(form: StandardForm, settings: QPSettings) -> tuple[Tensor, Tens
         rc = np.concatenate([b, hg[ag]]) - C @ x
         k, r = F.size, C.shape[0]
         K = np.zeros((k + r, k + r))
-        K[:k, :k] = Q[np.ix_(F, F)]
+        K[:k, :k] = Q[F][:, F]
         K[:k, k:] = C[:, F].T
         K[k:, :k] = C[:, F]
         rhs = np.concatenate([-(q + Q @ x)[F], rc])
@@ -92,8 +92,7 @@ def solve_single(form: StandardForm, settings: QPSettings) -> tuple[Tensor, Tens
         grad = Qx + q + A.T @ y + Gg.T @ lam_g
         lam_b = np.zeros(m - mg)
         lam_b[ab] = -grad[cols[ab]] / coef[ab]
-        rd = grad.copy()
-        np.add.at(rd, cols, coef * lam_b)
+        rd = grad + np.bincount(cols, coef * lam_b, minlength=n)
         lam = np.concatenate([lam_g, lam_b])
         s = h - np.concatenate([Gg @ x, coef * x[cols]])
         primal = max(np.abs(np.where(act, s, np.minimum(s, 0.0))).max(), np.abs(A @ x - b).max(initial=0.0))
