@@ -204,7 +204,7 @@ def constrained_measures(name: str, n: int, B: int, dtype, device, threads: int,
     return measures, form
 
 
-def constrained_rows(args, dtype, device) -> list[dict]:
+def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
     """The constrained table: every spec, size and batch of ``args``; ratios against the peers measured in the same round."""
     import qp_peers
 
@@ -229,6 +229,7 @@ def constrained_rows(args, dtype, device) -> list[dict]:
                 rows += cell
                 print("  ".join(f"{r['solver']} {r['mode']} {r['ms']:.2f} ms ({r['time_vs_gradfolio']:.1f}x, err {r['max_weight_error']:.0e})"
                                 for r in cell), f"<- {name} n={n} B={B}", flush=True)
+                save(rows)  # a run cut short keeps the cells it finished
     return rows
 
 
@@ -332,7 +333,7 @@ def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int,
             "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
 
 
-def contention_rows(args, dtype, device) -> list[dict]:
+def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
     """Every contender of :func:`contention_measures` on 1 thread, on ``args.threads`` threads, and on
     ``args.threads`` threads with a busy competing process; the slowdown is over the 1-thread time."""
     rows = []
@@ -350,6 +351,7 @@ def contention_rows(args, dtype, device) -> list[dict]:
                              "busy_process": busy, "ms": sec * 1e3, "vs_1_thread": sec / base[solver],
                              "load_average": round(os.getloadavg()[0], 2)})
             print(f"{cell} threads={count} busy={busy}: " + ", ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in best.items()), flush=True)
+            save(rows)
     torch.set_num_threads(args.threads)
     return rows
 
@@ -407,14 +409,23 @@ def main() -> None:
         result["rows"], result["meta"] = longonly_rows(args, dtype, device), meta
     if "large" in args.only:
         result["large_batches"], result["large_meta"] = large_rows(args, dtype, device), meta
+    md_path = out.with_name(out.name + suffix + ".md")
+
+    def persist(key: str):
+        def save(rows: list[dict]) -> None:
+            result[key], result[key + "_meta"] = rows, meta
+            atomic_write_json(json_path, result)
+            atomic_write_text(md_path, report(result))
+        return save
+
     if "constrained" in args.only:
-        result["constrained"], result["constrained_meta"] = constrained_rows(args, dtype, device), meta
+        persist("constrained")(constrained_rows(args, dtype, device, persist("constrained")))
     if "contention" in args.only:
-        result["contention"], result["contention_meta"] = contention_rows(args, dtype, device), meta
+        persist("contention")(contention_rows(args, dtype, device, persist("contention")))
     text = report(result)
     print(text)
     atomic_write_json(json_path, result)
-    atomic_write_text(out.with_name(out.name + suffix + ".md"), text)
+    atomic_write_text(md_path, text)
 
 
 def report(result: dict) -> str:
