@@ -14,11 +14,22 @@ large batches (many rebalance dates at once).
 Before anything runs, glibc is told to keep freed memory (:mod:`benchutil`; ``--default-malloc``
 skips it), for every contender alike.
 
-Prints tables and writes ``benchmarks/results/solvers.json`` and ``solvers.md``.
+Two more sections (:mod:`qp_peers`): ``constrained`` times max weight + two groups (and + leverage
++ turnover) at ``--constrained-sizes`` and ``--constrained-batches`` against proxsuite (forward)
+and qpth (forward + backward) with each one's error vs Clarabel; ``contention`` times four cells
+on 1 thread, on ``--threads`` threads, and on ``--threads`` threads while a spinning process
+(started here, capped at ``--busy-seconds``, killed at the end) competes for a core, gradfolio
+with its thread rule off and on. ``--only`` picks sections; sections not run keep their previous
+results in the JSON, and the constrained and contention sections save after every cell.
+
+Prints the torch thread count and the load average, tables, and writes
+``benchmarks/results/solvers.json`` and ``solvers.md``. ``--device cuda`` without CUDA stops with
+a message (:func:`benchutil.device_arg`).
 
 Usage: ``python benchmarks/bench_solvers.py [--device cpu|cuda] [--dtype float64|float32]
-[--threads 2] [--sizes 10 50 100] [--batch 32] [--large-batches 1000 4000] [--seconds 1] [--rounds 3]
-[--default-malloc]``
+[--threads 2] [--only longonly large constrained contention] [--sizes 10 50 100] [--batch 32]
+[--large-batches 1000 4000] [--constrained-sizes 10 50 100 250] [--constrained-batches 1 32 256]
+[--qpth-max-work W] [--busy-seconds 120] [--seconds 1] [--rounds 3] [--default-malloc]``
 """
 
 from __future__ import annotations

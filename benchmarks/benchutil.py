@@ -78,7 +78,7 @@ def best_of_rounds(
 def device_arg(name: str) -> torch.device:
     """The ``--device`` argument ``name`` (``cpu``, ``cuda``, ``cuda:1``) as a ``torch.device``.
 
-    Exits the script (``SystemExit`` with the reason, exit status 2) when ``name`` is not a torch
+    Exits the script (``SystemExit`` with the reason, exit status 1) when ``name`` is not a torch
     device or is a CUDA device on a machine without CUDA, instead of failing later in a solver.
     """
     try:
