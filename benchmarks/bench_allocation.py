@@ -35,10 +35,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchutil import best_of_rounds, keep_freed_memory
+from benchutil import best_of_rounds, device_arg, keep_freed_memory
 from gradfolio.allocation import MarkowitzNet, RecurrentNet, SharpeLoss, make_network
 from gradfolio.io import atomic_write_json
-from gradfolio.seeding import resolve_device
 from gradfolio.solvers import PortfolioConstraints
 
 N_ASSETS, LOOKBACK, HORIZON, BATCH, HIDDEN = 20, 40, 20, 32, 32
@@ -137,7 +136,7 @@ def main() -> None:
     kept = keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
     try:
         models = deepdow_models()
         deepdow_note = "deepdow 0.2.3 imported"

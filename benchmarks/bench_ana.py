@@ -25,6 +25,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from benchutil import device_arg
 from gradfolio.io import atomic_write_json
 from gradfolio.optim import ANA
 
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     args = parser.parse_args()
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
     problems = {
         "quadratic_cond1e4_s0": quadratic(50, 1e4, 0, dtype, device),
         "quadratic_cond1e4_s1": quadratic(50, 1e4, 1, dtype, device),

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchutil import device_arg
 from gradfolio.allocation.classical import EqualWeight, HierarchicalRiskParity, InverseVolatility, RiskParity
 from gradfolio.backtest import decision_windows, walk_forward
 from gradfolio.data import load_prices, to_returns
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, nargs="+", default=[1, 5, 21])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
     prices = load_prices("sp500")
     returns = to_returns(prices.loc[pd.Timestamp(args.start) :])
     strats = strategies(returns.shape[1], device, dtype)

@@ -33,6 +33,7 @@ from skfolio.optimization import (
     RiskBudgeting,
 )
 
+from benchutil import device_arg
 from gradfolio.allocation import classical as cl
 from gradfolio.data import load_prices, to_returns
 
@@ -92,7 +93,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", default=None, help="labels of the portfolios to run (default: all)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     returns = to_returns(load_prices("sp500"))
     L = args.lookback

@@ -41,6 +41,7 @@ from hedging_numpy_reference import (  # noqa: E402
     simulate_sabr_np,
 )
 
+from benchutil import device_arg
 from gradfolio.hedging import EnvConfig, HedgingEnv, simulate_sabr  # noqa: E402
 from gradfolio.hedging.baselines import GreekHedge  # noqa: E402
 from gradfolio.io import atomic_write_json  # noqa: E402
@@ -99,7 +100,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_arg(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = EnvConfig()
 

@@ -14,18 +14,35 @@ large batches (many rebalance dates at once).
 Before anything runs, glibc is told to keep freed memory (:mod:`benchutil`; ``--default-malloc``
 skips it), for every contender alike.
 
-Prints tables and writes ``benchmarks/results/solvers.json`` and ``solvers.md``.
+Two more sections (:mod:`qp_peers`): ``constrained`` times max weight + two groups (and + leverage
++ turnover) at ``--constrained-sizes`` and ``--constrained-batches`` against proxsuite (forward)
+and qpth (forward + backward) with each one's error vs Clarabel; ``contention`` times four cells
+on 1 thread, on ``--threads`` threads, and on ``--threads`` threads while a spinning process
+(started here, capped at ``--busy-seconds``, killed at the end) competes for a core, gradfolio
+with its thread rule off and on. ``--only`` picks sections; sections not run keep their previous
+results in the JSON, and the constrained and contention sections save after every cell.
+
+Prints the torch thread count and the load average, tables, and writes
+``benchmarks/results/solvers.json`` and ``solvers.md``. ``--device cuda`` without CUDA stops with
+a message (:func:`benchutil.device_arg`).
 
 Usage: ``python benchmarks/bench_solvers.py [--device cpu|cuda] [--dtype float64|float32]
-[--threads 2] [--sizes 10 50 100] [--batch 32] [--large-batches 1000 4000] [--seconds 1] [--rounds 3]
-[--default-malloc]``
+[--threads 2] [--only longonly large constrained contention] [--sizes 10 50 100] [--batch 32]
+[--large-batches 1000 4000] [--constrained-sizes 10 50 100 250] [--constrained-batches 1 32 256]
+[--qpth-max-work W] [--busy-seconds 120] [--seconds 1] [--rounds 3] [--default-malloc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +51,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from benchutil import best_of_rounds, keep_freed_memory
+from benchutil import best_of_rounds, device_arg, keep_freed_memory
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.solvers import ConvexProblem, PortfolioConstraints
 
@@ -135,24 +152,116 @@ def timer(layer, mu, cov, seconds: float):
     return lambda: time_fwd_bwd(layer, mu, cov, seconds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--large-batches", type=int, nargs="+", default=[1000, 4000])
-    parser.add_argument("--seconds", type=float, default=1.0, help="timing per solver, size and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round counts")
-    parser.add_argument("--out", default=str(HERE / "results" / "solvers"))
-    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc settings alone")
-    args = parser.parse_args()
-    kept = False if args.default_malloc else keep_freed_memory()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+def time_calls(fn, seconds: float) -> tuple[float, object]:
+    """Median seconds of ``fn()`` over at least 3 calls and ``seconds`` (one call after the warm-up
+    when that took longer than ``seconds``), and its last result."""
+    t0 = time.perf_counter()
+    out = fn()  # warm-up
+    first = time.perf_counter() - t0
+    times: list[float] = []
+    start = time.perf_counter()
+    while not times or (first <= seconds and (len(times) < 3 or time.perf_counter() - start < seconds)):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
 
+
+def constrained_measures(name: str, n: int, B: int, dtype, device, threads: int, seconds: float, peers: bool):
+    """Measures of one constrained cell (:mod:`qp_peers`): gradfolio forward and forward + backward,
+    proxsuite forward, qpth forward + backward (peers on CPU only, and qpth skipped when
+    ``peers`` is false)."""
+    import qp_peers
+
+    mu, cov = problems(B, n, dtype, device, seed=2)
+    prob = ConvexProblem(n, qp_peers.spec(name, n))
+    wp = qp_peers.w_prev(B, n, mu) if prob.compiled.uses_prev else None
+    form = qp_peers.standard_form(prob, mu.double(), cov.double())
+    weights = torch.linspace(-1, 1, n, dtype=dtype, device=device)
+
+    def ours_fwd():
+        with torch.no_grad():
+            return prob.solve(mu, cov=cov, gamma=qp_peers.GAMMA, alpha=qp_peers.ALPHA, w_prev=wp)
+
+    def ours_fwd_bwd():
+        m, S = mu.clone().requires_grad_(), cov.clone().requires_grad_()
+        w = prob.solve(m, cov=S, gamma=qp_peers.GAMMA, alpha=qp_peers.ALPHA, w_prev=wp)
+        (w * weights).sum().backward()
+        return w.detach()
+
+    def sync(fn):
+        def run():
+            out = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return run
+
+    measures = {("gradfolio", "fwd"): lambda: time_calls(sync(ours_fwd), seconds),
+                ("gradfolio", "fwd+bwd"): lambda: time_calls(sync(ours_fwd_bwd), seconds)}
+    if device.type == "cpu":
+        prox = qp_peers.Proxsuite(form, threads)
+        measures[("proxsuite", "fwd")] = lambda: time_calls(lambda: prox(form["Q"], form["q"])[:, :n], seconds)
+        if peers:
+            qpth = qp_peers.qpth_layer(form, n)
+
+            def qpth_fwd_bwd():
+                Q, q = form["Q"].clone().requires_grad_(), form["q"].clone().requires_grad_()
+                x = qpth(Q, q)[:, :n]
+                (x * weights.double()).sum().backward()
+                return x.detach()
+
+            measures[("qpth", "fwd+bwd")] = lambda: time_calls(qpth_fwd_bwd, seconds)
+    return measures, form
+
+
+def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
+    """The constrained table: every spec, size and batch of ``args``; ratios against the peers measured in the same round."""
+    import qp_peers
+
+    rows = []
+    for name in qp_peers.SPECS:
+        for n in args.constrained_sizes:
+            for B in args.constrained_batches:
+                peers = B * (3 * n) ** 3 <= args.qpth_max_work
+                measures, form = constrained_measures(name, n, B, dtype, device, args.threads, args.seconds, peers)
+                ref = qp_peers.clarabel(form, n, min(B, 4))
+                flat = {f"{s} {m}": fn for (s, m), fn in measures.items()}
+                best = best_of_rounds(flat, args.rounds, context=f" {name} n={n} B={B}")
+                cell = []
+                for key, (sec, w) in best.items():
+                    solver, mode = key.split(" ")
+                    err = float("nan") if w is None else float(np.abs(w[: ref.shape[0]].double().cpu().numpy() - ref).max())
+                    cell.append({"spec": name, "n": n, "batch": B, "solver": solver, "mode": mode, "ms": sec * 1e3,
+                                 "max_weight_error": err})
+                for r in cell:
+                    ours = next(c["ms"] for c in cell if c["solver"] == "gradfolio" and c["mode"] == r["mode"])
+                    r["time_vs_gradfolio"] = r["ms"] / ours
+                rows += cell
+                print("  ".join(f"{r['solver']} {r['mode']} {r['ms']:.2f} ms ({r['time_vs_gradfolio']:.1f}x, err {r['max_weight_error']:.0e})"
+                                for r in cell), f"<- {name} n={n} B={B}", flush=True)
+                save(rows)  # a run cut short keeps the cells it finished
+    return rows
+
+
+def constrained_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: one row per spec, size and batch, ratios as peer time over gradfolio's (same mode, same run)."""
+    lines = ["| constraints | n | batch | gradfolio fwd (ms) | proxsuite fwd (ms) | x | gradfolio fwd+bwd (ms) | qpth fwd+bwd (ms) | x "
+             "| weight error gradfolio / proxsuite / qpth |", "|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["spec"], r["n"], r["batch"]) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
+    for spec, n, B in keys:
+        get = {(r["solver"], r["mode"]): r for r in rows if (r["spec"], r["n"], r["batch"]) == (spec, n, B)}
+        nan = {"ms": float("nan"), "time_vs_gradfolio": float("nan"), "max_weight_error": float("nan")}
+        gf, gb = get[("gradfolio", "fwd")], get[("gradfolio", "fwd+bwd")]
+        px, qp = get.get(("proxsuite", "fwd"), nan), get.get(("qpth", "fwd+bwd"), nan)
+        lines.append(f"| {spec} | {n} | {B} | {gf['ms']:.2f} | {px['ms']:.2f} | {px['time_vs_gradfolio']:.1f} | {gb['ms']:.2f} "
+                     f"| {qp['ms']:.1f} | {qp['time_vs_gradfolio']:.1f} | {gb['max_weight_error']:.0e} / {px['max_weight_error']:.0e} "
+                     f"/ {qp['max_weight_error']:.0e} |")
+    return lines
+
+
+def longonly_rows(args, dtype, device) -> list[dict]:
+    """The long-only table (forward + backward, batch ``args.batch``), every contender in one run."""
     rows = []
     for n in args.sizes:
         mu, cov = problems(args.batch, n, dtype, device)
@@ -166,28 +275,195 @@ def main() -> None:
         for r in rows:
             if r["n"] == n:
                 r["time_vs_gradfolio"] = r["ms"] / ours
+    return rows
 
+
+def large_rows(args, dtype, device) -> list[dict]:
+    """gradfolio alone at large batches (n = 50, long-only)."""
     large = []
     for B in args.large_batches:
         n = 50
         mu, cov = problems(B, n, dtype, device, seed=1)
         sec, _ = best_of_rounds({"gradfolio": timer(gradfolio_layer(n), mu, cov, args.seconds)}, args.rounds)["gradfolio"]
         large.append({"solver": "gradfolio", "n": n, "batch": B, "ms": sec * 1e3, "ms_per_problem": sec * 1e3 / B})
+    return large
 
-    meta = {"device": str(device), "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "malloc_keeps_freed_memory": kept}
-    lines = [f"# Differentiable QP layers, forward + backward ({meta['device']}, {args.dtype}, {args.threads} threads, "
-             f"glibc keeps freed memory: {kept})", "",
-             "| n | batch | solver | ms | x gradfolio time | max weight error vs Clarabel |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['batch']} | {r['solver']} | {r['ms']:.2f} | {r['time_vs_gradfolio']:.1f} | {r['max_weight_error']:.1e} |" for r in rows]
-    lines += ["", "## Many problems at once (n = 50)", "", "| batch | ms | ms per problem |", "|---|---|---|"]
-    lines += [f"| {r['batch']} | {r['ms']:.1f} | {r['ms_per_problem']:.3f} |" for r in large]
-    text = "\n".join(lines) + "\n"
-    print(text)
+
+CONTENTION_CELLS = (("long-only", 50, 32), ("mw+2groups", 50, 32), ("mw+2groups", 50, 1), ("mw+2groups+lev+turn", 10, 32))
+
+
+@contextlib.contextmanager
+def busy_process(on: bool, cap_seconds: float):
+    """A competing process that keeps one core busy (a Python spin loop that ends by itself after
+    ``cap_seconds``), killed when the block ends; nothing when ``on`` is false."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", f"import time\nt = time.time()\nwhile time.time() - t < {cap_seconds}: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int, seconds: float) -> dict:
+    """Forward + backward of gradfolio with its thread rule off (torch's count) and on
+    (``QPSettings(threads="auto")``), qpth forward + backward and proxsuite forward, on one cell."""
+    import qp_peers
+
+    name, n, B = cell
+    spec = PortfolioConstraints(long_only=True) if name == "long-only" else qp_peers.spec(name, n)
+    mu, cov = problems(B, n, dtype, device, seed=3)
+    auto = ConvexProblem(n, spec)
+    off = ConvexProblem(n, spec, settings=dataclasses.replace(auto.settings, threads=None))
+    wp = qp_peers.w_prev(B, n, mu) if auto.compiled.uses_prev else None
+    form = qp_peers.standard_form(auto, mu.double(), cov.double())
+    weights = torch.linspace(-1, 1, n, dtype=dtype, device=device)
+
+    def fwd_bwd(prob):
+        def run():
+            m, S = mu.clone().requires_grad_(), cov.clone().requires_grad_()
+            w = prob.solve(m, cov=S, gamma=qp_peers.GAMMA, alpha=qp_peers.ALPHA, w_prev=wp)
+            (w * weights).sum().backward()
+            return w.detach()
+        return lambda: time_calls(run, seconds)
+
+    qpth = qp_peers.qpth_layer(form, n)
+
+    def qpth_run():
+        Q, q = form["Q"].clone().requires_grad_(), form["q"].clone().requires_grad_()
+        x = qpth(Q, q)[:, :n]
+        (x * weights.double()).sum().backward()
+        return x.detach()
+
+    prox = qp_peers.Proxsuite(form, threads)
+    return {"gradfolio fwd+bwd (rule off)": fwd_bwd(off), "gradfolio fwd+bwd (rule on)": fwd_bwd(auto),
+            "qpth fwd+bwd": lambda: time_calls(qpth_run, seconds),
+            "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
+
+
+def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
+    """Every contender of :func:`contention_measures` on 1 thread, on ``args.threads`` threads, and on
+    ``args.threads`` threads with a busy competing process; the slowdown is over the 1-thread time."""
+    rows = []
+    conditions = ((1, False), (args.threads, False), (args.threads, True))
+    for cell in CONTENTION_CELLS:
+        base: dict[str, float] = {}
+        for count, busy in conditions:
+            torch.set_num_threads(count)
+            measures = contention_measures(cell, dtype, device, count, args.seconds)
+            with busy_process(busy, args.busy_seconds):
+                best = best_of_rounds(measures, args.rounds, context=f" {cell} threads={count} busy={busy}")
+            for solver, (sec, _) in best.items():
+                base.setdefault(solver, sec)
+                rows.append({"constraints": cell[0], "n": cell[1], "batch": cell[2], "solver": solver, "threads": count,
+                             "busy_process": busy, "ms": sec * 1e3, "vs_1_thread": sec / base[solver],
+                             "load_average": round(os.getloadavg()[0], 2)})
+            print(f"{cell} threads={count} busy={busy}: " + ", ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in best.items()), flush=True)
+            save(rows)
+    torch.set_num_threads(args.threads)
+    return rows
+
+
+def contention_table(rows: list[dict]) -> list[str]:
+    """Markdown: per cell and solver, ms on 1 thread, on N threads, on N threads with a busy process (x over 1 thread)."""
+    lines = ["| constraints | n | batch | solver | 1 thread (ms) | N threads (ms) | N threads + busy process (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((r["constraints"], r["n"], r["batch"], r["solver"]) for r in rows))
+    for key in keys:
+        got = [r for r in rows if (r["constraints"], r["n"], r["batch"], r["solver"]) == key]
+        cells = [f"{r['ms']:.2f}" + ("" if r["threads"] == 1 else f" ({r['vs_1_thread']:.1f}x, N = {r['threads']})") for r in got]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+SECTIONS = ("longonly", "large", "constrained", "contention")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--large-batches", type=int, nargs="+", default=[1000, 4000])
+    parser.add_argument("--constrained-sizes", type=int, nargs="+", default=[10, 50, 100, 250])
+    parser.add_argument("--constrained-batches", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--qpth-max-work", type=float, default=32 * 300**3,
+                        help="skip qpth where batch * (3 n)^3 exceeds this (its interior point is slow there)")
+    parser.add_argument("--busy-seconds", type=float, default=120.0, help="lifetime cap of the competing busy process")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing per solver, size and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round counts")
+    parser.add_argument("--out", default=str(HERE / "results" / "solvers"))
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc settings alone")
+    args = parser.parse_args()
+    device, dtype = device_arg(args.device), getattr(torch, args.dtype)
+    kept = False if args.default_malloc else keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    load = os.getloadavg()
+    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
     out = Path(args.out)
     suffix = "" if (device.type == "cpu" and args.dtype == "float64") else f"_{device.type}_{args.dtype}"
-    atomic_write_json(out.with_name(out.name + suffix + ".json"), {"meta": meta, "rows": rows, "large_batches": large})
-    atomic_write_text(out.with_name(out.name + suffix + ".md"), text)
+    json_path = out.with_name(out.name + suffix + ".json")
+    result = json.loads(json_path.read_text()) if json_path.exists() else {}
+    meta = {"device": str(device), "dtype": args.dtype, "threads": args.threads, "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(), "malloc_keeps_freed_memory": kept,
+            "cpus": os.cpu_count(), "load_average_at_start": [round(v, 2) for v in load]}
+    # Sections not run keep their previous results (each section records its own meta).
+    if "longonly" in args.only:
+        result["rows"], result["meta"] = longonly_rows(args, dtype, device), meta
+    if "large" in args.only:
+        result["large_batches"], result["large_meta"] = large_rows(args, dtype, device), meta
+    md_path = out.with_name(out.name + suffix + ".md")
+
+    def persist(key: str):
+        def save(rows: list[dict]) -> None:
+            result[key], result[key + "_meta"] = rows, meta
+            atomic_write_json(json_path, result)
+            atomic_write_text(md_path, report(result))
+        return save
+
+    if "constrained" in args.only:
+        persist("constrained")(constrained_rows(args, dtype, device, persist("constrained")))
+    if "contention" in args.only:
+        persist("contention")(contention_rows(args, dtype, device, persist("contention")))
+    text = report(result)
+    print(text)
+    atomic_write_json(json_path, result)
+    atomic_write_text(md_path, text)
+
+
+def report(result: dict) -> str:
+    """The markdown report of every section in ``result``."""
+    def head(meta: dict) -> str:
+        return (f"{meta['device']}, {meta['dtype']}, {meta['threads']} threads, glibc keeps freed memory: "
+                f"{meta['malloc_keeps_freed_memory']}, load average at start {meta.get('load_average_at_start', '?')} "
+                f"on {meta.get('cpus', '?')} CPUs")
+
+    lines: list[str] = []
+    if "rows" in result:
+        lines += [f"# Differentiable QP layers, forward + backward ({head(result['meta'])})", "",
+                  "| n | batch | solver | ms | x gradfolio time | max weight error vs Clarabel |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['n']} | {r['batch']} | {r['solver']} | {r['ms']:.2f} | {r['time_vs_gradfolio']:.1f} "
+                  f"| {r['max_weight_error']:.1e} |" for r in result["rows"]]
+    if "large_batches" in result:
+        lines += ["", "## Many problems at once (n = 50)", "", "| batch | ms | ms per problem |", "|---|---|---|"]
+        lines += [f"| {r['batch']} | {r['ms']:.1f} | {r['ms_per_problem']:.3f} |" for r in result["large_batches"]]
+    if "constrained" in result:
+        meta = result.get("constrained_meta", result.get("meta"))
+        lines += ["", f"## Constrained portfolios ({head(meta)})", "",
+                  "x: the peer's time over gradfolio's (same mode, same run); errors: max |w - w_Clarabel| on the first 4 problems.", ""]
+        lines += constrained_table(result["constrained"])
+    if "contention" in result:
+        lines += ["", f"## Threads and a competing busy process ({head(result['contention_meta'])})", ""]
+        lines += contention_table(result["contention"])
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ start of a run, so it applies to every contender in that run alike.
 
 :func:`best_of_rounds` times contenders in interleaved rounds and keeps each one's best round,
 so that load from elsewhere on a shared machine does not decide a ratio.
+
+:func:`device_arg` turns every script's ``--device`` into a ``torch.device`` and stops the script
+with a clear message when the device is unknown or absent (``--device cuda`` without CUDA).
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import torch
+
+from gradfolio.errors import ConfigError
+from gradfolio.seeding import resolve_device
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
@@ -65,3 +73,15 @@ def best_of_rounds(
             except Exception as exc:  # noqa: BLE001 - any peer failure is a result
                 print(f"{name}{context}: failed ({type(exc).__name__}: {exc})")
     return {name: best(r, key=lambda t: t[0]) if r else (float("nan"), None) for name, r in results.items()}
+
+
+def device_arg(name: str) -> torch.device:
+    """The ``--device`` argument ``name`` (``cpu``, ``cuda``, ``cuda:1``) as a ``torch.device``.
+
+    Exits the script (``SystemExit`` with the reason, exit status 1) when ``name`` is not a torch
+    device or is a CUDA device on a machine without CUDA, instead of failing later in a solver.
+    """
+    try:
+        return resolve_device(name)
+    except ConfigError as exc:
+        raise SystemExit(f"--device {name}: {exc}") from None

@@ -41,6 +41,10 @@ class QPSettings:
     polish_gap
         Complementarity below which the interior point tries its guess of the active set;
         ``None`` picks ``1e-6`` in float64 and ``1e-3`` in float32.
+    threads
+        Intra-op threads of a solve (forward and backward): ``"auto"`` runs small solves on one
+        thread (:func:`gradfolio.solvers.qp.threads.auto_threads`), ``None`` keeps torch's setting,
+        an integer fixes the count; the previous count is restored afterwards.
     """
 
     tol: float | None = None
@@ -50,6 +54,7 @@ class QPSettings:
     max_iter: int = 50
     reg: float = 1e-11
     polish_gap: float | None = None
+    threads: int | str | None = "auto"
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float, float]:
         """``(tol, gap_tol, polish_gap)`` for ``dtype``."""

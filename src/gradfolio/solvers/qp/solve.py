@@ -27,7 +27,9 @@ from gradfolio.errors import ConfigError
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
+from gradfolio.solvers.qp.small import solve_single
 from gradfolio.solvers.qp.standard_form import Solution, StandardForm
+from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 
 def _grad_shared(g: Tensor, like: Tensor) -> Tensor:
@@ -45,10 +47,20 @@ class _QPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, Q, q, G, h, A, b, settings):  # type: ignore[override]
+        with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
+            return _QPFunction._forward(ctx, Q, q, G, h, A, b, settings)
+
+    @staticmethod
+    def _forward(ctx, Q, q, G, h, A, b, settings):  # type: ignore[no-untyped-def]
         form = StandardForm.build(Q, q, G, h, A, b)
         B, n, m, p = form.shape
         sol = Solution.empty(B, n, m, p, q)
-        left, system = primal_dual_active_set(form, settings, sol)
+        single = solve_single(form, settings)  # batch 1 on the CPU: NumPy first (qp/small.py)
+        if single is not None:
+            sol.put(torch.arange(1, device=q.device), *single)
+            left, system = torch.arange(0, device=q.device), None
+        else:
+            left, system = primal_dual_active_set(form, settings, sol)
         if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
             raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
         elif left.numel():
@@ -62,6 +74,11 @@ class _QPFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_x):  # type: ignore[override]
+        with intra_op_threads(auto_threads(grad_x.shape[0], grad_x.shape[1], ctx.settings.threads)):
+            return _QPFunction._backward(ctx, grad_x)
+
+    @staticmethod
+    def _backward(ctx, grad_x):  # type: ignore[no-untyped-def]
         Q, q, G, h, A, b, x, y, lam, act = ctx.saved_tensors
         system, ctx.system = ctx.system, None  # a second backward (retain_graph) factors the system again
         if system is None:

@@ -1,0 +1,61 @@
+"""The QP solver's intra-op thread rule: small solves on one thread, the count restored afterwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gradfolio.solvers.qp.solve as qp_solve
+from gradfolio.errors import ConfigError
+from gradfolio.solvers import PortfolioConstraints, QPSettings, solve_qp
+from gradfolio.solvers.qp.threads import SMALL_WORK, auto_threads, intra_op_threads
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rule():
+    assert auto_threads(32, 50) == 1
+    assert auto_threads(1, 10) == 1
+    big_batch = SMALL_WORK // (40 * 40) + 1
+    assert auto_threads(big_batch, 40) is None  # at the threshold: torch's setting
+    assert auto_threads(big_batch - 2, 40) == 1
+    assert auto_threads(32, 50, None) is None
+    assert auto_threads(32, 50, 3) == 3
+    for bad in (0, -1, "many", 1.5, True):
+        with pytest.raises(ConfigError, match="QPSettings.threads"):
+            auto_threads(32, 50, bad)
+
+
+def test_context_sets_and_restores(two_threads):
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), intra_op_threads(1):
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize(("threads", "inside"), [("auto", 1), (None, 2), (3, 3)])
+def test_solve_qp_forward_and_backward_use_the_rule(two_threads, monkeypatch, gen, threads, inside):
+    seen = []
+    forward, adjoint = qp_solve.primal_dual_active_set, qp_solve.ActiveSet.adjoint
+    monkeypatch.setattr(qp_solve, "primal_dual_active_set", lambda *a: seen.append(torch.get_num_threads()) or forward(*a))
+    monkeypatch.setattr(qp_solve.ActiveSet, "adjoint", lambda self, g: seen.append(torch.get_num_threads()) or adjoint(self, g))
+    n = 6
+    X = torch.randn(4, 30, n, generator=gen, dtype=torch.float64)
+    c = PortfolioConstraints(long_only=True).compile(n).tensors()
+    q = torch.randn(4, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = solve_qp(X.mT @ X / 30, q, c["G"], c["h0"], c["A"], c["b"], QPSettings(threads=threads))
+    x[:, 0].sum().backward()
+    assert seen == [inside, inside]
+    assert torch.get_num_threads() == 2
+    torch.testing.assert_close(x.sum(dim=-1), torch.ones(4, dtype=torch.float64))
+    assert q.grad is not None and bool(torch.isfinite(q.grad).all())
