@@ -29,10 +29,12 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from gradfolio.errors import SolverError
+from gradfolio.errors import InfeasibleError, SolverError
 
 #: Clarabel statuses whose solution is used.
 OK_STATUS = ("Solved", "AlmostSolved")
+#: Clarabel statuses that prove a window's problem infeasible.
+INFEASIBLE_STATUS = ("PrimalInfeasible", "AlmostPrimalInfeasible")
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,13 @@ def solve_batch(
     SolverError
         A window's problem did not reach ``Solved``/``AlmostSolved`` when solved alone (its
         batch index is named); tried after its stacked group did not.
+    InfeasibleError
+        Clarabel proved some windows' problems infeasible (after every window was tried); their
+        batch indices (``offset`` added) are its ``rows``.
     """
     n = batch.A.shape[1]
     out = np.empty((len(batch), n))
+    infeasible: list[int] = []
     for start in range(0, len(batch), windows_per_solve):
         stop = min(start + windows_per_solve, len(batch))
         status, x = clarabel_solve(*batch.stacked(start, stop), tol)
@@ -182,13 +188,22 @@ def solve_batch(
         for j in range(start, stop):  # name the failing window: solve this group one by one
             if stop - start > 1:
                 status, x = clarabel_solve(*batch.stacked(j, j + 1), tol)
+            if status in INFEASIBLE_STATUS:
+                infeasible.append(offset + j)
+                continue
             if status not in OK_STATUS:
                 raise SolverError(
                     f"{who}: Clarabel stopped with status {status} at batch element {offset + j}; "
                     "check that window's returns (constant or duplicated assets) or use a longer lookback."
                 )
             out[j] = x
+    if infeasible:
+        listed = ", ".join(map(str, infeasible[:5])) + (", ..." if len(infeasible) > 5 else "")
+        raise InfeasibleError(
+            f"{who}: Clarabel proves the problem infeasible at batch element(s) {listed}; relax the constraints.",
+            rows=infeasible,
+        )
     return out
 
 
-__all__ = ["OK_STATUS", "ConicBatch", "Pattern", "clarabel_solve", "solve_batch"]
+__all__ = ["INFEASIBLE_STATUS", "OK_STATUS", "ConicBatch", "Pattern", "clarabel_solve", "solve_batch"]
