@@ -135,14 +135,14 @@ def constrained_weights(x: np.ndarray, N: int, ratio: bool) -> np.ndarray:
 def solve_all(batch: ConicBatch, who: str, offset: int, tol: float, windows_per_solve: int = 1) -> tuple[np.ndarray, list[int]]:
     """Solutions ``(B, n)`` of every window (NaN rows where infeasible) and the infeasible windows' indices."""
     try:
-        return solve_batch(batch, who, offset, tol, windows_per_solve), []
+        return solve_batch(batch, who, offset, tol, windows_per_solve, infeasible_error=True), []
     except InfeasibleError as exc:
         rows = list(exc.rows or [])
     n = batch.A.shape[1]
     out = np.full((len(batch), n), np.nan)
     feasible = [j for j in range(len(batch)) if offset + j not in rows]
     for j in feasible:  # the rest one by one (rare: an infeasible window)
-        out[j] = solve_batch(_subset(batch, j), who, offset + j, tol, 1)[0]
+        out[j] = solve_batch(_subset(batch, j), who, offset + j, tol, 1, infeasible_error=True)[0]
     return out, rows
 
 
@@ -150,6 +150,7 @@ def _subset(batch: ConicBatch, j: int) -> ConicBatch:
     """Window ``j`` of ``batch`` alone."""
     sub = object.__new__(ConicBatch)
     sub.q, sub.b, sub.m_eq, sub.A, sub.P = batch.q[j : j + 1], batch.b[j : j + 1], batch.m_eq, batch.A, batch.P
+    sub.n_exp = batch.n_exp
     sub.A_values = batch.A_values[j : j + 1]
     sub.P_values = None if batch.P is None else batch.P_values[j : j + 1]
     return sub
