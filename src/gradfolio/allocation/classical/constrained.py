@@ -18,19 +18,37 @@ feasibility tolerance (``1e-10``; ~1e-10 measured on the bundled data).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.registry import format_errors
 from gradfolio.solvers.conic import ConicBatch, Pattern, solve_batch
 from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstraints
 
 
-def check_spec(constraints: PortfolioConstraints | None, who: str, ratio: bool = False) -> PortfolioConstraints | None:
-    """``constraints`` if a classical portfolio can apply them; :class:`ConfigError` otherwise.
+def as_constraints(value: PortfolioConstraints | Mapping[str, Any] | None, who: str) -> PortfolioConstraints | None:
+    """``value`` as :class:`PortfolioConstraints` (a mapping of its fields is validated, as a config gives it)."""
+    if value is None or isinstance(value, PortfolioConstraints):
+        return value
+    try:
+        return TypeAdapter(PortfolioConstraints).validate_python(value)
+    except ValidationError as exc:
+        raise ConfigError(f"{format_errors(exc, 'constraints')} (for {who}); see gradfolio.solvers.PortfolioConstraints.") from None
+
+
+def check_spec(
+    constraints: PortfolioConstraints | Mapping[str, Any] | None, who: str, ratio: bool = False
+) -> PortfolioConstraints | None:
+    """``constraints`` (a mapping is validated) if a classical portfolio can apply them; :class:`ConfigError` otherwise.
 
     Refused: a turnover limit (a classical portfolio is allocated without previous weights) and,
     for a maximum-ratio portfolio (``ratio``), a budget other than 1.
     """
+    constraints = as_constraints(constraints, who)
     if constraints is None:
         return None
     if constraints.turnover is not None:
@@ -168,4 +186,4 @@ def raise_infeasible(rows: list[int], who: str, constraints: PortfolioConstraint
         )
 
 
-__all__ = ["check_spec", "constrain", "quadratic_batch", "constrained_weights", "solve_all", "raise_infeasible"]
+__all__ = ["as_constraints", "check_spec", "constrain", "quadratic_batch", "constrained_weights", "solve_all", "raise_infeasible"]

@@ -39,6 +39,7 @@ from scipy.spatial.distance import squareform
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.constrained import as_constraints
 from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
 from gradfolio.allocation.classical.simple import volatilities
 from gradfolio.errors import ConfigError
@@ -286,6 +287,7 @@ class HierarchicalRiskParity(ClassicalPortfolio):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        constraints = as_constraints(constraints, type(self).__name__)
         if constraints is not None:
             unsupported = [k for k in ("groups", "leverage", "turnover") if getattr(constraints, k)]
             if unsupported or constraints.budget != 1.0:

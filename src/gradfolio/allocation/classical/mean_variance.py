@@ -53,7 +53,7 @@ def _scaled_covariance(cov: Tensor, who: str) -> Tensor:
 
 
 #: Clarabel's tolerances for the constrained problems.
-CONSTRAINED_TOL = 1e-10
+CONSTRAINED_TOL = 1e-12
 
 
 def solve_constrained_qp(
