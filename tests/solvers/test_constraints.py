@@ -110,4 +110,5 @@ def test_mapping_spec_from_a_config_is_validated():
         {"upper": {"KO": 0.15}, "groups": [{"assets": ["AAPL", 1], "upper": 0.3, "name": "tech"}]}
     )
     assert spec.upper == {"KO": 0.15} and spec.groups[0] == Group(["AAPL", 1], None, 0.3, "tech")
-    assert spec.resolve(TICKERS).upper == (np.inf, np.inf, np.inf, np.inf, 0.15)
+    assert spec.resolve(TICKERS).upper == (None, None, None, None, 0.15)
+    assert PortfolioConstraints(upper=[None, 0.3]).bounds(2)[1].tolist() == [np.inf, 0.3]

@@ -34,7 +34,7 @@ from torch import Tensor
 from gradfolio.errors import ConfigError, DataError, InfeasibleError
 
 #: Per-asset bound: a scalar, one value per asset, or ``{ticker: value}`` (resolved by :meth:`PortfolioConstraints.resolve`).
-Bound = float | Sequence[float] | Mapping[str, float] | None
+Bound = float | Sequence[float | None] | Mapping[str, float] | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ def _as_vector(value: Bound, n: int, name: str, default: float) -> np.ndarray:
             f"PortfolioConstraints.{name} is given by ticker ({sorted(value)[:5]}...); call "
             "resolve(assets) with the data's columns before compiling."
         )
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (n,)) if np.ndim(value) == 0 else np.asarray(value, float)
+    if np.ndim(value) == 0:
+        arr = np.broadcast_to(np.asarray(value, dtype=float), (n,))
+    else:  # a None entry: no bound on that asset
+        arr = np.asarray([default if v is None else v for v in value], float)
     if arr.shape != (n,):
         raise ConfigError(f"PortfolioConstraints.{name} has {arr.size} entries for {n} assets; give one per asset or a scalar.")
     if np.isnan(arr).any():
@@ -131,8 +134,9 @@ class PortfolioConstraints:
     long_only
         ``w >= 0``.
     lower, upper
-        Per-asset bounds: a scalar, one per asset, or ``{ticker: value}`` (the assets not named
-        are unbounded on that side; see :meth:`resolve`); ``None``/``-inf``/``inf`` for none.
+        Per-asset bounds: a scalar, one per asset (``None`` entries for none), or ``{ticker: value}``
+        (the assets not named are unbounded on that side; see :meth:`resolve`);
+        ``None``/``-inf``/``inf`` for none.
     max_weight
         ``|w_i| <= max_weight`` for every asset.
     groups
@@ -171,8 +175,8 @@ class PortfolioConstraints:
         Returns
         -------
         A :class:`PortfolioConstraints` whose groups hold indices and whose ``lower``/``upper``
-        mappings became vectors of length ``N`` (``-inf``/``inf`` for assets not named); other
-        fields unchanged. Specs already by index are returned equal.
+        mappings became vectors of length ``N`` (``None`` for assets not named, so the spec stays
+        plain JSON data); other fields unchanged. Specs already by index compile to the same.
 
         Raises
         ------
@@ -189,13 +193,13 @@ class PortfolioConstraints:
                 raise ConfigError(f"PortfolioConstraints: group {g.name!r} lists an asset twice ({list(g.assets)}); list each once.")
             groups.append(replace(g, assets=tuple(idx)))
         bounds = {}
-        for name, default in (("lower", -np.inf), ("upper", np.inf)):
+        for name in ("lower", "upper"):
             value = getattr(self, name)
             if isinstance(value, Mapping):
-                vec = np.full(len(assets), default)
+                vec: list[float | None] = [None] * len(assets)
                 for ticker, v in value.items():
                     vec[_index(ticker, assets, f"{name}[{ticker!r}]")] = float(v)
-                value = tuple(float(v) for v in vec)
+                value = tuple(vec)
             bounds[name] = value
         return replace(self, groups=tuple(groups), **bounds)
 

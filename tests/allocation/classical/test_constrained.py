@@ -119,6 +119,7 @@ def test_risk_parity_without_binding_constraints_equals_newton(windows) -> None:
 def test_hrp_bounds_match_skfolio(windows, linkage: str) -> None:
     from skfolio.cluster import HierarchicalClustering, LinkageMethod
     from skfolio.distance import PearsonDistance
+    from skfolio.seriation import HierarchicalSeriation
 
     X, frames = windows(252, ends=ENDS)
     columns = list(frames[0].columns)
@@ -128,7 +129,8 @@ def test_hrp_bounds_match_skfolio(windows, linkage: str) -> None:
         ref = HierarchicalRiskParity(
             min_weights={a: {"KO": 0.07, "PG": 0.02}.get(a, 0.0) for a in columns}, max_weights=0.08,
             distance_estimator=PearsonDistance(),
-            hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod(linkage)),
+            seriation_estimator=HierarchicalSeriation(
+                hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod(linkage))),
         ).fit(f).weights_
         np.testing.assert_allclose(w[b], ref, rtol=0, atol=1e-12)
         assert w[b].max() <= 0.08 + 1e-12 and w[b, columns.index("KO")] >= 0.07 - 1e-12
