@@ -372,6 +372,12 @@ def test_constrained_backtest_binds_network_and_convex_benchmarks(tmp_path: Path
     bundle = json.loads((folder / "strategies" / "min_cvar" / "strategy.json").read_text())
     assert bundle["params"]["constraints"]["groups"][0] == {"assets": [0, 4], "lower": None, "upper": 0.35, "name": "tech"}
     assert "unconstrained: ['equal_weight', 'hrp']" in html.unescape((folder / "report.html").read_text())
+    from gradfolio.allocation.strategy import load_strategy
+
+    for label in ("net_markowitz", "min_cvar", "risk_parity"):  # the bundles rebuild the constrained strategies
+        model = load_strategy(folder, label).model
+        spec = model.allocator.problem.constraints if label.startswith("net") else model.constraints
+        assert spec.max_weight == 0.3 and spec.lower[i("XOM")] == 0.1 and spec.lower[i("AAPL")] is None, label
 
 
 @pytest.mark.parametrize(
