@@ -45,8 +45,9 @@ from gradfolio.allocation.strategy import STRATEGIES_DIR, json_params, returns_f
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
-from gradfolio.experiments.backtest.config import (
-    BOUNDS_ONLY, BacktestConfig, constrained_benchmarks, constrained_network_params, unconstrained_benchmarks,
+from gradfolio.experiments.backtest.config import BacktestConfig
+from gradfolio.experiments.backtest.constraints import (
+    BOUNDS_ONLY, constrained_benchmarks, constrained_network_params, unconstrained_benchmarks,
 )
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
