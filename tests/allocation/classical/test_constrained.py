@@ -187,3 +187,25 @@ def test_unresolved_tickers_are_refused(windows) -> None:
     groups_only = PortfolioConstraints(groups=SPEC.groups)
     with pytest.raises(ConfigError, match=r"group 'tech' names its assets by ticker .* call resolve\(assets\)"):
         MinimumCVaR(constraints=groups_only)(X)
+
+
+def test_long_short_with_leverage_matches_cvxpy(windows) -> None:
+    cp = pytest.importorskip("cvxpy")
+    X, frames = windows(252, ends=ENDS)
+    spec = PortfolioConstraints(lower=-0.15, upper=0.35, leverage=1.3,
+                                groups=[Group([0, 1, 2], lower=-0.05, upper=0.3, name="g")])
+    w_mv = MinimumVariance(constraints=spec)(X).numpy()
+    w_cvar = MinimumCVaR(beta=0.9, constraints=spec)(X).numpy()
+    for b, f in enumerate(frames):
+        R = f.to_numpy()
+        S = np.cov(R.T)
+        x = cp.Variable(20)
+        rows = [cp.sum(x) == 1, x >= -0.15, x <= 0.35, cp.norm1(x) <= 1.3, cp.sum(x[:3]) >= -0.05, cp.sum(x[:3]) <= 0.3]
+        cp.Problem(cp.Minimize(cp.quad_form(x, cp.psd_wrap(S / np.diag(S).mean()))), rows).solve(solver="CLARABEL", **TIGHT)
+        np.testing.assert_allclose(w_mv[b], x.value, atol=1e-7)
+        a, u = cp.Variable(), cp.Variable(len(R), nonneg=True)
+        cp.Problem(cp.Minimize(a + cp.sum(u) / (len(R) * 0.1)), [*rows, u >= -R @ x - a]).solve(solver="CLARABEL", **TIGHT)
+        np.testing.assert_allclose(w_cvar[b], x.value, atol=1e-6)
+        for w in (w_mv[b], w_cvar[b]):
+            assert np.abs(w).sum() <= 1.3 + 1e-9 and w.min() >= -0.15 - 1e-9 and w.max() <= 0.35 + 1e-9
+        assert np.abs(w_mv[b]).sum() > 1.3 - 1e-6  # the leverage row binds (1.47 without it)
