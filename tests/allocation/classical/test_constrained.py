@@ -209,3 +209,17 @@ def test_long_short_with_leverage_matches_cvxpy(windows) -> None:
         for w in (w_mv[b], w_cvar[b]):
             assert np.abs(w).sum() <= 1.3 + 1e-9 and w.min() >= -0.15 - 1e-9 and w.max() <= 0.35 + 1e-9
         assert np.abs(w_mv[b]).sum() > 1.3 - 1e-6  # the leverage row binds (1.47 without it)
+
+
+@pytest.mark.parametrize("case", ["max_sharpe", "max_sortino", "max_calmar"])
+def test_long_short_ratios_match_skfolio(windows, case: str) -> None:
+    cls, params, options = CASES[case]
+    X, frames = windows(252, ends=ENDS)
+    spec = PortfolioConstraints(lower=-0.1, upper=0.4, groups=[Group([0, 1], upper=0.2)])
+    w = cls(constraints=spec, **params)(X).numpy()
+    assert w.min() < -0.05  # shorts are used
+    for b, f in enumerate(frames):
+        ref = MeanRisk(**options, min_weights=-0.1, max_weights=0.4, linear_constraints=["AAPL + AMD <= 0.2"],
+                       solver_params=TIGHT).fit(f).weights_
+        np.testing.assert_allclose(w[b], ref, atol=1e-6)
+        assert w[b].min() >= -0.1 - 1e-9 and w[b].max() <= 0.4 + 1e-9 and w[b, :2].sum() <= 0.2 + 1e-9
