@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.errors import ConfigError, DataError, InfeasibleError
 from gradfolio.solvers import Group, PortfolioConstraints
 
 
@@ -61,3 +61,54 @@ def test_bad_values():
         PortfolioConstraints(groups=[Group([0, 9], upper=1.0, name="g")]).compile(3)
     with pytest.raises(ConfigError, match="lower has 2 entries for 3 assets"):
         PortfolioConstraints(lower=[0.0, 0.0]).compile(3)
+
+
+# -- by ticker -----------------------------------------------------------------------------------
+
+TICKERS = ["AAPL", "MSFT", "JPM", "XOM", "KO"]
+
+
+def test_by_ticker_compiles_to_the_same_matrices_as_by_index():
+    by_ticker = PortfolioConstraints(
+        long_only=True, max_weight=0.6, lower={"XOM": 0.05}, upper={"KO": 0.15, "AAPL": 0.4},
+        groups=[Group(["AAPL", "MSFT"], upper=0.3, name="tech"), Group(["JPM", 3], lower=0.1, name="mixed")],
+        leverage=1.2,
+    )
+    by_index = PortfolioConstraints(
+        long_only=True, max_weight=0.6, lower=[-np.inf, -np.inf, -np.inf, 0.05, -np.inf],
+        upper=[0.4, np.inf, np.inf, np.inf, 0.15],
+        groups=[Group([0, 1], upper=0.3, name="tech"), Group([2, 3], lower=0.1, name="mixed")], leverage=1.2,
+    )
+    resolved = by_ticker.resolve(TICKERS)
+    assert [tuple(g.assets) for g in resolved.groups] == [(0, 1), (2, 3)]
+    a, b = resolved.compile(5), by_index.compile(5)
+    for name in ("G", "h0", "H_prev", "A", "b"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert by_index.resolve(TICKERS).compile(5).G.tobytes() == b.G.tobytes()
+
+
+def test_unknown_ticker_is_a_data_error_naming_it():
+    with pytest.raises(DataError, match=r"group 'tech' names ticker 'TSLA', which is not a column .* available: \['AAPL'"):
+        PortfolioConstraints(groups=[Group(["AAPL", "TSLA"], upper=0.3, name="tech")]).resolve(TICKERS)
+    with pytest.raises(DataError, match=r"upper\['NVDA'\] names ticker 'NVDA'"):
+        PortfolioConstraints(upper={"NVDA": 0.1}).resolve(TICKERS)
+    with pytest.raises(ConfigError, match="group 'g' lists an asset twice"):
+        PortfolioConstraints(groups=[Group(["AAPL", 0], upper=0.3, name="g")]).resolve(TICKERS)
+
+
+def test_unresolved_spec_refuses_to_compile():
+    with pytest.raises(ConfigError, match=r"upper is given by ticker .* call resolve\(assets\)"):
+        PortfolioConstraints(upper={"KO": 0.1}).compile(5)
+    with pytest.raises(ConfigError, match=r"group 'tech' names its assets by ticker"):
+        PortfolioConstraints(groups=[Group(["AAPL"], upper=0.1, name="tech")]).compile(5)
+
+
+def test_mapping_spec_from_a_config_is_validated():
+    from pydantic import TypeAdapter
+
+    spec = TypeAdapter(PortfolioConstraints).validate_python(
+        {"upper": {"KO": 0.15}, "groups": [{"assets": ["AAPL", 1], "upper": 0.3, "name": "tech"}]}
+    )
+    assert spec.upper == {"KO": 0.15} and spec.groups[0] == Group(["AAPL", 1], None, 0.3, "tech")
+    assert spec.resolve(TICKERS).upper == (None, None, None, None, 0.15)
+    assert PortfolioConstraints(upper=[None, 0.3]).bounds(2)[1].tolist() == [np.inf, 0.3]

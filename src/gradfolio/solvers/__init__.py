@@ -9,8 +9,10 @@
 """
 
 from gradfolio.solvers.constraints import CompiledConstraints, Group, PortfolioConstraints
+from gradfolio.solvers.sectors import load_sector_map, sector_groups
 from gradfolio.solvers.problem import ConvexProblem
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
 
-__all__ = ["CompiledConstraints", "ConvexProblem", "Group", "PortfolioConstraints", "QPSettings", "solve_qp"]
+__all__ = ["CompiledConstraints", "ConvexProblem", "Group", "PortfolioConstraints", "QPSettings", "load_sector_map", "sector_groups",
+           "solve_qp"]

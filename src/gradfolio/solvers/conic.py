@@ -29,10 +29,12 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from gradfolio.errors import SolverError
+from gradfolio.errors import InfeasibleError, SolverError
 
 #: Clarabel statuses whose solution is used.
 OK_STATUS = ("Solved", "AlmostSolved")
+#: Clarabel statuses that prove a window's problem infeasible.
+INFEASIBLE_STATUS = ("PrimalInfeasible", "AlmostPrimalInfeasible")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class ConicBatch:
     """``B`` problems ``min 1/2 x'P_b x + q_b'x`` s.t. ``A_b x + s = b_b``, ``s`` in the cones.
 
     The first ``m_eq`` rows of each ``A_b`` are equalities (zero cone), the others are
-    ``G x <= h`` rows (nonnegative cone). ``A_b`` (and ``P_b``, upper triangle, ``None`` for an
+    ``G x <= h`` rows (nonnegative cone) but the last ``3 n_exp``: ``n_exp`` exponential cones
+    (Clarabel's ``{(u, v, z): v exp(u / v) <= z, v > 0}``, e.g. ``log(y) >= u`` as ``(u, 1, y)``). ``A_b`` (and ``P_b``, upper triangle, ``None`` for an
     LP) share one :class:`Pattern`; their values are given per window.
 
     Parameters
@@ -93,6 +96,8 @@ class ConicBatch:
         Number of equality rows (the first rows of ``A``).
     P, P_values
         Optional upper-triangular quadratic-cost pattern ``(n, n)`` and values ``(B, P.nnz)``.
+    n_exp
+        Exponential cones in the last ``3 n_exp`` rows (default none).
     """
 
     def __init__(
@@ -104,10 +109,11 @@ class ConicBatch:
         m_eq: int,
         P: Pattern | None = None,
         P_values: np.ndarray | None = None,
+        n_exp: int = 0,
     ) -> None:
         if P is not None and bool((P.rows > P.cols).any()):
             raise ValueError("ConicBatch: P must be given by its upper triangle")
-        self.q, self.b, self.m_eq, self.A, self.P = q, b, m_eq, A, P
+        self.q, self.b, self.m_eq, self.A, self.P, self.n_exp = q, b, m_eq, A, P, n_exp
         self.A_values = A_values[:, A.order]  # CSC order, once for the whole batch
         self.P_values = None if P is None else P_values[:, P.order]
 
@@ -128,7 +134,8 @@ class ConicBatch:
         else:
             P = self.P.block_diag(self.P_values[start:stop])
         A = self.A.block_diag(self.A_values[start:stop])
-        cones = [clarabel.ZeroConeT(m_eq), clarabel.NonnegativeConeT(m - m_eq)] * c
+        cones = [clarabel.ZeroConeT(m_eq), clarabel.NonnegativeConeT(m - m_eq - 3 * self.n_exp)]
+        cones = (cones + [clarabel.ExponentialConeT()] * self.n_exp) * c
         return P, self.q[start:stop].ravel(), A, self.b[start:stop].ravel(), cones
 
 
@@ -144,7 +151,8 @@ def clarabel_solve(P, q, A, b, cones, tol: float) -> tuple[str, np.ndarray]:
 
 
 def solve_batch(
-    batch: ConicBatch, who: str, offset: int = 0, tol: float = 1e-10, windows_per_solve: int = 1
+    batch: ConicBatch, who: str, offset: int = 0, tol: float = 1e-10, windows_per_solve: int = 1,
+    infeasible_error: bool = False,
 ) -> np.ndarray:
     """Solve every window of ``batch``, ``windows_per_solve`` windows per Clarabel call.
 
@@ -160,6 +168,9 @@ def solve_batch(
         Clarabel's gap and feasibility tolerances.
     windows_per_solve
         Windows stacked into one block-diagonal Clarabel problem.
+    infeasible_error
+        Report windows that Clarabel proves infeasible by one :class:`InfeasibleError` (after
+        every window was tried) instead of a :class:`SolverError` at the first.
 
     Returns
     -------
@@ -170,9 +181,13 @@ def solve_batch(
     SolverError
         A window's problem did not reach ``Solved``/``AlmostSolved`` when solved alone (its
         batch index is named); tried after its stacked group did not.
+    InfeasibleError
+        With ``infeasible_error``: Clarabel proved some windows' problems infeasible; their
+        batch indices (``offset`` added) are its ``rows``.
     """
     n = batch.A.shape[1]
     out = np.empty((len(batch), n))
+    infeasible: list[int] = []
     for start in range(0, len(batch), windows_per_solve):
         stop = min(start + windows_per_solve, len(batch))
         status, x = clarabel_solve(*batch.stacked(start, stop), tol)
@@ -182,13 +197,22 @@ def solve_batch(
         for j in range(start, stop):  # name the failing window: solve this group one by one
             if stop - start > 1:
                 status, x = clarabel_solve(*batch.stacked(j, j + 1), tol)
+            if infeasible_error and status in INFEASIBLE_STATUS:
+                infeasible.append(offset + j)
+                continue
             if status not in OK_STATUS:
                 raise SolverError(
                     f"{who}: Clarabel stopped with status {status} at batch element {offset + j}; "
                     "check that window's returns (constant or duplicated assets) or use a longer lookback."
                 )
             out[j] = x
+    if infeasible:
+        listed = ", ".join(map(str, infeasible[:5])) + (", ..." if len(infeasible) > 5 else "")
+        raise InfeasibleError(
+            f"{who}: Clarabel proves the problem infeasible at batch element(s) {listed}; relax the constraints.",
+            rows=infeasible,
+        )
     return out
 
 
-__all__ = ["OK_STATUS", "ConicBatch", "Pattern", "clarabel_solve", "solve_batch"]
+__all__ = ["INFEASIBLE_STATUS", "OK_STATUS", "ConicBatch", "Pattern", "clarabel_solve", "solve_batch"]

@@ -10,12 +10,20 @@ the previous weights: ``h = h0 + H_prev @ w_prev`` per batch element.
 
 A specification that no portfolio satisfies raises :class:`~gradfolio.errors.InfeasibleError`
 when it is compiled, with the reason (a named rule, or a small LP that proves it).
+
+Assets may be named by ticker: ``Group(["AAPL", "MSFT"], upper=0.3, name="tech")`` and per-ticker
+bounds ``upper={"AAPL": 0.1}`` are turned into column indices and per-asset vectors by
+:meth:`PortfolioConstraints.resolve` against the data's columns (an unknown ticker raises
+:class:`~gradfolio.errors.DataError` naming it); a spec by ticker compiles to exactly the same
+matrices as the same spec by index.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +31,10 @@ import torch
 from scipy.optimize import linprog
 from torch import Tensor
 
-from gradfolio.errors import ConfigError, InfeasibleError
+from gradfolio.errors import ConfigError, DataError, InfeasibleError
+
+#: Per-asset bound: a scalar, one value per asset, or ``{ticker: value}`` (resolved by :meth:`PortfolioConstraints.resolve`).
+Bound = float | Sequence[float | None] | Mapping[str, float] | None
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,8 @@ class Group:
     Parameters
     ----------
     assets
-        Column indices of the group's assets.
+        Column indices of the group's assets, or their tickers (column names; turned into indices
+        by :meth:`PortfolioConstraints.resolve`).
     lower, upper
         Bounds on the group's net weight (``None`` for none). The thesis' example ``-z <= sum <= z``
         is ``Group(assets, -z, z)``.
@@ -41,16 +53,37 @@ class Group:
         Used in error messages.
     """
 
-    assets: Sequence[int]
+    assets: Sequence[int | str]
     lower: float | None = None
     upper: float | None = None
     name: str = "group"
 
 
-def _as_vector(value: float | Sequence[float] | None, n: int, name: str, default: float) -> np.ndarray:
+def _index(ticker: int | str, assets: Sequence[str], where: str) -> int:
+    """Column index of ``ticker`` in ``assets`` (an int is kept); DataError naming an unknown one."""
+    if isinstance(ticker, (int, np.integer)) and not isinstance(ticker, bool):
+        return int(ticker)
+    try:
+        return list(assets).index(ticker)
+    except ValueError:
+        raise DataError(
+            f"PortfolioConstraints: {where} names ticker {ticker!r}, which is not a column of the data; "
+            f"available: {list(assets)}. Fix the ticker or add it to the data."
+        ) from None
+
+
+def _as_vector(value: Bound, n: int, name: str, default: float) -> np.ndarray:
     if value is None:
         return np.full(n, default)
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (n,)) if np.ndim(value) == 0 else np.asarray(value, float)
+    if isinstance(value, Mapping):
+        raise ConfigError(
+            f"PortfolioConstraints.{name} is given by ticker ({sorted(value)[:5]}...); call "
+            "resolve(assets) with the data's columns before compiling."
+        )
+    if np.ndim(value) == 0:
+        arr = np.broadcast_to(np.asarray(value, dtype=float), (n,))
+    else:  # a None entry: no bound on that asset
+        arr = np.asarray([default if v is None else v for v in value], float)
     if arr.shape != (n,):
         raise ConfigError(f"PortfolioConstraints.{name} has {arr.size} entries for {n} assets; give one per asset or a scalar.")
     if np.isnan(arr).any():
@@ -101,7 +134,9 @@ class PortfolioConstraints:
     long_only
         ``w >= 0``.
     lower, upper
-        Per-asset bounds (scalar or one per asset; ``None``/``-inf``/``inf`` for none).
+        Per-asset bounds: a scalar, one per asset (``None`` entries for none), or ``{ticker: value}``
+        (the assets not named are unbounded on that side; see :meth:`resolve`);
+        ``None``/``-inf``/``inf`` for none.
     max_weight
         ``|w_i| <= max_weight`` for every asset.
     groups
@@ -114,8 +149,8 @@ class PortfolioConstraints:
 
     budget: float | None = 1.0
     long_only: bool = False
-    lower: float | Sequence[float] | None = None
-    upper: float | Sequence[float] | None = None
+    lower: Bound = None
+    upper: Bound = None
     max_weight: float | None = None
     groups: Sequence[Group] = field(default_factory=tuple)
     leverage: float | None = None
@@ -128,6 +163,45 @@ class PortfolioConstraints:
                 raise ConfigError(f"PortfolioConstraints.{name}={v} must be a finite number >= 0 (or None).")
         if self.budget is not None and not math.isfinite(self.budget):
             raise ConfigError(f"PortfolioConstraints.budget={self.budget} must be finite (or None).")
+
+    def resolve(self, assets: Sequence[str]) -> PortfolioConstraints:
+        """The same spec with tickers turned into column indices of ``assets``.
+
+        Parameters
+        ----------
+        assets
+            The data's column names, in column order (``N`` of them).
+
+        Returns
+        -------
+        A :class:`PortfolioConstraints` whose groups hold indices and whose ``lower``/``upper``
+        mappings became vectors of length ``N`` (``None`` for assets not named, so the spec stays
+        plain JSON data); other fields unchanged. Specs already by index compile to the same.
+
+        Raises
+        ------
+        DataError
+            A group or bound names a ticker that is not in ``assets`` (named, with the available ones).
+        ConfigError
+            A group lists an asset twice.
+        """
+        assets = [str(a) for a in assets]
+        groups = []
+        for g in self.groups:
+            idx = [_index(a, assets, f"group {g.name!r}") for a in g.assets]
+            if len(set(idx)) != len(idx):
+                raise ConfigError(f"PortfolioConstraints: group {g.name!r} lists an asset twice ({list(g.assets)}); list each once.")
+            groups.append(replace(g, assets=tuple(idx)))
+        bounds = {}
+        for name in ("lower", "upper"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                vec: list[float | None] = [None] * len(assets)
+                for ticker, v in value.items():
+                    vec[_index(ticker, assets, f"{name}[{ticker!r}]")] = float(v)
+                value = tuple(vec)
+            bounds[name] = value
+        return replace(self, groups=tuple(groups), **bounds)
 
     def bounds(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Effective per-asset bounds ``(lo, hi)`` combining long_only, lower/upper and max_weight."""
@@ -162,6 +236,11 @@ class PortfolioConstraints:
                 )
         for g in self.groups:
             idx = list(g.assets)
+            if any(not isinstance(i, (int, np.integer)) or isinstance(i, bool) for i in idx):
+                raise ConfigError(
+                    f"PortfolioConstraints: group {g.name!r} names its assets by ticker ({idx[:5]}); call "
+                    "resolve(assets) with the data's columns before compiling."
+                )
             if not idx or min(idx) < 0 or max(idx) >= n:
                 raise ConfigError(f"PortfolioConstraints: group {g.name!r} has asset indices outside 0..{n - 1} (or none).")
             glo, ghi = lo[idx].sum(), hi[idx].sum()

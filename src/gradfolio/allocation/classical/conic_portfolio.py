@@ -5,6 +5,10 @@
 :func:`~gradfolio.solvers.conic.solve_batch` and reads long-only weights ``w (B, N)`` off the
 solutions. The downside-risk portfolios (:mod:`gradfolio.allocation.classical.downside`) are its
 subclasses.
+
+With ``constraints`` (a :class:`~gradfolio.solvers.PortfolioConstraints`), the default
+``sum w = 1, w >= 0`` rows are replaced by the spec's rows (see
+:mod:`gradfolio.allocation.classical.constrained`) and the weights are the solver's, unclipped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import torch
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.constrained import (
+    check_spec, constrain, constrained_weights, raise_infeasible, solve_all,
+)
 from gradfolio.solvers.conic import ConicBatch, solve_batch
+from gradfolio.solvers.constraints import PortfolioConstraints
 
 
 class ConicPortfolio(ClassicalPortfolio):
@@ -22,6 +30,15 @@ class ConicPortfolio(ClassicalPortfolio):
 
     Subclasses build the problems of a group of windows at once (:meth:`build`); the weights are
     the first ``N`` entries of each solution, clipped at zero and rescaled to sum one.
+
+    Parameters
+    ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` by index or resolved by ticker (default
+        ``None``: long-only and fully invested); they replace the default ``sum w = 1, w >= 0``
+        (``long_only=True`` keeps ``w >= 0``). A turnover limit is refused (no previous weights).
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
 
     Attributes
     ----------
@@ -41,6 +58,12 @@ class ConicPortfolio(ClassicalPortfolio):
     windows_per_solve: int = 1
     max_solve_nonzeros: int = 2**21
     max_build_nonzeros: int = 2**22
+    #: Maximum-ratio problems (solved in ``y = k w``): their constraint rows are homogenized.
+    ratio: bool = False
+
+    def __init__(self, constraints: PortfolioConstraints | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.constraints = check_spec(constraints, type(self).__name__, self.ratio)
 
     def build(self, R: np.ndarray) -> ConicBatch:
         """The problems of the windows ``R (c, L, N)``; implemented by subclasses."""
@@ -58,11 +81,34 @@ class ConicPortfolio(ClassicalPortfolio):
         nnz = L * N + 6 * L + 2 * N  # about the nonzeros of one window, to size the groups
         per_build = max(1, self.max_build_nonzeros // nnz)
         out = np.empty((B, N))
+        if self.constraints is not None:
+            return self._allocate_constrained(data, per_build, R)
         for start in range(0, B, per_build):
             batch = self.build(data[start : start + per_build])
             per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
             x = solve_batch(batch, who, start, self.tol, per_solve)
             out[start : start + len(batch)] = self.weights(x, N)
+        return torch.as_tensor(out, dtype=R.dtype, device=R.device)
+
+    def _allocate_constrained(self, data: np.ndarray, per_build: int, R: Tensor) -> Tensor:
+        """The windows under ``self.constraints``: the builder's rows but the budget and ``w >= 0``."""
+        who = type(self).__name__
+        B, _, N = data.shape
+        compiled = self.constraints.compile(N)
+        out = np.empty((B, N))
+        infeasible: list[int] = []
+        for start in range(0, B, per_build):
+            batch = self.build(data[start : start + per_build])
+            keep = np.ones(batch.A.shape[0], dtype=bool)
+            keep[-N:] = False  # every builder ends with the rows -w_i <= 0
+            if not self.ratio:
+                keep[0] = False  # the budget row (a ratio's row 0 is its normalization)
+            batch = constrain(batch, compiled, keep, self.ratio)
+            per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
+            x, rows = solve_all(batch, who, start, self.tol, per_solve)
+            infeasible += rows
+            out[start : start + len(batch)] = constrained_weights(x, N, self.ratio)
+        raise_infeasible(infeasible, who, self.constraints)
         return torch.as_tensor(out, dtype=R.dtype, device=R.device)
 
 

@@ -1,6 +1,8 @@
 """Downside-risk portfolios: minimum CVaR, minimum drawdown, maximum Calmar, maximum Sortino.
 
-All four are long-only and fully invested, and estimated from the simple returns ``R (L, N)``
+All four are long-only and fully invested by default (any
+:class:`~gradfolio.solvers.PortfolioConstraints` instead with ``constraints=``, see
+:mod:`gradfolio.allocation.classical.constrained`), and estimated from the simple returns ``R (L, N)``
 of each window with ``mu`` the mean return per asset.
 
 Formulations (``x >= 0`` element-wise is written ``x >= 0``)
@@ -130,12 +132,15 @@ class _MaximumRatio(ConicPortfolio):
     indices), see :func:`~gradfolio.allocation.classical.base.positive_excess`.
     """
 
+    ratio = True
+
     def __init__(self, risk_free: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.risk_free = float(risk_free)
 
     def allocate(self, R: Tensor) -> Tensor:
-        positive_excess(R, self.risk_free, type(self).__name__)
+        if self.constraints is None:  # with constraints, Clarabel proves a window infeasible
+            positive_excess(R, self.risk_free, type(self).__name__)
         return super().allocate(R)
 
 
@@ -149,6 +154,9 @@ class MinimumCVaR(ConicPortfolio):
     beta
         Confidence level in ``(0, 1)``: the CVaR is the mean loss of the worst ``1 - beta``
         fraction of days.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -184,6 +192,9 @@ class MinimumDrawdown(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -207,6 +218,9 @@ class MaximumCalmar(_MaximumRatio):
     ----------
     risk_free
         Risk-free return per period (same units as the returns).
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -236,6 +250,9 @@ class MaximumSortino(_MaximumRatio):
         (skfolio's default), ``0.0`` (default) matches :func:`gradfolio.risk.sortino_ratio`.
     risk_free
         Risk-free return per period.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """

@@ -19,6 +19,13 @@ Every stage is batched over windows in torch (a loop over the ``N - 1`` merges /
 over windows) except the optimal leaf ordering, which SciPy computes one window after the other
 on the CPU. Bisection splits *positions* of the ordered list, so its splits are the same for
 every window; the weights are differentiable with respect to the covariance for a fixed order.
+
+Per-asset bounds ``lo <= w <= hi`` (``constraints=PortfolioConstraints(lower=..., upper=...,
+max_weight=...)``) are applied as skfolio's ``HierarchicalRiskParity(min_weights, max_weights)``
+does: at every split the factor ``alpha`` of the left half (parent weight ``W``) is clipped to
+``[sum lo_left / W, sum hi_left / W]`` and then ``1 - alpha`` to ``[sum lo_right / W, sum hi_right / W]``.
+HRP is long-only (``lo >= 0``) and fully invested; groups and leverage are not part of the
+algorithm and are refused.
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ from scipy.spatial.distance import squareform
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.constrained import as_constraints
 from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
 from gradfolio.allocation.classical.simple import volatilities
 from gradfolio.errors import ConfigError
+from gradfolio.solvers.constraints import PortfolioConstraints
 
 Linkage = Literal["single", "complete", "average", "ward"]
 Distance = Literal["pearson", "pearson_absolute", "pearson_squared"]
@@ -191,13 +200,16 @@ def seriate(dist: Tensor, linkage: str = "single", ordering: str = "quasi-diagon
     return leaves_order(tree)
 
 
-def bisection_weights(cov: Tensor) -> Tensor:
+def bisection_weights(cov: Tensor, lower: Tensor | None = None, upper: Tensor | None = None) -> Tensor:
     """Recursive-bisection weights of covariances whose assets are already in leaf order.
 
     Parameters
     ----------
     cov
         Covariances, shape ``(B, N, N)``, assets in dendrogram order.
+    lower, upper
+        Optional per-asset bounds ``(B, N)`` in the same order (both or neither), applied to
+        each split as skfolio does (see the module docstring).
 
     Returns
     -------
@@ -219,6 +231,12 @@ def bisection_weights(cov: Tensor) -> Tensor:
                 mid = lo + (hi - lo) // 2
                 v_left, v_right = cluster_variance(lo, mid), cluster_variance(mid, hi)
                 alpha = (1.0 - v_left / (v_left + v_right))[:, None]
+                if lower is not None and upper is not None:
+                    parent = weights[:, lo:lo + 1]
+                    alpha = torch.minimum(upper[:, lo:mid].sum(-1, keepdim=True) / parent,
+                                          torch.maximum(lower[:, lo:mid].sum(-1, keepdim=True) / parent, alpha))
+                    alpha = 1.0 - torch.minimum(upper[:, mid:hi].sum(-1, keepdim=True) / parent,
+                                                torch.maximum(lower[:, mid:hi].sum(-1, keepdim=True) / parent, 1.0 - alpha))
                 scale = torch.ones_like(weights)
                 scale[:, lo:mid] = alpha
                 scale[:, mid:hi] = 1.0 - alpha
@@ -248,6 +266,11 @@ class HierarchicalRiskParity(ClassicalPortfolio):
         ``"quasi-diagonal"`` (dendrogram leaf order) or ``"optimal"`` (optimal leaf ordering).
     covariance
         ``"sample"`` (default), ``"ledoit_wolf"``, ``"exponential"`` or a callable.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` with per-asset bounds only (``lower``,
+        ``upper``, ``max_weight``, ``long_only``; budget 1): skfolio's ``min_weights`` /
+        ``max_weights`` (lower bounds below zero are raised to zero, upper ones above one
+        lowered to one). Groups, leverage and turnover raise :class:`ConfigError`.
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -260,9 +283,20 @@ class HierarchicalRiskParity(ClassicalPortfolio):
         distance: Distance = "pearson",
         ordering: Ordering = "quasi-diagonal",
         covariance: str | CovarianceEstimator = "sample",
+        constraints: PortfolioConstraints | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        constraints = as_constraints(constraints, type(self).__name__)
+        if constraints is not None:
+            unsupported = [k for k in ("groups", "leverage", "turnover") if getattr(constraints, k)]
+            if unsupported or constraints.budget != 1.0:
+                raise ConfigError(
+                    f"constraints for HierarchicalRiskParity: {unsupported or 'budget ' + str(constraints.budget)} "
+                    "cannot be applied by recursive bisection (only per-asset bounds, budget 1, as skfolio); use "
+                    "min_variance or risk_parity for groups and leverage."
+                )
+        self.constraints = constraints
         for arg, value, allowed in (
             ("linkage", linkage, LINKAGES),
             ("distance", distance, DISTANCES),
@@ -287,5 +321,13 @@ class HierarchicalRiskParity(ClassicalPortfolio):
         order = self.order(cov)
         rows = order[:, :, None].expand(-1, -1, cov.shape[-1])
         ordered = cov.gather(1, rows).gather(2, order[:, None, :].expand_as(cov))
-        w_ordered = bisection_weights(ordered)
+        if self.constraints is None:
+            w_ordered = bisection_weights(ordered)
+        else:
+            N = cov.shape[-1]
+            self.constraints.compile(N)  # InfeasibleError when the bounds admit no portfolio
+            lo, hi = self.constraints.bounds(N)
+            bounds = torch.as_tensor(np.stack([np.maximum(lo, 0.0), np.minimum(hi, 1.0)]), dtype=cov.dtype, device=cov.device)
+            lower, upper = (bounds[j][order] for j in range(2))
+            w_ordered = bisection_weights(ordered, lower, upper)
         return torch.empty_like(w_ordered).scatter_(1, order, w_ordered)

@@ -1,6 +1,7 @@
 """Walk-forward backtest runs: a :class:`BacktestConfig` file -> trained network + benchmarks -> run folder.
 
 :mod:`~gradfolio.experiments.backtest.config` (typed config, ``demo_config``),
+:mod:`~gradfolio.experiments.backtest.constraints` (the ``constraints:`` section and where it goes),
 :mod:`~gradfolio.experiments.backtest.run` (:func:`run_backtest`) and
 :mod:`~gradfolio.experiments.backtest.report` (HTML page, PNG figures, markdown metrics).
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
         demo_config,
         load_backtest_config,
     )
+    from gradfolio.experiments.backtest.constraints import ConstraintSettings, GroupSettings, SectorSettings
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
         NetworkRun,
@@ -46,6 +48,9 @@ _EXPORTS: dict[str, str] = {
     "TrainSettings": "config",
     "demo_config": "config",
     "load_backtest_config": "config",
+    "ConstraintSettings": "constraints",
+    "GroupSettings": "constraints",
+    "SectorSettings": "constraints",
     "metrics_html": "report",
     "report_html": "report",
     "write_pngs": "report",
@@ -79,7 +84,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
-    "load_backtest_config", "demo_config",
+    "load_backtest_config", "demo_config", "ConstraintSettings", "GroupSettings", "SectorSettings",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
     "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",
     "metrics_html", "report_html", "write_pngs", "write_report",

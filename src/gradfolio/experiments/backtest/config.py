@@ -14,6 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gradfolio.errors import ConfigError
+from gradfolio.experiments.backtest.constraints import (
+    ConstraintSettings,
+    constrained_benchmarks,
+    constrained_network_params,
+)
 from gradfolio.experiments.config_io import load_config
 
 
@@ -112,6 +117,10 @@ class BacktestConfig(_Section):
     benchmark_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Keyword arguments per benchmark name."
     )
+    constraints: ConstraintSettings | None = Field(
+        None,
+        description="Constraints of the network's convex allocator and of every convex benchmark (null: none).",
+    )
     seed: int = 0
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = Field(
@@ -136,6 +145,10 @@ class BacktestConfig(_Section):
         :data:`gradfolio.allocation.classical.PORTFOLIOS` (each benchmark is built, so values it
         refuses, not only types, are found).
 
+        With ``constraints``: the sector map is read, the network must have a convex layer that
+        takes no constraints of its own (see :func:`~gradfolio.experiments.backtest.constraints.network_constraint_path`), and each benchmark
+        is built with them where it takes constraints (see :func:`~gradfolio.experiments.backtest.constraints.constrained_benchmarks`).
+
         Raises
         ------
         ConfigError
@@ -146,9 +159,11 @@ class BacktestConfig(_Section):
         from gradfolio.allocation.classical import PORTFOLIOS
 
         n = self.network
+        spec = self.constraints.spec() if self.constraints is not None else None
         if n.enabled:
             NETWORKS.entry(n.name, where="network.name")
-            params = {k: v for k, v in n.params.items() if k != "seed"}  # the seed goes to make_network
+            # the seed goes to make_network; the constraints section into the convex layer's parameters
+            params = constrained_network_params(self)
             NETWORKS.validate(n.name, params, "network.params", provided={"n_assets", "lookback", "n_channels"})
             LOSSES.entry(n.loss, where="network.loss")
             LOSSES.validate(n.loss, n.loss_params, "network.loss_params")
@@ -163,9 +178,11 @@ class BacktestConfig(_Section):
                     "add it to benchmarks or drop its parameters."
                 )
         context = {"returns_kind": self.data.kind, "seed": self.seed}
+        constrained = constrained_benchmarks(self) if spec is not None else {}
         for name in names:  # built (cheap, no data): values a portfolio refuses are found here too
+            extra = {"constraints": constrained[name]} if name in constrained else {}
             PORTFOLIOS.build(name, where=f"benchmark_params.{name}", context=context,
-                             **self.benchmark_params.get(name, {}))
+                             **self.benchmark_params.get(name, {}), **extra)
 
 
 def load_backtest_config(path: str | os.PathLike[str]) -> BacktestConfig:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,43 +46,71 @@ from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest.config import BacktestConfig
+from gradfolio.experiments.backtest.constraints import (
+    BOUNDS_ONLY, constrained_benchmarks, constrained_network_params, unconstrained_benchmarks,
+)
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.seeding import resolve_device
 from gradfolio.progress import Progress, prefixed
 from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
 
-def benchmark_params(config: BacktestConfig) -> dict[str, dict[str, Any]]:
+def benchmark_params(config: BacktestConfig, assets: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Keyword arguments of each classical portfolio named in ``config.benchmarks`` (``["all"]``: every one).
 
     ``returns_kind`` is the data's kind and ``seed`` (for portfolios that take one) the run's seed,
-    unless ``benchmark_params`` sets them; these are the parameters saved in each benchmark's bundle.
-    Names and parameters are checked against :data:`gradfolio.allocation.classical.PORTFOLIOS`.
+    unless ``benchmark_params`` sets them; with a ``constraints`` section, every benchmark that takes
+    constraints gets them (resolved against ``assets``, the data's columns, when given; see
+    :func:`~gradfolio.experiments.backtest.config.constrained_benchmarks`). These are the parameters
+    saved in each benchmark's bundle. Names and parameters are checked against
+    :data:`gradfolio.allocation.classical.PORTFOLIOS`.
     """
     config.check_references()
     names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    constrained = constrained_benchmarks(config, assets)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         params: dict[str, Any] = {"returns_kind": config.data.kind, **config.benchmark_params.get(name, {})}
+        if name in constrained:
+            params["constraints"] = constrained[name]
         if "seed" in PORTFOLIOS.params_model(name).model_fields:
             params.setdefault("seed", config.seed)
         out[name] = json_params(params, f"benchmark_params.{name}")
     return out
 
 
-def build_benchmarks(config: BacktestConfig) -> dict[str, Strategy]:
+def build_benchmarks(config: BacktestConfig, assets: list[str] | None = None) -> dict[str, Strategy]:
     """The classical portfolios named in ``config.benchmarks`` (``["all"]``: every one), built through
-    :data:`~gradfolio.allocation.classical.PORTFOLIOS` with :func:`benchmark_params`."""
+    :data:`~gradfolio.allocation.classical.PORTFOLIOS` with :func:`benchmark_params`.
+
+    With a ``constraints`` section, the benchmarks that cannot apply (all of) them are named in a
+    warning (:func:`~gradfolio.experiments.backtest.config.unconstrained_benchmarks`).
+    """
+    loose = unconstrained_benchmarks(config)
+    ignored = [n for n in loose if n not in BOUNDS_ONLY]
+    partial = [n for n in loose if n in BOUNDS_ONLY]
+    if ignored:
+        warnings.warn(
+            f"constraints: the benchmarks {ignored} are not convex problems and run without the constraints "
+            "(the report lists them as unconstrained).",
+            stacklevel=2,
+        )
+    if partial:
+        warnings.warn(
+            f"constraints: {partial} apply only the per-asset bounds (recursive bisection knows no groups, sectors "
+            "or leverage, as skfolio's HRP); the report lists them as unconstrained.",
+            stacklevel=2,
+        )
     return {
         name: PORTFOLIOS.build(name, where=f"benchmark_params.{name}", **params)
-        for name, params in benchmark_params(config).items()
+        for name, params in benchmark_params(config, assets).items()
     }
 
 
-def network_params(config: BacktestConfig) -> dict[str, Any]:
-    """The network's keyword parameters as saved in its bundle (``network.params`` without ``seed``)."""
-    params = {k: v for k, v in config.network.params.items() if k != "seed"}
-    return json_params(params, "network.params")
+def network_params(config: BacktestConfig, assets: list[str] | None = None) -> dict[str, Any]:
+    """The network's keyword parameters as saved in its bundle (``network.params`` without ``seed``, with the
+    ``constraints`` section in its convex layer's parameters, resolved against ``assets`` when given)."""
+    return json_params(constrained_network_params(config, assets), "network.params")
 
 
 def save_strategies(
@@ -98,7 +127,8 @@ def save_strategies(
     ``config.benchmark_dtype``. Every bundle carries the fingerprint of ``returns``.
     """
     fingerprint = returns_fingerprint(returns)
-    params = benchmark_params(config)
+    assets = [str(c) for c in returns.columns]
+    params = benchmark_params(config, assets)
     target = folder / STRATEGIES_DIR
     tmp = Path(tempfile.mkdtemp(prefix=".strategies.", suffix=".tmp", dir=folder))
     d, b = config.data, config.backtest
@@ -110,7 +140,7 @@ def save_strategies(
                 kind="network" if is_network else "classical",
                 name=config.network.name if is_network else label,
                 label=label,
-                params=network_params(config) if is_network else params[label],
+                params=network_params(config, assets) if is_network else params[label],
                 assets=[str(c) for c in returns.columns],
                 returns_kind=d.kind, lookback=d.lookback, gap=d.gap,
                 dtype=config.dtype if is_network else config.benchmark_dtype,
@@ -235,8 +265,13 @@ def refit_windows(config: BacktestConfig, returns: pd.DataFrame) -> tuple[Window
     return windows.subset(0, n_train), windows.subset(len(windows) - n_val, len(windows))
 
 
-def build_network(config: BacktestConfig, n_assets: int) -> tuple[torch.nn.Module, Loss]:
+def build_network(
+    config: BacktestConfig, n_assets: int, assets: list[str] | None = None
+) -> tuple[torch.nn.Module, Loss]:
     """The configured network (input ``(B, 1, lookback, n_assets)``) and training loss.
+
+    With a ``constraints`` section, they are resolved against ``assets`` (the data's columns) and
+    given to the network's convex layer (:func:`network_params`).
 
     Raises
     ------
@@ -246,7 +281,7 @@ def build_network(config: BacktestConfig, n_assets: int) -> tuple[torch.nn.Modul
     n = config.network
     config.check_references()
     model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, where="network.params",
-                         **{"seed": config.seed, **n.params})
+                         **{"seed": config.seed, **constrained_network_params(config, assets)})
     loss = make_loss(n.loss, where="network.loss_params", **n.loss_params)
     return model, loss
 
@@ -349,11 +384,14 @@ def run_backtest(
     resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     returns = load_returns(config)
+    assets = [str(c) for c in returns.columns]
+    if config.constraints is not None:  # tickers resolved and feasibility proven before any work
+        config.constraints.spec(assets).compile(len(assets))
     train, val, test = split_windows(config, returns)
-    benchmarks = build_benchmarks(config)
-    network = build_network(config, train.X.shape[-1]) if config.network.enabled else None
+    benchmarks = build_benchmarks(config, assets)
+    network = build_network(config, train.X.shape[-1], assets) if config.network.enabled else None
     if network is not None:
-        network_params(config)  # a bundle holds JSON parameters only: checked before training
+        network_params(config, assets)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
     resume = _resumable(folder, config)
     if not resume:  # checkpoints of another config must not be resumed
@@ -380,6 +418,11 @@ def run_backtest(
             hooks[label] = run.refit
             notes = run.summary
         strategies.update(benchmarks)
+        if config.constraints is not None:
+            loose = unconstrained_benchmarks(config)
+            notes = (f"{notes} Constraints ({config.constraints.spec(assets).describe()}) apply to "
+                     f"{[s for s in strategies if s not in loose]}"
+                     f"{f'; unconstrained: {loose}' if loose else ''}.").strip()
         b = config.backtest
         result = walk_forward(
             strategies,
