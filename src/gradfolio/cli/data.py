@@ -7,7 +7,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
-from gradfolio.data import load_prices
 
 
 @friendly_errors
@@ -18,6 +17,8 @@ def info(
     ),
 ) -> None:
     """Validate a price table and print its assets, date range and missing data."""
+    from gradfolio.data import load_prices  # here, not at import: `gradfolio --help` must not load pandas/torch
+
     prices = load_prices(data, ffill_limit=ffill_limit)
     filled = prices.attrs.get("filled", {})
     first, last = prices.index[0].date(), prices.index[-1].date()
