@@ -107,3 +107,18 @@ def test_revalue_matches_slot_greeks_summed(per_slot_vol, block, monkeypatch):
     payoff = size * book.quantity[:, 0] * (spot - book.strike[:, 0]).clamp(min=0)
     live = book.slot_greeks(slice(1, 4), 4, spot, vol).price.sum(dim=1)
     torch.testing.assert_close(book.revalue(4, spot, torch.log(spot), vol)[0], payoff + live, rtol=1e-13, atol=1e-11)
+
+
+def test_revalue_of_an_empty_book_is_zero():
+    book = OptionBook(n_paths=3, n_slots=5, maturity_days=2, contract_size=100, days_per_year=250, device=CPU, dtype=f64)
+    spot = torch.tensor([9.0, 10.0, 11.0], dtype=f64)
+    book.open(0, torch.zeros(3, dtype=f64), spot)
+    value_held, now = book.revalue(1, spot, torch.log(spot), lambda strike, tau: torch.full_like(spot[:, None], 0.3))
+    assert torch.equal(value_held, torch.zeros(3, dtype=f64))
+    assert all(torch.equal(g, torch.zeros(3, dtype=f64)) for g in now)
+    # One contract on one path makes it non-empty again: valued like slot_greeks.
+    book.open(1, torch.tensor([0.0, 2.0, 0.0], dtype=f64), spot)
+    vol = lambda strike, tau: torch.full_like(spot[:, None], 0.3)
+    value_held, now = book.revalue(1, spot, torch.log(spot), vol)
+    torch.testing.assert_close(now.price, book.valuation(1, spot, vol).price, rtol=1e-13, atol=1e-12)
+    assert float(now.price[1]) > 0 and float(now.price[0]) == 0.0

@@ -20,9 +20,8 @@ unchecked Black-Scholes functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -163,7 +162,8 @@ class OptionBook:
         reassociation: each live slot's ``d1``, ``N(d1)``, ``N(d2)`` and ``phi(d1)`` are computed once
         (``log(S/K)`` as ``log S - log K``), weighted by the quantities and reduced per path; the
         contract size and ``1 / sqrt(2 pi)`` multiply the ``(P,)`` sums. At most one slot (the
-        first, opened ``maturity`` days ago) expires on ``day``: it is worth its payoff.
+        first, opened ``maturity`` days ago) expires on ``day``: it is worth its payoff. A book
+        whose held quantities are all zero is worth zero without valuing anything.
 
         Parameters
         ----------
@@ -184,6 +184,9 @@ class OptionBook:
         held_prev, held_now = self.held(day - 1), self.held(day)
         live = slice(held_now.start, held_now.stop)
         qty, strike = self.quantity[:, live], self.strike[:, live]
+        if not bool(self.quantity[:, held_prev.start : live.stop].any()):  # an empty book (e.g. no hedges traded) is worth 0
+            zero = torch.zeros_like(spot)
+            return zero, Greeks(zero, zero, zero, zero)
         expiry = torch.arange(live.start, live.stop, device=qty.device) + self.maturity_days
         tau = (expiry - day).to(qty.dtype) / self.days_per_year  # (k,), every tau > 0
         sqrt_tau = tau.sqrt()
@@ -205,12 +208,16 @@ class OptionBook:
 
 
 _BLOCK_ELEMENTS = 1 << 16
-"""Paths x slots valued per block, so that the temporaries of :func:`_live_sums` stay in cache."""
+"""Paths x slots valued per block and per torch thread, so that the temporaries of :func:`_live_sums` stay in cache."""
 
 
 def _blocks(n_paths: int, n_slots: int) -> list[slice]:
-    """Row slices of about :data:`_BLOCK_ELEMENTS` elements covering ``n_paths`` rows of ``n_slots`` slots."""
-    rows = max(1, _BLOCK_ELEMENTS // n_slots)
+    """Row slices of about :data:`_BLOCK_ELEMENTS` elements per torch thread covering ``n_paths`` rows of ``n_slots`` slots.
+
+    Each thread gets a block of that size: more threads, fewer and larger blocks (fewer
+    parallel regions to synchronize).
+    """
+    rows = max(1, _BLOCK_ELEMENTS * torch.get_num_threads() // n_slots)
     return [slice(i, min(i + rows, n_paths)) for i in range(0, n_paths, rows)]
 
 
