@@ -93,6 +93,11 @@ def backtest_costs(tracking: bool, figures: bool, store: Path) -> dict[str, floa
     return dict(spent)
 
 
+def _cell(times: dict[str, float], key: str) -> str:
+    """``wall (CPU)`` seconds of ``key``."""
+    return f"{times.get(key, 0.0):6.2f} ({times.get(key + '_cpu', 0.0):4.2f})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -117,9 +122,8 @@ def main() -> int:
             cases = (("on/on, fresh MLflow store", True, True), ("on/on, existing store", True, True), ("off/off", False, False))
             for label, tracking, figures in cases:
                 t = backtest_costs(tracking, figures, store)
-                cell = lambda k: f"{t.get(k, 0.0):6.2f} ({t.get(k + '_cpu', 0.0):4.2f})"
                 share = (t.get("mlflow_cpu", 0.0) + t.get("png_cpu", 0.0)) / t["total_cpu"]
-                print(f"{label:32s} {cell('total')} {cell('mlflow')} {cell('png')} {share:6.1%}")
+                print(f"{label:32s} {_cell(t, 'total')} {_cell(t, 'mlflow')} {_cell(t, 'png')} {share:6.1%}")
         print("share: MLflow + PNG CPU time over the backtest's CPU time")
     return 0
 

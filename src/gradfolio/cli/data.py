@@ -17,7 +17,8 @@ def info(
     ),
 ) -> None:
     """Validate a price table and print its assets, date range and missing data."""
-    from gradfolio.data import load_prices  # here, not at import: `gradfolio --help` must not load pandas/torch
+    # imported here, not with the module: `gradfolio --help` must not load pandas or torch
+    from gradfolio.data import load_prices
 
     prices = load_prices(data, ffill_limit=ffill_limit)
     filled = prices.attrs.get("filled", {})
