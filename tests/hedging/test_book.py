@@ -74,3 +74,51 @@ def test_book_values_held_slots_and_expiry():
     per_slot = book.slot_greeks(slice(0, 2), 3, spot, vol)
     torch.testing.assert_close(per_slot.price[:, 0], 100 * book.quantity[:, 0] * (spot - spot0).clamp(min=0))
     assert torch.all(per_slot.gamma[:, 0] == 0) and torch.all(per_slot.vega[:, 0] == 0)
+
+
+@pytest.mark.parametrize("per_slot_vol", [False, True])
+@pytest.mark.parametrize("block", [None, 7])
+def test_revalue_matches_slot_greeks_summed(per_slot_vol, block, monkeypatch):
+    """The fused overnight revaluation equals the option-by-option slot valuation, expiring slot included."""
+    import gradfolio.hedging.book as book_module
+
+    if block is not None:  # value 3-row blocks: the cache blocking must not change the sums
+        monkeypatch.setattr(book_module, "_BLOCK_ELEMENTS", block)
+    gen = torch.Generator().manual_seed(5)
+    n_paths, maturity, size = 9, 4, 100
+    book = OptionBook(n_paths=n_paths, n_slots=8, maturity_days=maturity, contract_size=size, days_per_year=250, device=CPU, dtype=f64)
+    spots = 10.0 * torch.exp(0.05 * torch.randn(n_paths, 8, generator=gen, dtype=f64))
+    for day in range(6):
+        book.open(day, torch.randint(-3, 4, (n_paths,), generator=gen).to(f64), spots[:, day])
+    vol_path = 0.2 + 0.1 * torch.rand(n_paths, 1, generator=gen, dtype=f64)
+
+    def vol(strike, tau):
+        return vol_path * (1.0 + 0.3 * (strike / 10.0 - 1.0) + tau) if per_slot_vol else vol_path
+
+    for day in (1, 3, 4, 5):  # day 4 and 5: slot day - 4 expires
+        spot = spots[:, day]
+        value_held, now = book.revalue(day, spot, torch.log(spot), vol)
+        prev = book.slot_greeks(book.held(day - 1), day, spot, vol)
+        torch.testing.assert_close(value_held, prev.price.sum(dim=1), rtol=1e-13, atol=1e-11)
+        for got, want in zip(now, book.valuation(day, spot, vol), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-11)
+    # The expiring slot is worth its payoff: day 4 holds slots 0..3 on day 3, slot 0 expires.
+    spot = spots[:, 4]
+    payoff = size * book.quantity[:, 0] * (spot - book.strike[:, 0]).clamp(min=0)
+    live = book.slot_greeks(slice(1, 4), 4, spot, vol).price.sum(dim=1)
+    torch.testing.assert_close(book.revalue(4, spot, torch.log(spot), vol)[0], payoff + live, rtol=1e-13, atol=1e-11)
+
+
+def test_revalue_of_an_empty_book_is_zero():
+    book = OptionBook(n_paths=3, n_slots=5, maturity_days=2, contract_size=100, days_per_year=250, device=CPU, dtype=f64)
+    spot = torch.tensor([9.0, 10.0, 11.0], dtype=f64)
+    book.open(0, torch.zeros(3, dtype=f64), spot)
+    value_held, now = book.revalue(1, spot, torch.log(spot), lambda strike, tau: torch.full_like(spot[:, None], 0.3))
+    assert torch.equal(value_held, torch.zeros(3, dtype=f64))
+    assert all(torch.equal(g, torch.zeros(3, dtype=f64)) for g in now)
+    # One contract on one path makes it non-empty again: valued like slot_greeks.
+    book.open(1, torch.tensor([0.0, 2.0, 0.0], dtype=f64), spot)
+    vol = lambda strike, tau: torch.full_like(spot[:, None], 0.3)
+    value_held, now = book.revalue(1, spot, torch.log(spot), vol)
+    torch.testing.assert_close(now.price, book.valuation(1, spot, vol).price, rtol=1e-13, atol=1e-12)
+    assert float(now.price[1]) > 0 and float(now.price[0]) == 0.0

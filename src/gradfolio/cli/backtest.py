@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -11,7 +12,9 @@ from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
 from gradfolio.cli.progress import progress_bars
-from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
+
+if TYPE_CHECKING:  # the experiments (torch, pandas) are imported inside the commands, so `gradfolio --help` stays fast
+    from gradfolio.experiments.backtest.config import BacktestConfig
 
 SHOWN = {
     "annualized_return": "CAGR",
@@ -51,14 +54,17 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Shorter data and training (seconds; for tests)."),
     device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow (local sqlite:///mlflow.db)."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures (the HTML report is always written)."),
 ) -> None:
     """Train a network on the bundled S&P 500 data and backtest it against every benchmark.
 
     The network is trained end to end with the Sharpe loss, walked forward out of sample against
     every classical portfolio with 10 bps costs, and the report is written to --out.
     """
+    from gradfolio.experiments.backtest.config import demo_config
+
     config = demo_config(quick=quick, out=str(out))
-    update: dict[str, object] = {"tracking": track}
+    update: dict[str, object] = {"tracking": track, "figures": figures}
     if device is not None:
         update["device"] = device
     _run(config.model_copy(update=update), out)
@@ -70,14 +76,19 @@ def backtest(
     out: Path = typer.Option(None, "--out", help="Run folder (default: 'out' of the config)."),
     device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
     track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
+    figures: bool = typer.Option(None, "--figures/--no-figures", help="Override 'figures' (PNG files) of the config."),
 ) -> None:
     """Run the walk-forward backtest described by a config file and write the report."""
+    from gradfolio.experiments.backtest.config import load_backtest_config
+
     cfg = load_backtest_config(config)
     update: dict[str, object] = {}
     if device is not None:
         update["device"] = device
     if track is not None:
         update["tracking"] = track
+    if figures is not None:
+        update["figures"] = figures
     _run(cfg.model_copy(update=update), out)
 
 

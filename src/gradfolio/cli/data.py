@@ -7,7 +7,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
-from gradfolio.data import load_prices
 
 
 @friendly_errors
@@ -18,6 +17,9 @@ def info(
     ),
 ) -> None:
     """Validate a price table and print its assets, date range and missing data."""
+    # imported here, not with the module: `gradfolio --help` must not load pandas or torch
+    from gradfolio.data import load_prices
+
     prices = load_prices(data, ffill_limit=ffill_limit)
     filled = prices.attrs.get("filled", {})
     first, last = prices.index[0].date(), prices.index[-1].date()

@@ -13,7 +13,6 @@ from rich import box
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
-from gradfolio.experiments.hedging.config import load_hedging_config
 
 
 @friendly_errors
@@ -25,6 +24,7 @@ def baselines(
 ) -> None:
     """Evaluate delta, delta-gamma and delta-vega hedging; print the P&L table and write a report."""
     from gradfolio.experiments.hedging.baselines import run_baselines
+    from gradfolio.experiments.hedging.config import load_hedging_config
     from gradfolio.tracking import MlflowTracker, NullTracker
 
     cfg = load_hedging_config(config)

@@ -8,18 +8,20 @@ in one line naming the option, the field and the fix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
 import typer
-from pydantic import BaseModel
 from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
 from gradfolio.cli.progress import progress_bars
 from gradfolio.errors import ConfigError
 
-C = TypeVar("C", bound=BaseModel)
+if TYPE_CHECKING:  # pandas and pydantic load with the commands, not with `gradfolio --help`
+    import pandas as pd
+    from pydantic import BaseModel
+
+C = TypeVar("C", bound="BaseModel")
 
 
 def _print_table(table: pd.DataFrame, title: str) -> None:

@@ -7,6 +7,11 @@ into one *slot*: a net number of contracts and a strike per path. A book is ther
 the options held on day ``t`` are the contiguous slots ``j`` with ``t - maturity < j <= t``,
 a column slice — nothing loops over paths or over options.
 
+The environment's hot path is :meth:`OptionBook.revalue`: one pass over the slots held
+overnight gives both the value of yesterday's positions and today's value and greeks, with
+``d1``, ``N(d1)``, ``N(d2)`` and ``phi(d1)`` computed once per slot and reduced to ``(paths,)``
+sums (the contract size and constant factors applied to the sums, not to every slot).
+
 An option that reaches its expiry day is worth its payoff, settles in cash and leaves the book.
 Client orders (Poisson arrivals, long or short with equal probability) are drawn by
 :func:`draw_client_orders`. Books are built and filled by the environment, so valuation uses the
@@ -15,11 +20,20 @@ unchecked Black-Scholes functions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from gradfolio.hedging.blackscholes import Greeks, bs_greeks_unchecked, live_greeks_unchecked
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT1_2 = math.sqrt(0.5)
+
+
+def _ndtr_(scaled: torch.Tensor) -> torch.Tensor:
+    """``N(x)`` in place from ``scaled = x / sqrt(2)``: torch's ``ndtr`` formula ``(1 + erf(x / sqrt 2)) / 2`` without its temporaries."""
+    return scaled.erf_().add_(1.0).mul_(0.5)
 
 VolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``vol_fn(strike (paths, k), tau (k,)) -> implied vol broadcastable to (paths, k)``."""
@@ -49,6 +63,8 @@ class OptionBook:
         ``(P, C)`` net contracts per slot (``> 0`` long, ``< 0`` short).
     strike
         ``(P, C)`` strike per slot (the spot on its opening day).
+    log_strike
+        ``(P, C)`` natural log of :attr:`strike` (kept for :meth:`revalue`).
     """
 
     def __init__(
@@ -66,6 +82,7 @@ class OptionBook:
         self.days_per_year = int(days_per_year)
         self.quantity = torch.zeros(n_paths, n_slots, device=device, dtype=dtype)
         self.strike = torch.ones(n_paths, n_slots, device=device, dtype=dtype)
+        self.log_strike = torch.zeros(n_paths, n_slots, device=device, dtype=dtype)
 
     def open(self, day: int, quantity: torch.Tensor, strike: torch.Tensor) -> None:
         """Open positions on ``day``: add contracts to slot ``day`` and set its strike.
@@ -82,6 +99,7 @@ class OptionBook:
         """
         self.quantity[:, day] += quantity
         self.strike[:, day] = strike
+        self.log_strike[:, day] = torch.log(strike)
 
     def held(self, day: int) -> slice:
         """Slots held on ``day``: opened by then and not expired before it.
@@ -136,6 +154,102 @@ class OptionBook:
     def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
         """Total value and greeks ``(P,)`` on ``day`` of the positions held on ``day``."""
         return Greeks(*(v.sum(dim=1) for v in self.slot_greeks(self.held(day), day, spot, vol_fn)))
+
+    def revalue(self, day: int, spot: torch.Tensor, log_spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
+        """Overnight revaluation on ``day`` (``>= 1``) in one pass over the slots held on ``day - 1`` or ``day``.
+
+        Equal to :meth:`slot_greeks` summed over the held slots, up to floating-point
+        reassociation: each live slot's ``d1``, ``N(d1)``, ``N(d2)`` and ``phi(d1)`` are computed once
+        (``log(S/K)`` as ``log S - log K``), weighted by the quantities and reduced per path; the
+        contract size and ``1 / sqrt(2 pi)`` multiply the ``(P,)`` sums. At most one slot (the
+        first, opened ``maturity`` days ago) expires on ``day``: it is worth its payoff. A book
+        whose held quantities are all zero is worth zero without valuing anything.
+
+        Parameters
+        ----------
+        day
+            Valuation day ``t + 1``.
+        spot, log_spot
+            ``(P,)`` stock price on ``day`` and its natural log.
+        vol_fn
+            Implied volatility, see :data:`VolFn`; a ``(P, 1)`` result (one vol per path, the
+            ``per_day`` mode) reduces gamma and vega with one matrix product.
+
+        Returns
+        -------
+        ``(value_held, now)``: ``value_held`` ``(P,)`` the value on ``day`` of the positions held on
+        ``day - 1`` (expiring ones at their payoff); ``now`` the value, delta, gamma and vega ``(P,)``
+        of the positions held on ``day`` (slot ``day`` included).
+        """
+        held_prev, held_now = self.held(day - 1), self.held(day)
+        live = slice(held_now.start, held_now.stop)
+        qty, strike = self.quantity[:, live], self.strike[:, live]
+        if not bool(self.quantity[:, held_prev.start : live.stop].any()):  # an empty book (e.g. no hedges traded) is worth 0
+            zero = torch.zeros_like(spot)
+            return zero, Greeks(zero, zero, zero, zero)
+        expiry = torch.arange(live.start, live.stop, device=qty.device) + self.maturity_days
+        tau = (expiry - day).to(qty.dtype) / self.days_per_year  # (k,), every tau > 0
+        sqrt_tau = tau.sqrt()
+        vol = vol_fn(strike, tau)
+        size = self.contract_size
+        log_strike = self.log_strike[:, live]
+        blocks = [
+            _live_sums(qty[rows], strike[rows], log_strike[rows], tau, sqrt_tau, spot[rows], log_spot[rows], vol[rows])
+            for rows in _blocks(qty.shape[0], qty.shape[1])
+        ]
+        sums = blocks[0] if len(blocks) == 1 else [torch.cat(parts) for parts in zip(*blocks, strict=True)]
+        held_price, value_now, delta, gamma, vega = sums
+        value_held = size * held_price
+        if held_prev.start < live.start:  # slot held_prev.start expires on ``day``
+            first = held_prev.start
+            value_held = value_held + size * self.quantity[:, first] * (spot - self.strike[:, first]).clamp(min=0.0)
+        c = size * _INV_SQRT_2PI
+        return value_held, Greeks(size * value_now, size * delta, c * gamma, (c / 100.0) * vega)
+
+
+_BLOCK_ELEMENTS = 1 << 16
+"""Paths x slots valued per block and per torch thread, so that the temporaries of :func:`_live_sums` stay in cache."""
+
+
+def _blocks(n_paths: int, n_slots: int) -> list[slice]:
+    """Row slices of about :data:`_BLOCK_ELEMENTS` elements per torch thread covering ``n_paths`` rows of ``n_slots`` slots.
+
+    Each thread gets a block of that size: more threads, fewer and larger blocks (fewer
+    parallel regions to synchronize).
+    """
+    rows = max(1, _BLOCK_ELEMENTS * torch.get_num_threads() // n_slots)
+    return [slice(i, min(i + rows, n_paths)) for i in range(0, n_paths, rows)]
+
+
+def _live_sums(
+    qty: torch.Tensor, strike: torch.Tensor, log_strike: torch.Tensor, tau: torch.Tensor, sqrt_tau: torch.Tensor,
+    spot: torch.Tensor, log_spot: torch.Tensor, vol: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quantity-weighted Black-Scholes sums of live call slots, the core of :meth:`OptionBook.revalue`.
+
+    ``qty, strike, log_strike (P, k)``, ``tau, sqrt_tau (k,)`` (every ``tau > 0``), ``spot, log_spot (P,)``,
+    ``vol (P, 1)`` or ``(P, k)`` -> five ``(P,)`` sums: price over the first ``k - 1`` slots, price over
+    all ``k``, delta, ``sum q phi(d1) sqrt(2 pi) / (S vol sqrt(tau))`` and ``S sum q phi(d1) sqrt(2 pi) sqrt(tau)``
+    (per contract, before the contract size and the constants).
+    """
+    vol_sqrt = vol * sqrt_tau
+    # Few passes, in place where possible: each (P, k) temporary is written once and reused.
+    d1 = torch.sub(log_spot[:, None], log_strike).addcmul_(0.5 * vol * vol, tau).div_(vol_sqrt)
+    n1 = _ndtr_(d1 * _SQRT1_2)
+    kn2 = _ndtr_(torch.sub(d1, vol_sqrt).mul_(_SQRT1_2)).mul_(strike)  # K N(d2)
+    price = (n1 * spot[:, None]).sub_(kn2)
+    q_pdf = d1.square_().mul_(-0.5).exp_().mul_(qty)  # q phi(d1) sqrt(2 pi), in d1's buffer
+    held_price = torch.linalg.vecdot(qty[:, :-1], price[:, :-1])  # slots held on day - 1
+    value_now = held_price + qty[:, -1] * price[:, -1]
+    delta = torch.linalg.vecdot(qty, n1)
+    if vol.shape[-1] == 1:  # one vol per path: sum_j q phi / sqrt(tau) and sum_j q phi sqrt(tau) as one product
+        sums = q_pdf @ torch.stack([sqrt_tau.reciprocal(), sqrt_tau], dim=1)
+        gamma = sums[:, 0] / (spot * vol[:, 0])
+        vega = spot * sums[:, 1]
+    else:
+        gamma = (q_pdf / vol_sqrt).sum(dim=1) / spot
+        vega = spot * (q_pdf * sqrt_tau).sum(dim=1)
+    return held_price, value_now, delta, gamma, vega
 
 
 def draw_client_orders(

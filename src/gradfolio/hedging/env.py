@@ -241,6 +241,7 @@ class HedgingEnv:
         cfg, mkt = self.config, self.config.market
         P, T = self.n_paths, cfg.n_days
         self.spot, self.sabr_vol, self.orders = market
+        self._log_spot = torch.log(self.spot)
         days_left = torch.arange(T, -1, -1, device=self.device, dtype=self.dtype) / mkt.days_per_year
         # Per-day implied vol (Cao et al.): Hagan at strike s0 and the days left in the episode.
         self.day_vol = hagan_implied_vol_unchecked(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
@@ -300,8 +301,9 @@ class HedgingEnv:
         spot_next = self.spot[:, t1]
         self.client.open(t1, self.orders[:, t1], spot_next)
         vol_fn = self._vol_fn(t1)
-        client_held, client_now = self._revalue(self.client, t, spot_next, vol_fn)
-        hedges_held, hedges_now = self._revalue(self.hedges, t, spot_next, vol_fn)
+        log_spot_next = self._log_spot[:, t1]
+        client_held, client_now = self.client.revalue(t1, spot_next, log_spot_next, vol_fn)
+        hedges_held, hedges_now = self.hedges.revalue(t1, spot_next, log_spot_next, vol_fn)
         gross = client_held + hedges_held - value_t + stock * (spot_next - self.spot[:, t])
         pnl = gross - cost
         reward = pnl if cfg.reward == "pnl" else -gross.abs() - cost
@@ -376,20 +378,6 @@ class HedgingEnv:
             return lambda strike, tau: vol
         spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
         return lambda strike, tau: hagan_implied_vol_unchecked(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
-
-    @staticmethod
-    def _revalue(book: OptionBook, t: int, spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
-        """Value ``book`` on day ``t + 1`` in one pass over the slots held on day ``t`` or ``t + 1``.
-
-        Returns the value ``(P,)`` of the positions held on day ``t`` (expiring ones at their payoff)
-        and the value and greeks of those held on day ``t + 1`` (new arrivals included).
-        """
-        held_t, held_next = book.held(t), book.held(t + 1)
-        slots = slice(held_t.start, held_next.stop)
-        g = book.slot_greeks(slots, t + 1, spot, vol_fn)
-        old = held_t.stop - slots.start  # columns of the positions held on day t
-        new = held_next.start - slots.start  # first column still held on day t + 1
-        return g.price[:, :old].sum(dim=1), Greeks(*(v[:, new:].sum(dim=1) for v in g))
 
     def _observe(self, portfolio: Greeks) -> None:
         """Store the portfolio greeks, price today's hedging option and build the state on day ``self.t``."""

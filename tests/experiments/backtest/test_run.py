@@ -144,6 +144,19 @@ def test_backtest_command_writes_run_folder(tmp_path: Path) -> None:
     np.testing.assert_allclose(res.weights_before["equal_weight"].iloc[1].to_numpy(), drift.to_numpy(), rtol=1e-6)
 
 
+def test_no_figures_writes_the_report_without_pngs(tmp_path: Path) -> None:
+    """``--no-figures`` (config ``figures: false``) skips the PNG files; the rest of the folder is written."""
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["backtest", "--config", str(cfg), "--out", str(out), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file() and (out / "metrics.md").is_file()
+    assert not list(out.glob("*.png"))
+    assert load_backtest_config(out / "config.yaml").figures is False
+    assert load_backtest_config(cfg).figures is True  # the default
+
+
 def test_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     config = load_backtest_config(EXAMPLES / "backtest.toml")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -131,6 +131,7 @@ class BacktestConfig(_Section):
     )
     out: str = "runs/backtest"
     tracking: bool = Field(True, description="Log the run to MLflow (gradfolio.tracking).")
+    figures: bool = Field(True, description="Write the PNG figures (equity, drawdowns, turnover, weights); the HTML report is always written.")
     tracking_uri: str | None = None
     experiment: str = "gradfolio-backtest"
 

@@ -128,12 +128,18 @@ def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[P
 
 
 def write_report(
-    result: BacktestResult, folder: str | os.PathLike[str], title: str = "Walk-forward backtest", notes: str = ""
+    result: BacktestResult, folder: str | os.PathLike[str], title: str = "Walk-forward backtest", notes: str = "",
+    figures: bool = True,
 ) -> Path:
-    """Write ``report.html``, ``metrics.md`` and the PNG figures into ``folder``; returns the HTML path."""
+    """Write ``report.html``, ``metrics.md`` and (with ``figures``) the PNG figures into ``folder``; returns the HTML path.
+
+    The HTML page holds the same charts, interactive; ``figures=False`` skips :func:`write_pngs` and
+    its matplotlib import (``figures: false`` in a backtest config, ``--no-figures`` on the command line).
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    write_pngs(result, out)
+    if figures:
+        write_pngs(result, out)
     atomic_write_text(out / "metrics.md", markdown_table(result.metrics(), digits=4))
     return atomic_write_text(out / "report.html", report_html(result, title, notes))
 

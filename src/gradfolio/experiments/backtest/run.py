@@ -443,7 +443,7 @@ def run_backtest(
         )
         result.save(folder)
         save_strategies(folder, config, strategies, label, returns)  # type: ignore[arg-type]
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
+        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, figures=config.figures)
         for name, row in result.metrics().iterrows():
             tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         tracker.log_artifact(folder)
