@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
@@ -23,7 +24,15 @@ SHOWN = {
 }
 
 
+def versus(row: pd.Series) -> str:
+    """``+0.123 [-0.100, 0.350] p=0.28`` (empty for the benchmark itself)."""
+    if pd.isna(row["diff"]):
+        return "-"
+    return f"{row['diff']:+.3f} [{row['diff_lower']:+.3f}, {row['diff_upper']:+.3f}] p={row['diff_pvalue']:.2f}"
+
+
 def _run(config: BacktestConfig, out: Path | None) -> None:
+    from gradfolio.experiments.backtest.evaluation import read_stats
     from gradfolio.experiments.backtest.run import run_backtest
 
     start = time.perf_counter()
@@ -39,9 +48,19 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     view.add_column("strategy", no_wrap=True)
     for label in SHOWN.values():
         view.add_column(label, justify="right")
+    stats = read_stats(folder) if (folder / "stats.json").is_file() else None
+    if stats is not None:
+        level = 100 * stats.attrs["level"]
+        view.add_column(f"vs 1/N [{level:g}% CI] p", justify="right")
     for name, row in table.sort_values("sharpe_ratio", ascending=False).iterrows():
-        view.add_row(str(name), *(f"{row[c]:.3f}" for c in SHOWN))
+        cells = [f"{row[c]:.3f}" for c in SHOWN]
+        if stats is not None:
+            cells.append(versus(stats.loc[str(name)]))
+        view.add_row(str(name), *cells)
     console.print(view)
+    if stats is not None:
+        console.print(f"vs 1/N: Sharpe difference to {stats.attrs['benchmark']}, Ledoit-Wolf HAC interval and p-value "
+                      f"(stats.md); DSR deflated for {stats.attrs['n_trials']} strategies.")
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 

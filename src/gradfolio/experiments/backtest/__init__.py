@@ -17,10 +17,12 @@ if TYPE_CHECKING:
         DataSettings,
         NetworkSettings,
         SplitSettings,
+        StatsSettings,
         TrainSettings,
         demo_config,
         load_backtest_config,
     )
+    from gradfolio.experiments.backtest.evaluation import read_stats, stats_table, write_stats
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
         NetworkRun,
@@ -44,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "NetworkSettings": "config",
     "SplitSettings": "config",
     "TrainSettings": "config",
+    "StatsSettings": "config",
+    "stats_table": "evaluation",
+    "write_stats": "evaluation",
+    "read_stats": "evaluation",
     "demo_config": "config",
     "load_backtest_config": "config",
     "metrics_html": "report",
@@ -78,7 +84,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
+    "DataSettings", "SplitSettings", "StatsSettings", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
     "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",

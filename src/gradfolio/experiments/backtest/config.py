@@ -97,6 +97,20 @@ class TrainSettings(_Section):
     patience: int = Field(5, ge=1, description="Epochs without validation improvement before stopping.")
 
 
+class StatsSettings(_Section):
+    """Statistical evaluation of the out-of-sample returns (:func:`gradfolio.stats.compare`).
+
+    Written as ``stats.json`` / ``stats.md`` and shown in ``report.html`` when ``benchmark`` is
+    among the strategies backtested.
+    """
+
+    enabled: bool = True
+    benchmark: str = Field("equal_weight", description="Strategy every other is compared with (1/N).")
+    level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")
+    n_resamples: int = Field(2000, ge=100, description="Bootstrap resamples of the Sharpe intervals.")
+    n_multiple_resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the SPA test and MCS.")
+
+
 class BacktestConfig(_Section):
     """A whole backtest run: data, split, walk-forward rules, network, benchmarks, output."""
 
@@ -112,6 +126,7 @@ class BacktestConfig(_Section):
     benchmark_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Keyword arguments per benchmark name."
     )
+    stats: StatsSettings = Field(default_factory=StatsSettings)
     seed: int = 0
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = Field(
@@ -201,6 +216,7 @@ __all__ = [
     "BacktestSettings",
     "NetworkSettings",
     "TrainSettings",
+    "StatsSettings",
     "BacktestConfig",
     "load_backtest_config",
     "demo_config",

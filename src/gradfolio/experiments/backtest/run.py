@@ -11,6 +11,9 @@ folder holds::
     returns.parquet    daily net returns (+ gross returns and costs) per strategy
     weights.parquet    weights before/after each rebalance (long format)
     turnover.parquet   turnover per rebalance and strategy
+    stats.json         is it better than 1/N? per strategy: Sharpe with bootstrap CI, Sharpe difference to
+                       equal_weight with Ledoit-Wolf CI and p-value, PSR, DSR (n_trials = strategies
+                       evaluated), SPA, MCS (gradfolio.stats.compare; also stats.md, sharpe_ci.png)
     report.html        interactive report (self-contained) and PNG figures
     strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
                        weights.pt): the network after the walk-forward and every benchmark, for
@@ -45,6 +48,7 @@ from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest.config import BacktestConfig
+from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.seeding import resolve_device
@@ -400,7 +404,13 @@ def run_backtest(
         )
         result.save(folder)
         save_strategies(folder, config, strategies, label, returns)  # type: ignore[arg-type]
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
+        stats = stats_table(result.returns, config)
+        if stats is not None:
+            write_stats(stats, folder)
+        else:
+            (folder / "stats.json").unlink(missing_ok=True)
+            (folder / "stats.md").unlink(missing_ok=True)
+        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, stats=stats)
         for name, row in result.metrics().iterrows():
             tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         tracker.log_artifact(folder)
