@@ -32,6 +32,7 @@ def versus(row: pd.Series) -> str:
 
 
 def _run(config: BacktestConfig, out: Path | None) -> None:
+    from gradfolio.experiments.backtest.cv import cv_summary, read_cv
     from gradfolio.experiments.backtest.evaluation import read_stats
     from gradfolio.experiments.backtest.run import run_backtest
 
@@ -61,6 +62,15 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     if stats is not None:
         console.print(f"vs 1/N: Sharpe difference to {stats.attrs['benchmark']}, Ledoit-Wolf HAC interval and p-value "
                       f"(stats.md); DSR deflated for {stats.attrs['n_trials']} strategies.")
+    if (folder / "cv.json").is_file() and config.cv is not None:
+        summary = cv_summary(read_cv(folder))
+        cv_view = Table(title=f"{config.cv.method}: out-of-sample Sharpe per path (and seed)", box=box.SIMPLE,
+                        pad_edge=False)
+        for col in ("strategy", "mean", "std", "min", "max", "n"):
+            cv_view.add_column(col, justify="left" if col == "strategy" else "right")
+        for name, row in summary.iterrows():
+            cv_view.add_row(str(name), *(f"{row[c]:.3f}" for c in ("mean", "std", "min", "max")), f"{row['n']:.0f}")
+        console.print(cv_view)
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 
@@ -89,9 +99,18 @@ def backtest(
     out: Path = typer.Option(None, "--out", help="Run folder (default: 'out' of the config)."),
     device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
     track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
 ) -> None:
-    """Run the walk-forward backtest described by a config file and write the report."""
+    """Run the walk-forward backtest described by a config file and write the report.
+
+    With a ``cv`` section every strategy is also cross-validated (CPCV or walk-forward, network
+    trained per fold and seed), the tasks running on Ray (``--num-cpus``, ``--address``).
+    """
     cfg = load_backtest_config(config)
+    if (num_cpus is not None or address is not None) and cfg.cv is not None:
+        cv_update = {k: v for k, v in (("num_cpus", num_cpus), ("address", address)) if v is not None}
+        cfg = cfg.model_copy(update={"cv": cfg.cv.model_copy(update=cv_update)})
     update: dict[str, object] = {}
     if device is not None:
         update["device"] = device

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
         NetworkSettings,
         SplitSettings,
         StatsSettings,
+        CVSettings,
         TrainSettings,
         demo_config,
         load_backtest_config,
     )
+    from gradfolio.experiments.backtest.cv import CVPlan, cv_plan, read_cv, run_cv
     from gradfolio.experiments.backtest.evaluation import read_stats, stats_table, write_stats
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
@@ -47,6 +49,11 @@ _EXPORTS: dict[str, str] = {
     "SplitSettings": "config",
     "TrainSettings": "config",
     "StatsSettings": "config",
+    "CVSettings": "config",
+    "CVPlan": "cv",
+    "cv_plan": "cv",
+    "run_cv": "cv",
+    "read_cv": "cv",
     "stats_table": "evaluation",
     "write_stats": "evaluation",
     "read_stats": "evaluation",
@@ -84,7 +91,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DataSettings", "SplitSettings", "StatsSettings", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
+    "DataSettings", "SplitSettings", "StatsSettings", "CVSettings", "CVPlan", "cv_plan", "run_cv", "read_cv", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
     "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",

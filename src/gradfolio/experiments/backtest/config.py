@@ -111,6 +111,30 @@ class StatsSettings(_Section):
     n_multiple_resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the SPA test and MCS.")
 
 
+class CVSettings(_Section):
+    """Cross-validation of every strategy (``cv.json``, ``cv_returns.parquet``, a box plot in the report).
+
+    ``cpcv``: combinatorial purged CV over the decision days (``n_folds`` groups, ``n_test_folds``
+    tested per split, purge and embargo from ``lookback, gap, horizon``); ``walk_forward``: the same
+    groups tested one after the other, each trained on every group before it (expanding window).
+    Tasks (split x seed for the network, group x strategy for the classical portfolios) run through
+    :func:`gradfolio.experiments.distributed.run_tasks`.
+    """
+
+    method: Literal["cpcv", "walk_forward"] = "cpcv"
+    n_folds: int = Field(6, ge=3, description="Groups of consecutive decision days.")
+    n_test_folds: int = Field(2, ge=1, description="Groups tested per CPCV split.")
+    executor: Literal["ray", "serial"] = Field("ray", description="Ray tasks (local by default) or one after the other.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all).")
+    address: str | None = Field(None, description="Ray cluster address (default: a local Ray).")
+
+    @model_validator(mode="after")
+    def _test_folds(self) -> CVSettings:
+        if self.method == "cpcv" and not 2 <= self.n_test_folds < self.n_folds:
+            raise ValueError(f"cpcv needs 2 <= n_test_folds < n_folds (got {self.n_test_folds} and {self.n_folds})")
+        return self
+
+
 class BacktestConfig(_Section):
     """A whole backtest run: data, split, walk-forward rules, network, benchmarks, output."""
 
@@ -127,7 +151,11 @@ class BacktestConfig(_Section):
         default_factory=dict, description="Keyword arguments per benchmark name."
     )
     stats: StatsSettings = Field(default_factory=StatsSettings)
+    cv: CVSettings | None = Field(None, description="Cross-validate every strategy (off if null).")
     seed: int = 0
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Seeds the network is trained with in the cross-validation (default: [seed])."
+    )
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="Floating type of the network: training, walk-forward and its saved bundle."
@@ -217,6 +245,7 @@ __all__ = [
     "NetworkSettings",
     "TrainSettings",
     "StatsSettings",
+    "CVSettings",
     "BacktestConfig",
     "load_backtest_config",
     "demo_config",

@@ -14,6 +14,10 @@ folder holds::
     stats.json         is it better than 1/N? per strategy: Sharpe with bootstrap CI, Sharpe difference to
                        equal_weight with Ledoit-Wolf CI and p-value, PSR, DSR (n_trials = strategies
                        evaluated), SPA, MCS (gradfolio.stats.compare; also stats.md, sharpe_ci.png)
+    cv.json            with `cv`: the out-of-sample Sharpe ratio of every strategy on every CPCV
+                       (or walk-forward) path and network seed, with mean and spread (also cv.md,
+                       cv_returns.parquet, cv_sharpe.png; tasks checkpointed under cv/tasks/;
+                       see gradfolio.experiments.backtest.cv)
     report.html        interactive report (self-contained) and PNG figures
     strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
                        weights.pt): the network after the walk-forward and every benchmark, for
@@ -48,6 +52,7 @@ from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest.config import BacktestConfig
+from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
 from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
@@ -359,6 +364,9 @@ def run_backtest(
     if network is not None:
         network_params(config)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
+    if config.cv is not None:  # the folds fit the data and the seeds are distinct
+        cv_plan(config, len(returns))
+        seeds_of(config)
     resume = _resumable(folder, config)
     if not resume:  # checkpoints of another config must not be resumed
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
@@ -410,7 +418,14 @@ def run_backtest(
         else:
             (folder / "stats.json").unlink(missing_ok=True)
             (folder / "stats.md").unlink(missing_ok=True)
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, stats=stats)
+        cv = None
+        if config.cv is not None:
+            cv = run_cv(config, returns, folder, label, benchmark_params(config))
+        else:
+            for name in ("cv.json", "cv.md", "cv_returns.parquet", "cv_sharpe.png"):
+                (folder / name).unlink(missing_ok=True)
+        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, stats=stats,
+                     cv=cv)
         for name, row in result.metrics().iterrows():
             tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         tracker.log_artifact(folder)
