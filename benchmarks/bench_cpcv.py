@@ -31,7 +31,11 @@ import torch
 from gradfolio.backtest import ProportionalCost, walk_forward
 from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.cv import run_cv
-from gradfolio.experiments.backtest.run import benchmark_params, build_benchmarks, load_returns
+from gradfolio.experiments.backtest.run import (
+    benchmark_params,
+    build_benchmarks,
+    load_returns,
+)
 from gradfolio.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent

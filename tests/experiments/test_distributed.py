@@ -10,7 +10,13 @@ import pytest
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.distributed import (
-    Job, check_under, fingerprint, job_folder, read_result, run_tasks, safe_slug,
+    Job,
+    check_under,
+    fingerprint,
+    job_folder,
+    read_result,
+    run_tasks,
+    safe_slug,
 )
 
 CALLS: list[str] = []

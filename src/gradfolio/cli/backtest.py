@@ -12,7 +12,11 @@ from rich.table import Table
 
 from gradfolio.cli.app import console, friendly_errors
 from gradfolio.cli.progress import progress_bars
-from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
+from gradfolio.experiments.backtest.config import (
+    BacktestConfig,
+    demo_config,
+    load_backtest_config,
+)
 
 SHOWN = {
     "annualized_return": "CAGR",

@@ -223,4 +223,4 @@ def run_tasks(
     return results
 
 
-__all__ = ["Job", "fingerprint", "safe_slug", "job_folder", "check_under", "read_result", "run_job", "run_tasks"]
+__all__ = ["Job", "check_under", "fingerprint", "job_folder", "read_result", "run_job", "run_tasks", "safe_slug"]

@@ -49,7 +49,7 @@ def _task(folder: Path, *parts: str) -> dict:
 
 
 def test_cpcv_paths_equal_a_direct_recombination(cv_run: tuple[BacktestConfig, Path]) -> None:
-    config, folder = cv_run
+    _, folder = cv_run
     data = json.loads((folder / "cv.json").read_text())
     cpcv = CombinatorialPurgedCV(4, 2, *purge_embargo(20, 1, 5, 1))
     assert (data["n_splits"], data["n_paths"], data["purge"], data["embargo"]) == (6, 3, 6, 19)

@@ -31,7 +31,7 @@ SMALL = {
 
 def test_stats_json_equals_compare_on_the_run_returns(tmp_path: Path) -> None:
     config = BacktestConfig.model_validate(SMALL)
-    folder, result = run_backtest(config, tmp_path / "run")
+    folder, _ = run_backtest(config, tmp_path / "run")
     returns = BacktestResult.load(folder).returns
     expected = compare(returns, benchmark="equal_weight", level=0.9, n_trials=3, n_resamples=300,
                        n_multiple_resamples=200, seed=3)

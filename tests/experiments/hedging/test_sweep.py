@@ -65,7 +65,7 @@ def test_sweep_names_cannot_escape_the_sweep_folder(tmp_path, tiny_hedge):
     experiments = {"../x": {"..": {"env.market.sigma0": 0.3}}}
     cfg = SweepConfig(base=tiny_hedge.run, agents=["gvdh"], experiments=experiments, executor="serial")
     sweep = tmp_path / "out" / "sweep"
-    table, sweep_dir = run_sweep(cfg, sweep)
+    table, _ = run_sweep(cfg, sweep)
     point = sweep / "points" / "___x" / "__" / "gvdh"
     assert (point / "metrics.json").is_file() and (point / "result.json").is_file()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sweep"]

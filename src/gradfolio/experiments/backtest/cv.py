@@ -50,7 +50,12 @@ from gradfolio.data.cv import CombinatorialPurgedCV, purge_embargo
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.distributed import Job, job_folder, run_tasks
-from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_parquet
+from gradfolio.experiments.outputs import (
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_parquet,
+)
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.tracking import NullTracker
 
@@ -179,7 +184,11 @@ def cv_task(job: dict[str, Any], folder: str) -> dict[str, Any]:
     -------
     ``{"groups": {g: {"dates": [...], "returns": [...]}}}`` (net daily returns).
     """
-    from gradfolio.experiments.backtest.run import build_network, load_returns, train_network
+    from gradfolio.experiments.backtest.run import (
+        build_network,
+        load_returns,
+        train_network,
+    )
 
     config = BacktestConfig.model_validate(job["config"])
     returns = load_returns(config)
@@ -352,5 +361,17 @@ def read_cv(folder: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"seed": "Int64"})
 
 
-__all__ = ["CVPlan", "cv_plan", "split_windows_cv", "cv_task", "cv_jobs", "seeds_of", "recombine", "run_cv",
-           "cv_summary", "write_cv", "cv_png", "read_cv"]
+__all__ = [
+    "CVPlan",
+    "cv_jobs",
+    "cv_plan",
+    "cv_png",
+    "cv_summary",
+    "cv_task",
+    "read_cv",
+    "recombine",
+    "run_cv",
+    "seeds_of",
+    "split_windows_cv",
+    "write_cv",
+]

@@ -78,4 +78,4 @@ def read_stats(folder: str | os.PathLike[str]) -> pd.DataFrame:
     return table
 
 
-__all__ = ["stats_table", "stats_json", "stats_markdown", "write_stats", "read_stats"]
+__all__ = ["read_stats", "stats_json", "stats_markdown", "stats_table", "write_stats"]

@@ -41,7 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, load_config, parse_config
-from gradfolio.experiments.distributed import Job, check_under, job_folder, run_tasks, safe_slug
+from gradfolio.experiments.distributed import (
+    Job,
+    check_under,
+    job_folder,
+    run_tasks,
+    safe_slug,
+)
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig
 from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_csv
 from gradfolio.io import atomic_write_text
