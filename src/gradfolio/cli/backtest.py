@@ -123,7 +123,26 @@ def backtest(
     _run(cfg.model_copy(update=update), out)
 
 
+@friendly_errors
+def experiment(
+    config: Path = typer.Option(..., "--config", help="YAML/TOML BacktestConfig with a list `networks: [...]`."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: 'out' of the config)."),
+    device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
+    track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
+) -> None:
+    """Several networks and losses (`networks: [...]`) against the benchmarks in one run.
+
+    Every network is trained as it would be alone, all are walked forward with the benchmarks,
+    compared with 1/N (the deflated Sharpe counts every strategy) and, with a `cv` section,
+    cross-validated per split and seed.
+    """
+    backtest(config, out, device, track, num_cpus, address)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``demo`` and ``backtest`` to ``app``."""
+    """Add ``demo``, ``backtest`` and ``experiment`` to ``app``."""
     app.command("demo")(demo)
     app.command("backtest")(backtest)
+    app.command("experiment")(experiment)

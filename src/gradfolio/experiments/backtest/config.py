@@ -79,6 +79,7 @@ class NetworkSettings(_Section):
     """The allocation network trained end to end (``enabled: false`` backtests the benchmarks only)."""
 
     enabled: bool = True
+    label: str | None = Field(None, description="Strategy label (default 'net_<name>'); distinct across `networks`.")
     name: str = Field("dense", description="Network name for gradfolio.allocation.make_network.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network.")
     loss: str = Field("sharpe", description="Loss name for gradfolio.allocation.make_loss.")
@@ -142,6 +143,11 @@ class BacktestConfig(_Section):
     split: SplitSettings = Field(default_factory=SplitSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    networks: list[NetworkSettings] | None = Field(
+        None, min_length=1,
+        description="Several networks / losses backtested, statistically compared and cross-validated together "
+        "(each trained with `train`); replaces `network`.",
+    )
     train: TrainSettings = Field(default_factory=TrainSettings)
     benchmarks: list[str] = Field(
         default_factory=lambda: ["all"],
@@ -168,6 +174,27 @@ class BacktestConfig(_Section):
     tracking_uri: str | None = None
     experiment: str = "gradfolio-backtest"
 
+    @model_validator(mode="after")
+    def _one_network_section(self) -> BacktestConfig:
+        if self.networks is not None:
+            if "network" in self.model_fields_set:
+                raise ValueError("give either network or networks, not both")
+            labels = [n.label or f"net_{n.name}" for n in self.networks if n.enabled]
+            repeated = sorted({x for x in labels if labels.count(x) > 1})
+            if repeated:
+                raise ValueError(f"networks: the labels {repeated} repeat; give each network a distinct 'label'")
+        return self
+
+    def network_configs(self) -> dict[str, BacktestConfig]:
+        """``{label: config}``, one per enabled network: ``self`` with ``network`` set to it (and ``networks``
+        cleared), so that every network-building function sees one network. Empty without a network."""
+        specs = self.networks if self.networks is not None else [self.network]
+        out: dict[str, BacktestConfig] = {}
+        for spec in specs:
+            if spec.enabled:
+                out[spec.label or f"net_{spec.name}"] = self.model_copy(update={"network": spec, "networks": None})
+        return out
+
     def check_references(self) -> None:
         """Check every name and keyword parameter that a registry resolves (called by ``load_config``
         and by ``run_backtest`` before any work).
@@ -188,13 +215,16 @@ class BacktestConfig(_Section):
         from gradfolio.allocation import LOSSES, NETWORKS
         from gradfolio.allocation.classical import PORTFOLIOS
 
-        n = self.network
-        if n.enabled:
-            NETWORKS.entry(n.name, where="network.name")
+        specs = [("network", self.network)] if self.networks is None else [
+            (f"networks[{i}]", n) for i, n in enumerate(self.networks)]
+        for at, n in specs:
+            if not n.enabled:
+                continue
+            NETWORKS.entry(n.name, where=f"{at}.name")
             params = {k: v for k, v in n.params.items() if k != "seed"}  # the seed goes to make_network
-            NETWORKS.validate(n.name, params, "network.params", provided={"n_assets", "lookback", "n_channels"})
-            LOSSES.entry(n.loss, where="network.loss")
-            LOSSES.validate(n.loss, n.loss_params, "network.loss_params")
+            NETWORKS.validate(n.name, params, f"{at}.params", provided={"n_assets", "lookback", "n_channels"})
+            LOSSES.entry(n.loss, where=f"{at}.loss")
+            LOSSES.validate(n.loss, n.loss_params, f"{at}.loss_params")
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")

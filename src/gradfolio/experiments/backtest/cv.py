@@ -33,6 +33,7 @@ redoing finished tasks, a changed config reruns them. Outputs, atomically, in th
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,15 +223,26 @@ def _task_config(config: BacktestConfig) -> dict[str, Any]:
 
 
 def cv_jobs(config: BacktestConfig, returns: pd.DataFrame, plan: CVPlan, root: Path,
-            network_label: str | None, benchmarks: dict[str, dict[str, Any]]) -> list[tuple[str, int | None, Job]]:
-    """``(strategy, seed, job)`` of every task: network x split x seed, classical x group."""
-    base = {"config": _task_config(config), "data": returns_fingerprint(returns).model_dump(mode="json")}
+            networks: Mapping[str, BacktestConfig], benchmarks: dict[str, dict[str, Any]]
+            ) -> list[tuple[str, int | None, Job]]:
+    """``(strategy, seed, job)`` of every task: network x split x seed, classical x group.
+
+    ``networks`` maps each network's label to the config of that one network
+    (:meth:`BacktestConfig.network_configs`).
+    """
+    data = returns_fingerprint(returns).model_dump(mode="json")
+    # a classical task does not depend on the networks, a network task not on the benchmarks
+    no_net = config.model_copy(update={"network": config.network.model_copy(update={"enabled": False}),
+                                       "networks": None})
+    base = {"config": _task_config(no_net), "data": data}
     jobs: list[tuple[str, int | None, Job]] = []
-    if network_label is not None:
+    for label, net_config in networks.items():
+        alone = net_config.model_copy(update={"benchmarks": [], "benchmark_params": {}})
+        net = {"config": _task_config(alone), "data": data, "kind": NETWORK}
         for seed in seeds_of(config):
             for s in range(len(plan.test_groups)):
-                folder = job_folder(root, network_label, f"split-{s}", f"seed-{seed}")
-                jobs.append((network_label, seed, Job(str(folder), {**base, "kind": NETWORK, "split": s, "seed": seed})))
+                folder = job_folder(root, label, f"split-{s}", f"seed-{seed}")
+                jobs.append((label, seed, Job(str(folder), {**net, "split": s, "seed": seed})))
     used = sorted({g for row in plan.test_groups for g in row})
     for name, params in benchmarks.items():
         for g in used:
@@ -261,16 +273,17 @@ def recombine(plan: CVPlan, pieces: dict[int, dict[str, Any]], by_split: bool) -
     return out
 
 
-def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path, network_label: str | None,
-           benchmarks: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path,
+           networks: Mapping[str, BacktestConfig] | str | None, benchmarks: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Run every CV task (resumable) and write ``cv.json``, ``cv.md``, ``cv_returns.parquet``, ``cv_sharpe.png``.
 
     Parameters
     ----------
     returns
         Simple returns ``(T, N)`` of the run.
-    network_label
-        Label of the network (``None``: classical portfolios only).
+    networks
+        Label -> config of each network (:meth:`BacktestConfig.network_configs`); a single label
+        stands for ``{label: config}``; ``None`` or ``{}``: classical portfolios only.
     benchmarks
         Classical portfolio name -> keyword parameters (:func:`~gradfolio.experiments.backtest.run.benchmark_params`).
 
@@ -282,7 +295,9 @@ def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path, network_
     assert config.cv is not None
     plan = cv_plan(config, len(returns))
     root = folder.resolve() / "cv" / "tasks"
-    jobs = cv_jobs(config, returns, plan, root, network_label, benchmarks)
+    if isinstance(networks, str):
+        networks = {networks: config}
+    jobs = cv_jobs(config, returns, plan, root, networks or {}, benchmarks)
     c = config.cv
     results = run_tasks(cv_task, [j for _, _, j in jobs], executor=c.executor, num_cpus=c.num_cpus,
                         address=c.address, threads_per_task=1, root=root)
