@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         demo_config,
         load_backtest_config,
     )
+    from gradfolio.experiments.backtest.tune import SearchSpace, TuneConfig, load_tune_config, run_tune
     from gradfolio.experiments.backtest.cv import CVPlan, cv_plan, read_cv, run_cv
     from gradfolio.experiments.backtest.evaluation import read_stats, stats_table, write_stats
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
@@ -50,6 +51,10 @@ _EXPORTS: dict[str, str] = {
     "TrainSettings": "config",
     "StatsSettings": "config",
     "CVSettings": "config",
+    "SearchSpace": "tune",
+    "TuneConfig": "tune",
+    "load_tune_config": "tune",
+    "run_tune": "tune",
     "CVPlan": "cv",
     "cv_plan": "cv",
     "run_cv": "cv",
@@ -91,7 +96,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DataSettings", "SplitSettings", "StatsSettings", "CVSettings", "CVPlan", "cv_plan", "run_cv", "read_cv", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
+    "DataSettings", "SplitSettings", "StatsSettings", "CVSettings", "SearchSpace", "TuneConfig", "load_tune_config", "run_tune", "CVPlan", "cv_plan", "run_cv", "read_cv", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
     "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",
