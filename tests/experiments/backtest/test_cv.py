@@ -196,3 +196,15 @@ def test_backtest_command_runs_the_cv(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "cpcv: out-of-sample Sharpe per path" in result.output
     assert f"{data['strategies']['hrp']['mean']:.3f}" in result.output
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["cv"]["num_cpus"] == 1
+
+
+def test_where_the_cv_runs_does_not_discard_checkpoints(cv_run: tuple[BacktestConfig, Path]) -> None:
+    from gradfolio.experiments.backtest.run import _resumable
+
+    config, folder = cv_run
+    assert config.cv is not None
+    moved = config.model_copy(update={"cv": config.cv.model_copy(update={"executor": "ray", "num_cpus": 7,
+                                                                          "address": "ray://elsewhere:10001"})})
+    assert _resumable(folder, config) and _resumable(folder, moved)
+    other = config.model_copy(update={"cv": config.cv.model_copy(update={"n_folds": 5})})
+    assert not _resumable(folder, other)

@@ -334,8 +334,15 @@ def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSc
 def _resumable(folder: Path, config: BacktestConfig) -> bool:
     """Whether ``folder`` holds a run of the same config (its checkpoints can be resumed)."""
     previous = folder / "config.yaml"
+
+    def runtime_free(c: BacktestConfig) -> BacktestConfig:  # where CV tasks run decides no result
+        if c.cv is None:
+            return c
+        return c.model_copy(update={"cv": c.cv.model_copy(update={"executor": "ray", "num_cpus": None,
+                                                                   "address": None})})
+
     try:
-        return previous.is_file() and load_config(BacktestConfig, previous) == config
+        return previous.is_file() and runtime_free(load_config(BacktestConfig, previous)) == runtime_free(config)
     except ConfigError:  # written by another version: not the same run
         return False
 

@@ -124,7 +124,7 @@ def run_tune(config: TuneConfig, out: str | os.PathLike[str] | None = None) -> t
     """
     import optuna
 
-    from gradfolio.experiments.backtest.cv import run_cv
+    from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
     from gradfolio.experiments.backtest.run import load_returns
     from gradfolio.experiments.outputs import write_csv
     from gradfolio.io import atomic_write_json
@@ -137,8 +137,6 @@ def run_tune(config: TuneConfig, out: str | os.PathLike[str] | None = None) -> t
     config.check()
     folder = Path(out if out is not None else config.out)
     returns = load_returns(config.base)
-    from gradfolio.experiments.backtest.cv import cv_plan, seeds_of
-
     cv_plan(config.base, len(returns))
     seeds_of(config.base)
     folder.mkdir(parents=True, exist_ok=True)
