@@ -14,6 +14,8 @@ from gradfolio.cli.app import console, friendly_errors
 from gradfolio.cli.progress import progress_bars
 
 if TYPE_CHECKING:  # the experiments (torch, pandas) are imported inside the commands, so `gradfolio --help` stays fast
+    import pandas as pd
+
     from gradfolio.experiments.backtest.config import BacktestConfig
 
 SHOWN = {
@@ -26,7 +28,16 @@ SHOWN = {
 }
 
 
+def versus(row: pd.Series) -> str:
+    """``+0.123 [-0.100, 0.350] p=0.28`` (empty for the benchmark itself)."""
+    if row["diff"] != row["diff"]:  # NaN (pandas is not imported at start-up)
+        return "-"
+    return f"{row['diff']:+.3f} [{row['diff_lower']:+.3f}, {row['diff_upper']:+.3f}] p={row['diff_pvalue']:.2f}"
+
+
 def _run(config: BacktestConfig, out: Path | None) -> None:
+    from gradfolio.experiments.backtest.cv import cv_summary, read_cv
+    from gradfolio.experiments.backtest.evaluation import read_stats
     from gradfolio.experiments.backtest.run import run_backtest
 
     start = time.perf_counter()
@@ -42,9 +53,28 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     view.add_column("strategy", no_wrap=True)
     for label in SHOWN.values():
         view.add_column(label, justify="right")
+    stats = read_stats(folder) if (folder / "stats.json").is_file() else None
+    if stats is not None:
+        level = 100 * stats.attrs["level"]
+        view.add_column(f"vs 1/N [{level:g}% CI] p", justify="right")
     for name, row in table.sort_values("sharpe_ratio", ascending=False).iterrows():
-        view.add_row(str(name), *(f"{row[c]:.3f}" for c in SHOWN))
+        cells = [f"{row[c]:.3f}" for c in SHOWN]
+        if stats is not None:
+            cells.append(versus(stats.loc[str(name)]))
+        view.add_row(str(name), *cells)
     console.print(view)
+    if stats is not None:
+        console.print(f"vs 1/N: Sharpe difference to {stats.attrs['benchmark']}, Ledoit-Wolf HAC interval and p-value "
+                      f"(stats.md); DSR deflated for {stats.attrs['n_trials']} strategies.")
+    if (folder / "cv.json").is_file() and config.cv is not None:
+        summary = cv_summary(read_cv(folder))
+        cv_view = Table(title=f"{config.cv.method}: out-of-sample Sharpe per path (and seed)", box=box.SIMPLE,
+                        pad_edge=False)
+        for col in ("strategy", "mean", "std", "min", "max", "n"):
+            cv_view.add_column(col, justify="left" if col == "strategy" else "right")
+        for name, row in summary.iterrows():
+            cv_view.add_row(str(name), *(f"{row[c]:.3f}" for c in ("mean", "std", "min", "max")), f"{row['n']:.0f}")
+        console.print(cv_view)
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 
@@ -77,11 +107,20 @@ def backtest(
     device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
     track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
     figures: bool = typer.Option(None, "--figures/--no-figures", help="Override 'figures' (PNG files) of the config."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
 ) -> None:
-    """Run the walk-forward backtest described by a config file and write the report."""
+    """Run the walk-forward backtest described by a config file and write the report.
+
+    With a ``cv`` section every strategy is also cross-validated (CPCV or walk-forward, network
+    trained per fold and seed), the tasks running on Ray (``--num-cpus``, ``--address``).
+    """
     from gradfolio.experiments.backtest.config import load_backtest_config
 
     cfg = load_backtest_config(config)
+    if (num_cpus is not None or address is not None) and cfg.cv is not None:
+        cv_update = {k: v for k, v in (("num_cpus", num_cpus), ("address", address)) if v is not None}
+        cfg = cfg.model_copy(update={"cv": cfg.cv.model_copy(update=cv_update)})
     update: dict[str, object] = {}
     if device is not None:
         update["device"] = device
@@ -92,7 +131,27 @@ def backtest(
     _run(cfg.model_copy(update=update), out)
 
 
+@friendly_errors
+def experiment(
+    config: Path = typer.Option(..., "--config", help="YAML/TOML BacktestConfig with a list `networks: [...]`."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: 'out' of the config)."),
+    device: str = typer.Option(None, "--device", help="Override the device (cpu, cuda)."),
+    track: bool = typer.Option(None, "--track/--no-track", help="Override 'tracking' (MLflow) of the config."),
+    figures: bool = typer.Option(None, "--figures/--no-figures", help="Override 'figures' (PNG files) of the config."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
+) -> None:
+    """Several networks and losses (`networks: [...]`) against the benchmarks in one run.
+
+    Every network is trained as it would be alone, all are walked forward with the benchmarks,
+    compared with 1/N (the deflated Sharpe counts every strategy) and, with a `cv` section,
+    cross-validated per split and seed.
+    """
+    backtest(config=config, out=out, device=device, track=track, figures=figures, num_cpus=num_cpus, address=address)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``demo`` and ``backtest`` to ``app``."""
+    """Add ``demo``, ``backtest`` and ``experiment`` to ``app``."""
     app.command("demo")(demo)
     app.command("backtest")(backtest)
+    app.command("experiment")(experiment)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import typer
 
-from gradfolio.cli import backtest, data, hedge, hedge_agent, predict
+from gradfolio.cli import backtest, data, hedge, hedge_agent, predict, tune
 from gradfolio.cli.app import root_app
 
 
 def build_app() -> typer.Typer:
-    """A fresh ``gradfolio`` application with all commands: ``demo``, ``backtest``, ``predict``, ``data ...``, ``hedge ...``."""
+    """A fresh ``gradfolio`` application with all commands: ``demo``, ``backtest``, ``experiment``, ``tune``, ``predict``, ``data ...``, ``hedge ...``."""
     app = root_app()
     backtest.register(app)
     predict.register(app)
+    tune.register(app)
     data.register(app)
     hedge_app = hedge.register(app)
     hedge_agent.register(hedge_app)

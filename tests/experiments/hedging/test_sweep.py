@@ -57,3 +57,25 @@ def test_ray_sweep_matches_serial_run(tmp_path, tiny_hedge):
     assert list(table["strategy"]) == ["delta", "delta_gamma", "delta_vega", "anaddh"]
     pd.testing.assert_frame_equal(table, serial)
     assert (sweep_dir / "points" / "cost" / "0.2_" / "anaddh" / "agent.pt").is_file()
+
+
+def test_sweep_names_cannot_escape_the_sweep_folder(tmp_path, tiny_hedge):
+    """A setting named ``..`` (and an experiment named ``../x``) is written under ``points/`` as a slug;
+    two settings whose slugs collide are refused; a changed config reruns its point."""
+    experiments = {"../x": {"..": {"env.market.sigma0": 0.3}}}
+    cfg = SweepConfig(base=tiny_hedge.run, agents=["gvdh"], experiments=experiments, executor="serial")
+    sweep = tmp_path / "out" / "sweep"
+    table, _ = run_sweep(cfg, sweep)
+    point = sweep / "points" / "___x" / "__" / "gvdh"
+    assert (point / "metrics.json").is_file() and (point / "result.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sweep"]
+    assert (sweep / "fig____x.png").is_file()
+    stored = json.loads((point / "result.json").read_text())["result"]
+    assert table.set_index("strategy").loc["gvdh", "cvar_95"] == pytest.approx(stored["gvdh"]["cvar_95"])
+    # the same --out with another cost: the point is trained again, not read back
+    changed = cfg.model_copy(update={"experiments": {"../x": {"..": {"env.market.sigma0": 0.5}}}})
+    table2, _ = run_sweep(changed, sweep)
+    assert table2.set_index("strategy").loc["delta", "mean"] != table.set_index("strategy").loc["delta", "mean"]
+    assert "sigma0: 0.5" in (point / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="both write to"):
+        run_sweep(cfg.model_copy(update={"experiments": {"e": {"a/b": {"env.cost": 0.001}, "a_b": {}}}}), sweep)

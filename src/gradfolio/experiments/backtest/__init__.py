@@ -18,11 +18,16 @@ if TYPE_CHECKING:
         DataSettings,
         NetworkSettings,
         SplitSettings,
+        StatsSettings,
+        CVSettings,
         TrainSettings,
         demo_config,
         load_backtest_config,
     )
     from gradfolio.experiments.backtest.constraints import ConstraintSettings, GroupSettings, SectorSettings
+    from gradfolio.experiments.backtest.tune import SearchSpace, TuneConfig, load_tune_config, run_tune
+    from gradfolio.experiments.backtest.cv import CVPlan, cv_plan, read_cv, run_cv
+    from gradfolio.experiments.backtest.evaluation import read_stats, stats_table, write_stats
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
     from gradfolio.experiments.backtest.run import (
         NetworkRun,
@@ -46,6 +51,19 @@ _EXPORTS: dict[str, str] = {
     "NetworkSettings": "config",
     "SplitSettings": "config",
     "TrainSettings": "config",
+    "StatsSettings": "config",
+    "CVSettings": "config",
+    "SearchSpace": "tune",
+    "TuneConfig": "tune",
+    "load_tune_config": "tune",
+    "run_tune": "tune",
+    "CVPlan": "cv",
+    "cv_plan": "cv",
+    "run_cv": "cv",
+    "read_cv": "cv",
+    "stats_table": "evaluation",
+    "write_stats": "evaluation",
+    "read_stats": "evaluation",
     "demo_config": "config",
     "load_backtest_config": "config",
     "ConstraintSettings": "constraints",
@@ -83,7 +101,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DataSettings", "SplitSettings", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
+    "DataSettings", "SplitSettings", "StatsSettings", "CVSettings", "SearchSpace", "TuneConfig", "load_tune_config", "run_tune", "CVPlan", "cv_plan", "run_cv", "read_cv", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
     "load_backtest_config", "demo_config", "ConstraintSettings", "GroupSettings", "SectorSettings",
     "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
     "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",

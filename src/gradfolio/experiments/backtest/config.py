@@ -84,6 +84,7 @@ class NetworkSettings(_Section):
     """The allocation network trained end to end (``enabled: false`` backtests the benchmarks only)."""
 
     enabled: bool = True
+    label: str | None = Field(None, description="Strategy label (default 'net_<name>'); distinct across `networks`.")
     name: str = Field("dense", description="Network name for gradfolio.allocation.make_network.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network.")
     loss: str = Field("sharpe", description="Loss name for gradfolio.allocation.make_loss.")
@@ -102,6 +103,44 @@ class TrainSettings(_Section):
     patience: int = Field(5, ge=1, description="Epochs without validation improvement before stopping.")
 
 
+class StatsSettings(_Section):
+    """Statistical evaluation of the out-of-sample returns (:func:`gradfolio.stats.compare`).
+
+    Written as ``stats.json`` / ``stats.md`` and shown in ``report.html`` when ``benchmark`` is
+    among the strategies backtested.
+    """
+
+    enabled: bool = True
+    benchmark: str = Field("equal_weight", description="Strategy every other is compared with (1/N).")
+    level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")
+    n_resamples: int = Field(2000, ge=100, description="Bootstrap resamples of the Sharpe intervals.")
+    n_multiple_resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the SPA test and MCS.")
+
+
+class CVSettings(_Section):
+    """Cross-validation of every strategy (``cv.json``, ``cv_returns.parquet``, a box plot in the report).
+
+    ``cpcv``: combinatorial purged CV over the decision days (``n_folds`` groups, ``n_test_folds``
+    tested per split, purge and embargo from ``lookback, gap, horizon``); ``walk_forward``: the same
+    groups tested one after the other, each trained on every group before it (expanding window).
+    Tasks (split x seed for the network, group x strategy for the classical portfolios) run through
+    :func:`gradfolio.experiments.distributed.run_tasks`.
+    """
+
+    method: Literal["cpcv", "walk_forward"] = "cpcv"
+    n_folds: int = Field(6, ge=3, description="Groups of consecutive decision days.")
+    n_test_folds: int = Field(2, ge=1, description="Groups tested per CPCV split.")
+    executor: Literal["ray", "serial"] = Field("ray", description="Ray tasks (local by default) or one after the other.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all).")
+    address: str | None = Field(None, description="Ray cluster address (default: a local Ray).")
+
+    @model_validator(mode="after")
+    def _test_folds(self) -> CVSettings:
+        if self.method == "cpcv" and not 2 <= self.n_test_folds < self.n_folds:
+            raise ValueError(f"cpcv needs 2 <= n_test_folds < n_folds (got {self.n_test_folds} and {self.n_folds})")
+        return self
+
+
 class BacktestConfig(_Section):
     """A whole backtest run: data, split, walk-forward rules, network, benchmarks, output."""
 
@@ -109,6 +148,11 @@ class BacktestConfig(_Section):
     split: SplitSettings = Field(default_factory=SplitSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    networks: list[NetworkSettings] | None = Field(
+        None, min_length=1,
+        description="Several networks / losses backtested, statistically compared and cross-validated together "
+        "(each trained with `train`); replaces `network`.",
+    )
     train: TrainSettings = Field(default_factory=TrainSettings)
     benchmarks: list[str] = Field(
         default_factory=lambda: ["all"],
@@ -121,7 +165,12 @@ class BacktestConfig(_Section):
         None,
         description="Constraints of the network's convex allocator and of every convex benchmark (null: none).",
     )
+    stats: StatsSettings = Field(default_factory=StatsSettings)
+    cv: CVSettings | None = Field(None, description="Cross-validate every strategy (off if null).")
     seed: int = 0
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Seeds the network is trained with in the cross-validation (default: [seed])."
+    )
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="Floating type of the network: training, walk-forward and its saved bundle."
@@ -134,6 +183,27 @@ class BacktestConfig(_Section):
     figures: bool = Field(True, description="Write the PNG figures (equity, drawdowns, turnover, weights); the HTML report is always written.")
     tracking_uri: str | None = None
     experiment: str = "gradfolio-backtest"
+
+    @model_validator(mode="after")
+    def _one_network_section(self) -> BacktestConfig:
+        if self.networks is not None:
+            if "network" in self.model_fields_set:
+                raise ValueError("give either network or networks, not both")
+            labels = [n.label or f"net_{n.name}" for n in self.networks if n.enabled]
+            repeated = sorted({x for x in labels if labels.count(x) > 1})
+            if repeated:
+                raise ValueError(f"networks: the labels {repeated} repeat; give each network a distinct 'label'")
+        return self
+
+    def network_configs(self) -> dict[str, BacktestConfig]:
+        """``{label: config}``, one per enabled network: ``self`` with ``network`` set to it (and ``networks``
+        cleared), so that every network-building function sees one network. Empty without a network."""
+        specs = self.networks if self.networks is not None else [self.network]
+        out: dict[str, BacktestConfig] = {}
+        for spec in specs:
+            if spec.enabled:
+                out[spec.label or f"net_{spec.name}"] = self.model_copy(update={"network": spec, "networks": None})
+        return out
 
     def check_references(self) -> None:
         """Check every name and keyword parameter that a registry resolves (called by ``load_config``
@@ -159,15 +229,18 @@ class BacktestConfig(_Section):
         from gradfolio.allocation import LOSSES, NETWORKS
         from gradfolio.allocation.classical import PORTFOLIOS
 
-        n = self.network
         spec = self.constraints.spec() if self.constraints is not None else None
-        if n.enabled:
-            NETWORKS.entry(n.name, where="network.name")
+        specs = [("network", self.network)] if self.networks is None else [
+            (f"networks[{i}]", n) for i, n in enumerate(self.networks)]
+        for at, n in specs:
+            if not n.enabled:
+                continue
+            NETWORKS.entry(n.name, where=f"{at}.name")
             # the seed goes to make_network; the constraints section into the convex layer's parameters
-            params = constrained_network_params(self)
-            NETWORKS.validate(n.name, params, "network.params", provided={"n_assets", "lookback", "n_channels"})
-            LOSSES.entry(n.loss, where="network.loss")
-            LOSSES.validate(n.loss, n.loss_params, "network.loss_params")
+            params = constrained_network_params(self.model_copy(update={"network": n, "networks": None}))
+            NETWORKS.validate(n.name, params, f"{at}.params", provided={"n_assets", "lookback", "n_channels"})
+            LOSSES.entry(n.loss, where=f"{at}.loss")
+            LOSSES.validate(n.loss, n.loss_params, f"{at}.loss_params")
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")
@@ -219,6 +292,8 @@ __all__ = [
     "BacktestSettings",
     "NetworkSettings",
     "TrainSettings",
+    "StatsSettings",
+    "CVSettings",
     "BacktestConfig",
     "load_backtest_config",
     "demo_config",

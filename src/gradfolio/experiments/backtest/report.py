@@ -9,6 +9,12 @@
     drawdowns.png   drawdown of every strategy
     weights.png     weight heatmaps (assets x rebalance dates), one panel per strategy
     turnover.png    turnover per rebalance
+    sharpe_ci.png   Sharpe ratios with their bootstrap confidence intervals (with a stats table)
+
+With the statistics table of :mod:`gradfolio.experiments.backtest.evaluation` the page also shows
+the Sharpe ratios as bars with their confidence intervals as error bars and the table of Sharpe
+differences to 1/N (confidence interval, Ledoit-Wolf p-value, PSR, DSR); with a CPCV table
+(:mod:`gradfolio.experiments.backtest.cv`) a box plot of the out-of-sample Sharpe ratios per path.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import html
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,11 +76,81 @@ def metrics_html(table: pd.DataFrame) -> str:
     return f"<table id='metrics'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def report_html(result: BacktestResult, title: str = "Walk-forward backtest", notes: str = "") -> str:
-    """The self-contained HTML page (plotly.js inlined once)."""
+def sharpe_figure(stats: pd.DataFrame) -> Any:
+    """Plotly bars of the annualized Sharpe ratios with their confidence intervals as error bars."""
+    import plotly.graph_objects as go
+
+    order = stats.sort_values("sharpe", ascending=False)
+    bars = go.Bar(
+        x=[str(i) for i in order.index], y=order["sharpe"],
+        error_y={"type": "data", "array": order["sharpe_upper"] - order["sharpe"],
+                 "arrayminus": order["sharpe"] - order["sharpe_lower"], "visible": True},
+    )
+    fig = go.Figure([bars])
+    level = stats.attrs.get("level", 0.95)
+    fig.update_layout(yaxis_title=f"annualized Sharpe ({100 * level:g}% bootstrap CI)", height=420)
+    return fig
+
+
+def stats_html(stats: pd.DataFrame) -> str:
+    """The Sharpe / difference-to-1/N table as an HTML ``<table id="stats">``."""
+    level = 100 * stats.attrs.get("level", 0.95)
+    head = ["strategy", "Sharpe", f"{level:g}% CI", "vs 1/N", f"{level:g}% CI", "p-value", "PSR", "DSR"]
+    rows = []
+
+    def ci(lo: float, hi: float) -> str:
+        return "" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+
+    for name, r in stats.sort_values("sharpe", ascending=False).iterrows():
+        diff = "" if pd.isna(r["diff"]) else f"{r['diff']:+.3f}"
+        p = "" if pd.isna(r["diff_pvalue"]) else f"{r['diff_pvalue']:.3f}"
+        cells = [f"{r['sharpe']:.3f}", ci(r["sharpe_lower"], r["sharpe_upper"]), diff,
+                 ci(r["diff_lower"], r["diff_upper"]), p, f"{r['psr']:.3f}", f"{r['dsr']:.3f}"]
+        rows.append(f"<tr><th>{html.escape(str(name))}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table id='stats'><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _stats_block(stats: pd.DataFrame) -> str:
+    a = stats.attrs
+    plot = sharpe_figure(stats).to_html(full_html=False, include_plotlyjs=False, div_id="sharpe-ci")
+    return (
+        f"<h2>Is it better than 1/N?</h2>{plot}{stats_html(stats)}"
+        f"<p>Sharpe ratios annualized, with stationary-bootstrap percentile intervals; 'vs 1/N' is the "
+        f"difference of annualized Sharpe ratios to {html.escape(str(a.get('benchmark')))}, with the "
+        "Ledoit-Wolf HAC interval and two-sided p-value; PSR is the probability that the true Sharpe "
+        f"ratio exceeds zero, DSR the same deflated for {a.get('n_trials')} strategies tried.</p>"
+    )
+
+
+def cv_figure(cv: pd.DataFrame) -> Any:
+    """Plotly box plots of the out-of-sample Sharpe ratios (one point per CPCV path and seed) per strategy."""
+    import plotly.graph_objects as go
+
+    order = cv.groupby("strategy", sort=False)["sharpe"].median().sort_values(ascending=False).index
+    fig = go.Figure([go.Box(y=cv.loc[cv["strategy"] == s, "sharpe"], name=str(s), boxpoints="all")
+                     for s in order])
+    fig.update_layout(yaxis_title="out-of-sample Sharpe per path (annualized)", height=440, showlegend=False)
+    return fig
+
+
+def report_html(
+    result: BacktestResult,
+    title: str = "Walk-forward backtest",
+    notes: str = "",
+    stats: pd.DataFrame | None = None,
+    cv: pd.DataFrame | None = None,
+) -> str:
+    """The self-contained HTML page (plotly.js inlined once); ``stats`` adds the 1/N comparison,
+    ``cv`` (long table ``strategy, seed, path, sharpe``) the CPCV Sharpe distribution."""
     from plotly.offline import get_plotlyjs
 
     blocks = []
+    if stats is not None:
+        blocks.append(_stats_block(stats))
+    if cv is not None and len(cv):
+        plot = cv_figure(cv).to_html(full_html=False, include_plotlyjs=False, div_id="cv-sharpe")
+        blocks.append(f"<h2>Cross-validated out-of-sample Sharpe ratios</h2>{plot}")
     for div_id, heading, fig in _figures(result):
         plot = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)  # type: ignore[attr-defined]
         blocks.append(f"<h2>{html.escape(heading)}</h2>{plot}")
@@ -127,8 +204,27 @@ def write_pngs(result: BacktestResult, folder: str | os.PathLike[str]) -> list[P
     return paths
 
 
+def sharpe_png(stats: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Bars of the Sharpe ratios with their confidence intervals as error bars (matplotlib)."""
+    plt = pyplot()
+    order = stats.sort_values("sharpe", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(order)), 4.0))
+    err = [order["sharpe"] - order["sharpe_lower"], order["sharpe_upper"] - order["sharpe"]]
+    ax.bar(range(len(order)), order["sharpe"], yerr=err, capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(order)), [str(i) for i in order.index], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(f"annualized Sharpe ({100 * stats.attrs.get('level', 0.95):g}% CI)")
+    ax.axhline(0.0, color="black", lw=0.6)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
 def write_report(
-    result: BacktestResult, folder: str | os.PathLike[str], title: str = "Walk-forward backtest", notes: str = "",
+    result: BacktestResult,
+    folder: str | os.PathLike[str],
+    title: str = "Walk-forward backtest",
+    notes: str = "",
+    stats: pd.DataFrame | None = None,
+    cv: pd.DataFrame | None = None,
     figures: bool = True,
 ) -> Path:
     """Write ``report.html``, ``metrics.md`` and (with ``figures``) the PNG figures into ``folder``; returns the HTML path.
@@ -140,8 +236,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         write_pngs(result, out)
+        if stats is not None:
+            sharpe_png(stats, out / "sharpe_ci.png")
     atomic_write_text(out / "metrics.md", markdown_table(result.metrics(), digits=4))
-    return atomic_write_text(out / "report.html", report_html(result, title, notes))
+    return atomic_write_text(out / "report.html", report_html(result, title, notes, stats, cv))
 
 
-__all__ = ["metrics_html", "report_html", "write_pngs", "write_report"]
+__all__ = ["metrics_html", "stats_html", "sharpe_figure", "cv_figure", "report_html", "write_pngs", "sharpe_png",
+           "write_report"]

@@ -11,6 +11,13 @@ folder holds::
     returns.parquet    daily net returns (+ gross returns and costs) per strategy
     weights.parquet    weights before/after each rebalance (long format)
     turnover.parquet   turnover per rebalance and strategy
+    stats.json         is it better than 1/N? per strategy: Sharpe with bootstrap CI, Sharpe difference to
+                       equal_weight with Ledoit-Wolf CI and p-value, PSR, DSR (n_trials = strategies
+                       evaluated), SPA, MCS (gradfolio.stats.compare; also stats.md, sharpe_ci.png)
+    cv.json            with `cv`: the out-of-sample Sharpe ratio of every strategy on every CPCV
+                       (or walk-forward) path and network seed, with mean and spread (also cv.md,
+                       cv_returns.parquet, cv_sharpe.png; tasks checkpointed under cv/tasks/;
+                       see gradfolio.experiments.backtest.cv)
     report.html        interactive report (self-contained) and PNG figures
     strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
                        weights.pt): the network after the walk-forward and every benchmark, for
@@ -49,7 +56,10 @@ from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.constraints import (
     BOUNDS_ONLY, constrained_benchmarks, constrained_network_params, unconstrained_benchmarks,
 )
+from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
+from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
+from gradfolio.experiments.distributed import safe_slug
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
 from gradfolio.seeding import resolve_device
 from gradfolio.progress import Progress, prefixed
@@ -117,7 +127,7 @@ def save_strategies(
     folder: Path,
     config: BacktestConfig,
     strategies: Mapping[str, torch.nn.Module],
-    network_label: str | None,
+    network_label: str | Mapping[str, BacktestConfig] | None,
     returns: pd.DataFrame,
 ) -> Path:
     """Write one bundle per strategy into ``folder/strategies/<label>/`` (replacing the previous set at once).
@@ -126,6 +136,10 @@ def save_strategies(
     ``retrain_every``), in ``config.dtype``; each benchmark's its parameters, in
     ``config.benchmark_dtype``. Every bundle carries the fingerprint of ``returns``.
     """
+    if isinstance(network_label, str):
+        networks: Mapping[str, BacktestConfig] = {network_label: config}
+    else:
+        networks = network_label or {}
     fingerprint = returns_fingerprint(returns)
     assets = [str(c) for c in returns.columns]
     params = benchmark_params(config, assets)
@@ -134,13 +148,13 @@ def save_strategies(
     d, b = config.data, config.backtest
     try:
         for label, model in strategies.items():
-            is_network = label == network_label
+            is_network = label in networks
             save_strategy(
                 tmp / label, model,
                 kind="network" if is_network else "classical",
-                name=config.network.name if is_network else label,
+                name=networks[label].network.name if is_network else label,
                 label=label,
-                params=network_params(config, assets) if is_network else params[label],
+                params=network_params(networks[label], assets) if is_network else params[label],
                 assets=[str(c) for c in returns.columns],
                 returns_kind=d.kind, lookback=d.lookback, gap=d.gap,
                 dtype=config.dtype if is_network else config.benchmark_dtype,
@@ -296,6 +310,7 @@ def train_network(
     tracker: Tracker,
     progress: Progress | None = None,
     resume: bool = False,
+    task: str = "training",
 ) -> NetworkRun:
     """Train ``model`` on ``loss`` with early stopping on ``val`` (see :func:`build_network`).
 
@@ -315,12 +330,13 @@ def train_network(
             checkpoint_dir=folder, tracker=_Prefixed(tracker, task), progress=_renamed(progress, task),
         )
 
-    history = trainer(t.epochs, "training", checkpoints).fit(train, val, resume=resume)
+    history = trainer(t.epochs, task, checkpoints).fit(train, val, resume=resume)
 
     def refit(returns: pd.DataFrame) -> None:
         epochs = config.backtest.retrain_epochs or t.epochs
         date = returns.index[-1].date()
-        fit = trainer(epochs, f"refit {date}", checkpoints / f"refit-{date}")
+        name = f"refit {date}" if task == "training" else f"{task} refit {date}"
+        fit = trainer(epochs, name, checkpoints / f"refit-{date}")
         fit.fit(*refit_windows(config, returns), resume=resume)
 
     summary = (
@@ -345,7 +361,7 @@ def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSc
     if b.retrain_every is None:
         return None
     schedule = RetrainSchedule(every=b.retrain_every, window=b.retrain_window, size=b.retrain_size)
-    if config.network.enabled and b.retrain_window == "rolling" and b.retrain_size is not None:
+    if config.network_configs() and b.retrain_window == "rolling" and b.retrain_size is not None:
         refit_windows(config, returns.iloc[-b.retrain_size :])
     return schedule
 
@@ -353,8 +369,15 @@ def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSc
 def _resumable(folder: Path, config: BacktestConfig) -> bool:
     """Whether ``folder`` holds a run of the same config (its checkpoints can be resumed)."""
     previous = folder / "config.yaml"
+
+    def runtime_free(c: BacktestConfig) -> BacktestConfig:  # where CV tasks run decides no result
+        if c.cv is None:
+            return c
+        return c.model_copy(update={"cv": c.cv.model_copy(update={"executor": "ray", "num_cpus": None,
+                                                                   "address": None})})
+
     try:
-        return previous.is_file() and load_config(BacktestConfig, previous) == config
+        return previous.is_file() and runtime_free(load_config(BacktestConfig, previous)) == runtime_free(config)
     except ConfigError:  # written by another version: not the same run
         return False
 
@@ -389,10 +412,17 @@ def run_backtest(
         config.constraints.spec(assets).compile(len(assets))
     train, val, test = split_windows(config, returns)
     benchmarks = build_benchmarks(config, assets)
-    network = build_network(config, train.X.shape[-1], assets) if config.network.enabled else None
-    if network is not None:
-        network_params(config, assets)  # a bundle holds JSON parameters only: checked before training
+    variants = config.network_configs()  # label -> config of that one network
+    clash = sorted(set(variants) & set(benchmarks))
+    if clash:
+        raise ConfigError(f"network label {clash} is also a benchmark's name; give the network another 'label'.")
+    networks = {label: build_network(cfg, train.X.shape[-1], assets) for label, cfg in variants.items()}
+    for cfg in variants.values():
+        network_params(cfg, assets)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
+    if config.cv is not None:  # the folds fit the data and the seeds are distinct
+        cv_plan(config, len(returns))
+        seeds_of(config)
     resume = _resumable(folder, config)
     if not resume:  # checkpoints of another config must not be resumed
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
@@ -407,16 +437,16 @@ def run_backtest(
         tracker.log_params(flatten_params(config.model_dump(mode="json")))
         strategies: dict[str, Strategy] = {}
         hooks = {}
-        notes = ""
-        label = None
-        if network is not None:
-            run = train_network(
-                config, *network, train, val, folder / "checkpoints", tracker, progress, resume=resume
-            )
-            label = f"net_{config.network.name}"
+        summaries = []
+        several = config.networks is not None
+        for label, (model, loss) in networks.items():
+            checkpoints = folder / "checkpoints" / safe_slug(label) if several else folder / "checkpoints"
+            run = train_network(variants[label], model, loss, train, val, checkpoints, tracker, progress,
+                                resume=resume, task=f"training {label}" if several else "training")
             strategies[label] = run.model
             hooks[label] = run.refit
-            notes = run.summary
+            summaries.append(run.summary)
+        notes = " ".join(summaries)
         strategies.update(benchmarks)
         if config.constraints is not None:
             loose = unconstrained_benchmarks(config)
@@ -442,8 +472,21 @@ def run_backtest(
             infeasible="keep",
         )
         result.save(folder)
-        save_strategies(folder, config, strategies, label, returns)  # type: ignore[arg-type]
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, figures=config.figures)
+        save_strategies(folder, config, strategies, variants, returns)  # type: ignore[arg-type]
+        stats = stats_table(result.returns, config)
+        if stats is not None:
+            write_stats(stats, folder)
+        else:
+            (folder / "stats.json").unlink(missing_ok=True)
+            (folder / "stats.md").unlink(missing_ok=True)
+        cv = None
+        if config.cv is not None:
+            cv = run_cv(config, returns, folder, variants, benchmark_params(config, assets))
+        else:
+            for name in ("cv.json", "cv.md", "cv_returns.parquet", "cv_sharpe.png"):
+                (folder / name).unlink(missing_ok=True)
+        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, stats=stats,
+                     cv=cv, figures=config.figures)
         for name, row in result.metrics().iterrows():
             tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         tracker.log_artifact(folder)

@@ -3,10 +3,14 @@
 Each grid point (experiment, setting, agent) trains one agent and evaluates it, with the
 delta, delta-gamma and delta-vega baselines, on the same test episodes
 (:func:`gradfolio.experiments.hedging.train.train_agent` / ``evaluate_agent``), in its own
-folder ``<sweep>/points/<experiment>/<setting>/<agent>/``; points whose settings coincide (the
-paper's base setting appears in four experiments) are trained once, in the first one's folder. A point whose ``metrics.json``
-exists is read back instead of re-run, and an interrupted point resumes from its checkpoint,
-so a killed sweep continues where it stopped.
+folder ``<sweep>/points/<experiment>/<setting>/<agent>/`` (names made safe slugs by
+:func:`gradfolio.experiments.distributed.safe_slug`: a setting named ``..`` cannot leave the sweep
+folder); points whose settings coincide (the paper's base setting appears in four experiments)
+are trained once, in the first one's folder. The points run through
+:func:`gradfolio.experiments.distributed.run_tasks`: a point whose ``result.json`` carries the
+fingerprint of its full training config is read back instead of re-run, a point whose config
+changed is trained again from scratch, and an interrupted point resumes from its checkpoint, so
+a killed sweep continues where it stopped.
 
 The default grid (:data:`PAPER_EXPERIMENTS`) follows Section 6 of the paper:
 
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,6 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, load_config, parse_config
+from gradfolio.experiments.distributed import (
+    Job,
+    check_under,
+    job_folder,
+    run_tasks,
+    safe_slug,
+)
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig
 from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_csv
 from gradfolio.io import atomic_write_text
@@ -137,28 +147,19 @@ def grid_points(config: SweepConfig) -> list[tuple[str, str, str, HedgeTrainingC
     return points
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+def run_point(config: dict[str, Any], run_dir: str) -> dict[str, dict[str, float]]:
+    """Train and evaluate one point in ``run_dir``; ``{strategy: metrics}``.
 
-
-def run_point(config: dict[str, Any], run_dir: str, threads: int | None = None) -> dict[str, dict[str, float]]:
-    """Train and evaluate one point (or read its finished metrics); ``{strategy: metrics}``.
-
-    ``threads`` sets torch's intra-op threads of the (Ray worker) process.
+    Resumes from ``run_dir/checkpoint.pt`` when an earlier run of the same point was interrupted
+    (:func:`~gradfolio.experiments.distributed.run_tasks` empties the folder of another config's point).
     """
-    import torch
-
     from gradfolio.experiments.hedging.train import evaluate_agent, train_agent
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     out = Path(run_dir)
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
     cfg = HedgeTrainingConfig.model_validate(config)
     agent, _ = train_agent(cfg, out, resume=(out / "checkpoint.pt").is_file())
     table, _ = evaluate_agent(agent, cfg, out)
-    return table.to_dict(orient="index")
+    return {str(k): {str(m): float(v) for m, v in row.items()} for k, row in table.to_dict(orient="index").items()}
 
 
 def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str] | None = None) -> tuple[pd.DataFrame, Path]:
@@ -167,43 +168,42 @@ def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str] | None = None
     Returns
     -------
     ``(table, sweep_dir)`` with columns ``experiment, setting, strategy`` and :data:`METRICS`.
+
+    Raises
+    ------
+    ConfigError
+        Two different settings of an experiment whose names give the same folder (e.g. ``a/b`` and ``a_b``).
     """
     sweep_dir = Path(out_dir or config.output_dir)
     points = grid_points(config)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, sweep_dir / "sweep.yaml")
+    points_dir = sweep_dir.resolve() / "points"
     # settings that coincide (e.g. the base setting appears in several experiments) train once
-    unique: dict[str, tuple[dict[str, Any], str]] = {}
+    unique: dict[str, Job] = {}
+    owners: dict[Path, tuple[str, str, str]] = {}
     keys = []
     for exp, setting, agent, cfg in points:
         key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-        run_dir = (sweep_dir / "points" / _slug(exp) / _slug(setting) / agent).resolve()
-        unique.setdefault(key, (cfg.model_dump(mode="json"), str(run_dir)))
+        run_dir = job_folder(points_dir, exp, setting, agent)
+        if key not in unique:
+            if run_dir in owners:
+                raise ConfigError(
+                    f"sweep: experiment {exp!r}, setting {setting!r} and experiment {owners[run_dir][0]!r}, setting "
+                    f"{owners[run_dir][1]!r} both write to {run_dir} (names become {safe_slug(exp)!r}/"
+                    f"{safe_slug(setting)!r}); rename one of them."
+                )
+            owners[run_dir] = (exp, setting, agent)
+            unique[key] = Job(str(run_dir), cfg.model_dump(mode="json"))
         keys.append(key)
-    results = _run_ray(config, list(unique.values())) if config.executor == "ray" else [
-        run_point(cfg, run_dir) for cfg, run_dir in unique.values()
-    ]
+    results = run_tasks(run_point, list(unique.values()), executor=config.executor, num_cpus=config.num_cpus,
+                        address=config.address, gpus_per_task=config.gpus_per_point, threads_per_task=1,
+                        root=points_dir)
     done = dict(zip(unique, results, strict=True))
     outputs = [done[key] for key in keys]
     table = results_table(points, outputs)
     write_results(table, sweep_dir)
     return table, sweep_dir
-
-
-def _run_ray(config: SweepConfig, jobs: list[tuple[dict[str, Any], str]]) -> list[dict[str, dict[str, float]]]:
-    """:func:`run_point` for every ``(config, run_dir)`` as Ray tasks (local Ray unless ``config.address``)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=config.address, num_cpus=None if config.address else config.num_cpus,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        task = ray.remote(run_point).options(num_cpus=1, num_gpus=config.gpus_per_point)
-        return ray.get([task.remote(cfg, run_dir, 1) for cfg, run_dir in jobs])
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def results_table(points: list[tuple[str, str, str, Any]], outputs: list[dict[str, dict[str, float]]]) -> pd.DataFrame:
@@ -228,7 +228,8 @@ def write_results(table: pd.DataFrame, sweep_dir: Path) -> None:
         parts.append(f"### {experiment}: {setting}\n\n" + markdown_table(group.set_index("strategy")[list(METRICS)]))
     atomic_write_text(sweep_dir / "results.md", "\n\n".join(parts) + "\n")
     for experiment, group in table.groupby("experiment", sort=False):
-        experiment_figure(group, sweep_dir / f"fig_{_slug(str(experiment))}.png", str(experiment))
+        path = check_under(sweep_dir, sweep_dir / f"fig_{safe_slug(str(experiment))}.png")
+        experiment_figure(group, path, str(experiment))
 
 
 def experiment_figure(group: pd.DataFrame, path: Path, title: str) -> Path:
