@@ -155,7 +155,8 @@ def test_cli_modules_register_in_one_direction() -> None:
     shared = ("gradfolio.cli.app", "gradfolio.cli.progress")
     commands = {m for m in MODULES if m.startswith("gradfolio.cli.") and m not in (*shared, "gradfolio.cli.main")}
     assert commands == {
-        "gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent", "gradfolio.cli.predict"
+        "gradfolio.cli.backtest", "gradfolio.cli.data", "gradfolio.cli.hedge", "gradfolio.cli.hedge_agent", "gradfolio.cli.predict",
+        "gradfolio.cli.tune",
     }
     for helper in shared:
         assert not {m for m in GRAPH[helper][1] if m.startswith("gradfolio.cli")}, helper

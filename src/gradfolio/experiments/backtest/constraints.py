@@ -17,8 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gradfolio.errors import ConfigError
 
+RunConfig = Any
+"""A :class:`~gradfolio.experiments.backtest.config.BacktestConfig` (not imported here: ``config.py``
+imports this module, and the import graph has no cycle, not even for type checking)."""
+
 if TYPE_CHECKING:
-    from gradfolio.experiments.backtest.config import BacktestConfig
     from gradfolio.solvers import PortfolioConstraints
 
 
@@ -94,7 +97,7 @@ class ConstraintSettings(_Section):
         return spec if assets is None else spec.resolve(assets)
 
 
-def network_constraint_path(config: BacktestConfig) -> tuple[str, ...]:
+def network_constraint_path(config: RunConfig) -> tuple[str, ...]:
     """Where ``config.constraints`` go in ``network.params``: ``("constraints",)`` for ``markowitz``,
     ``("allocator_params", "constraints")`` for a network with ``allocator: convex``.
 
@@ -130,7 +133,7 @@ def network_constraint_path(config: BacktestConfig) -> tuple[str, ...]:
 BOUNDS_ONLY = ("hrp",)
 
 
-def constrained_benchmarks(config: BacktestConfig, assets: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def constrained_benchmarks(config: RunConfig, assets: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """``constraints`` parameter (plain data) of every benchmark run that takes one.
 
     Benchmarks whose class takes ``constraints`` (the convex problems, risk parity, HRP) get the
@@ -172,7 +175,7 @@ def spec_data(spec: PortfolioConstraints) -> dict[str, Any]:
     return data
 
 
-def constrained_network_params(config: BacktestConfig, assets: list[str] | None = None) -> dict[str, Any]:
+def constrained_network_params(config: RunConfig, assets: list[str] | None = None) -> dict[str, Any]:
     """``network.params`` (without ``seed``) with ``config.constraints`` put where the network's convex layer
     takes them (:func:`network_constraint_path`), resolved against ``assets`` when given."""
     params = {k: v for k, v in config.network.params.items() if k != "seed"}
@@ -185,7 +188,7 @@ def constrained_network_params(config: BacktestConfig, assets: list[str] | None 
     return {**params, "allocator_params": {**(params.get("allocator_params") or {}), "constraints": data}}
 
 
-def unconstrained_benchmarks(config: BacktestConfig) -> list[str]:
+def unconstrained_benchmarks(config: RunConfig) -> list[str]:
     """The benchmarks run that ignore ``config.constraints`` (not convex problems: equal weight, inverse
     volatility, random, eigen), and ``hrp`` when the spec has groups or leverage it cannot apply."""
     from gradfolio.allocation.classical import PORTFOLIOS
