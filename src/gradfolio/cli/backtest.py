@@ -9,7 +9,9 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gradfolio.cli.app import console, friendly_errors
+from rich.markup import escape
+
+from gradfolio.cli.app import console, err_console, friendly_errors
 from gradfolio.cli.progress import progress_bars
 from gradfolio.experiments.backtest.config import BacktestConfig, demo_config, load_backtest_config
 
@@ -42,6 +44,8 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
     for name, row in table.sort_values("sharpe_ratio", ascending=False).iterrows():
         view.add_row(str(name), *(f"{row[c]:.3f}" for c in SHOWN))
     console.print(view)
+    for line in result.warnings():
+        err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 

@@ -47,6 +47,7 @@ from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
+from gradfolio.experiments.run_folder import RunFolder, check_run_folder
 from gradfolio.seeding import resolve_device
 from gradfolio.progress import Progress, prefixed
 from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
@@ -138,6 +139,11 @@ def load_returns(config: BacktestConfig) -> pd.DataFrame:
                 f"data.assets: {missing} not in {config.data.source}; available: {list(prices.columns)}."
             )
         prices = prices[config.data.assets]
+    if prices.shape[1] < 2:
+        raise DataError(
+            f"data: {config.data.source} holds {prices.shape[1]} asset column(s); a portfolio needs at least 2, "
+            "give a price table with more assets."
+        )
     if len(prices) < 2:
         raise DataError(f"data: no prices left in {config.data.source} between start and end; widen the dates.")
     return to_returns(prices, "simple")
@@ -315,9 +321,13 @@ def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSc
     return schedule
 
 
+CHECKPOINTS = "checkpoints"
+"""The run folder's work area: the trainer's checkpoints and ``config.yaml``, the config they belong to."""
+
+
 def _resumable(folder: Path, config: BacktestConfig) -> bool:
-    """Whether ``folder`` holds a run of the same config (its checkpoints can be resumed)."""
-    previous = folder / "config.yaml"
+    """Whether ``folder``'s checkpoints were written by the same config (they can be resumed)."""
+    previous = folder / CHECKPOINTS / "config.yaml"
     try:
         return previous.is_file() and load_config(BacktestConfig, previous) == config
     except ConfigError:  # written by another version: not the same run
@@ -355,55 +365,63 @@ def run_backtest(
     if network is not None:
         network_params(config)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
-    resume = _resumable(folder, config)
-    if not resume:  # checkpoints of another config must not be resumed
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    dump_config(config, folder / "config.yaml")
-    tracker = (
-        MlflowTracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
-        if config.tracking
-        else NullTracker()
-    )
-    with tracker:
-        tracker.log_params(flatten_params(config.model_dump(mode="json")))
-        strategies: dict[str, Strategy] = {}
-        hooks = {}
-        notes = ""
-        label = None
-        if network is not None:
-            run = train_network(
-                config, *network, train, val, folder / "checkpoints", tracker, progress, resume=resume
-            )
-            label = f"net_{config.network.name}"
-            strategies[label] = run.model
-            hooks[label] = run.refit
-            notes = run.summary
-        strategies.update(benchmarks)
-        b = config.backtest
-        result = walk_forward(
-            strategies,
-            returns,
-            config.data.lookback,
-            gap=config.data.gap,
-            rebalance_every=b.rebalance_every,
-            cost=ProportionalCost.from_bps(b.cost_bps),
-            start=test.dates[0],
-            kind=config.data.kind,
-            retrain=schedule,
-            fit_hooks=hooks if schedule is not None else None,
-            device=config.device,
-            dtype=dtype,
-            dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
-            progress=prefixed(progress, "backtest ") if progress else None,
-            infeasible="keep",
+    check_run_folder(folder, "backtest")
+    with RunFolder(folder, "backtest") as run_folder:
+        folder = run_folder.path
+        resume = _resumable(folder, config)
+        if not resume:  # checkpoints of another config must not be resumed
+            shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+            dump_config(config, folder / CHECKPOINTS / "config.yaml")
+        tracker = (
+            MlflowTracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
+            if config.tracking
+            else NullTracker()
         )
-        result.save(folder)
-        save_strategies(folder, config, strategies, label, returns)  # type: ignore[arg-type]
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
-        for name, row in result.metrics().iterrows():
-            tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-        tracker.log_artifact(folder)
+        with tracker:
+            tracker.log_params(flatten_params(config.model_dump(mode="json")))
+            strategies: dict[str, Strategy] = {}
+            hooks = {}
+            notes = ""
+            label = None
+            if network is not None:
+                run = train_network(
+                    config, *network, train, val, folder / CHECKPOINTS, tracker, progress, resume=resume
+                )
+                label = f"net_{config.network.name}"
+                strategies[label] = run.model
+                hooks[label] = run.refit
+                notes = run.summary
+            strategies.update(benchmarks)
+            b = config.backtest
+            result = walk_forward(
+                strategies,
+                returns,
+                config.data.lookback,
+                gap=config.data.gap,
+                rebalance_every=b.rebalance_every,
+                cost=ProportionalCost.from_bps(b.cost_bps),
+                start=test.dates[0],
+                kind=config.data.kind,
+                retrain=schedule,
+                fit_hooks=hooks if schedule is not None else None,
+                device=config.device,
+                dtype=dtype,
+                dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
+                progress=prefixed(progress, "backtest ") if progress else None,
+                infeasible="keep",
+                max_gross=b.max_gross,
+                memory_budget=b.memory_budget,
+            )
+            # the outputs are staged and published at once: a failure until here leaves the previous run
+            stage = run_folder.stage
+            dump_config(config, stage / "config.yaml")
+            result.save(stage)
+            save_strategies(stage, config, strategies, label, returns)  # type: ignore[arg-type]
+            write_report(result, stage, title=f"Walk-forward backtest: {config.data.source}", notes=notes)
+            run_folder.publish()
+            for name, row in result.metrics().iterrows():
+                tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+            tracker.log_artifact(folder)
     return folder, result
 
 
