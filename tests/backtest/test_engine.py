@@ -498,7 +498,15 @@ def test_memory_budget_batches_give_the_same_result_bit_for_bit() -> None:
         "min_variance": MinimumVariance(),
         "max_sharpe": MaximumSharpe(),  # infeasible at some dates: the previous weights are kept
     }
-    exact = ["hrp", "risk_parity", "momentum"]
+    def picky(X: torch.Tensor) -> torch.Tensor:
+        """Momentum, with no solution where the first asset fell on the last day (many dates)."""
+        dead = X[:, 0, -1, 0] < 0
+        if bool(dead.any()):
+            raise InfeasibleError("first asset fell", rows=dead.nonzero().flatten().tolist())
+        return momentum(X)
+
+    strategies["picky"] = picky
+    exact = ["hrp", "risk_parity", "momentum", "picky"]
     kwargs = dict(rebalance_every=5, cost=ProportionalCost.from_bps(17), dtype=torch.float64, infeasible="keep",
                   retrain=RetrainSchedule(every=60), start=R.index[200])
     whole = walk_forward(strategies, R, 60, **kwargs)
