@@ -194,8 +194,8 @@ class RunFolder:
             "remove": [] if add else [n for n in previous if n not in names],
         }
         self._write_marker(journal)
+        self._stage = None  # from here the stage belongs to the journal: a kill is rolled forward
         self._roll_forward(journal)
-        self._stage = None
         return self.path
 
     def _roll_forward(self, journal: dict[str, Any]) -> None:
