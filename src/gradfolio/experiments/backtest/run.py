@@ -16,8 +16,15 @@ folder holds::
                        weights.pt): the network after the walk-forward and every benchmark, for
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
-                       refit (refit-<date>/trainer.pt); a rerun into the same folder with the same
-                       config resumes every training from them instead of training again
+                       refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
+                       to); a rerun into the same folder with the same config resumes every
+                       training from them instead of training again
+    .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
+
+The folder is opened as a :class:`~gradfolio.experiments.run_folder.RunFolder`: a non-empty folder
+that gradfolio did not create is refused, a second run into it is refused while this one holds
+the lock, and the outputs are staged and published together at the end, so that a kill or an
+error leaves the previous complete run as it was (only ``checkpoints/`` is written during the run).
 
 Everything the config decides (data, split, benchmarks, network and loss, device, retraining
 windows) is checked before anything is trained or written.
