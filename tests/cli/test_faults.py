@@ -125,6 +125,9 @@ def test_truncated_hedge_checkpoint_on_resume_is_one_line(tmp_path: Path, tiny_h
     line = one_line_error(["hedge", "train", "--config", str(tmp_path / "cfg.yaml"), "--out", str(out), "--resume"])
     assert "checkpoint.pt" in line
     assert snapshot(tmp_path) == before
+    # resuming a run that does not exist creates nothing
+    line = one_line_error(["hedge", "train", "--config", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "new"), "--resume"])
+    assert "checkpoint.pt" in line and not (tmp_path / "new").exists()
 
 
 def test_relative_data_source_resolves_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,14 +138,12 @@ def train_agent(
     """
     out = check_run_folder(run_dir or config.output_dir, "hedge")
     tracker = tracker if tracker is not None else NullTracker()
+    trainer = build_trainer(config, out, tracker=tracker, progress=progress)
+    if resume:  # read before the folder is opened: a missing or bad checkpoint creates nothing
+        trainer.load()
+    elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
+        raise ConfigError(f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder.")
     with RunFolder(out, "hedge") as run_folder:
-        trainer = build_trainer(config, out, tracker=tracker, progress=progress)
-        if resume:
-            trainer.load()
-        elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
-            raise ConfigError(
-                f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder."
-            )
         tracker.log_params(run_params(config))
         agent = trainer.train()
         # the outputs are staged and published at once: a kill until here leaves the previous run
