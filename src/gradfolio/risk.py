@@ -233,7 +233,11 @@ def downside_deviation(returns: torch.Tensor, target: float = 0.0) -> torch.Tens
     Shape ``(...)``.
     """
     shortfall = torch.clamp(returns - target, max=0.0)
-    return torch.sqrt((shortfall**2).mean(dim=-1))
+    square = (shortfall**2).mean(dim=-1)
+    # sqrt has an infinite derivative at 0: with no shortfall (e.g. all-zero returns) the chain
+    # rule would give inf * 0 = NaN; the deviation is flat there, so its gradient is taken as 0
+    positive = square > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, square, torch.ones_like(square))), square)
 
 
 @array_api

@@ -186,3 +186,36 @@ def test_losses_validate_horizon_and_arguments():
             cls(**params)
     with pytest.raises(ConfigError, match="level"):
         make_loss("cvar", level=95)
+
+
+def _one_asset(returns: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights ``(1, 1)`` fully in one asset and targets ``(1, 1, H, 1)`` with these returns."""
+    return torch.ones(1, 1, dtype=D), torch.tensor(returns, dtype=D).reshape(1, 1, -1, 1)
+
+
+def test_max_drawdown_loss_follows_compounded() -> None:
+    # +50%, -40%, -50%: wealth 1.5, 0.9, 0.45 (drawdown 1 - 0.45/1.5 = 0.7); arithmetic wealth
+    # 1 + cumsum = 1.5, 1.1, 0.6 (drawdown 1.5 - 0.6 = 0.9, skfolio's arithmetic definition)
+    w, y = _one_asset([0.5, -0.4, -0.5])
+    torch.testing.assert_close(MaxDrawdownLoss(True)(w, y), torch.tensor([0.7], dtype=D), rtol=1e-14, atol=0)
+    torch.testing.assert_close(MaxDrawdownLoss(False)(w, y), torch.tensor([0.9], dtype=D), rtol=1e-14, atol=0)
+
+
+def test_std_loss_annualizes_with_periods_per_year() -> None:
+    w, y = _one_asset([0.01, -0.02, 0.03, 0.0])
+    sample_std = torch.tensor([0.01, -0.02, 0.03, 0.0], dtype=D).std()  # ddof = 1
+    for ppy in (1.0, 12.0, 252.0):
+        torch.testing.assert_close(StdLoss(ppy)(w, y), sample_std.reshape(1) * ppy**0.5, rtol=1e-14, atol=0)
+
+
+def test_sortino_loss_gradient_is_finite_without_shortfall() -> None:
+    # no return below the target (all zero, or all non-negative): the downside deviation is 0 and
+    # the loss is -mean(r) / eps * sqrt(ppy), whose gradient in w is -mean_t(R_t) / eps * sqrt(ppy) / B
+    eps, ppy = 5e-4, 12.0
+    for R in (torch.zeros(2, 1, 4, 3, dtype=D), torch.tensor([0.0, 0.01, 0.03], dtype=D).expand(2, 1, 4, 3)):
+        w = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3]], dtype=D, requires_grad=True)
+        loss = SortinoLoss(0.0, ppy, eps)(w, R, reduction="mean")
+        (grad,) = torch.autograd.grad(loss, w)
+        expected = -R[:, 0].mean(1) / eps * ppy**0.5 / 2
+        assert torch.isfinite(grad).all()
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=0)

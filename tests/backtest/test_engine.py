@@ -463,3 +463,85 @@ def test_per_strategy_dtypes() -> None:
         walk_forward({"mv": MinimumVariance()}, returns, 20, dtypes={"nope": torch.float64})
     with pytest.raises(ConfigError, match=r"dtypes\['mv'\]=torch.int64: use a floating torch dtype"):
         walk_forward({"mv": MinimumVariance()}, returns, 20, dtypes={"mv": torch.int64})
+
+
+def test_rebalance_chunk_closed_form() -> None:
+    from gradfolio.backtest.engine import MATRIX_FACTOR, available_memory, rebalance_chunk
+
+    per_date = 10 * 10 * 8 * MATRIX_FACTOR
+    assert rebalance_chunk(10, 8, 5 * per_date) == 5
+    assert rebalance_chunk(10, 8, 5 * per_date + per_date - 1) == 5
+    assert rebalance_chunk(10, 4, 5 * per_date) == 10  # float32: twice as many dates
+    assert rebalance_chunk(10, 8, 1) == 1  # at least one date per call
+    assert available_memory() > 0 and rebalance_chunk(10, 8) >= 1
+
+
+def test_memory_budget_batches_give_the_same_result_bit_for_bit() -> None:
+    from gradfolio.allocation.classical import HierarchicalRiskParity
+    from gradfolio.backtest.engine import MATRIX_FACTOR
+
+    R = to_returns(load_prices("sp500")).iloc[-700:, :8]
+    sizes: list[int] = []
+
+    def counted(strategy):
+        def call(X: torch.Tensor) -> torch.Tensor:
+            sizes.append(X.shape[0])
+            return strategy(X)
+        return call
+
+    strategies = {
+        "hrp": HierarchicalRiskParity(),
+        "risk_parity": RiskParity(),
+        "momentum": momentum,
+        # QP-solved: the batched active-set solver pads every system to the batch's largest, so
+        # its last bits depend on which windows share a call (one by one differs as much)
+        "min_variance": MinimumVariance(),
+        "max_sharpe": MaximumSharpe(),  # infeasible at some dates: the previous weights are kept
+    }
+    def picky(X: torch.Tensor) -> torch.Tensor:
+        """Momentum, with no solution where the first asset fell on the last day (many dates)."""
+        dead = X[:, 0, -1, 0] < 0
+        if bool(dead.any()):
+            raise InfeasibleError("first asset fell", rows=dead.nonzero().flatten().tolist())
+        return momentum(X)
+
+    strategies["picky"] = picky
+    exact = ["hrp", "risk_parity", "momentum", "picky"]
+    kwargs = dict(rebalance_every=5, cost=ProportionalCost.from_bps(17), dtype=torch.float64, infeasible="keep",
+                  retrain=RetrainSchedule(every=60), start=R.index[200])
+    whole = walk_forward(strategies, R, 60, **kwargs)
+    budget = 3 * 8 * 8 * 8 * MATRIX_FACTOR  # three rebalance dates per call
+    chunked = walk_forward({k: counted(v) for k, v in strategies.items()}, R, 60, memory_budget=budget, **kwargs)
+    assert max(sizes) == 3 and len(sizes) > 100
+    for a, b in ((whole.returns, chunked.returns), (whole.costs, chunked.costs), (whole.turnover, chunked.turnover)):
+        pd.testing.assert_frame_equal(a[exact], b[exact], check_exact=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-13)
+    for name in strategies:
+        pd.testing.assert_frame_equal(
+            whole.weights[name], chunked.weights[name], check_exact=name in exact, rtol=0, atol=1e-13
+        )
+    with pytest.raises(ConfigError, match="memory_budget=0"):
+        walk_forward({"ew": equal_weight}, R, 60, memory_budget=0)
+
+
+def test_degenerate_strategies_are_flagged() -> None:
+    R = market(T=40, N=2, seed=3)
+    R.iloc[30, 0] = -0.3  # a crash of a0 under 5x leverage: return -1.5 or so, wealth below zero
+
+    def levered(X: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([5.0, -1.0], dtype=X.dtype).expand(X.shape[0], 2)
+
+    res = walk_forward({"levered": levered, "ew": equal_weight}, R, 10, rebalance_every=5, dtype=torch.float64)
+    flags = res.flags()
+    assert list(flags.columns) == ["max_gross_exposure", "min_wealth", "gross_exceeded", "wealth_nonpositive", "flagged"]
+    assert flags.loc["levered", "max_gross_exposure"] == 6.0 and flags.loc["ew", "max_gross_exposure"] == pytest.approx(1.0)
+    assert flags.loc["levered", "min_wealth"] == res.wealth()["levered"].min() < 0
+    assert flags["gross_exceeded"].tolist() == [True, False] and flags["wealth_nonpositive"].tolist() == [True, False]
+    assert res.metrics()["flagged"].tolist() == [1.0, 0.0]
+    assert res.metrics().loc["levered", "max_gross_exposure"] == 6.0
+    (line,) = res.warnings()
+    assert line.startswith("strategy 'levered' is degenerate: gross exposure reached 6 (limit 3) and wealth fell to -")
+    loose = walk_forward({"levered": levered}, R, 10, rebalance_every=5, dtype=torch.float64, max_gross=6.5)
+    assert not loose.flags().loc["levered", "gross_exceeded"] and loose.flags().loc["levered", "flagged"]
+    with pytest.raises(ConfigError, match="max_gross=0"):
+        walk_forward({"ew": equal_weight}, R, 10, max_gross=0)

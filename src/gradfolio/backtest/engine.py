@@ -294,6 +294,73 @@ def _allocate(
             strategy.train(was_training)
 
 
+MATRIX_FACTOR = 8
+"""How many ``N x N`` matrices a strategy may hold per rebalance date at once (a covariance, its
+factor, solver workspaces): a block of ``B`` dates is budgeted ``B * N * N * itemsize * MATRIX_FACTOR``
+bytes."""
+
+DEFAULT_BUDGET_FRACTION = 0.25
+"""The default memory budget: this fraction of the memory available when the backtest starts."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``psutil`` if installed, else ``MemAvailable`` of ``/proc/meminfo``;
+    4 GiB when neither can be read)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 * 2**30
+
+
+def rebalance_chunk(n_assets: int, itemsize: int, memory_budget: int | None = None) -> int:
+    """Rebalance dates allocated in one call so that ``B * N * N * itemsize * MATRIX_FACTOR <= memory_budget``.
+
+    Parameters
+    ----------
+    n_assets
+        ``N``, assets per window.
+    itemsize
+        Bytes per number (8 for float64).
+    memory_budget
+        Bytes (default :data:`DEFAULT_BUDGET_FRACTION` of :func:`available_memory`).
+
+    Returns
+    -------
+    The number of dates per call, at least 1.
+    """
+    budget = int(available_memory() * DEFAULT_BUDGET_FRACTION) if memory_budget is None else int(memory_budget)
+    return max(1, budget // max(1, n_assets * n_assets * itemsize * MATRIX_FACTOR))
+
+
+def _allocate_chunked(
+    name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor | None, chunk: int
+) -> Tensor:
+    """:func:`_allocate` over slices of at most ``chunk`` dates; each slice's ``previous`` is the last
+    target weights before it, so the weights equal those of one call on the whole block."""
+    if X.shape[0] <= chunk:
+        return _allocate(name, strategy, X, dates, previous)
+    parts: list[Tensor] = []
+    for i in range(0, X.shape[0], chunk):
+        prev = parts[-1][-1] if parts and previous is not None else previous
+        parts.append(_allocate(name, strategy, X[i : i + chunk], dates[i : i + chunk], prev))
+    return torch.cat(parts)
+
+
+def _flags_check(max_gross: float) -> None:
+    if not max_gross > 0:
+        raise ConfigError(f"max_gross={max_gross!r}: use a positive gross exposure (sum of |weights|), e.g. 3.")
+
+
 def _market_context(
     needs: set[str], windows: Windows, returns: pd.DataFrame, volume: pd.DataFrame | None, kind: str, device: torch.device
 ) -> dict[str, Tensor]:
@@ -346,6 +413,8 @@ def walk_forward(
     schedule: Schedule | None = None,
     volume: pd.DataFrame | None = None,
     initial_wealth: float | None = None,
+    memory_budget: int | None = None,
+    max_gross: float = 3.0,
 ) -> BacktestResult:
     """Walk every strategy forward over the same rebalance dates and holding days.
 
@@ -398,6 +467,14 @@ def walk_forward(
     initial_wealth
         Starting wealth in currency, needed by costs in currency (``FixedFee``, impact); the
         wealth is then tracked net of every cost through the backtest.
+    memory_budget
+        Bytes a strategy may use for one call: the rebalance dates of a block are allocated in
+        slices of :func:`rebalance_chunk` dates (``B * N * N * itemsize * MATRIX_FACTOR`` bytes
+        at most; a full covariance per date), default a quarter of the available memory. The
+        weights are the same as with one call.
+    max_gross
+        Gross exposure ``sum_i |w_i|`` above which a strategy is flagged in
+        :meth:`BacktestResult.flags` (so is a wealth that reaches zero or below).
 
     Returns
     -------
@@ -425,6 +502,9 @@ def walk_forward(
     for name, value in [("dtype", dtype), *((f"dtypes[{n!r}]", d) for n, d in per_strategy.items())]:
         if not isinstance(value, torch.dtype) or not value.is_floating_point:
             raise ConfigError(f"{name}={value!r}: use a floating torch dtype (torch.float32 or torch.float64).")
+    _flags_check(max_gross)
+    if memory_budget is not None and not (isinstance(memory_budget, int) and memory_budget > 0):
+        raise ConfigError(f"memory_budget={memory_budget!r}: give a positive number of bytes (e.g. 8 * 2**30).")
     dev = resolve_device(device)
     windows, first = decision_windows(returns, lookback, gap, rebalance_every, start, end, kind)
     P, k = len(windows), rebalance_every
@@ -437,6 +517,7 @@ def walk_forward(
         if kind_of not in inputs:
             inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
         X = inputs[kind_of]
+        chunk = rebalance_chunk(X.shape[-1], X.element_size(), memory_budget)
         parts: list[Tensor] = []
         for a, b, refit in blocks:
             if refit and name in hooks and retrain is not None:
@@ -445,12 +526,14 @@ def walk_forward(
             if infeasible == "keep":
                 previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=kind_of)
             if mask[a:b].all():
-                parts.append(_allocate(name, strategy, X[a:b], windows.dates[a:b], previous))
+                parts.append(_allocate_chunked(name, strategy, X[a:b], windows.dates[a:b], previous, chunk))
             else:  # a calendar schedule: evaluate only at its trading dates
                 block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=kind_of)
                 idx = np.flatnonzero(mask[a:b])
                 if len(idx):
-                    block[idx] = _allocate(name, strategy, X[a + idx], windows.dates[a + idx], previous)
+                    block[idx] = _allocate_chunked(
+                        name, strategy, X[a + idx], windows.dates[a + idx], previous, chunk
+                    )
                     block[idx[-1] :] = block[idx[-1]]  # carried as "previous" target
                 elif previous is not None:
                     block[:] = previous
@@ -497,7 +580,8 @@ def walk_forward(
         weights=frames(torch.stack(targets)),
         weights_before=frames(sim["before"]),
         periods_per_year=periods_per_year,
+        max_gross=max_gross,
     )
 
 
-__all__ = ["Strategy", "FitHook", "Progress", "RetrainSchedule", "decision_windows", "simulate", "walk_forward"]
+__all__ = ["available_memory", "rebalance_chunk", "MATRIX_FACTOR", "Strategy", "FitHook", "Progress", "RetrainSchedule", "decision_windows", "simulate", "walk_forward"]

@@ -54,6 +54,8 @@ class BacktestResult:
         starts in cash): strategy -> frame ``(rebalances, assets)``.
     periods_per_year
         Periods per year used to annualize the metrics (252 for daily data).
+    max_gross
+        Gross exposure ``sum_i |w_i|`` above which :meth:`flags` flags a strategy.
     """
 
     returns: pd.DataFrame
@@ -63,6 +65,7 @@ class BacktestResult:
     weights: dict[str, pd.DataFrame]
     weights_before: dict[str, pd.DataFrame]
     periods_per_year: float = field(default=risk.TRADING_DAYS)
+    max_gross: float = 3.0
 
     @property
     def strategies(self) -> list[str]:
@@ -78,12 +81,52 @@ class BacktestResult:
         values = risk.drawdowns(self.returns.to_numpy().T).T
         return pd.DataFrame(values, index=self.returns.index, columns=self.returns.columns)
 
+    def flags(self) -> pd.DataFrame:
+        """Degenerate strategies: one row per strategy, ``(strategies, 5)``.
+
+        Columns ``max_gross_exposure`` (largest ``sum_i |w_i|`` of the target weights),
+        ``min_wealth`` (lowest compounded wealth), ``gross_exceeded`` (``max_gross_exposure >
+        max_gross``), ``wealth_nonpositive`` (the wealth reached zero or below: the strategy lost
+        everything, later returns are meaningless) and ``flagged`` (either). A flagged strategy
+        is reported, never silently ranked.
+        """
+        wealth = self.wealth()
+        rows = {}
+        for name in self.strategies:
+            gross = float(self.weights[name].abs().sum(axis=1).max()) if len(self.weights[name]) else 0.0
+            low = float(wealth[name].min()) if len(wealth) else 1.0
+            rows[name] = {
+                "max_gross_exposure": gross,
+                "min_wealth": low,
+                "gross_exceeded": bool(gross > self.max_gross),
+                "wealth_nonpositive": bool(low <= 0.0),
+            }
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table["flagged"] = table["gross_exceeded"] | table["wealth_nonpositive"]
+        table.index.name = "strategy"
+        return table
+
+    def warnings(self) -> list[str]:
+        """One line per flagged strategy (see :meth:`flags`), empty when none is."""
+        lines = []
+        for name, row in self.flags().iterrows():
+            why = []
+            if row["gross_exceeded"]:
+                why.append(f"gross exposure reached {row['max_gross_exposure']:.3g} (limit {self.max_gross:g})")
+            if row["wealth_nonpositive"]:
+                why.append(f"wealth fell to {row['min_wealth']:.3g} (lost everything)")
+            if why:
+                lines.append(f"strategy '{name}' is degenerate: {' and '.join(why)}; do not trust its metrics.")
+        return lines
+
     def metrics(self) -> pd.DataFrame:
         """Metrics table: one row per strategy.
 
         Columns are the measures of :func:`gradfolio.risk.summary` on the net daily returns,
         then ``mean_turnover`` (per rebalance), ``annual_turnover`` (turnover per year),
-        ``total_cost`` (sum of the costs paid, a fraction of wealth) and ``final_wealth``.
+        ``total_cost`` (sum of the costs paid, a fraction of wealth), ``final_wealth``, and from
+        :meth:`flags` ``max_gross_exposure``, ``min_wealth`` and ``flagged`` (1.0 for a degenerate
+        strategy, else 0.0).
         """
         years = len(self.returns) / self.periods_per_year
         rows = {}
@@ -94,6 +137,11 @@ class BacktestResult:
             row["total_cost"] = float(self.costs[name].sum())
             row["final_wealth"] = float(np.prod(1.0 + self.returns[name].to_numpy()))
             rows[name] = row
+        flags = self.flags()
+        for name in self.strategies:
+            rows[name]["max_gross_exposure"] = float(flags.loc[name, "max_gross_exposure"])
+            rows[name]["min_wealth"] = float(flags.loc[name, "min_wealth"])
+            rows[name]["flagged"] = float(flags.loc[name, "flagged"])
         table = pd.DataFrame.from_dict(rows, orient="index")
         table.index.name = "strategy"
         return table

@@ -10,7 +10,9 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gradfolio.cli.app import console, friendly_errors
+from rich.markup import escape
+
+from gradfolio.cli.app import console, err_console, friendly_errors
 from gradfolio.cli.progress import progress_bars
 
 if TYPE_CHECKING:  # the experiments (torch, pandas) are imported inside the commands, so `gradfolio --help` stays fast
@@ -75,6 +77,8 @@ def _run(config: BacktestConfig, out: Path | None) -> None:
         for name, row in summary.iterrows():
             cv_view.add_row(str(name), *(f"{row[c]:.3f}" for c in ("mean", "std", "min", "max")), f"{row['n']:.0f}")
         console.print(cv_view)
+    for line in result.warnings():
+        err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"report: {folder / 'report.html'}  ({time.perf_counter() - start:.0f} s)")
 
 

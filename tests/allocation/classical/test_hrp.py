@@ -105,6 +105,20 @@ def test_batched_equals_one_by_one_and_grad(windows) -> None:
     assert Xg.grad is not None and bool(Xg.grad.abs().sum() > 0)
 
 
+def test_gradient_matches_finite_differences(windows) -> None:
+    # bisection weights as a function of the covariance, and the whole portfolio as a function of
+    # the returns (the ordering is fixed under the small perturbations): autograd against central
+    # differences, so an inverse variance that drops out of the graph is caught, not only a zero gradient
+    g = torch.Generator().manual_seed(11)
+    A = torch.randn(2, 5, 5, generator=g, dtype=torch.float64)
+    cov = (A @ A.mT / 5 + 0.1 * torch.eye(5, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(bisection_weights, (cov,), eps=1e-6, atol=1e-8, rtol=1e-6)
+    X, _ = windows(40, ends=(4500,))
+    Xs = X[..., :5].clone().requires_grad_(True)
+    model = HierarchicalRiskParity(linkage="average")
+    assert torch.autograd.gradcheck(model, (Xs,), eps=1e-7, atol=1e-6, rtol=1e-5)
+
+
 def test_hrp_errors() -> None:
     with pytest.raises(ConfigError, match="linkage='median'"):
         HierarchicalRiskParity(linkage="median")

@@ -23,6 +23,7 @@ from gradfolio.experiments.backtest import run as runner
 from gradfolio.allocation.classical import PORTFOLIOS
 from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.config_io import dump_config, parse_config
+from gradfolio.experiments.run_folder import RunFolder
 from gradfolio.experiments.backtest.report import report_html
 from gradfolio.experiments.backtest.run import (
     build_benchmarks,
@@ -299,7 +300,10 @@ def test_bad_config_fails_before_training_or_writing(
 def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "run"
     old = parse_config(BacktestConfig, {"seed": 1, "tracking": False})
-    dump_config(old, folder / "config.yaml")
+    with RunFolder(folder, "backtest") as run_folder:  # a previous complete run of the old config
+        dump_config(old, run_folder.stage / "config.yaml")
+        run_folder.publish()
+    dump_config(old, folder / "checkpoints" / "config.yaml")
     (folder / "checkpoints" / "refit-2020-01-02").mkdir(parents=True)
     (folder / "checkpoints" / "trainer.pt").write_bytes(b"a checkpoint of the old config")
     seen: list[bool] = []
@@ -312,10 +316,12 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path, monkeypat
     new = old.model_copy(update={"seed": 2})
     with pytest.raises(KeyboardInterrupt):
         run_backtest(new, folder)
-    # the new config is recorded and the old checkpoints are gone, so a rerun of the new config
-    # (which resumes) cannot pick them up
-    assert seen == [False] and not (folder / "checkpoints").exists()
-    assert load_backtest_config(folder / "config.yaml") == new
+    # the new config is recorded with the checkpoints and the old checkpoints are gone, so a rerun
+    # of the new config (which resumes) cannot pick them up; the previous complete run is left as it was
+    assert seen == [False]
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["config.yaml"]
+    assert load_backtest_config(folder / "checkpoints" / "config.yaml") == new
+    assert load_backtest_config(folder / "config.yaml") == old
     with pytest.raises(KeyboardInterrupt):
         run_backtest(new, folder)
     assert seen == [False, True]

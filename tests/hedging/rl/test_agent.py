@@ -44,6 +44,30 @@ def test_update_moves_actor_towards_higher_critic_value_and_lerps_targets(optimi
     assert torch.allclose(z, torch.full_like(z, 2.5), atol=0.3)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "ana"])
+def test_target_update_weights_the_online_network_by_polyak(optimizer):
+    # an asymmetric polyak: target <- 0.3 online + 0.7 target (a swapped update, 0.7 online +
+    # 0.3 target, gives other numbers; with polyak = 0.5 both would agree), for actor and critic
+    polyak = 0.3
+    cfg = AgentConfig(hidden=(16,), n_quantiles=8, optimizer=optimizer, objective="mean", polyak=polyak,
+                      lr_actor=1e-2, lr_critic=1e-2, greek_features=False)
+    agent = DistributionalAgent(3, 1.0, cfg, seed=4, dtype=DT)
+    with torch.no_grad():  # targets away from the online networks, so the weighting shows
+        for p in (*agent.actor_target.parameters(), *agent.critic_target.parameters()):
+            p.add_(0.25)
+    gen = torch.Generator().manual_seed(1)
+    s = torch.randn(32, 3, generator=gen, dtype=DT)
+    a = torch.rand(32, generator=gen, dtype=DT)
+    pairs = ((agent.actor, agent.actor_target, agent.actor_opt), (agent.critic, agent.critic_target, agent.critic_opt))
+    before = [[p.clone() for p in target.parameters()] for _, target, _ in pairs]
+    agent.update(Batch(s, a, 5.0 * a, s, torch.ones(32, dtype=DT)))
+    for (online, target, opt), old in zip(pairs, before, strict=True):
+        theta = opt.iterates() if optimizer == "ana" else [p.detach() for p in online.parameters()]
+        for b, t, o in zip(old, target.parameters(), theta, strict=True):
+            torch.testing.assert_close(t, (1 - polyak) * b + polyak * o, rtol=1e-12, atol=1e-14)
+            assert not torch.allclose(t, polyak * b + (1 - polyak) * o)
+
+
 class _Stub(torch.nn.Module):
     """A parameter-free stand-in for a network: ``forward`` is ``fn``."""
 

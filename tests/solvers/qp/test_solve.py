@@ -73,6 +73,25 @@ def test_shared_constraint_gradients_are_summed(gen):
         gG += Gi.grad
     torch.testing.assert_close(Gr.grad, gG, rtol=1e-6, atol=1e-8)
     assert Ar.grad.shape == A.shape
+    gA = torch.zeros_like(A)
+    for i in range(3):
+        Ai = A.clone().requires_grad_()
+        solve_qp(Q[i:i + 1], q[i:i + 1], G, h[i:i + 1], Ai, b[i:i + 1]).sum().backward()
+        gA += Ai.grad
+    torch.testing.assert_close(Ar.grad, gA, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("idx", [2, 4])
+def test_shared_constraint_gradients_match_finite_differences(gen, refs, idx):
+    # a 2-D G or A is shared by the 3 problems: its gradient is the sum over the batch (an
+    # average would be 3 times too small), checked against central differences
+    Q, q, G, h, A, b = random_qp(gen, 3, 6, 8, 2, cond=10.0, shared=True)
+    c = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+
+    def f(Q, q, G, h, A, b):
+        return (solve_qp(Q, q, G, h, A, b) * c).sum()
+
+    refs.fd(f, [Q, q, G, h, A, b], idx, gen)
 
 
 def test_float32_close_to_float64(gen):

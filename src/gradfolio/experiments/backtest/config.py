@@ -11,8 +11,11 @@ import datetime as dt
 import os
 from typing import Any, Literal
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gradfolio.data.prices import BUNDLED
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest.constraints import (
     ConstraintSettings,
@@ -20,6 +23,12 @@ from gradfolio.experiments.backtest.constraints import (
     constrained_network_params,
 )
 from gradfolio.experiments.config_io import load_config
+
+
+MAX_COST_BPS = 5000.0
+"""Upper bound (exclusive) of ``backtest.cost_bps``: a rebalance trades at most twice the wealth of a
+fully invested long-only portfolio (sell everything, buy something else: turnover 2), so a rate
+below 50% keeps the cost of any such rebalance below 100% of the wealth."""
 
 
 class _Section(BaseModel):
@@ -38,6 +47,17 @@ class DataSettings(_Section):
     gap: int = Field(0, ge=0, description="Days between the decision and the trade (decision latency).")
     horizon: int = Field(20, ge=1, description="Days over which a training target judges a decision.")
     step: int = Field(1, ge=1, description="Days between consecutive training windows.")
+
+    @model_validator(mode="after")
+    def _distinct_assets(self) -> DataSettings:
+        if self.assets is not None:
+            seen: set[str] = set()
+            twice = sorted({a for a in self.assets if a in seen or seen.add(a)})  # type: ignore[func-returns-value]
+            if twice:
+                raise ValueError(f"assets: {twice} listed twice; list each asset once")
+            if len(self.assets) < 2:
+                raise ValueError(f"assets: {self.assets} is one asset; a portfolio needs at least 2 (or omit assets)")
+        return self
 
 
 class SplitSettings(_Section):
@@ -67,7 +87,18 @@ class BacktestSettings(_Section):
     """Walk-forward rules over the test period."""
 
     rebalance_every: int = Field(5, ge=1, description="Days between rebalances.")
-    cost_bps: float = Field(10.0, ge=0.0, lt=10_000.0, description="Proportional cost per unit of turnover (bps).")
+    cost_bps: float = Field(
+        10.0, ge=0.0, lt=MAX_COST_BPS,
+        description="Proportional cost per unit of turnover (bps); below 5000, so that a full switch between "
+        "two portfolios (turnover 2) costs less than the whole wealth.",
+    )
+    max_gross: float = Field(
+        3.0, gt=0.0, description="Gross exposure sum |w| above which a strategy is flagged as degenerate."
+    )
+    memory_budget: int | None = Field(
+        None, gt=0, description="Bytes a strategy may use per call (rebalance dates are batched under it); "
+        "default a quarter of the available memory.",
+    )
     retrain_every: int | None = Field(None, ge=1, description="Refit the network every this many days (off if null).")
     retrain_window: Literal["expanding", "rolling"] = "expanding"
     retrain_size: int | None = Field(None, ge=10, description="Rows of a rolling retraining window.")
@@ -260,8 +291,23 @@ class BacktestConfig(_Section):
 
 
 def load_backtest_config(path: str | os.PathLike[str]) -> BacktestConfig:
-    """Read a YAML/TOML file into a :class:`BacktestConfig` (ConfigError names file and field)."""
-    return load_config(BacktestConfig, path)
+    """Read a YAML/TOML file into a :class:`BacktestConfig` (ConfigError names file and field).
+
+    A relative ``data.source`` path is resolved against the config file's folder (not the working
+    folder), after expanding ``~``; a bundled name (``sp500``) is kept.
+    """
+    config = load_config(BacktestConfig, path)
+    return config.model_copy(update={"data": config.data.model_copy(update={"source": resolve_source(config.data.source, path)})})
+
+
+def resolve_source(source: str, config_path: str | os.PathLike[str]) -> str:
+    """``source`` with ``~`` expanded and, when relative, joined to the folder of ``config_path``."""
+    if source in BUNDLED:
+        return source
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = Path(config_path).expanduser().resolve().parent / path
+    return str(path)
 
 
 

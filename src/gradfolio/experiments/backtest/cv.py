@@ -274,13 +274,19 @@ def recombine(plan: CVPlan, pieces: dict[int, dict[str, Any]], by_split: bool) -
 
 
 def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path,
-           networks: Mapping[str, BacktestConfig] | str | None, benchmarks: dict[str, dict[str, Any]]) -> pd.DataFrame:
+           networks: Mapping[str, BacktestConfig] | str | None, benchmarks: dict[str, dict[str, Any]],
+           out: Path | None = None) -> pd.DataFrame:
     """Run every CV task (resumable) and write ``cv.json``, ``cv.md``, ``cv_returns.parquet``, ``cv_sharpe.png``.
 
     Parameters
     ----------
+    folder
+        The run folder: the tasks checkpoint in ``folder/cv/tasks``.
     returns
         Simple returns ``(T, N)`` of the run.
+    out
+        Where the outputs are written (default ``folder``; a run's staging folder, published with
+        the rest of the run's outputs).
     networks
         Label -> config of each network (:meth:`BacktestConfig.network_configs`); a single label
         stands for ``{label: config}``; ``None`` or ``{}``: classical portfolios only.
@@ -314,8 +320,9 @@ def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path,
                                         "return": series.to_numpy()}))
     table = pd.DataFrame(rows).astype({"seed": "Int64"})
     long = pd.concat(frames, ignore_index=True).astype({"seed": "Int64"})
-    write_parquet(long, folder / "cv_returns.parquet")
-    write_cv(table, plan, config, folder)
+    target = folder if out is None else out
+    write_parquet(long, target / "cv_returns.parquet")
+    write_cv(table, plan, config, target)
     return table
 
 

@@ -159,6 +159,7 @@ def report_html(
         f"<p>Out of sample, {period}: {len(result.returns)} days, "
         f"{len(result.turnover)} rebalances. Net daily returns after proportional costs.</p>"
         f"{f'<p>{html.escape(notes)}</p>' if notes else ''}"
+        f"{''.join(f'<p><strong>Warning:</strong> {html.escape(w)}</p>' for w in result.warnings())}"
         f"<h2>Metrics</h2>{metrics_html(result.metrics())}"
         f"<p>Annualized with {result.periods_per_year:g} periods per year; drawdown, VaR and CVaR are positive "
         "losses; turnover is sum |w_after - w_before| per rebalance; total_cost is the sum of costs paid as "

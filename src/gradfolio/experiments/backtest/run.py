@@ -23,8 +23,15 @@ folder holds::
                        weights.pt): the network after the walk-forward and every benchmark, for
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
-                       refit (refit-<date>/trainer.pt); a rerun into the same folder with the same
-                       config resumes every training from them instead of training again
+                       refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
+                       to); a rerun into the same folder with the same config resumes every
+                       training from them instead of training again
+    .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
+
+The folder is opened as a :class:`~gradfolio.experiments.run_folder.RunFolder`: a non-empty folder
+that gradfolio did not create is refused, a second run into it is refused while this one holds
+the lock, and the outputs are staged and published together at the end, so that a kill or an
+error leaves the previous complete run as it was (only ``checkpoints/`` is written during the run).
 
 Everything the config decides (data, split, benchmarks, network and loss, device, retraining
 windows) is checked before anything is trained or written.
@@ -61,6 +68,7 @@ from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.distributed import safe_slug
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
+from gradfolio.experiments.run_folder import RunFolder, check_run_folder
 from gradfolio.seeding import resolve_device
 from gradfolio.progress import Progress, prefixed
 from gradfolio.tracking import MlflowTracker, NullTracker, Tracker
@@ -182,6 +190,11 @@ def load_returns(config: BacktestConfig) -> pd.DataFrame:
                 f"data.assets: {missing} not in {config.data.source}; available: {list(prices.columns)}."
             )
         prices = prices[config.data.assets]
+    if prices.shape[1] < 2:
+        raise DataError(
+            f"data: {config.data.source} holds {prices.shape[1]} asset column(s); a portfolio needs at least 2, "
+            "give a price table with more assets."
+        )
     if len(prices) < 2:
         raise DataError(f"data: no prices left in {config.data.source} between start and end; widen the dates.")
     return to_returns(prices, "simple")
@@ -366,9 +379,13 @@ def retrain_schedule(config: BacktestConfig, returns: pd.DataFrame) -> RetrainSc
     return schedule
 
 
+CHECKPOINTS = "checkpoints"
+"""The run folder's work area: the trainer's checkpoints and ``config.yaml``, the config they belong to."""
+
+
 def _resumable(folder: Path, config: BacktestConfig) -> bool:
-    """Whether ``folder`` holds a run of the same config (its checkpoints can be resumed)."""
-    previous = folder / "config.yaml"
+    """Whether ``folder``'s checkpoints were written by the same config (they can be resumed)."""
+    previous = folder / CHECKPOINTS / "config.yaml"
 
     def runtime_free(c: BacktestConfig) -> BacktestConfig:  # where CV tasks run decides no result
         if c.cv is None:
@@ -423,73 +440,75 @@ def run_backtest(
     if config.cv is not None:  # the folds fit the data and the seeds are distinct
         cv_plan(config, len(returns))
         seeds_of(config)
-    resume = _resumable(folder, config)
-    if not resume:  # checkpoints of another config must not be resumed
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    dump_config(config, folder / "config.yaml")
-    tracker = (
-        MlflowTracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
-        if config.tracking
-        else NullTracker()
-    )
-    with tracker:
-        tracker.log_params(flatten_params(config.model_dump(mode="json")))
-        strategies: dict[str, Strategy] = {}
-        hooks = {}
-        summaries = []
-        several = config.networks is not None
-        for label, (model, loss) in networks.items():
-            checkpoints = folder / "checkpoints" / safe_slug(label) if several else folder / "checkpoints"
-            run = train_network(variants[label], model, loss, train, val, checkpoints, tracker, progress,
-                                resume=resume, task=f"training {label}" if several else "training")
-            strategies[label] = run.model
-            hooks[label] = run.refit
-            summaries.append(run.summary)
-        notes = " ".join(summaries)
-        strategies.update(benchmarks)
-        if config.constraints is not None:
-            loose = unconstrained_benchmarks(config)
-            notes = (f"{notes} Constraints ({config.constraints.spec(assets).describe()}) apply to "
-                     f"{[s for s in strategies if s not in loose]}"
-                     f"{f'; unconstrained: {loose}' if loose else ''}.").strip()
-        b = config.backtest
-        result = walk_forward(
-            strategies,
-            returns,
-            config.data.lookback,
-            gap=config.data.gap,
-            rebalance_every=b.rebalance_every,
-            cost=ProportionalCost.from_bps(b.cost_bps),
-            start=test.dates[0],
-            kind=config.data.kind,
-            retrain=schedule,
-            fit_hooks=hooks if schedule is not None else None,
-            device=config.device,
-            dtype=dtype,
-            dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
-            progress=prefixed(progress, "backtest ") if progress else None,
-            infeasible="keep",
+    check_run_folder(folder, "backtest")
+    with RunFolder(folder, "backtest") as run_folder:
+        folder = run_folder.path
+        resume = _resumable(folder, config)
+        if not resume:  # checkpoints of another config must not be resumed
+            shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+            dump_config(config, folder / CHECKPOINTS / "config.yaml")
+        tracker = (
+            MlflowTracker(config.experiment, run_name=folder.name, tracking_uri=config.tracking_uri)
+            if config.tracking
+            else NullTracker()
         )
-        result.save(folder)
-        save_strategies(folder, config, strategies, variants, returns)  # type: ignore[arg-type]
-        stats = stats_table(result.returns, config)
-        if stats is not None:
-            write_stats(stats, folder)
-        else:
-            (folder / "stats.json").unlink(missing_ok=True)
-            (folder / "stats.md").unlink(missing_ok=True)
-        cv = None
-        if config.cv is not None:
-            cv = run_cv(config, returns, folder, variants, benchmark_params(config, assets))
-        else:
-            for name in ("cv.json", "cv.md", "cv_returns.parquet", "cv_sharpe.png"):
-                (folder / name).unlink(missing_ok=True)
-        write_report(result, folder, title=f"Walk-forward backtest: {config.data.source}", notes=notes, stats=stats,
-                     cv=cv, figures=config.figures)
-        for name, row in result.metrics().iterrows():
-            tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-        tracker.log_artifact(folder)
+        with tracker:
+            tracker.log_params(flatten_params(config.model_dump(mode="json")))
+            strategies: dict[str, Strategy] = {}
+            hooks = {}
+            summaries = []
+            several = config.networks is not None
+            for label, (model, loss) in networks.items():
+                checkpoints = folder / CHECKPOINTS / safe_slug(label) if several else folder / CHECKPOINTS
+                run = train_network(variants[label], model, loss, train, val, checkpoints, tracker, progress,
+                                    resume=resume, task=f"training {label}" if several else "training")
+                strategies[label] = run.model
+                hooks[label] = run.refit
+                summaries.append(run.summary)
+            notes = " ".join(summaries)
+            strategies.update(benchmarks)
+            if config.constraints is not None:
+                loose = unconstrained_benchmarks(config)
+                notes = (f"{notes} Constraints ({config.constraints.spec(assets).describe()}) apply to "
+                         f"{[s for s in strategies if s not in loose]}"
+                         f"{f'; unconstrained: {loose}' if loose else ''}.").strip()
+            b = config.backtest
+            result = walk_forward(
+                strategies,
+                returns,
+                config.data.lookback,
+                gap=config.data.gap,
+                rebalance_every=b.rebalance_every,
+                cost=ProportionalCost.from_bps(b.cost_bps),
+                start=test.dates[0],
+                kind=config.data.kind,
+                retrain=schedule,
+                fit_hooks=hooks if schedule is not None else None,
+                device=config.device,
+                dtype=dtype,
+                dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
+                progress=prefixed(progress, "backtest ") if progress else None,
+                infeasible="keep",
+                max_gross=b.max_gross,
+                memory_budget=b.memory_budget,
+            )
+            stats = stats_table(result.returns, config)
+            # CV tasks checkpoint in the run folder (folder/cv/tasks), resumable after a kill
+            cv = run_cv(config, returns, folder, variants, benchmark_params(config, assets), out=run_folder.stage) \
+                if config.cv is not None else None
+            # the outputs are staged and published at once: a failure until here leaves the previous run
+            stage = run_folder.stage
+            dump_config(config, stage / "config.yaml")
+            result.save(stage)
+            save_strategies(stage, config, strategies, variants, returns)  # type: ignore[arg-type]
+            if stats is not None:
+                write_stats(stats, stage)
+            write_report(result, stage, title=f"Walk-forward backtest: {config.data.source}", notes=notes,
+                         stats=stats, cv=cv, figures=config.figures)
+            run_folder.publish()
+            for name, row in result.metrics().iterrows():
+                tracker.log_metrics({f"{name}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+            tracker.log_artifact(folder)
     return folder, result
 
 

@@ -11,6 +11,7 @@ import torch
 from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedging.config import HedgingConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
+from gradfolio.experiments.run_folder import check_run_folder
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
@@ -37,6 +38,7 @@ def run_baselines(
     -------
     ``(table, run_dir)``: the metrics table (one row per strategy) and the folder written.
     """
+    check_run_folder(out_dir or config.output_dir, "hedge")  # before the evaluation's work
     ev = config.evaluation
     env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
     results = evaluate_policies(env, baseline_policies(env, ev.strategies), ev.n_episodes, ev.seed)

@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from gradfolio.experiments.config_io import dump_config
+from gradfolio.experiments.run_folder import RunFolder
 from gradfolio.experiments.outputs import html_page, markdown_table, pyplot, save_figure, write_parquet
 from gradfolio.hedging.env import Episode
 from gradfolio.io import atomic_write_json, atomic_write_text
@@ -71,10 +72,23 @@ def write_hedge_run(
     table: pd.DataFrame,
     results: Mapping[str, Episode],
     title: str = "Hedging strategies",
+    add: bool = False,
 ) -> Path:
-    """Write the run folder described in the module docstring; returns the folder."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the run folder described in the module docstring; returns the folder.
+
+    The folder is opened as a ``"hedge"`` :class:`~gradfolio.experiments.run_folder.RunFolder`
+    (refused when it is foreign or another run writes it); the files are staged and published
+    together. With ``add`` they join the files already there (a report next to a trained
+    agent); otherwise they replace the previous run's.
+    """
+    with RunFolder(out_dir, "hedge") as run_folder:
+        _write_files(run_folder.stage, config, table, results, title)
+        return run_folder.publish(add=add)
+
+
+def _write_files(
+    out: Path, config: BaseModel, table: pd.DataFrame, results: Mapping[str, Episode], title: str
+) -> None:
     dump_config(config, out / "config.yaml")
     atomic_write_json(out / "metrics.json", table.to_dict(orient="index"))
     atomic_write_text(out / "metrics.md", markdown_table(table))
@@ -82,7 +96,6 @@ def write_hedge_run(
     write_parquet(pnl, out / "pnl.parquet")
     histogram_png(pnl, out / "pnl_hist.png")
     atomic_write_text(out / "report.html", report_html(table, pnl, title))
-    return out
 
 
 __all__ = ["pnl_frame", "histogram_png", "report_html", "write_hedge_run"]

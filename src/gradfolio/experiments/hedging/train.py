@@ -44,6 +44,7 @@ from gradfolio.experiments.config_io import dump_config, flatten_params, load_co
 from gradfolio.experiments.hedging.config import EvaluationConfig, TrainerConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.experiments.outputs import write_csv
+from gradfolio.experiments.run_folder import RunFolder, check_run_folder
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.env import Episode, HedgingEnv
@@ -135,19 +136,22 @@ def train_agent(
     -------
     ``(agent, run_dir)``.
     """
-    out = Path(run_dir or config.output_dir)
+    out = check_run_folder(run_dir or config.output_dir, "hedge")
     tracker = tracker if tracker is not None else NullTracker()
     trainer = build_trainer(config, out, tracker=tracker, progress=progress)
-    if resume:
+    if resume:  # read before the folder is opened: a missing or bad checkpoint creates nothing
         trainer.load()
     elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
         raise ConfigError(f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
-    tracker.log_params(run_params(config))
-    agent = trainer.train()
-    save_state(out / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
-    write_csv(pd.DataFrame(trainer.history), out / "history.csv")
+    with RunFolder(out, "hedge") as run_folder:
+        tracker.log_params(run_params(config))
+        agent = trainer.train()
+        # the outputs are staged and published at once: a kill until here leaves the previous run
+        stage = run_folder.stage
+        dump_config(config, stage / "config.yaml")
+        save_state(stage / AGENT_FILE, {"config": config.model_dump(mode="json"), "agent": agent.full_state_dict()})
+        write_csv(pd.DataFrame(trainer.history), stage / "history.csv")
+        run_folder.publish()
     return agent, out
 
 
@@ -199,7 +203,7 @@ def evaluate_agent(
     results = evaluate_policies(env, policies, ev.n_episodes, ev.seed)
     table = metrics_table(results, ev.level, ev.risk_aversion)
     if run_dir is not None:
-        write_hedge_run(run_dir, config, table, results, title=f"{config.agent_name.upper()} vs baselines")
+        write_hedge_run(run_dir, config, table, results, title=f"{config.agent_name.upper()} vs baselines", add=True)
     if tracker is not None:
         tracker.log_metrics({f"test.{s}.{m}": v for s, row in table.to_dict(orient="index").items() for m, v in row.items()})
         if run_dir is not None:
