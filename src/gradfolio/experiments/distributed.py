@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gradfolio.errors import ConfigError
+from gradfolio.experiments.run_folder import JOB_FILE, RESULT_FILE
 from gradfolio.io import atomic_write_json
 
-RESULT_FILE = "result.json"
-JOB_FILE = "job.json"
 Executor = Literal["ray", "serial"]
 
 

@@ -39,6 +39,9 @@ MARKER = ".gradfolio-run"
 """The run marker and manifest: ``{"kind", "state", "files"}`` (JSON)."""
 LOCK = ".gradfolio-run.lock"
 """The lock file (``fcntl.flock``) held by the one process writing the folder."""
+JOB_FILE, RESULT_FILE = "job.json", "result.json"
+"""The bookkeeping files :mod:`gradfolio.experiments.distributed` keeps in a task's folder (gradfolio's
+own: a folder holding only these is a task folder a run may open)."""
 _STAGE_PREFIX = ".stage-"
 _TRASH_PREFIX = ".trash-"
 
@@ -79,7 +82,7 @@ def check_run_folder(path: str | os.PathLike[str], kind: str) -> Path:
         return folder
     marker = _read_marker(folder)
     if marker is None:
-        others = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        others = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK, JOB_FILE, RESULT_FILE))
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise ConfigError(

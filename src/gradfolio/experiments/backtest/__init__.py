@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gradfolio.experiments.backtest.cv import CVPlan, cv_plan, read_cv, run_cv
     from gradfolio.experiments.backtest.evaluation import read_stats, stats_table, write_stats
     from gradfolio.experiments.backtest.report import metrics_html, report_html, write_pngs, write_report
-    from gradfolio.experiments.backtest.run import (
+    from gradfolio.experiments.backtest.build import (
         NetworkRun,
         benchmark_params,
         build_benchmarks,
@@ -38,11 +38,10 @@ if TYPE_CHECKING:
         network_params,
         refit_windows,
         retrain_schedule,
-        run_backtest,
-        save_strategies,
         split_windows,
         train_network,
     )
+    from gradfolio.experiments.backtest.run import run_backtest, save_strategies
 
 _EXPORTS: dict[str, str] = {
     "BacktestConfig": "config",
@@ -73,18 +72,18 @@ _EXPORTS: dict[str, str] = {
     "report_html": "report",
     "write_pngs": "report",
     "write_report": "report",
-    "NetworkRun": "run",
-    "benchmark_params": "run",
-    "network_params": "run",
+    "NetworkRun": "build",
+    "benchmark_params": "build",
+    "network_params": "build",
     "save_strategies": "run",
-    "build_benchmarks": "run",
-    "build_network": "run",
-    "load_returns": "run",
-    "refit_windows": "run",
-    "retrain_schedule": "run",
+    "build_benchmarks": "build",
+    "build_network": "build",
+    "load_returns": "build",
+    "refit_windows": "build",
+    "retrain_schedule": "build",
     "run_backtest": "run",
-    "split_windows": "run",
-    "train_network": "run",
+    "split_windows": "build",
+    "train_network": "build",
 }
 """Public name -> submodule that defines it; imported on first use, so that importing one submodule
 (e.g. the light ``config`` from the command line) does not import the others (torch training, plotting)."""

@@ -185,7 +185,7 @@ def cv_task(job: dict[str, Any], folder: str) -> dict[str, Any]:
     -------
     ``{"groups": {g: {"dates": [...], "returns": [...]}}}`` (net daily returns).
     """
-    from gradfolio.experiments.backtest.run import (
+    from gradfolio.experiments.backtest.build import (
         build_network,
         load_returns,
         train_network,

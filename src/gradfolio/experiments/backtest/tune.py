@@ -125,7 +125,7 @@ def run_tune(config: TuneConfig, out: str | os.PathLike[str] | None = None) -> t
     import optuna
 
     from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
-    from gradfolio.experiments.backtest.run import load_returns
+    from gradfolio.experiments.backtest.build import load_returns
     from gradfolio.experiments.outputs import write_csv
     from gradfolio.io import atomic_write_json
     from gradfolio.stats import (
