@@ -38,10 +38,11 @@ SMALL_N = 200
 
 def solve_single(form: StandardForm, settings: QPSettings) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
     """``(x (1, n), y (1, p), lam (1, m), act (1, m))`` of a single float64 CPU problem, or ``None``
-    when the path does not apply or does not finish (the torch path then solves it)."""
+    when the path is off (``settings.single_numpy``), does not apply or does not finish (the torch
+    path then solves it)."""
     B, n, m, p = form.shape
     q_t = form.q
-    if B != 1 or m == 0 or n > SMALL_N or q_t.device.type != "cpu" or q_t.dtype != torch.float64 or not settings.active_set_iter:
+    if not settings.single_numpy or B != 1 or m == 0 or n > SMALL_N or q_t.device.type != "cpu" or q_t.dtype != torch.float64 or not settings.active_set_iter:
         return None
     tol, _, _ = settings.tolerances(q_t.dtype)
     np_ = lambda v: v.detach().numpy()  # noqa: E731
