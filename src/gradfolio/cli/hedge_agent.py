@@ -1,4 +1,5 @@
-"""``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH).
+"""``gradfolio hedge train | evaluate | sweep | deep``: the distributional RL hedging agents (GVDH, ANADDH, Cao et al.'s)
+and deep hedging through the simulator.
 
 Every option that changes a config field goes through the same validation as a config file
 (:func:`gradfolio.experiments.hedging.sweep.apply_overrides`), one option at a time, so a bad value ends
@@ -172,8 +173,40 @@ def sweep(
     console.print(f"results: {sweep_dir / 'results.md'}")
 
 
+@friendly_errors
+def deep(
+    config: Path = typer.Option(None, "--config", help="YAML/TOML DeepHedgeRunConfig (env, deep, trainer, evaluation)."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoint."),
+    steps: int = typer.Option(None, "--steps", help="Gradient steps."),
+    paths: int = typer.Option(None, "--paths", help="Paths per gradient step."),
+    risk: str = typer.Option(None, "--risk", help="cvar | entropic | mean_std."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda."),
+    seed: int = typer.Option(None, "--seed", help="Training seed."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate against the baselines after training."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Deep hedging: train a policy by backpropagating the P&L risk through the simulator, then evaluate it."""
+    from gradfolio.experiments.config_io import load_config
+    from gradfolio.experiments.hedging.deep import DeepHedgeRunConfig, evaluate_deep, train_deep
+
+    cfg = DeepHedgeRunConfig() if config is None else load_config(DeepHedgeRunConfig, config)
+    cfg = _with_options(cfg, {
+        "--steps": ("trainer.n_steps", steps), "--paths": ("trainer.n_paths", paths), "--risk": ("deep.risk", risk),
+        "--device": ("trainer.device", device), "--seed": ("trainer.seed", seed),
+    })
+    with progress_bars(console, enabled=progress) as bars:
+        policy, run_dir = train_deep(cfg, out, resume=resume, progress=bars)
+    if evaluate:
+        table = evaluate_deep(policy, cfg, run_dir)
+        ev = cfg.evaluation
+        _print_table(table, f"Test P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths")
+    console.print(f"run folder: {run_dir}")
+
+
 def register(hedge_app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate`` and ``sweep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
+    """Add ``train``, ``evaluate``, ``sweep`` and ``deep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
     hedge_app.command("train")(train)
     hedge_app.command("evaluate")(evaluate)
     hedge_app.command("sweep")(sweep)
+    hedge_app.command("deep")(deep)
