@@ -317,3 +317,14 @@ def test_cao_agent_resume_is_bitwise_identical(tmp_path, recording_tracker, tiny
     assert resumed.agent.n_updates == full.agent.n_updates == full.updates > 4
     assert resumed.spare_transitions == full.spare_transitions
     assert all(row["noise"] == 0.3 for row in full.history)
+
+
+def test_fingerprint_leaves_the_new_agent_options_out_at_their_defaults(tiny_hedge):
+    """Checkpoints written before Cao et al.'s options existed hold none of them: a default agent's
+    fingerprint must not either (so they still resume), and a non-default option must be in it."""
+    plain = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer()).fingerprint()["agent"]
+    before = {"hidden", "n_quantiles", "kappa", "gamma", "polyak", "optimizer", "lr_actor", "lr_critic", "ana_betas",
+              "ana_eps", "ana_restart", "objective", "risk_aversion", "level", "greek_features"}
+    assert set(plain) == before
+    cao = tiny_hedge.build(_tiny_cao(tiny_hedge), tiny_hedge.trainer()).fingerprint()["agent"]
+    assert cao["n_step"] == 3 and cao["target_update"] == "hard" and cao["taus"] == [0.1, 0.5, 0.9]

@@ -227,7 +227,7 @@ class Trainer:
         return {
             "env": self.env.config.model_dump(mode="json"), "n_paths": self.env.n_paths,
             "val_paths": None if self.val_env is None else self.val_env.n_paths,
-            "agent": self.agent.config.model_dump(mode="json"), "trainer": trainer, "dtype": str(self.env.dtype),
+            "agent": _agent_fingerprint(self.agent.config), "trainer": trainer, "dtype": str(self.env.dtype),
         }
 
     def _checkpoint(self, path: str | os.PathLike[str] | None, action: str) -> Checkpoint:
@@ -354,6 +354,18 @@ class Trainer:
         if self.keep_best and self.best is not None:
             self.agent.actor.load_state_dict(self.best[1])
         return self.agent
+
+
+_LATER_AGENT_FIELDS = ("actor_hidden", "critic_hidden", "actor_layer_norm", "critic_layer_norm", "taus", "n_step",
+                       "target_update", "target_period", "grad_clip", "quantile_reduction")
+
+
+def _agent_fingerprint(config: AgentConfig) -> dict[str, Any]:
+    """The agent settings of a checkpoint's fingerprint; the options added with Cao et al.'s agent are
+    left out at their defaults, so checkpoints written before they existed still resume."""
+    data = config.model_dump(mode="json")
+    defaults = AgentConfig().model_dump(mode="json")
+    return {k: v for k, v in data.items() if not (k in _LATER_AGENT_FIELDS and v == defaults[k])}
 
 
 def describe(row: dict[str, float]) -> str:
