@@ -12,7 +12,14 @@ import torch
 
 from gradfolio.errors import ConfigError
 from gradfolio.hedging import EnvConfig, HedgingEnv
-from gradfolio.hedging.deep import DeepHedgeConfig, EnvPolicy, GbmCallHedge, MlpHedge, env_pnl, pnl_risk
+from gradfolio.hedging.deep import (
+    DeepHedgeConfig,
+    EnvPolicy,
+    GbmCallHedge,
+    MlpHedge,
+    env_pnl,
+    pnl_risk,
+)
 from gradfolio.hedging.deep_training import DeepHedgeTrainer
 from gradfolio.risk import cvar
 
@@ -145,6 +152,7 @@ def test_env_policy_uses_the_agents_state_and_action_map_and_trains():
     assert action.shape == (64,) and bool(((action >= 0) & (action <= env.action_high)).all())
     n_gamma, n_vega = env.neutral_contracts(state)
     assert torch.allclose(policy.raw_features(state)[:, -2], env.contracts_to_action(state, n_gamma))
+    assert torch.allclose(policy.raw_features(state)[:, -1], env.contracts_to_action(state, n_vega))
     val = HedgingEnv(EnvConfig(n_days=5), n_paths=256, seed=0, dtype=DT)
     trainer = DeepHedgeTrainer(policy, lambda p, s: env_pnl(env, p, s), DeepHedgeConfig(hidden=(16,), lr=1e-2),
                                lambda p, s: env_pnl(val, p, s), n_steps=30, eval_every=30, keep_best=False)

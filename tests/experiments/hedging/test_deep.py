@@ -14,7 +14,12 @@ from gradfolio.checkpoint import load_state
 from gradfolio.cli import app
 from gradfolio.experiments.config_io import dump_config
 from gradfolio.experiments.hedging.config import EvaluationConfig
-from gradfolio.experiments.hedging.deep import POLICY_FILE, DeepHedgeRunConfig, DeepTrainerConfig, build_deep_trainer
+from gradfolio.experiments.hedging.deep import (
+    POLICY_FILE,
+    DeepHedgeRunConfig,
+    DeepTrainerConfig,
+    build_deep_trainer,
+)
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.deep import DeepHedgeConfig, EnvPolicy
 

@@ -15,7 +15,11 @@ from gradfolio.cli import app
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config
 from gradfolio.experiments.hedging.config import EvaluationConfig
-from gradfolio.experiments.hedging.seeds import paired_differences, seed_summary, t_interval
+from gradfolio.experiments.hedging.seeds import (
+    paired_differences,
+    seed_summary,
+    t_interval,
+)
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -31,7 +31,11 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.hedging.train import HedgeTrainingConfig, evaluate_agent, train_agent
+from gradfolio.experiments.hedging.train import (
+    HedgeTrainingConfig,
+    evaluate_agent,
+    train_agent,
+)
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
