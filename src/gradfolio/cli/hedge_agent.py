@@ -1,4 +1,5 @@
-"""``gradfolio hedge train | evaluate | sweep``: the distributional RL hedging agents (GVDH, ANADDH).
+"""``gradfolio hedge train | evaluate | sweep | deep``: the distributional RL hedging agents (GVDH, ANADDH, Cao et al.'s)
+and deep hedging through the simulator.
 
 Every option that changes a config field goes through the same validation as a config file
 (:func:`gradfolio.experiments.hedging.sweep.apply_overrides`), one option at a time, so a bad value ends
@@ -61,6 +62,9 @@ def train(
     device: str = typer.Option(None, "--device", help="cpu or cuda."),
     dtype: str = typer.Option(None, "--dtype", help="float32 or float64."),
     seed: int = typer.Option(None, "--seed", help="Training seed."),
+    seeds: str = typer.Option(None, "--seeds", help="Train one agent per seed, e.g. '0 1 2 3 4' (or 0,1,2): "
+                              "mean and 95% t interval over seeds; each in <out>/seed_<s>."),
+    test_episodes: int = typer.Option(None, "--test-episodes", help="Test episodes (seeds evaluation.seed ..)."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate against the baselines after training."),
     track: bool = typer.Option(False, "--track/--no-track", help="Log the run to MLflow."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -74,7 +78,11 @@ def train(
         "--episodes": ("trainer.n_episodes", episodes), "--paths": ("trainer.n_paths", paths),
         "--batch-size": ("trainer.batch_size", batch_size), "--device": ("trainer.device", device),
         "--dtype": ("trainer.dtype", dtype), "--seed": ("trainer.seed", seed),
+        "--test-episodes": ("evaluation.n_episodes", test_episodes),
     })
+    if seeds is not None:
+        _train_seeds(cfg, _parse_seeds(seeds, seed), out, resume, track, progress)
+        return
     with MlflowTracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
         with progress_bars(console, enabled=progress) as bars:
             agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=bars)
@@ -83,6 +91,34 @@ def train(
             ev = cfg.evaluation
             _print_table(table, f"Test P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths")
     console.print(f"run folder: {run_dir}")
+
+
+def _parse_seeds(text: str, seed: int | None) -> list[int]:
+    """``"0 1 2"`` / ``"0,1,2"`` -> ``[0, 1, 2]``; a ``ConfigError`` naming ``--seeds`` otherwise."""
+    if seed is not None:
+        raise ConfigError("--seed and --seeds: pass one (--seeds trains one agent per seed).")
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: pass integers separated by spaces or commas, e.g. --seeds '0 1 2'.") from None
+
+
+def _train_seeds(cfg: Any, seeds: list[int], out: Path | None, resume: bool, track: bool, progress: bool) -> None:
+    from gradfolio.experiments.hedging.seeds import format_summary, train_seeds
+    from gradfolio.tracking import MlflowTracker, NullTracker
+
+    with MlflowTracker("gradfolio-hedge", run_name=f"seeds-{cfg.agent_name}") if track else NullTracker() as tracker:
+        with progress_bars(console, enabled=progress) as bars:
+            _, summary, root = train_seeds(cfg, seeds, out, resume=resume, tracker=tracker, progress=bars)
+    view = format_summary(summary)
+    view.index.name = "strategy"
+    table = Table(title=f"Test P&L, mean ± 95% t interval over {len(seeds)} training seeds")
+    for col in [view.index.name, *view.columns]:
+        table.add_column(str(col), justify="left" if col == "strategy" else "right")
+    for name, row in view.iterrows():
+        table.add_row(str(name), *row.tolist())
+    console.print(table)
+    console.print(f"summary: {root / 'summary.md'}")
 
 
 @friendly_errors
@@ -139,8 +175,40 @@ def sweep(
     console.print(f"results: {sweep_dir / 'results.md'}")
 
 
+@friendly_errors
+def deep(
+    config: Path = typer.Option(None, "--config", help="YAML/TOML DeepHedgeRunConfig (env, deep, trainer, evaluation)."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: output_dir of the config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoint."),
+    steps: int = typer.Option(None, "--steps", help="Gradient steps."),
+    paths: int = typer.Option(None, "--paths", help="Paths per gradient step."),
+    risk: str = typer.Option(None, "--risk", help="cvar | entropic | mean_std."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda."),
+    seed: int = typer.Option(None, "--seed", help="Training seed."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate against the baselines after training."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Deep hedging: train a policy by backpropagating the P&L risk through the simulator, then evaluate it."""
+    from gradfolio.experiments.config_io import load_config
+    from gradfolio.experiments.hedging.deep import DeepHedgeRunConfig, evaluate_deep, train_deep
+
+    cfg = DeepHedgeRunConfig() if config is None else load_config(DeepHedgeRunConfig, config)
+    cfg = _with_options(cfg, {
+        "--steps": ("trainer.n_steps", steps), "--paths": ("trainer.n_paths", paths), "--risk": ("deep.risk", risk),
+        "--device": ("trainer.device", device), "--seed": ("trainer.seed", seed),
+    })
+    with progress_bars(console, enabled=progress) as bars:
+        policy, run_dir = train_deep(cfg, out, resume=resume, progress=bars)
+    if evaluate:
+        table = evaluate_deep(policy, cfg, run_dir)
+        ev = cfg.evaluation
+        _print_table(table, f"Test P&L over {cfg.env.n_days} days, {ev.n_paths * ev.n_episodes} paths")
+    console.print(f"run folder: {run_dir}")
+
+
 def register(hedge_app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate`` and ``sweep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
+    """Add ``train``, ``evaluate``, ``sweep`` and ``deep`` to the ``hedge`` group (:func:`gradfolio.cli.hedge.register`)."""
     hedge_app.command("train")(train)
     hedge_app.command("evaluate")(evaluate)
     hedge_app.command("sweep")(sweep)
+    hedge_app.command("deep")(deep)

@@ -6,7 +6,8 @@ Modules: :mod:`~gradfolio.hedging.sabr` (paths, Hagan implied vol),
 environment), :mod:`~gradfolio.hedging.baselines` (delta, delta-gamma, delta-vega hedging)
 and :mod:`~gradfolio.hedging.evaluation` (episodes -> P&L metrics table); the subpackage
 :mod:`~gradfolio.hedging.rl` holds the distributional RL agents (losses, replay, networks, agent,
-training).
+training); :mod:`~gradfolio.hedging.deep` and :mod:`~gradfolio.hedging.deep_training` hold deep
+hedging through the differentiable simulator (imported from there, not re-exported).
 
 Exported here besides the market: the baselines (:data:`~gradfolio.hedging.config.BASELINES`,
 :class:`~gradfolio.hedging.baselines.GreekHedge`, :func:`~gradfolio.hedging.baselines.baseline_policies`)

@@ -1,10 +1,12 @@
 """Typed settings of the hedging market (SABR) and of the hedging environment.
 
-The defaults reproduce the setup of Cao, Chen, Farghadani, Hull, Poulos, Wang and Yuan,
-"Gamma and vega hedging using deep distributional reinforcement learning" (Frontiers in AI,
-2023), as used by the ANADDH paper (``shared/papers/adaptive-nesterov-distributional-deep-hedging.txt``,
-Appendix A and Sections 4 and 6): S0 = 10, mu = 0, beta = 0.5, rho = 0.2, nu = 0.3, an initial
-volatility of 30%, one step per trading day with 250 trading days a year, a 30-day episode, a
+The defaults are the setup of the ANADDH paper ("Adaptive Nesterov accelerated distributional
+deep hedging", Appendix A and Sections 4 and 6), which builds on the market of Cao, Chen,
+Farghadani, Hull, Poulos, Wang and Yuan, "Gamma and vega hedging using deep distributional
+reinforcement learning" (Frontiers in AI, 2023) but not with Cao et al.'s SABR parameters:
+``beta = 0.5`` and ``rho = 0.2`` are the ANADDH paper's (set ``market.beta`` / ``market.rho`` to
+Cao et al.'s values to reproduce their experiments). S0 = 10, mu = 0, beta = 0.5, rho = 0.2,
+nu = 0.3, an initial volatility of 30%, one step per trading day with 250 trading days a year, a 30-day episode, a
 short 60-day ATM call of 100 units on day 0, Poisson(1/day) client orders for 60-day ATM calls,
 a fresh 30-day ATM call as the hedging instrument and a proportional cost of 0.5% of the option
 price. Rates and dividends are zero (``r = q = 0``), so the forward of eq. 53 is the spot.

@@ -96,7 +96,9 @@ class HedgingEnv:
     Parameters
     ----------
     config
-        Market, book, cost, action and reward settings; defaults reproduce Cao et al. (2023).
+        Market, book, cost, action and reward settings; the defaults are the ANADDH paper's setup
+        (Cao et al.'s (2023) market with the ANADDH paper's SABR ``beta = 0.5``, ``rho = 0.2``; see
+        :mod:`gradfolio.hedging.config`).
     n_paths
         Number of paths simulated in parallel (the batch of every tensor).
     seed

@@ -93,3 +93,26 @@ def test_truncated_or_foreign_agent_file_is_one_config_error_line(tmp_path, tiny
     save_state(path, {"weights": torch.zeros(3)})
     with pytest.raises(ConfigError, match="is not an agent file"):
         load_agent(run_dir)
+
+
+def test_cao_preset_key_fills_agent_and_trainer_and_file_fields_override(tmp_path):
+    from gradfolio.errors import ConfigError
+    from gradfolio.experiments.config_io import load_config
+    from gradfolio.hedging.rl.agent import AgentConfig
+
+    path = tmp_path / "cao.yaml"
+    path.write_text("preset: cao\nagent: {n_step: 3}\ntrainer: {n_episodes: 7, noise_std_end: 0.1}\n")
+    cfg = load_config(HedgeTrainingConfig, path)
+    assert cfg.agent == AgentConfig.cao(n_step=3)
+    assert (cfg.trainer.noise_std, cfg.trainer.noise_std_end, cfg.trainer.transitions_per_update) == (0.3, 0.1, 8)
+    assert cfg.trainer.n_episodes == 7 and cfg.agent_name == "cao"
+    assert HedgeTrainingConfig.model_validate(cfg.model_dump(mode="json")) == cfg  # config.yaml round trip
+    short = tmp_path / "short.yaml"
+    short.write_text("agent: cao\n")
+    assert load_config(HedgeTrainingConfig, short).agent == AgentConfig.cao()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: hull\n")
+    with pytest.raises(ConfigError, match="preset"):
+        load_config(HedgeTrainingConfig, bad)
+    plain = HedgeTrainingConfig()
+    assert plain.preset is None and plain.agent == AgentConfig() and plain.trainer.transitions_per_update is None

@@ -135,3 +135,98 @@ def test_agent_init_is_seeded_and_leaves_global_rng_alone():
     assert torch.equal(torch.rand(1), expected)
     a2 = DistributionalAgent(3, 1.0, AgentConfig(greek_features=False), seed=7)
     assert all(torch.equal(x, y) for x, y in zip(a1.state_dict().values(), a2.state_dict().values(), strict=True))
+
+
+# -- Cao et al.'s agent: every option at its non-default value ------------------------------------
+
+def test_cao_preset_builds_their_networks_levels_and_optimizers():
+    from gradfolio.hedging.rl.agent import CAO_TAUS
+
+    cfg = AgentConfig.cao()
+    assert len(CAO_TAUS) == 99 and CAO_TAUS[0] == 0.01 and CAO_TAUS[49] == 0.5 and CAO_TAUS[-1] == 0.99
+    agent = DistributionalAgent(5, 1.0, cfg, dtype=DT)
+    assert torch.allclose(agent.taus, torch.arange(1, 100, dtype=DT) / 100, rtol=0, atol=1e-15)
+    actor_widths = [m.out_features for m in agent.actor.modules() if isinstance(m, torch.nn.Linear)]
+    critic_widths = [m.out_features for m in agent.critic.modules() if isinstance(m, torch.nn.Linear)]
+    assert actor_widths == [256, 256, 256, 1] and critic_widths == [512, 512, 256, 99]
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in agent.critic.modules()) == 3
+    assert [g["lr"] for g in agent.critic_opt.param_groups] == [1e-4]
+    assert (cfg.n_step, cfg.target_update, cfg.target_period, cfg.grad_clip, cfg.quantile_reduction) == (
+        5, "hard", 100, 40.0, "mean")
+    assert AgentConfig.cao(n_step=3).n_step == 3
+
+
+def test_explicit_taus_are_validated():
+    with pytest.raises(ValueError, match="n_quantiles=4"):
+        AgentConfig(taus=(0.1, 0.5, 0.9), n_quantiles=4)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        AgentConfig(taus=(0.1, 0.6, 0.5), n_quantiles=3)
+    with pytest.raises(ValueError):
+        AgentConfig(taus=(0.0, 0.5, 0.9), n_quantiles=3)
+    agent = DistributionalAgent(2, 1.0, AgentConfig(hidden=(4,), taus=(0.2, 0.3, 0.9), n_quantiles=3,
+                                                    greek_features=False), dtype=DT)
+    assert agent.taus.tolist() == [0.2, 0.3, 0.9]
+
+
+def test_n_step_target_discounts_the_bootstrap_by_gamma_to_the_n():
+    """n = 3, gamma = 0.9: T = R + 0.729 (1 - done) Z'(s', pi'(s')), and the 'mean' reduction (1/N of 'sum')."""
+    cfg = AgentConfig(hidden=(4,), n_quantiles=2, gamma=0.9, n_step=3, greek_features=False, quantile_reduction="mean")
+    agent = DistributionalAgent(2, 1.0, cfg, dtype=DT)
+    agent.critic = _Stub(lambda x, a: torch.stack([a, a + 1], dim=1))
+    agent.actor_target = _Stub(lambda x: x[:, 0])
+    agent.critic_target = _Stub(lambda x, a: torch.stack([x[:, 1] + a, x[:, 1] + 2 * a], dim=1))
+    batch = Batch(torch.zeros(1, 2, dtype=DT), torch.tensor([0.5], dtype=DT), torch.tensor([1.0], dtype=DT),
+                  torch.tensor([[0.2, 3.0]], dtype=DT), torch.tensor([0.0], dtype=DT))
+    # Z = (0.5, 1.5); Z' = (3.2, 3.4); T = 1 + 0.729 Z' = (3.3328, 3.4786); all delta < -1: weight tau_i
+    t = [1 + 0.729 * 3.2, 1 + 0.729 * 3.4]
+    loss_sum = 0.25 * sum(x - 0.5 - 0.5 for x in t) / 2 + 0.75 * sum(x - 1.5 - 0.5 for x in t) / 2
+    assert agent.critic_loss(batch).item() == pytest.approx(loss_sum / 2, rel=1e-12)
+
+
+def _bandit(n: int = 64) -> Batch:
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(n, 3, generator=gen, dtype=DT)
+    a = torch.rand(n, generator=gen, dtype=DT)
+    return Batch(s, a, 5.0 * a, s, torch.ones(n, dtype=DT))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "ana"])
+def test_hard_target_copies_every_period_and_only_then(optimizer):
+    cfg = AgentConfig(hidden=(8,), n_quantiles=4, optimizer=optimizer, target_update="hard", target_period=3,
+                      lr_actor=1e-2, lr_critic=1e-2, greek_features=False)
+    agent = DistributionalAgent(3, 1.0, cfg, seed=1, dtype=DT)
+    start = [p.clone() for p in agent.critic_target.parameters()]
+    for _ in range(2):
+        agent.update(_bandit())
+    assert all(torch.equal(p, q) for p, q in zip(agent.critic_target.parameters(), start, strict=True))
+    agent.update(_bandit())
+    with agent.at_iterates():  # the copy is of the iterates theta^r (ANA) / the parameters (Adam)
+        for net, target in ((agent.critic, agent.critic_target), (agent.actor, agent.actor_target)):
+            assert all(torch.equal(p, q) for p, q in zip(net.parameters(), target.parameters(), strict=True))
+    assert agent.n_updates == 3
+    other = DistributionalAgent(3, 1.0, cfg, seed=1, dtype=DT)
+    other.load_full_state_dict(agent.full_state_dict())
+    assert other.n_updates == 3  # the period survives a checkpoint
+
+
+def test_gradient_clipping_bounds_the_step_norm():
+    """The gradient each optimizer steps with has global norm 1e-3 after clipping (far larger unclipped);
+    torch divides by ``norm + 1e-6``, hence the relative 1e-5 (the unclipped norm is > 1e-2)."""
+    cfg = AgentConfig(hidden=(8,), n_quantiles=4, grad_clip=1e-3, greek_features=False)
+    agent = DistributionalAgent(3, 1.0, cfg, seed=0, dtype=DT)
+    seen: dict[str, float] = {}
+    for name, opt in (("critic", agent.critic_opt), ("actor", agent.actor_opt)):
+        step = opt.step
+
+        def record(*args, _name=name, _opt=opt, _step=step, **kwargs):
+            grads = [p.grad for g in _opt.param_groups for p in g["params"] if p.grad is not None]
+            seen[_name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            return _step(*args, **kwargs)
+
+        opt.step = record
+    agent.update(_bandit())
+    assert seen["critic"] == pytest.approx(1e-3, rel=1e-4) and seen["actor"] == pytest.approx(1e-3, rel=1e-4)
+    unclipped = DistributionalAgent(3, 1.0, AgentConfig(hidden=(8,), n_quantiles=4, greek_features=False), seed=0, dtype=DT)
+    loss = unclipped.critic_loss(_bandit())
+    loss.backward()
+    assert float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in unclipped.critic.parameters()]))) > 1e-2

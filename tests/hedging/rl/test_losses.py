@@ -89,3 +89,22 @@ def test_objectives_are_batched_and_differentiable():
     assert q.grad[0, 2:].abs().sum() == 0
     with pytest.raises(ConfigError, match="objective"):
         quantile_objective(q, "median")  # type: ignore[arg-type]
+
+
+def test_mean_reduction_is_cao_s_average_over_quantiles_and_targets():
+    """'mean' = mean_b mean_i mean_j (Cao et al.'s reduce_mean over targets and quantiles), by hand."""
+    pred = torch.tensor([[0.0, 1.0, 3.0]], dtype=torch.float64)
+    target = torch.tensor([[0.5, 4.0]], dtype=torch.float64)
+    taus = torch.tensor([0.1, 0.5, 0.7], dtype=torch.float64)
+    # delta_ij = pred_i - target_j; weight |tau_i - 1{delta > 0}|; Huber (kappa = 1)
+    terms = []
+    for i, p in enumerate([0.0, 1.0, 3.0]):
+        for t in (0.5, 4.0):
+            d = p - t
+            h = 0.5 * d * d if abs(d) <= 1 else abs(d) - 0.5
+            terms.append(abs(taus[i].item() - (d > 0)) * h)
+    mean = sum(terms) / 6
+    assert quantile_huber_loss(pred, target, taus, 1.0, "mean").item() == pytest.approx(mean, rel=1e-14)
+    assert quantile_huber_loss(pred, target, taus, 1.0, "sum").item() == pytest.approx(3 * mean, rel=1e-14)
+    with pytest.raises(ConfigError, match="reduction='max'"):
+        quantile_huber_loss(pred, target, taus, 1.0, "max")  # type: ignore[arg-type]

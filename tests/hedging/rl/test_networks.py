@@ -93,3 +93,21 @@ def test_quantile_critic_sorts_its_outputs_and_scales_the_action():
     assert torch.equal(q, torch.sort(raw, dim=1).values)
     with pytest.raises(RuntimeError):
         critic(x, action[:5])  # one action per state
+
+
+def test_layer_norm_blocks_normalise_each_hidden_layer():
+    """``layer_norm=True``: Linear -> LayerNorm -> ReLU; at init (scale 1, shift 0) the pre-activations
+    of every hidden layer have mean 0 and variance 1 per row, whatever the input's scale."""
+    net = mlp(3, (7, 5), 2, layer_norm=True)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
+    x = 1000.0 * torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = net.double()
+    h = net[1](net[0](x))
+    assert h.mean(dim=1).abs().max().item() < 1e-10
+    assert h.var(dim=1, correction=0).sub(1).abs().max().item() < 1e-4  # LayerNorm's eps = 1e-5
+    actor = Actor(3, (4, 4), 2.0, layer_norm=True)
+    critic = QuantileCritic(3, (4,), 5, 2.0, layer_norm=True)
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in actor.modules()) == 2
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in critic.modules()) == 1
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in Actor(3, (4, 4), 2.0).modules())

@@ -253,3 +253,78 @@ def test_trainer_without_validation_trains_on_built_objects():
     assert tr.train() is agent
     assert len(tr.buffer) == 3 * 8 * 5 and tr.updates == 2 * 5 * 3 and tr.best is None
     assert all("val_score" not in row for row in tr.history)
+
+
+# -- Cao et al.'s trainer settings: one update per k transitions, n-step transitions ---------------
+
+def _tiny_cao(tiny_hedge) -> AgentConfig:
+    """Cao et al.'s options (3-step, hard copies every 4 updates, clipping, mean loss, LayerNorm, explicit
+    levels) on networks small enough for a test."""
+    return AgentConfig.cao(hidden=(8,), actor_hidden=(8,), critic_hidden=(8, 8), n_quantiles=3,
+                           taus=(0.1, 0.5, 0.9), n_step=3, target_period=4)
+
+
+def test_transitions_per_update_carries_the_remainder(tiny_hedge):
+    tr = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer(n_episodes=4, buffer_capacity=1000,
+                                                               transitions_per_update=3, eval_every=0))
+    tr.train()
+    # 15 training days of 8 paths, an update phase every 2 days (7 phases of 16 transitions):
+    # 16 // 3 = 5 (1 left), 17 // 3 = 5 (2 left), 18 // 3 = 6 (0 left), ... -> 5 + 5 + 6 + 5 + 5 + 6 + 5
+    assert tr.updates == 37 == (7 * 16) // 3 and tr.spare_transitions == (7 * 16) % 3
+    assert tr.settings()["transitions_per_update"] == 3
+    assert "transitions_per_update" not in tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer()).settings()
+    with pytest.raises(ConfigError, match="transitions_per_update=0"):
+        Trainer(tr.agent, tr.env, None, n_episodes=3, eval_every=0, transitions_per_update=0)
+
+
+def test_n_step_transitions_in_the_buffer_match_a_replay_of_the_episode(tiny_hedge):
+    from gradfolio.hedging.rl.training import TRAIN_SEED_OFFSET
+
+    tr = tiny_hedge.build(_tiny_cao(tiny_hedge), tiny_hedge.trainer(n_episodes=2, buffer_capacity=1000,
+                                                                   eval_every=0, dtype="float64"))
+    tr.run_episode()  # the warm-up episode: random actions, 5 days x 8 paths
+    assert len(tr.buffer) == 40 and tr.n_step.pending == []
+    actions = tr.buffer.action[:40].reshape(5, 8)  # window t starts on day t: rows 8 t .. 8 t + 7
+    env = tr.env
+    env.reset(TRAIN_SEED_OFFSET + 100_000 * tr.seed + 0)
+    rewards, states = [], []
+    for t in range(5):
+        states.append(env.state.clone())
+        rewards.append(env.step(actions[t])[1])
+    states.append(env.state.clone())
+    r = torch.stack(rewards, dim=1)  # (8, 5)
+    for t in range(5):
+        rows = slice(8 * t, 8 * t + 8)
+        end = min(t + 3, 5)
+        assert torch.allclose(tr.buffer.reward[rows], r[:, t:end].sum(dim=1), rtol=1e-12, atol=1e-12)  # gamma = 1
+        assert torch.equal(tr.buffer.state[rows], states[t])
+        assert torch.equal(tr.buffer.next_state[rows], states[end])
+        assert tr.buffer.done[rows].tolist() == [float(t + 3 >= 5)] * 8
+
+
+def test_cao_agent_resume_is_bitwise_identical(tmp_path, recording_tracker, tiny_hedge):
+    agent_cfg = _tiny_cao(tiny_hedge)
+    trainer = tiny_hedge.trainer(transitions_per_update=5, noise_std=0.3, noise_std_end=0.3)
+    full = tiny_hedge.build(agent_cfg, trainer, tmp_path / "full")
+    full.train()
+    killed = tiny_hedge.build(agent_cfg, trainer, tmp_path / "run", tracker=recording_tracker(kill_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    resumed = tiny_hedge.build(agent_cfg, trainer, tmp_path / "run")
+    resumed.load()
+    resumed.train()
+    _same_state(full, resumed)
+    assert resumed.agent.n_updates == full.agent.n_updates == full.updates > 4
+    assert resumed.spare_transitions == full.spare_transitions
+    assert all(row["noise"] == 0.3 for row in full.history)
+
+
+def test_fingerprint_leaves_the_new_agent_options_out_at_their_defaults(tiny_hedge):
+    """Checkpoints written before Cao et al.'s options existed hold none of them: a default agent's
+    fingerprint must not either (so they still resume), and a non-default option must be in it."""
+    plain = tiny_hedge.build(tiny_hedge.agent, tiny_hedge.trainer()).fingerprint()["agent"]
+    before = {"hidden", "n_quantiles", "kappa", "gamma", "polyak", "optimizer", "lr_actor", "lr_critic", "ana_betas",
+              "ana_eps", "ana_restart", "objective", "risk_aversion", "level", "greek_features"}
+    assert set(plain) == before
+    cao = tiny_hedge.build(_tiny_cao(tiny_hedge), tiny_hedge.trainer()).fingerprint()["agent"]
+    assert cao["n_step"] == 3 and cao["target_update"] == "hard" and cao["taus"] == [0.1, 0.5, 0.9]

@@ -5,6 +5,7 @@
 :mod:`~gradfolio.experiments.hedging.baselines` (:func:`run_baselines`),
 :mod:`~gradfolio.experiments.hedging.train` (build a trainer from a config; train / load / evaluate a
 distributional agent),
+:mod:`~gradfolio.experiments.hedging.seeds` (one agent per training seed, mean and 95% t interval),
 :mod:`~gradfolio.experiments.hedging.sweep` (the paper's grids through Ray) and
 :mod:`~gradfolio.experiments.hedging.report` (P&L table, histograms, run folder).
 """
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         run_sweep,
         write_results,
     )
+    from gradfolio.experiments.hedging.seeds import paired_differences, seed_summary, t_interval, train_seeds
     from gradfolio.experiments.hedging.train import (
         AGENT_FILE,
         HedgeTrainingConfig,
@@ -61,6 +63,10 @@ _EXPORTS: dict[str, str] = {
     "run_point": "sweep",
     "run_sweep": "sweep",
     "write_results": "sweep",
+    "train_seeds": "seeds",
+    "seed_summary": "seeds",
+    "paired_differences": "seeds",
+    "t_interval": "seeds",
     "AGENT_FILE": "train",
     "HedgeTrainingConfig": "train",
     "build_trainer": "train",
@@ -87,7 +93,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "HedgingConfig", "EvaluationConfig", "TrainerConfig", "load_hedging_config", "run_baselines",
     "HedgeTrainingConfig", "load_training_config", "run_params", "build_trainer", "train_agent", "load_agent", "evaluate_agent",
-    "AGENT_FILE",
+    "AGENT_FILE", "train_seeds", "seed_summary", "paired_differences", "t_interval",
     "PAPER_EXPERIMENTS", "SweepConfig", "load_sweep_config", "apply_overrides", "grid_points", "run_point",
     "run_sweep", "results_table", "write_results", "experiment_figure",
     "pnl_frame", "histogram_png", "report_html", "write_hedge_run",

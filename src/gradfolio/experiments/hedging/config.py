@@ -64,6 +64,9 @@ class TrainerConfig(BaseModel):
         Days collected between two update phases (the paper's trajectory length).
     updates_per_step
         Gradient updates per collected day.
+    transitions_per_update
+        One update per this many collected transitions instead (``None``: ``updates_per_step``
+        decides; Cao et al.: 8).
     batch_size
         Transitions per update.
     buffer_capacity
@@ -92,6 +95,7 @@ class TrainerConfig(BaseModel):
     n_episodes: int = Field(600, ge=1)
     trajectory_length: int = Field(1, ge=1)
     updates_per_step: int = Field(2, ge=1)
+    transitions_per_update: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
     buffer_capacity: int = Field(200_000, ge=1)
     warmup_episodes: int = Field(2, ge=1)
@@ -116,8 +120,17 @@ class TrainerConfig(BaseModel):
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`gradfolio.hedging.rl.Trainer` (every field but those
-        that say how to build the environments: ``n_paths``, ``val_paths``, ``device``, ``dtype``)."""
-        return self.model_dump(exclude={"n_paths", "val_paths", "device", "dtype"})
+        that say how to build the environments: ``n_paths``, ``val_paths``, ``device``, ``dtype``;
+        ``transitions_per_update`` only when set)."""
+        kwargs = self.model_dump(exclude={"n_paths", "val_paths", "device", "dtype"})
+        if kwargs["transitions_per_update"] is None:  # the Trainer's default; left out like Trainer.settings()
+            del kwargs["transitions_per_update"]
+        return kwargs
+
+
+CAO_TRAINER: dict[str, Any] = {"noise_std": 0.3, "noise_std_end": 0.3, "transitions_per_update": 8}
+"""The trainer settings of Cao et al.'s agent: constant exploration noise 0.3 (of ``a_max``) and one
+update per 8 transitions (their replay's 256-transition batches at 32 samples per insert)."""
 
 
 class HedgingConfig(BaseModel):
@@ -135,4 +148,4 @@ def load_hedging_config(path: str | os.PathLike[str] | None) -> HedgingConfig:
     return HedgingConfig() if path is None else load_config(HedgingConfig, path)
 
 
-__all__ = ["HedgingConfig", "EvaluationConfig", "TrainerConfig", "EnvConfig", "MarketConfig", "load_hedging_config"]
+__all__ = ["CAO_TRAINER", "HedgingConfig", "EvaluationConfig", "TrainerConfig", "EnvConfig", "MarketConfig", "load_hedging_config"]

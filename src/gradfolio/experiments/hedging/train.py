@@ -2,6 +2,8 @@
 
 A YAML/TOML file with these sections, every field optional (defaults = the paper's setting)::
 
+    preset: cao     # optional: Cao et al.'s agent (AgentConfig.cao()) and trainer (CAO_TRAINER);
+                    # the agent: / trainer: fields given below still override it (or write agent: cao)
     env:            # gradfolio.hedging.config.EnvConfig (market, book, costs, action, reward)
       market: {sigma0: 0.3, nu: 0.3}
       time_to_go: true
@@ -32,16 +34,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from gradfolio.checkpoint import load_state, save_state
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config, parse_config
-from gradfolio.experiments.hedging.config import EvaluationConfig, TrainerConfig
+from gradfolio.experiments.hedging.config import CAO_TRAINER, EvaluationConfig, TrainerConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.experiments.run_folder import RunFolder, check_run_folder
@@ -58,20 +60,57 @@ from gradfolio.tracking import NullTracker, Tracker
 AGENT_FILE = "agent.pt"
 
 
+Preset = Literal["cao"]
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "cao": (AgentConfig.cao().model_dump(exclude_unset=True), CAO_TRAINER),
+}
+"""``preset name -> (agent fields, trainer fields)`` of :attr:`HedgeTrainingConfig.preset`."""
+
+
 class HedgeTrainingConfig(BaseModel):
-    """Environment, agent, trainer, test evaluation and output folder of one agent run."""
+    """Environment, agent, trainer, test evaluation and output folder of one agent run.
+
+    ``preset: cao`` (or ``agent: cao``) starts the ``agent`` and ``trainer`` sections from Cao et
+    al.'s agent (:meth:`AgentConfig.cao` and ``CAO_TRAINER``); fields written in those sections
+    override the preset's.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    preset: Preset | None = None
     env: EnvConfig = EnvConfig(time_to_go=True)
     agent: AgentConfig = AgentConfig()
     trainer: TrainerConfig = TrainerConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output_dir: str = "runs/hedge_agent"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("agent"), str):
+            if data.get("preset") not in (None, data["agent"]):
+                raise ValueError(f"agent: {data['agent']} and preset: {data['preset']} disagree; keep one")
+            data["preset"], data["agent"] = data["agent"], {}
+        name = data.get("preset")
+        if name is None or name not in PRESETS:
+            return data  # an unknown name is reported by the field's own validation
+        agent, trainer = PRESETS[name]
+        for section, preset in (("agent", agent), ("trainer", trainer)):
+            given = data.get(section) or {}
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            if isinstance(given, dict):
+                data[section] = {**preset, **given}
+        return data
+
     @property
     def agent_name(self) -> str:
-        """``"anaddh"`` for the ANA optimizer, ``"gvdh"`` for Adam."""
+        """``"cao"`` for ``preset: cao``; else ``"anaddh"`` for the ANA optimizer, ``"gvdh"`` for Adam."""
+        if self.preset is not None:
+            return self.preset
         return "anaddh" if self.agent.optimizer == "ana" else "gvdh"
 
 

@@ -5,8 +5,8 @@ paper:
 
 - **Actor** ``pi(s) = a_max * sigmoid(f(s))``: a deterministic action in ``[0, a_max]``.
 - **Quantile critic** ``Z_tau(s, a)``: ``n_quantiles`` values at the mid-quantile levels
-  ``tau_i = (2 i + 1) / (2 N)`` of the return-to-go (eq. 6), with target networks updated by
-  Polyak averaging.
+  ``tau_i = (2 i + 1) / (2 N)`` of the return-to-go (eq. 6) (or explicit ``taus``), with target
+  networks updated by Polyak averaging (or hard copies, ``target_update="hard"``).
 - **Critic loss** (eqs. 7-10): targets ``T_j = r + gamma (1 - done) Z'_j(s', pi'(s'))``, all
   pairwise errors ``delta_ij = Z_i(s, a) - T_j`` and the quantile Huber loss
   ``|tau_i - 1{delta_ij > 0}| H_kappa(delta_ij)``, summed over ``i``, averaged over ``j`` and the batch.
@@ -40,18 +40,29 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from gradfolio.hedging.rl.losses import Objective, quantile_huber_loss, quantile_levels, quantile_objective
+from gradfolio.hedging.rl.losses import (
+    Objective,
+    QuantileReduction,
+    quantile_huber_loss,
+    quantile_levels,
+    quantile_objective,
+)
 from gradfolio.hedging.rl.networks import Actor, FeatureScaler, QuantileCritic
 from gradfolio.hedging.rl.replay import Batch
 from gradfolio.optim import ANA, OptimizerName, Restart, at_iterates, make_optimizer
 
 Beta = Annotated[float, Field(ge=0, lt=1)]
+Level = Annotated[float, Field(gt=0, lt=1)]
+TargetUpdate = Literal["polyak", "hard"]
+
+CAO_TAUS: tuple[float, ...] = tuple(round(0.01 * k, 2) for k in range(1, 100))
+"""The 99 quantile levels 0.01, 0.02, ..., 0.99 of Cao et al.'s critic (``np.arange(0.01, 1.0, 0.01)``)."""
 
 
 class AgentConfig(BaseModel):
@@ -60,9 +71,31 @@ class AgentConfig(BaseModel):
     Attributes
     ----------
     hidden
-        Widths of the hidden layers of both actor and critic.
+        Widths of the hidden layers of both actor and critic (unless ``actor_hidden`` /
+        ``critic_hidden`` say otherwise).
+    actor_hidden, critic_hidden
+        Widths of the actor's / the critic's hidden layers; ``None`` (default): ``hidden``.
+    actor_layer_norm, critic_layer_norm
+        ``Linear -> LayerNorm -> ReLU`` hidden blocks in the actor / the critic (default: no LayerNorm).
     n_quantiles
         Number ``N`` of quantiles predicted by the critic.
+    taus
+        Explicit quantile levels ``(N,)``, strictly increasing in ``(0, 1)`` (``n_quantiles`` must
+        equal their number); ``None`` (default): the mid-quantiles ``(2 i + 1) / (2 N)``. The
+        actor's objective still reads the ``N`` values as equally weighted atoms, as Cao et al.'s
+        code does for its levels ``0.01 .. 0.99`` (:data:`CAO_TAUS`).
+    n_step
+        Steps of the critic's targets ``T = sum_{k<n} gamma^k r_{t+k} + gamma^n (1 - done) Z'(s_{t+n}, pi'(s_{t+n}))``
+        (:class:`~gradfolio.hedging.rl.replay.NStepAccumulator` builds the transitions); 1 (default): eq. (7).
+    target_update, target_period
+        ``"polyak"`` (default): soft update with weight ``polyak`` after every update; ``"hard"``:
+        copy the online networks into the targets after every ``target_period`` updates.
+    grad_clip
+        Clip the gradient of the actor and of the critic to this global L2 norm before each step
+        (:func:`torch.nn.utils.clip_grad_norm_`); ``None`` (default): no clipping.
+    quantile_reduction
+        ``"sum"`` (default) or ``"mean"`` over the quantiles in the critic's loss
+        (:func:`~gradfolio.hedging.rl.losses.quantile_huber_loss`).
     kappa
         Huber threshold of the quantile Huber loss, eq. (10).
     gamma
@@ -90,6 +123,8 @@ class AgentConfig(BaseModel):
         Confidence level of ``var`` / ``cvar`` (0.95 = the worst 5%).
     greek_features
         Append the gamma- and vega-neutralising actions to the features.
+
+    The defaults are gradfolio's GVDH/ANADDH agent; :meth:`cao` is Cao et al.'s D4PG-style agent.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -109,6 +144,46 @@ class AgentConfig(BaseModel):
     risk_aversion: float = Field(1.645, ge=0)
     level: float = Field(0.95, gt=0, lt=1)
     greek_features: bool = True
+    actor_hidden: tuple[int, ...] | None = None
+    critic_hidden: tuple[int, ...] | None = None
+    actor_layer_norm: bool = False
+    critic_layer_norm: bool = False
+    taus: tuple[Level, ...] | None = None
+    n_step: int = Field(1, ge=1)
+    target_update: TargetUpdate = "polyak"
+    target_period: int = Field(100, ge=1)
+    grad_clip: float | None = Field(None, gt=0)
+    quantile_reduction: QuantileReduction = "sum"
+
+    @model_validator(mode="after")
+    def _check_taus(self) -> AgentConfig:
+        if self.taus is not None:
+            if len(self.taus) != self.n_quantiles:
+                raise ValueError(
+                    f"taus has {len(self.taus)} levels but n_quantiles={self.n_quantiles}; set n_quantiles to {len(self.taus)}"
+                )
+            if any(b <= a for a, b in zip(self.taus, self.taus[1:], strict=False)):
+                raise ValueError("taus must be strictly increasing, e.g. [0.01, 0.02, ..., 0.99]")
+        return self
+
+    @classmethod
+    def cao(cls, **overrides: Any) -> AgentConfig:
+        """Cao et al.'s agent (their D4PG code's settings), with ``overrides`` on top.
+
+        99 quantiles at ``0.01 .. 0.99``, a LayerNorm critic ``512-512-256`` and a LayerNorm actor
+        ``256-256-256``, 5-step targets, hard target copies every 100 updates, Adam with actor and
+        critic learning rates ``1e-4``, gradient clipping at norm 40 and the quantile loss averaged
+        over quantiles. Their exploration (constant noise 0.3) and update ratio (one update per 8
+        transitions) are trainer settings: see ``CAO_TRAINER`` in
+        :mod:`gradfolio.experiments.hedging.config` (the ``preset: cao`` of a config file sets both).
+        """
+        preset: dict[str, Any] = {
+            "n_quantiles": len(CAO_TAUS), "taus": CAO_TAUS, "actor_hidden": (256, 256, 256),
+            "critic_hidden": (512, 512, 256), "actor_layer_norm": True, "critic_layer_norm": True,
+            "n_step": 5, "target_update": "hard", "target_period": 100, "optimizer": "adam",
+            "lr_actor": 1e-4, "lr_critic": 1e-4, "grad_clip": 40.0, "quantile_reduction": "mean",
+        }
+        return cls(**{**preset, **overrides})
 
     @property
     def ana_options(self) -> dict[str, Any]:
@@ -162,12 +237,17 @@ class DistributionalAgent(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.scaler = FeatureScaler(n_features)
-            self.actor = Actor(n_features, cfg.hidden, a_max)
-            self.critic = QuantileCritic(n_features, cfg.hidden, cfg.n_quantiles, a_max)
+            actor_hidden = cfg.hidden if cfg.actor_hidden is None else cfg.actor_hidden
+            critic_hidden = cfg.hidden if cfg.critic_hidden is None else cfg.critic_hidden
+            self.actor = Actor(n_features, actor_hidden, a_max, cfg.actor_layer_norm)
+            self.critic = QuantileCritic(n_features, critic_hidden, cfg.n_quantiles, a_max, cfg.critic_layer_norm)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(device=device, dtype=dtype)
-        self.register_buffer("taus", quantile_levels(cfg.n_quantiles, device=device, dtype=dtype))
+        taus = (quantile_levels(cfg.n_quantiles, device=device, dtype=dtype) if cfg.taus is None
+                else torch.tensor(cfg.taus, device=device, dtype=dtype))
+        self.register_buffer("taus", taus)
+        self.n_updates = 0
         self.actor_opt, self.critic_opt = (
             make_optimizer(cfg.optimizer, net.parameters(), lr, where="agent.optimizer", **cfg.ana_options)
             for net, lr in ((self.actor, cfg.lr_actor), (self.critic, cfg.lr_critic))
@@ -213,8 +293,9 @@ class DistributionalAgent(nn.Module):
         s, s2 = self.features(batch.state), self.features(batch.next_state)
         with torch.no_grad():
             next_q = self.critic_target(s2, self.actor_target(s2))  # (B, N)
-            target = batch.reward[:, None] + cfg.gamma * (1.0 - batch.done[:, None]) * next_q
-        return quantile_huber_loss(self.critic(s, batch.action), target, self.taus, cfg.kappa)
+            discount = cfg.gamma if cfg.n_step == 1 else cfg.gamma**cfg.n_step
+            target = batch.reward[:, None] + discount * (1.0 - batch.done[:, None]) * next_q
+        return quantile_huber_loss(self.critic(s, batch.action), target, self.taus, cfg.kappa, cfg.quantile_reduction)
 
     def actor_objective(self, batch: Batch) -> torch.Tensor:
         """Mean over the batch of :func:`~gradfolio.hedging.rl.losses.quantile_objective` of ``Z(s, pi(s))`` (to maximise)."""
@@ -224,30 +305,50 @@ class DistributionalAgent(nn.Module):
         return quantile_objective(quantiles, cfg.objective, cfg.risk_aversion, cfg.level).mean()
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One critic step, one actor step and a Polyak update of both targets.
+        """One critic step, one actor step and an update of both targets.
 
-        With ANA the targets move towards the iterates ``theta^r`` (the networks that are
-        validated and saved), not towards the look-ahead points ``y_r`` held in the parameters.
+        ``batch`` holds ``n_step``-step transitions (:class:`~gradfolio.hedging.rl.replay.NStepAccumulator`).
+        Gradients are clipped to ``grad_clip`` when set. The targets follow ``target_update``:
+        a Polyak step every update, or a copy every ``target_period`` updates. With ANA the targets
+        move towards (or copy) the iterates ``theta^r`` (the networks that are validated and
+        saved), not the look-ahead points ``y_r`` held in the parameters.
+
+        ANA and the actor's gradient: the actor's gradient is taken where the parameters are,
+        i.e. at ANA's look-ahead point ``y_r`` (the optimizer's convention, :mod:`gradfolio.optim.ana`),
+        with the critic also at its look-ahead point; the ANADDH paper's eqs. (28) and (31) write
+        that gradient at the iterate. See docs/hedging.md ("ANA's two points").
 
         Returns
         -------
         ``{"critic_loss": ..., "actor_objective": ...}`` before the steps.
         """
+        cfg = self.config
         loss = self.critic_loss(batch)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
         self.critic_opt.step()
 
         self.critic.requires_grad_(False)
         objective = self.actor_objective(batch)
         self.actor_opt.zero_grad(set_to_none=True)
         (-objective).backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         self.actor_opt.step()
         self.critic.requires_grad_(True)
 
-        with torch.no_grad(), self.at_iterates():
-            for online, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.config.polyak)
+        self.n_updates += 1
+        pairs = ((self.actor, self.actor_target), (self.critic, self.critic_target))
+        if cfg.target_update == "polyak":
+            with torch.no_grad(), self.at_iterates():
+                for online, target in pairs:
+                    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), cfg.polyak)
+        elif self.n_updates % cfg.target_period == 0:
+            with torch.no_grad(), self.at_iterates():
+                for online, target in pairs:
+                    torch._foreach_copy_(list(target.parameters()), list(online.parameters()))
         return {"critic_loss": float(loss.detach()), "actor_objective": float(objective.detach())}
 
     def at_iterates(self) -> AbstractContextManager[None]:
@@ -266,13 +367,14 @@ class DistributionalAgent(nn.Module):
     def full_state_dict(self) -> dict[str, Any]:
         """Networks, targets, scaler and both optimizers (for checkpoints)."""
         return {"modules": self.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict()}
+                "critic_opt": self.critic_opt.state_dict(), "n_updates": self.n_updates}
 
     def load_full_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`full_state_dict` saved."""
         self.load_state_dict(state["modules"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+        self.n_updates = int(state.get("n_updates", 0))
 
 
 def greek_feature_fn(env: Any) -> FeatureFn:
@@ -285,4 +387,4 @@ def greek_feature_fn(env: Any) -> FeatureFn:
     return features
 
 
-__all__ = ["AgentConfig", "DistributionalAgent", "FeatureFn", "greek_feature_fn"]
+__all__ = ["CAO_TAUS", "TargetUpdate", "AgentConfig", "DistributionalAgent", "FeatureFn", "greek_feature_fn"]

@@ -37,7 +37,12 @@ def huber(delta: torch.Tensor, kappa: float) -> torch.Tensor:
     return torch.where(abs_delta <= kappa, 0.5 * delta**2, kappa * (abs_delta - 0.5 * kappa))
 
 
-def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+QuantileReduction = Literal["sum", "mean"]
+
+
+def quantile_huber_loss(
+    pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0, reduction: QuantileReduction = "sum"
+) -> torch.Tensor:
     """Quantile Huber loss of eqs. (8)-(10) between predicted quantiles and target samples.
 
     Parameters
@@ -50,15 +55,22 @@ def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Te
         ``(N,)`` quantile levels of ``pred``.
     kappa
         Huber threshold.
+    reduction
+        ``"sum"`` (QR-DQN's, the default): summed over the quantiles ``i``; ``"mean"``: averaged
+        over them, as the loss of Cao et al.'s code (``reduce_mean`` over targets and quantiles),
+        i.e. the ``"sum"`` loss divided by ``N``.
 
     Returns
     -------
     Scalar ``mean_b sum_i mean_j |tau_i - 1{delta_bij > 0}| H_kappa(delta_bij)`` with
-    ``delta_bij = pred_bi - target_bj``.
+    ``delta_bij = pred_bi - target_bj`` (``mean_i`` in place of ``sum_i`` for ``"mean"``).
     """
+    if reduction not in ("sum", "mean"):
+        raise ConfigError(f"quantile_huber_loss: reduction={reduction!r} is unknown; use 'sum' or 'mean'.")
     delta = pred[:, :, None] - target.detach()[:, None, :]  # (B, N, M)
     weight = (taus[None, :, None] - (delta.detach() > 0).to(pred.dtype)).abs()
-    return (weight * huber(delta, kappa)).mean(dim=2).sum(dim=1).mean()
+    per_pair = (weight * huber(delta, kappa)).mean(dim=2)
+    return (per_pair.sum(dim=1) if reduction == "sum" else per_pair.mean(dim=1)).mean()
 
 
 def quantile_objective(
@@ -93,4 +105,4 @@ def quantile_objective(
     raise ConfigError(f"objective={objective!r} is unknown; use 'mean', 'mean_std', 'var' or 'cvar'.")
 
 
-__all__ = ["Objective", "quantile_levels", "huber", "quantile_huber_loss", "quantile_objective"]
+__all__ = ["Objective", "QuantileReduction", "quantile_levels", "huber", "quantile_huber_loss", "quantile_objective"]

@@ -3,7 +3,8 @@
 - :class:`Actor` ``pi(s) = a_max * sigmoid(f(s))``: a deterministic action in ``[0, a_max]``.
 - :class:`QuantileCritic` ``Z_tau(s, a)``: ``n_quantiles`` sorted values of the return-to-go.
 - :class:`FeatureScaler`: per-feature standardisation fitted once on early states.
-- :func:`mlp`: the ``Linear -> ReLU`` stack both networks are built on.
+- :func:`mlp`: the ``Linear -> ReLU`` stack both networks are built on (``Linear -> LayerNorm -> ReLU``
+  with ``layer_norm=True``, as in the LayerNorm networks of Cao et al.'s D4PG agent).
 
 Every tensor has a leading batch axis: features ``(batch, features)``, actions ``(batch,)``,
 quantiles ``(batch, n_quantiles)``.
@@ -15,11 +16,15 @@ import torch
 from torch import nn
 
 
-def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
-    """``Linear -> ReLU`` blocks of widths ``hidden``, then a linear layer to ``n_out``."""
+def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, layer_norm: bool = False) -> nn.Sequential:
+    """``Linear -> ReLU`` blocks of widths ``hidden``, then a linear layer to ``n_out``.
+
+    With ``layer_norm`` every hidden block is ``Linear -> LayerNorm -> ReLU`` (the LayerNorm has
+    its learnable scale and shift). Input ``(B, n_in)`` -> output ``(B, n_out)``.
+    """
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        layers += [nn.Linear(n_in, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU()]
         n_in = width
     layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
@@ -55,9 +60,9 @@ class FeatureScaler(nn.Module):
 class Actor(nn.Module):
     """Deterministic policy ``a = a_max * sigmoid(f(x))``: features ``(B, F)`` -> actions ``(B,)``."""
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...], a_max: float) -> None:
+    def __init__(self, n_features: int, hidden: tuple[int, ...], a_max: float, layer_norm: bool = False) -> None:
         super().__init__()
-        self.net = mlp(n_features, hidden, 1)
+        self.net = mlp(n_features, hidden, 1, layer_norm)
         self.a_max = float(a_max)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +73,11 @@ class Actor(nn.Module):
 class QuantileCritic(nn.Module):
     """``Z_tau(s, a)``: features ``(B, F)`` and actions ``(B,)`` -> quantiles ``(B, N)``, sorted."""
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...], n_quantiles: int, a_max: float) -> None:
+    def __init__(
+        self, n_features: int, hidden: tuple[int, ...], n_quantiles: int, a_max: float, layer_norm: bool = False
+    ) -> None:
         super().__init__()
-        self.net = mlp(n_features + 1, hidden, n_quantiles)
+        self.net = mlp(n_features + 1, hidden, n_quantiles, layer_norm)
         self.a_max = float(a_max)
 
     def forward(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,9 @@
 :class:`Batch` holds ``B`` transitions ``(s, a, r, s', done)``; :class:`ReplayBuffer` keeps the last
 ``capacity`` of them in preallocated tensors on the agent's device, samples minibatches with a
 seeded generator and saves / restores its filled part for checkpoints.
+:class:`NStepAccumulator` turns the one-day transitions of a batch of paths into ``n``-step ones
+``(s_t, a_t, sum_k gamma^k r_{t+k}, s_{t+n}, done)`` before they enter the buffer (the n-step
+targets of Cao et al.'s D4PG agent).
 """
 
 from __future__ import annotations
@@ -22,6 +25,65 @@ class Batch(NamedTuple):
     reward: torch.Tensor
     next_state: torch.Tensor
     done: torch.Tensor
+
+
+class NStepAccumulator:
+    """Builds ``n``-step transitions from the one-step transitions of ``P`` paths played in lockstep.
+
+    :meth:`push` takes one day's transitions of every path (a :class:`Batch` of ``P`` rows, the
+    same paths in the same order each day) and returns the ``n``-step transitions that are
+    complete: the one that started ``n - 1`` days earlier, with
+
+    - ``reward = sum_{k < m} gamma^k r_{t+k}``, where ``m <= n`` stops at the first ``done`` of the path;
+    - ``next_state = s_{t+m}`` (the state after that last step);
+    - ``done = 1`` if the episode ended inside the window, else 0.
+
+    The critic's target is then ``reward + gamma^n (1 - done) Z'(next_state)``: a window cut by
+    ``done`` never bootstraps, so its length ``m`` needs no discount of its own. When every path
+    is done the shorter windows of the episode's last ``n - 1`` days are returned as well and the
+    accumulator is empty again (an episode's transitions never mix with the next one's).
+    With ``n = 1`` every batch is returned unchanged.
+
+    Parameters
+    ----------
+    n
+        Steps per transition (``>= 1``).
+    gamma
+        Discount of the rewards inside a window.
+    """
+
+    def __init__(self, n: int, gamma: float) -> None:
+        if n < 1:
+            raise ConfigError(f"NStepAccumulator: n={n} must be >= 1; pass agent n_step >= 1.")
+        self.n, self.gamma = int(n), float(gamma)
+        self.pending: list[Batch] = []
+
+    def _window(self, days: list[Batch]) -> Batch:
+        """The transition starting at ``days[0]`` over ``days`` (each ``(P, ...)``), cut at the first done."""
+        first = days[0]
+        reward = torch.zeros_like(first.reward)
+        alive = torch.ones_like(first.done)  # 1 while no done was seen before this step
+        next_state = first.next_state.clone()
+        for k, day in enumerate(days):
+            reward = reward + alive * (self.gamma**k) * day.reward
+            next_state = torch.where(alive[:, None] > 0, day.next_state, next_state)
+            alive = alive * (1.0 - day.done)
+        return Batch(first.state, first.action, reward, next_state, 1.0 - alive)
+
+    def push(self, batch: Batch) -> list[Batch]:
+        """Add one day's transitions ``(P, ...)``; return the completed ``n``-step transitions (maybe none)."""
+        if self.n == 1:
+            return [batch]
+        self.pending.append(batch)
+        out: list[Batch] = []
+        if len(self.pending) == self.n:
+            out.append(self._window(self.pending))
+            self.pending.pop(0)
+        if bool((batch.done > 0).all()):
+            while self.pending:
+                out.append(self._window(self.pending))
+                self.pending.pop(0)
+        return out
 
 
 class ReplayBuffer:
@@ -98,4 +160,4 @@ class ReplayBuffer:
         self.position, self.size = state["position"], n
 
 
-__all__ = ["Batch", "ReplayBuffer"]
+__all__ = ["Batch", "NStepAccumulator", "ReplayBuffer"]

@@ -10,7 +10,10 @@ One training *episode* simulates ``env.n_paths`` market paths at once (seed
 ``TRAIN_SEED_OFFSET + 100_000 * seed + episode``, so every episode is reproducible on its own)
 and plays them day by day. Each day adds ``n_paths`` transitions to the replay buffer; every
 ``trajectory_length`` days the agent makes ``trajectory_length * updates_per_step`` updates on
-minibatches drawn from the buffer. The first ``warmup_episodes`` act uniformly at random (no
+minibatches drawn from the buffer (with ``transitions_per_update = k``: one update per ``k``
+transitions collected, the remainder carried over to the next phase). With the agent's
+``n_step > 1`` the buffer receives ``n``-step transitions
+(:class:`~gradfolio.hedging.rl.replay.NStepAccumulator`), each as soon as its window is complete. The first ``warmup_episodes`` act uniformly at random (no
 updates); the feature scaler is then fitted on their states. Exploration adds Gaussian noise
 whose standard deviation decays linearly from ``noise_std`` to ``noise_std_end``.
 
@@ -55,7 +58,7 @@ from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import pnl_metrics
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent, greek_feature_fn
 from gradfolio.hedging.rl.losses import quantile_objective
-from gradfolio.hedging.rl.replay import Batch, ReplayBuffer
+from gradfolio.hedging.rl.replay import Batch, NStepAccumulator, ReplayBuffer
 from gradfolio.progress import Progress, no_progress
 from gradfolio.seeding import make_generator
 from gradfolio.tracking import NullTracker, Tracker
@@ -107,6 +110,9 @@ class Trainer:
         Days collected between two update phases (the paper's trajectory length).
     updates_per_step
         Gradient updates per collected day.
+    transitions_per_update
+        ``None`` (default): ``updates_per_step`` decides. An integer ``k >= 1``: one update per ``k``
+        transitions collected (``n_paths`` per day; Cao et al.: 8), replacing ``updates_per_step``.
     batch_size
         Transitions per update.
     buffer_capacity
@@ -152,6 +158,7 @@ class Trainer:
         n_episodes: int = 600,
         trajectory_length: int = 1,
         updates_per_step: int = 2,
+        transitions_per_update: int | None = None,
         batch_size: int = 256,
         buffer_capacity: int = 200_000,
         warmup_episodes: int = 2,
@@ -170,6 +177,7 @@ class Trainer:
             batch_size=batch_size, buffer_capacity=buffer_capacity, warmup_episodes=warmup_episodes,
             noise_std=noise_std, noise_std_end=noise_std_end, eval_every=eval_every,
             checkpoint_every=checkpoint_every, seed=seed,
+            transitions_per_update=1 if transitions_per_update is None else transitions_per_update,
         )
         _check_objects(agent, env, val_env, eval_every)
         self.agent, self.env, self.val_env = agent, env, val_env
@@ -177,7 +185,10 @@ class Trainer:
         self.batch_size, self.buffer_capacity, self.warmup_episodes = batch_size, buffer_capacity, warmup_episodes
         self.noise_std, self.noise_std_end, self.eval_every = noise_std, noise_std_end, eval_every
         self.keep_best, self.checkpoint_every, self.seed = keep_best, checkpoint_every, seed
+        self.transitions_per_update = transitions_per_update
         self.buffer = ReplayBuffer(buffer_capacity, env.n_features, env.device, env.dtype)
+        self.n_step = NStepAccumulator(agent.config.n_step, agent.config.gamma)
+        self.spare_transitions = 0
         self.noise_gen = make_generator(seed + 1, env.device)
         self.sample_gen = make_generator(seed + 2, env.device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -199,13 +210,16 @@ class Trainer:
     def settings(self) -> dict[str, Any]:
         """The training parameters (logged to the tracker; all but ``n_episodes`` and
         ``checkpoint_every`` are part of the checkpoint's fingerprint)."""
-        return {
+        settings: dict[str, Any] = {
             "n_episodes": self.n_episodes, "trajectory_length": self.trajectory_length,
             "updates_per_step": self.updates_per_step, "batch_size": self.batch_size,
             "buffer_capacity": self.buffer_capacity, "warmup_episodes": self.warmup_episodes,
             "noise_std": self.noise_std, "noise_std_end": self.noise_std_end, "eval_every": self.eval_every,
             "keep_best": self.keep_best, "checkpoint_every": self.checkpoint_every, "seed": self.seed,
         }
+        if self.transitions_per_update is not None:  # absent by default: older checkpoints still resume
+            settings["transitions_per_update"] = self.transitions_per_update
+        return settings
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the checkpoint it resumes (not the device)."""
@@ -213,7 +227,7 @@ class Trainer:
         return {
             "env": self.env.config.model_dump(mode="json"), "n_paths": self.env.n_paths,
             "val_paths": None if self.val_env is None else self.val_env.n_paths,
-            "agent": self.agent.config.model_dump(mode="json"), "trainer": trainer, "dtype": str(self.env.dtype),
+            "agent": _agent_fingerprint(self.agent.config), "trainer": trainer, "dtype": str(self.env.dtype),
         }
 
     def _checkpoint(self, path: str | os.PathLike[str] | None, action: str) -> Checkpoint:
@@ -231,7 +245,7 @@ class Trainer:
             "agent": self.agent.full_state_dict(), "buffer": self.buffer.state_dict(),
             "noise_gen": self.noise_gen.get_state(), "sample_gen": self.sample_gen.get_state(),
             "episode": self.episode, "updates": self.updates, "pending_days": self.pending_days,
-            "history": self.history, "best": self.best,
+            "history": self.history, "best": self.best, "spare_transitions": self.spare_transitions,
         }
         self.last_checkpoint = self.updates
         return checkpoint.save(state)
@@ -253,6 +267,7 @@ class Trainer:
         self.sample_gen.set_state(state["sample_gen"].cpu())
         self.episode, self.updates = state["episode"], state["updates"]
         self.pending_days, self.history, self.best = state["pending_days"], state["history"], state["best"]
+        self.spare_transitions = int(state.get("spare_transitions", 0))
         self.last_checkpoint = self.updates
 
     # ------------------------------------------------------------------ training
@@ -269,6 +284,14 @@ class Trainer:
             self.updates += 1
         return logs
 
+    def _n_updates_due(self) -> int:
+        """Updates of this phase: ``pending_days * updates_per_step``, or one per ``transitions_per_update``."""
+        if self.transitions_per_update is None:
+            return self.pending_days * self.updates_per_step
+        collected = self.spare_transitions + self.pending_days * self.env.n_paths
+        self.spare_transitions = collected % self.transitions_per_update
+        return collected // self.transitions_per_update
+
     def run_episode(self) -> dict[str, float]:
         """Play one training episode on every path, updating the agent as configured; returns its log row."""
         env, agent = self.env, self.agent
@@ -283,13 +306,14 @@ class Trainer:
             else:
                 action = agent.act(state, self.noise(), self.noise_gen)
             next_state, reward, done, info = env.step(action)
-            self.buffer.add(Batch(state, action, reward, next_state, done.to(env.dtype)))
+            for transitions in self.n_step.push(Batch(state, action, reward, next_state, done.to(env.dtype))):
+                self.buffer.add(transitions)
             total += info["pnl"]
             state = next_state
             if not warmup:
                 self.pending_days += 1
                 if self.pending_days >= self.trajectory_length:
-                    logs = self._update_phase(self.pending_days * self.updates_per_step)
+                    logs = self._update_phase(self._n_updates_due())
                     self.pending_days = 0
         self.episode += 1
         if self.episode == self.warmup_episodes:
@@ -332,6 +356,18 @@ class Trainer:
         return self.agent
 
 
+_LATER_AGENT_FIELDS = ("actor_hidden", "critic_hidden", "actor_layer_norm", "critic_layer_norm", "taus", "n_step",
+                       "target_update", "target_period", "grad_clip", "quantile_reduction")
+
+
+def _agent_fingerprint(config: AgentConfig) -> dict[str, Any]:
+    """The agent settings of a checkpoint's fingerprint; the options added with Cao et al.'s agent are
+    left out at their defaults, so checkpoints written before they existed still resume."""
+    data = config.model_dump(mode="json")
+    defaults = AgentConfig().model_dump(mode="json")
+    return {k: v for k, v in data.items() if not (k in _LATER_AGENT_FIELDS and v == defaults[k])}
+
+
 def describe(row: dict[str, float]) -> str:
     """The progress line of an episode's log row: ``"upd 40  critic_loss 1.234  actor_objective -0.567"``."""
     parts = [f"upd {int(row['updates'])}"]
@@ -345,7 +381,7 @@ def _check_settings(**values: float) -> None:
     """Raise a :class:`ConfigError` naming every parameter out of range."""
     minimum = {"n_episodes": 1, "trajectory_length": 1, "updates_per_step": 1, "batch_size": 1, "buffer_capacity": 1,
                "warmup_episodes": 1, "noise_std": 0, "noise_std_end": 0, "eval_every": 0, "checkpoint_every": 0,
-               "seed": 0}
+               "seed": 0, "transitions_per_update": 1}
     bad = [f"{name}={values[name]!r} (must be >= {low})" for name, low in minimum.items() if not values[name] >= low]
     if values["warmup_episodes"] >= values["n_episodes"]:
         bad.append(f"warmup_episodes={values['warmup_episodes']} leaves no training episode out of "
