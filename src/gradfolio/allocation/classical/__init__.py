@@ -9,12 +9,16 @@ from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.allocation.classical.black_litterman import BlackLitterman
 from gradfolio.allocation.classical.covariance import (
     COVARIANCES,
+    ewma_covariance,
     exponential_covariance,
     ledoit_wolf_covariance,
     ledoit_wolf_shrinkage,
     resolve_covariance,
+    oas_covariance,
     sample_covariance,
 )
+from gradfolio.allocation.classical.gerber import gerber_covariance
+from gradfolio.allocation.classical.spectral import denoised_covariance, detoned_covariance
 from gradfolio.allocation.classical.downside import (
     MaximumCalmar,
     MaximumSortino,
@@ -23,7 +27,7 @@ from gradfolio.allocation.classical.downside import (
 )
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
-from gradfolio.allocation.classical.mean import resolve_mean, sample_mean
+from gradfolio.allocation.classical.mean import james_stein_mean, resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.registry import PORTFOLIOS
@@ -37,6 +41,12 @@ __all__ = [
     "ledoit_wolf_covariance",
     "ledoit_wolf_shrinkage",
     "exponential_covariance",
+    "oas_covariance",
+    "ewma_covariance",
+    "denoised_covariance",
+    "detoned_covariance",
+    "gerber_covariance",
+    "james_stein_mean",
     "resolve_covariance",
     "EqualWeight",
     "InverseVolatility",
