@@ -26,6 +26,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "min_drawdown": {"returns_channel": 1},
     "max_calmar": {"risk_free": 1e-5},
     "max_sortino": {"target": None, "risk_free": 1e-5},
+    "inverse_variance": {"covariance": "oas"},
+    "max_diversification": {"covariance": "gerber", "returns_kind": "log"},
+    "herc": {"n_clusters": 2, "linkage": "average", "distance": "pearson_squared", "covariance": "ewma"},
+    "nco": {"n_clusters": 3, "linkage": "complete", "distance": "pearson_absolute", "covariance": "oas"},
 }
 
 

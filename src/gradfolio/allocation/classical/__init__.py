@@ -7,6 +7,7 @@ validated by its typed signature. See ``docs/classical.md``.
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.allocation.classical.black_litterman import BlackLitterman
+from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.covariance import (
     COVARIANCES,
     ewma_covariance,
@@ -28,10 +29,10 @@ from gradfolio.allocation.classical.downside import (
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean import james_stein_mean, resolve_mean, sample_mean
-from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.registry import PORTFOLIOS
-from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
+from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
 
 __all__ = [
     "ClassicalPortfolio",
@@ -64,4 +65,8 @@ __all__ = [
     "MinimumDrawdown",
     "MaximumCalmar",
     "MaximumSortino",
+    "InverseVariance",
+    "MaximumDiversification",
+    "HierarchicalEqualRiskContribution",
+    "NestedClusteredOptimization",
 ]

@@ -10,12 +10,13 @@ under its ``name`` attribute; its typed ``__init__`` (with the base's ``returns_
 from __future__ import annotations
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.downside import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
 from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
-from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity
-from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
+from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
 from gradfolio.registry import Registry
 
 PORTFOLIOS: Registry[ClassicalPortfolio] = Registry("portfolio")
@@ -24,6 +25,7 @@ PORTFOLIOS: Registry[ClassicalPortfolio] = Registry("portfolio")
 for _cls in (
     EqualWeight, InverseVolatility, RandomPortfolio, EigenPortfolio, RiskParity, HierarchicalRiskParity,
     MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
+    InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
