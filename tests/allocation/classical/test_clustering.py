@@ -100,7 +100,7 @@ def test_herc_is_differentiable_and_batched(windows) -> None:
     batched = model(X)
     for b in range(X.shape[0]):
         torch.testing.assert_close(model(X[b : b + 1])[0], batched[b], rtol=0, atol=1e-14)
-    x = X[:2].clone().requires_grad_(True)
+    x = X[:1, :, -40:].clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda z: model(z), (x,), eps=1e-8, atol=1e-5)
     nco = NestedClusteredOptimization(n_clusters=3)
     w = nco(x)

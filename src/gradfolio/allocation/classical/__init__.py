@@ -18,6 +18,7 @@ from gradfolio.allocation.classical.covariance import (
     oas_covariance,
     sample_covariance,
 )
+from gradfolio.allocation.classical.frontier import Frontier, efficient_frontier, plot_frontier
 from gradfolio.allocation.classical.gerber import gerber_covariance
 from gradfolio.allocation.classical.spectral import denoised_covariance, detoned_covariance
 from gradfolio.allocation.classical.downside import (
@@ -69,4 +70,7 @@ __all__ = [
     "MaximumDiversification",
     "HierarchicalEqualRiskContribution",
     "NestedClusteredOptimization",
+    "Frontier",
+    "efficient_frontier",
+    "plot_frontier",
 ]
