@@ -29,6 +29,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "inverse_variance": {"covariance": "oas"},
     "max_diversification": {"covariance": "gerber", "returns_kind": "log"},
     "herc": {"n_clusters": 2, "linkage": "average", "distance": "pearson_squared", "covariance": "ewma"},
+    "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0},
     "nco": {"n_clusters": 3, "linkage": "complete", "distance": "pearson_absolute", "covariance": "oas"},
 }
 

@@ -18,6 +18,12 @@ from gradfolio.allocation.classical.covariance import (
     oas_covariance,
     sample_covariance,
 )
+from gradfolio.allocation.classical.factor_model import (
+    FactorMeanVariance,
+    FactorModel,
+    observed_factor_model,
+    statistical_factor_model,
+)
 from gradfolio.allocation.classical.frontier import Frontier, efficient_frontier, plot_frontier
 from gradfolio.allocation.classical.gerber import gerber_covariance
 from gradfolio.allocation.classical.spectral import denoised_covariance, detoned_covariance
@@ -70,6 +76,10 @@ __all__ = [
     "MaximumDiversification",
     "HierarchicalEqualRiskContribution",
     "NestedClusteredOptimization",
+    "FactorMeanVariance",
+    "FactorModel",
+    "statistical_factor_model",
+    "observed_factor_model",
     "Frontier",
     "efficient_frontier",
     "plot_frontier",

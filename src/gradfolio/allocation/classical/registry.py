@@ -13,6 +13,7 @@ from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.downside import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
 from gradfolio.allocation.classical.eigen import EigenPortfolio
+from gradfolio.allocation.classical.factor_model import FactorMeanVariance
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity
@@ -26,6 +27,7 @@ for _cls in (
     EqualWeight, InverseVolatility, RandomPortfolio, EigenPortfolio, RiskParity, HierarchicalRiskParity,
     MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
     InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
+    FactorMeanVariance,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
