@@ -30,6 +30,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "max_diversification": {"covariance": "gerber", "returns_kind": "log"},
     "herc": {"n_clusters": 2, "linkage": "average", "distance": "pearson_squared", "covariance": "ewma"},
     "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0},
+    "cardinality": {"max_assets": 3, "min_weight": 0.05, "max_weight": 0.8, "objective": "cvar", "beta": 0.9,
+                    "covariance": "oas", "time_limit": 20.0},
     "nco": {"n_clusters": 3, "linkage": "complete", "distance": "pearson_absolute", "covariance": "oas"},
 }
 

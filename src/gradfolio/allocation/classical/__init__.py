@@ -7,6 +7,7 @@ validated by its typed signature. See ``docs/classical.md``.
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.allocation.classical.black_litterman import BlackLitterman
+from gradfolio.allocation.classical.cardinality import CardinalityPortfolio
 from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.covariance import (
     COVARIANCES,
@@ -80,6 +81,7 @@ __all__ = [
     "FactorModel",
     "statistical_factor_model",
     "observed_factor_model",
+    "CardinalityPortfolio",
     "Frontier",
     "efficient_frontier",
     "plot_frontier",

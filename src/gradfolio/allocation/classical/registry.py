@@ -10,6 +10,7 @@ under its ``name`` attribute; its typed ``__init__`` (with the base's ``returns_
 from __future__ import annotations
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.cardinality import CardinalityPortfolio
 from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.downside import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
 from gradfolio.allocation.classical.eigen import EigenPortfolio
@@ -27,7 +28,7 @@ for _cls in (
     EqualWeight, InverseVolatility, RandomPortfolio, EigenPortfolio, RiskParity, HierarchicalRiskParity,
     MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
     InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
-    FactorMeanVariance,
+    FactorMeanVariance, CardinalityPortfolio,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
