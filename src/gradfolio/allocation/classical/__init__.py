@@ -39,12 +39,14 @@ from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean import james_stein_mean, resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
-from gradfolio.allocation.classical.registry import PORTFOLIOS
+from gradfolio.allocation.classical.registry import NOT_IN_ALL, PORTFOLIOS, default_benchmarks
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
 
 __all__ = [
     "ClassicalPortfolio",
     "PORTFOLIOS",
+    "NOT_IN_ALL",
+    "default_benchmarks",
     "COVARIANCES",
     "sample_covariance",
     "ledoit_wolf_covariance",

@@ -33,4 +33,14 @@ for _cls in (
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
 
-__all__ = ["PORTFOLIOS"]
+#: Portfolios that ``benchmarks: ["all"]`` runs: every one except the mixed-integer ``cardinality``
+#: (solved window by window on the CPU, seconds to minutes each); name it to run it.
+NOT_IN_ALL: frozenset[str] = frozenset({"cardinality"})
+
+
+def default_benchmarks() -> list[str]:
+    """The names ``benchmarks: ["all"]`` stands for: :data:`PORTFOLIOS` in order, less :data:`NOT_IN_ALL`."""
+    return [name for name in PORTFOLIOS.names() if name not in NOT_IN_ALL]
+
+
+__all__ = ["PORTFOLIOS", "NOT_IN_ALL", "default_benchmarks"]

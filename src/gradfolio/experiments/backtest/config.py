@@ -143,7 +143,7 @@ class BacktestConfig(_Section):
             ``network.params.allocator_params.settings.max_iter: Input should be a valid integer``.
         """
         from gradfolio.allocation import LOSSES, NETWORKS
-        from gradfolio.allocation.classical import PORTFOLIOS
+        from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 
         n = self.network
         if n.enabled:
@@ -155,7 +155,7 @@ class BacktestConfig(_Section):
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")
-        names = PORTFOLIOS.names() if self.benchmarks == ["all"] else self.benchmarks
+        names = default_benchmarks() if self.benchmarks == ["all"] else self.benchmarks
         for name, params in self.benchmark_params.items():
             if name not in names:
                 raise ConfigError(

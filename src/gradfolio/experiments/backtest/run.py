@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from gradfolio.allocation import Loss, Trainer, make_loss, make_network
-from gradfolio.allocation.classical import PORTFOLIOS
+from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 from gradfolio.allocation.strategy import STRATEGIES_DIR, json_params, returns_fingerprint, save_strategy
 from gradfolio.backtest import BacktestResult, ProportionalCost, RetrainSchedule, Strategy, walk_forward
 from gradfolio.data import Windows, load_prices, make_windows, time_split, to_returns
@@ -59,7 +59,7 @@ def benchmark_params(config: BacktestConfig) -> dict[str, dict[str, Any]]:
     Names and parameters are checked against :data:`gradfolio.allocation.classical.PORTFOLIOS`.
     """
     config.check_references()
-    names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    names = default_benchmarks() if config.benchmarks == ["all"] else config.benchmarks
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         params: dict[str, Any] = {"returns_kind": config.data.kind, **config.benchmark_params.get(name, {})}
