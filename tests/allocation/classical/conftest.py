@@ -30,7 +30,7 @@ def windows(sp500_returns: pd.DataFrame):
     return make
 
 
-#: The 12 Fama-French industry portfolios of ``linearmodels.datasets.french`` (monthly, percent).
+#: The 12 Fama-French industry portfolios of ``linearmodels.datasets.french`` (monthly simple returns, fractions).
 FF_INDUSTRIES = ("NoDur", "Durbl", "Manuf", "Enrgy", "Chems", "BusEq", "Telcm", "Utils", "Shops", "Hlth", "Money", "Other")
 
 
@@ -39,7 +39,7 @@ def ff_returns() -> pd.DataFrame:
     """Monthly simple returns (fractions) of the 12 Fama-French industries, shape (819, 12)."""
     from linearmodels.datasets import french
 
-    return french.load()[list(FF_INDUSTRIES)] / 100.0
+    return french.load()[list(FF_INDUSTRIES)]
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def test_observed_factors_match_skfolio_on_its_factor_dataset(skfolio_factors) -
 def test_observed_factors_match_skfolio_on_fama_french(ff_returns) -> None:
     from linearmodels.datasets import french
 
-    F = french.load()[["MktRF", "SMB", "HML", "Mom"]].to_numpy() / 100
+    F = french.load()[["MktRF", "SMB", "HML", "Mom"]].to_numpy()
     _check_against_skfolio(ff_returns.to_numpy(), F, (200, 500, 819), 120)
 
 

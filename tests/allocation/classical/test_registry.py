@@ -32,6 +32,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0},
     "cardinality": {"max_assets": 3, "min_weight": 0.05, "max_weight": 0.8, "objective": "cvar", "beta": 0.9,
                     "covariance": "oas", "time_limit": 20.0},
+    "min_cdar": {"beta": 0.8},
+    "min_mad": {"returns_kind": "log"},
+    "min_worst_realization": {"returns_channel": 1},
+    "min_semi_variance": {"returns_kind": "log"},
     "nco": {"n_clusters": 3, "linkage": "complete", "distance": "pearson_absolute", "covariance": "oas"},
 }
 

@@ -38,6 +38,12 @@ from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean import james_stein_mean, resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.risk_measure_portfolios import (
+    MinimumCDaR,
+    MinimumMeanAbsoluteDeviation,
+    MinimumSemiVariance,
+    MinimumWorstRealization,
+)
 from gradfolio.allocation.classical.risk_parity import RiskParity, risk_budget_weights
 from gradfolio.allocation.classical.registry import NOT_IN_ALL, PORTFOLIOS, default_benchmarks
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
@@ -84,6 +90,10 @@ __all__ = [
     "statistical_factor_model",
     "observed_factor_model",
     "CardinalityPortfolio",
+    "MinimumCDaR",
+    "MinimumMeanAbsoluteDeviation",
+    "MinimumWorstRealization",
+    "MinimumSemiVariance",
     "Frontier",
     "efficient_frontier",
     "plot_frontier",

@@ -17,6 +17,12 @@ from gradfolio.allocation.classical.eigen import EigenPortfolio
 from gradfolio.allocation.classical.factor_model import FactorMeanVariance
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.risk_measure_portfolios import (
+    MinimumCDaR,
+    MinimumMeanAbsoluteDeviation,
+    MinimumSemiVariance,
+    MinimumWorstRealization,
+)
 from gradfolio.allocation.classical.risk_parity import RiskParity
 from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
 from gradfolio.registry import Registry
@@ -29,6 +35,7 @@ for _cls in (
     MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
     InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
     FactorMeanVariance, CardinalityPortfolio,
+    MinimumCDaR, MinimumMeanAbsoluteDeviation, MinimumWorstRealization, MinimumSemiVariance,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
