@@ -8,7 +8,6 @@ import itertools
 import cvxpy as cp
 import numpy as np
 import pytest
-import torch
 
 from gradfolio.allocation.classical.cardinality import CardinalityPortfolio
 from gradfolio.errors import ConfigError, InfeasibleError

@@ -39,6 +39,7 @@ from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean import james_stein_mean, resolve_mean, sample_mean
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_measure_portfolios import (
+    MaximumOmega,
     MinimumCDaR,
     MinimumMeanAbsoluteDeviation,
     MinimumSemiVariance,
@@ -94,6 +95,7 @@ __all__ = [
     "MinimumMeanAbsoluteDeviation",
     "MinimumWorstRealization",
     "MinimumSemiVariance",
+    "MaximumOmega",
     "Frontier",
     "efficient_frontier",
     "plot_frontier",

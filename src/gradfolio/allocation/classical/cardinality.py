@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cvxpy as cp
 import numpy as np
 import torch
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
-from gradfolio.allocation.classical.covariance import CovarianceEstimator, resolve_covariance
+from gradfolio.allocation.classical.covariance import (
+    CovarianceEstimator,
+    resolve_covariance,
+)
 from gradfolio.errors import ConfigError, InfeasibleError, SolverError
 
 Objective = Literal["variance", "cvar"]
@@ -94,6 +96,8 @@ class CardinalityPortfolio(ClassicalPortfolio):
                 "allow more names or a larger max_weight.",
                 rows=list(range(B)),
             )
+        import cvxpy as cp  # imported on use: importing gradfolio does not load cvxpy
+
         Rn = R.detach().cpu().double().numpy()
         S = self.covariance(R).detach().cpu().double().numpy() if self.objective == "variance" else None
         out, dead = [], []
@@ -128,6 +132,8 @@ class CardinalityPortfolio(ClassicalPortfolio):
 
     def _polish(self, support: np.ndarray, N: int, R: np.ndarray, S: np.ndarray | None) -> np.ndarray:
         """The continuous problem on the support the mixed-integer solver chose, by Clarabel at 1e-10."""
+        import cvxpy as cp
+
         T, m = R.shape[0], support.size
         w = cp.Variable(m)
         cons = [cp.sum(w) == 1, w >= self.min_weight, w <= self.max_weight]

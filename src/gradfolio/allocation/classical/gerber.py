@@ -16,7 +16,6 @@ functions, so the estimate has no gradient with respect to the returns except th
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from gradfolio.errors import ConfigError

@@ -18,6 +18,7 @@ from gradfolio.allocation.classical.factor_model import FactorMeanVariance
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
 from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
 from gradfolio.allocation.classical.risk_measure_portfolios import (
+    MaximumOmega,
     MinimumCDaR,
     MinimumMeanAbsoluteDeviation,
     MinimumSemiVariance,
@@ -36,6 +37,7 @@ for _cls in (
     InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
     FactorMeanVariance, CardinalityPortfolio,
     MinimumCDaR, MinimumMeanAbsoluteDeviation, MinimumWorstRealization, MinimumSemiVariance,
+    MaximumOmega,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls

@@ -20,7 +20,14 @@ Minimum semi-variance (below the mean; Markowitz)::
 
     min  sum_t v_t^2 / (L - 1)   s.t.  v_t >= -(R_t - mu) w,  v >= 0
 
-all with ``sum w = 1``, ``w >= 0``. Peers: skfolio's ``MeanRisk(risk_measure=CDAR | MEAN_ABSOLUTE_DEVIATION
+all with ``sum w = 1``, ``w >= 0``. Maximum Omega ratio (Keating and Shadwick) at threshold
+``tau``, ``Omega(w) = 1 + (mu'w - tau) / LPM1(w)`` with ``LPM1 = mean_t max(tau - R_t w, 0)``,
+homogenized (Charnes-Cooper, ``y = k w``; Kapsos, Christofides and Rustem)::
+
+    min  sum_t v_t / L   s.t.  v_t >= -(R_t - tau) y,  v >= 0,  (mu - tau)' y = 1,  y >= 0,   w = y / 1'y
+
+which needs some ``mu_i > tau`` (else :class:`~gradfolio.errors.InfeasibleError` names the
+windows). Peers: skfolio's ``MeanRisk(risk_measure=CDAR | MEAN_ABSOLUTE_DEVIATION
 | WORST_REALIZATION | SEMI_VARIANCE)``; the minimized risks equal :mod:`gradfolio.risk`'s
 ``cdar``, ``mean_absolute_deviation``, ``worst_realization`` and ``semi_variance``.
 """
@@ -30,7 +37,14 @@ from __future__ import annotations
 import numpy as np
 
 from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
-from gradfolio.allocation.classical.downside import _batch, _budget, _column, _dense, _diagonal
+from gradfolio.allocation.classical.downside import (
+    _batch,
+    _budget,
+    _column,
+    _dense,
+    _diagonal,
+    _MaximumRatio,
+)
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.conic import ConicBatch
 
@@ -160,4 +174,41 @@ class MinimumSemiVariance(ConicPortfolio):
         )
 
 
-__all__ = ["MinimumCDaR", "MinimumMeanAbsoluteDeviation", "MinimumWorstRealization", "MinimumSemiVariance"]
+class MaximumOmega(_MaximumRatio):
+    """Maximum Omega ratio at ``threshold`` (homogenized LP; see the module text).
+
+    skfolio has no Omega objective: the optimum is checked against
+    :func:`gradfolio.risk.omega_ratio` of every asset, of random portfolios and of a direct
+    search, and the LP against cvxpy + Clarabel.
+
+    Parameters
+    ----------
+    threshold
+        ``tau``, the return per period that splits gains from losses.
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "max_omega"
+
+    def __init__(self, threshold: float = 0.0, **kwargs) -> None:
+        super().__init__(risk_free=threshold, **kwargs)
+        self.threshold = float(threshold)
+
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [y (N), v (L)]; row 0: (mu - tau)' y = 1
+        B, L, N = R.shape
+        excess = R.mean(axis=1) - self.threshold
+        q = np.concatenate([np.zeros(N), np.full(L, 1.0 / L)])
+        return _batch(
+            np.broadcast_to(q, (B, q.size)),
+            (1 + 2 * L + N, N + L),
+            _dense(0, 0, excess[:, None]),
+            _dense(1, 0, -(R - self.threshold)),  # -(R_t - tau) y - v_t <= 0
+            _diagonal(1, N, L, -1.0),
+            _diagonal(1 + L, N, L, -1.0),  # -v_t <= 0
+            _diagonal(1 + 2 * L, 0, N, -1.0),  # -y_i <= 0
+        )
+
+
+__all__ = ["MaximumOmega", "MinimumCDaR", "MinimumMeanAbsoluteDeviation", "MinimumWorstRealization", "MinimumSemiVariance"]
