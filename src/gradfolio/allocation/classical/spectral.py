@@ -68,7 +68,8 @@ def marcenko_pastur_variance(
     evals = evals.detach()
     B = evals.shape[0]
     g = torch.linspace(lo_b, hi_b, grid, dtype=evals.dtype, device=evals.device).expand(B, grid)
-    loss = _mp_loss(g, evals, q, bandwidth, points)
+    chunk = max(1, 2**22 // (points * evals.shape[-1] * max(B, 1)))  # bounds the (B, G, P, N) kernel tensor
+    loss = torch.cat([_mp_loss(g[:, i : i + chunk], evals, q, bandwidth, points) for i in range(0, grid, chunk)], dim=-1)
     k = loss.argmin(dim=-1)
     step = (hi_b - lo_b) / (grid - 1)
     a = (g.gather(-1, k[:, None])[:, 0] - step).clamp(min=lo_b)
