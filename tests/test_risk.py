@@ -278,3 +278,73 @@ def test_non_numeric_input_is_a_data_error() -> None:
 def test_bad_level_is_a_config_error(level: float) -> None:
     with pytest.raises(ConfigError, match="level"):
         risk.cvar(np.ones(10), level)
+
+
+# --- CDaR, Omega, EVaR, worst realization, semi-variance, mean absolute deviation ---------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(returns_arrays, levels)
+def test_new_measures_match_skfolio(r: np.ndarray, level: float) -> None:
+    assume(np.ptp(r) > 1e-6)
+    assert risk.cdar(r, level) == pytest.approx(skm.cdar(skm.get_drawdowns(r), level), rel=1e-9, abs=1e-15)
+    assert risk.cdar(r, level, compounded=True) == pytest.approx(
+        skm.cdar(skm.get_drawdowns(r, compounded=True), level), rel=1e-9, abs=1e-15
+    )
+    assert risk.evar(r, level) == pytest.approx(skm.evar(r, level), rel=1e-9, abs=1e-12)
+    assert risk.worst_realization(r) == skm.worst_realization(r)
+    assert risk.semi_variance(r) == pytest.approx(skm.semi_variance(r), rel=1e-10, abs=1e-18)
+    assert risk.semi_variance(r, target=0.01, biased=True) == pytest.approx(
+        skm.semi_variance(r, min_acceptable_return=0.01, biased=True), rel=1e-10, abs=1e-18
+    )
+    assert risk.mean_absolute_deviation(r) == pytest.approx(skm.mean_absolute_deviation(r), rel=1e-10, abs=1e-18)
+    assert risk.mean_absolute_deviation(r, target=-0.01) == pytest.approx(
+        skm.mean_absolute_deviation(r, min_acceptable_return=-0.01), rel=1e-10, abs=1e-18
+    )
+    lpm = skm.first_lower_partial_moment(r, min_acceptable_return=0.002)
+    assume(lpm > 1e-9)
+    assert risk.omega_ratio(r, target=0.002) == pytest.approx(1 + (r.mean() - 0.002) / lpm, rel=1e-9)
+
+
+def test_new_measures_closed_forms() -> None:
+    r = np.array([0.1, -0.5, 0.2, 0.05])
+    # gains above 0: 0.35, losses below: 0.5 -> Omega 0.7; above 0.1: 0.1, below: 0.6 + 0.05
+    assert risk.omega_ratio(r) == pytest.approx(0.35 / 0.5)
+    assert risk.omega_ratio(r, target=0.1) == pytest.approx(0.1 / 0.65)
+    assert risk.worst_realization(r) == pytest.approx(0.5)
+    m = r.mean()
+    assert risk.mean_absolute_deviation(r) == pytest.approx(np.abs(r - m).mean())
+    assert risk.semi_variance(r) == pytest.approx(((m - r).clip(min=0) ** 2).sum() / 3)
+    # arithmetic drawdowns 0, 0.5, 0.3, 0.25: the 50% CDaR is the mean of the worst two
+    assert risk.cdar(r, 0.5) == pytest.approx((0.5 + 0.3) / 2)
+    # EVaR between CVaR and the worst loss; the worst loss once 1 - level <= 1/T
+    assert risk.cvar(r, 0.6) < risk.evar(r, 0.6) < 0.5
+    assert risk.evar(r, 0.8) == pytest.approx(0.5)
+    # of a two-point loss distribution (L = 1 w.p. 1/2, else 0) with level 1/2: inf_z z log(1 + e^(1/z)) = 1
+    assert risk.evar(np.array([0.0, -1.0]), 0.5) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [lambda r: risk.cdar(r, 0.9), risk.omega_ratio, lambda r: risk.evar(r, 0.9), risk.worst_realization,
+     risk.semi_variance, risk.mean_absolute_deviation],
+)
+def test_new_measures_batched_and_differentiable(measure) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0005, 0.02, size=(3, 4, 50))
+    batched = measure(torch.tensor(x))
+    assert batched.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            assert float(batched[i, j]) == pytest.approx(measure(x[i, j]), rel=1e-12)
+    torch.testing.assert_close(measure(torch.tensor(x, dtype=torch.float32)), batched.float(), rtol=1e-4, atol=1e-5)
+    gen = torch.Generator().manual_seed(1)
+    xg = (torch.randn(2, 30, generator=gen, dtype=torch.float64) * 0.02).requires_grad_(True)
+    assert torch.autograd.gradcheck(measure, (xg,), eps=1e-7, atol=1e-6)
+
+
+def test_evar_and_cdar_reject_bad_levels() -> None:
+    with pytest.raises(ConfigError, match="level"):
+        risk.evar(np.zeros(5) + 0.01, 1.0)
+    with pytest.raises(ConfigError, match="level"):
+        risk.cdar(np.zeros(5) + 0.01, 0.0)

@@ -387,6 +387,164 @@ def cvar(returns: torch.Tensor, level: float = 0.95) -> torch.Tensor:
     return -(ordered[..., :ik].sum(dim=-1) + (k - ik) * ordered[..., ik]) / k
 
 
+@array_api
+def cdar(returns: torch.Tensor, level: float = 0.95, compounded: bool = False) -> torch.Tensor:
+    """Conditional drawdown at risk: the :func:`cvar` of the drawdowns, a positive number.
+
+    ``CDaR = CVaR_level(-D)`` with ``D`` the drawdown path of :func:`drawdowns` (arithmetic by
+    default, as skfolio's ``cdar(get_drawdowns(r))``): the mean of the worst ``(1 - level) T``
+    drawdowns, the next one with its fractional weight (Chekhlov, Uryasev and Zabarankin).
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(..., T)``, ``T >= 1``.
+    level
+        Confidence level in ``(0, 1)``.
+    compounded
+        Compounded (geometric) or arithmetic (default) wealth for the drawdowns.
+
+    Returns
+    -------
+    Shape ``(...)``.
+    """
+    return cvar(-drawdowns(returns, compounded=compounded), level=level)
+
+
+@array_api
+def omega_ratio(returns: torch.Tensor, target: float = 0.0) -> torch.Tensor:
+    """Omega ratio ``E[(R - target)+] / E[(target - R)+]`` (Keating and Shadwick).
+
+    Equal to ``1 + (mean(R) - target) / LPM1(target)`` with ``LPM1`` the first lower partial
+    moment. Per period (no annualization).
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(..., T)``, ``T >= 1``.
+    target
+        Threshold return per period.
+
+    Returns
+    -------
+    Shape ``(...)``; ``inf`` when no return is below ``target``.
+    """
+    d = returns - target
+    return d.clamp(min=0).mean(dim=-1) / (-d).clamp(min=0).mean(dim=-1)
+
+
+@array_api
+def worst_realization(returns: torch.Tensor) -> torch.Tensor:
+    """Worst realization ``-min_t R_t`` as a positive loss (skfolio's ``worst_realization``).
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(..., T)``, ``T >= 1``.
+
+    Returns
+    -------
+    Shape ``(...)``.
+    """
+    return -returns.amin(dim=-1)
+
+
+@array_api(min_periods=2)
+def semi_variance(returns: torch.Tensor, target: float | None = None, biased: bool = False) -> torch.Tensor:
+    """Semi-variance ``sum_t max(tau - R_t, 0)^2 / (T - 1)`` (``/ T`` if ``biased``) below ``tau``.
+
+    ``tau`` is ``target`` or, by default, the mean of each series: skfolio's ``semi_variance``.
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(..., T)``, ``T >= 2``.
+    target
+        Minimum acceptable return per period; ``None`` for the mean.
+    biased
+        Divide by ``T`` instead of ``T - 1``.
+
+    Returns
+    -------
+    Shape ``(...)``.
+    """
+    T = returns.shape[-1]
+    tau = returns.mean(dim=-1, keepdim=True) if target is None else target
+    return (tau - returns).clamp(min=0).square().sum(dim=-1) / (T if biased else T - 1)
+
+
+@array_api
+def mean_absolute_deviation(returns: torch.Tensor, target: float | None = None) -> torch.Tensor:
+    """Mean absolute deviation ``mean_t |R_t - tau|``, ``tau`` the mean by default (skfolio's).
+
+    Parameters
+    ----------
+    returns
+        Simple returns, shape ``(..., T)``, ``T >= 1``.
+    target
+        Centre of the deviations; ``None`` for the mean.
+
+    Returns
+    -------
+    Shape ``(...)``.
+    """
+    tau = returns.mean(dim=-1, keepdim=True) if target is None else target
+    return (returns - tau).abs().mean(dim=-1)
+
+
+def _evar_objective(log_z: torch.Tensor, losses: torch.Tensor, level: float) -> torch.Tensor:
+    """``z (log mean exp(L / z) - log(1 - level))`` for ``log_z (..., G)`` and ``losses (..., T)``."""
+    z = log_z.exp()
+    T = losses.shape[-1]
+    lse = torch.logsumexp(losses[..., None, :] / z[..., None], dim=-1) - math.log(T)
+    return z * (lse - math.log(1.0 - level))
+
+
+@array_api
+def evar(returns: torch.Tensor, level: float = 0.95) -> torch.Tensor:
+    """Entropic value at risk ``inf_{z>0} z log(E[exp(L / z)] / (1 - level))``, ``L = -R`` (Ahmadi-Javid).
+
+    The objective is convex in ``z``: losses are scaled to ``[-1, 0]`` (EVaR is translation
+    equivariant and positively homogeneous, as in skfolio), then ``log z`` is found by a grid
+    on ``[-25, 10]`` and golden-section refinement, batched. ``z*`` is held fixed when
+    differentiating (envelope theorem: the gradient is exact). Equals the worst loss when
+    ``1 - level <= 1 / T`` and the mean loss as ``level -> 0``; skfolio's ``evar``.
+
+    Parameters
+    ----------
+    returns
+        Simple returns (or P&L), shape ``(..., T)``, ``T >= 1``.
+    level
+        Confidence level in ``(0, 1)``.
+
+    Returns
+    -------
+    Shape ``(...)``, between :func:`cvar` and :func:`worst_realization`.
+    """
+    check_level(level)
+    losses = -returns
+    top = losses.amax(dim=-1, keepdim=True)
+    spread = (top - losses.amin(dim=-1, keepdim=True)).clamp(min=torch.finfo(returns.dtype).tiny)
+    scaled = ((losses - top) / spread).detach()
+    grid = torch.linspace(-25.0, 10.0, 141, dtype=returns.dtype, device=returns.device)
+    grid = grid.expand(*scaled.shape[:-1], -1)
+    k = _evar_objective(grid, scaled, level).argmin(dim=-1, keepdim=True)
+    a = (grid.gather(-1, k) - 0.25)[..., 0]
+    b = (grid.gather(-1, k) + 0.25)[..., 0]
+    phi = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(60):
+        c, d = b - phi * (b - a), a + phi * (b - a)
+        fc = _evar_objective(c[..., None], scaled, level)[..., 0]
+        fd = _evar_objective(d[..., None], scaled, level)[..., 0]
+        left = fc < fd
+        b = torch.where(left, d, b)
+        a = torch.where(left, a, c)
+    log_z = (a + b) / 2 + torch.log(spread[..., 0]).detach()  # z of the unscaled losses
+    value = _evar_objective(log_z[..., None], losses, level)[..., 0]
+    # z -> 0 limit (1 - level <= 1/T): the objective tends to the worst loss from above
+    return torch.minimum(value, top[..., 0])
+
+
 @array_api(min_periods=2)
 def mean_std(returns: torch.Tensor, risk_aversion: float = 1.0) -> torch.Tensor:
     """Mean-standard deviation objective ``mean(R) - risk_aversion * std(R)`` (``ddof=1``).
@@ -562,6 +720,12 @@ __all__ = [
     "calmar_ratio",
     "value_at_risk",
     "cvar",
+    "cdar",
+    "omega_ratio",
+    "worst_realization",
+    "semi_variance",
+    "mean_absolute_deviation",
+    "evar",
     "mean_std",
     "turnover",
     "portfolio_returns",

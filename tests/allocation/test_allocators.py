@@ -18,6 +18,7 @@ from gradfolio.allocation import (
     SparsemaxAllocator,
     make_allocator,
 )
+from gradfolio.allocation.allocators import TopKAllocator
 from gradfolio.errors import ConfigError, InfeasibleError, SolverError
 from gradfolio.solvers import Group, PortfolioConstraints, QPSettings
 
@@ -48,7 +49,7 @@ def _scores(seed: int = 0, B: int = 3, N: int = 5) -> tuple[torch.Tensor, torch.
 
 
 def test_the_registered_names() -> None:
-    assert ALLOCATORS.names() == ["softmax", "tanh", "sparsemax", "convex"]
+    assert ALLOCATORS.names() == ["softmax", "tanh", "sparsemax", "convex", "topk"]
     assert ALLOCATORS.get("convex") is ConvexAllocator and ALLOCATORS.get("tanh") is NormalizedTanhAllocator
 
 
@@ -241,3 +242,53 @@ def test_make_allocator_by_name_with_params_and_errors():
         make_allocator(module, temperature=2.0)
     with pytest.raises(ConfigError, match="unknown"):
         make_allocator("argmax")
+
+
+# --- TopKAllocator: the differentiable cardinality / minimum-position relaxation -------------------
+
+
+def _brute_force_projection(z: np.ndarray, k: int, x: float) -> np.ndarray:
+    """Projection onto {simplex, at most k names, each >= x} by enumerating every support (cvxpy + Clarabel)."""
+    import itertools
+
+    import cvxpy as cp
+
+    best, best_w = np.inf, None
+    N = z.shape[0]
+    for m in range(1, k + 1):
+        if m * x > 1 + 1e-12:
+            break
+        for S in itertools.combinations(range(N), m):
+            idx = list(S)
+            w = cp.Variable(m)
+            prob = cp.Problem(cp.Minimize(cp.sum_squares(w - z[idx])), [cp.sum(w) == 1, w >= x])
+            prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+            value = prob.value + float((np.delete(z, idx) ** 2).sum())
+            if value < best - 1e-12:
+                best, best_w = value, np.zeros(N)
+                best_w[idx] = w.value
+    return best_w
+
+
+@pytest.mark.parametrize(("k", "x"), [(3, 0.0), (3, 0.2), (2, 0.45), (4, 0.3)])
+def test_topk_is_the_projection_found_by_enumeration(k: int, x: float) -> None:
+    gen = torch.Generator().manual_seed(7)
+    z = torch.randn(12, 7, generator=gen, dtype=torch.float64) * 0.6
+    w = make_allocator("topk", k=k, min_weight=x)(z)
+    for b in range(12):
+        np.testing.assert_allclose(w[b].numpy(), _brute_force_projection(z[b].numpy(), k, x), atol=1e-8)
+        held = w[b] > 0
+        assert int(held.sum()) <= k and float(w[b][held].min()) >= x - 1e-12
+    torch.testing.assert_close(w.sum(-1), torch.ones(12, dtype=w.dtype))
+
+
+def test_topk_without_a_bound_is_sparsemax_and_has_exact_gradients() -> None:
+    gen = torch.Generator().manual_seed(8)
+    z = torch.randn(6, 9, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(make_allocator("topk", k=9)(z), make_allocator("sparsemax")(z), rtol=0, atol=1e-12)
+    zz = z.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(TopKAllocator(k=3, min_weight=0.1), (zz,), eps=1e-7, atol=1e-6)
+    with pytest.raises(ConfigError, match="k=0"):
+        TopKAllocator(k=0)
+    with pytest.raises(ConfigError, match="min_weight=1.5"):
+        TopKAllocator(min_weight=1.5)

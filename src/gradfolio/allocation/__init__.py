@@ -15,6 +15,7 @@ from gradfolio.allocation.allocators import (
     NormalizedTanhAllocator,
     SoftmaxAllocator,
     SparsemaxAllocator,
+    TopKAllocator,
     make_allocator,
 )
 from gradfolio.allocation.losses import (
@@ -44,7 +45,7 @@ from gradfolio.allocation.networks import (
 from gradfolio.allocation.trainer import History, Trainer
 
 __all__ = [
-    "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "make_allocator",
+    "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "make_allocator",
     "ConvexAllocator", "MuFactorHead",
     "EPS", "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
     "StdLoss", "TurnoverLoss", "make_loss",

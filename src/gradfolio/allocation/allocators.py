@@ -6,6 +6,10 @@ Every allocator maps scores ``z (B, N)`` to weights ``w (B, N)`` and is differen
 - :class:`NormalizedTanhAllocator` — long/short, ``w = tanh(z) / sum |tanh(z)|``, ``sum |w| = 1``.
 - :class:`SparsemaxAllocator` — long only and sparse: the Euclidean projection of ``z`` onto
   ``{0 <= w <= max_weight, sum w = 1}`` (sparsemax when ``max_weight = 1``).
+- :class:`TopKAllocator` (``"topk"``) — at most ``k`` names, each at least ``min_weight``: the
+  Euclidean projection of ``z`` onto that (non-convex) set over the top-``m`` supports; the
+  differentiable relaxation of the cardinality constraint of
+  :class:`~gradfolio.allocation.classical.CardinalityPortfolio`.
 - :class:`~gradfolio.allocation.convex.ConvexAllocator` (``"convex"``) — constrained
   mean-variance weights; it also takes a risk model, which the networks of
   :mod:`gradfolio.allocation.networks` supply from the window (see there).
@@ -111,12 +115,74 @@ class SparsemaxAllocator(nn.Module):
         return torch.clamp(z - tau, 0.0, cap)
 
 
+def _simplex_threshold(y: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """``tau`` with ``sum max(y - tau, 0) = radius`` for ``y (..., m)`` sorted decreasingly; differentiable."""
+    m = y.shape[-1]
+    j = torch.arange(1, m + 1, dtype=y.dtype, device=y.device)
+    taus = (y.cumsum(dim=-1) - radius[..., None]) / j
+    rho = ((y - taus) > 0).sum(dim=-1, keepdim=True).clamp(min=1)
+    return taus.gather(-1, rho - 1)[..., 0]
+
+
+class TopKAllocator(nn.Module):
+    """At most ``k`` names, each held at least ``min_weight``: a projection of the scores.
+
+    ``w = argmin ||w - z||^2`` over ``{sum w = 1, w >= 0, ||w||_0 <= k, w_i in {0} or [x, 1]}``
+    computed over the supports made of the ``m`` largest scores, ``m = 1..k`` (``m x <= 1``): on a
+    support ``S`` the projection is ``w_S = x + max(z_S - x - tau, 0)`` with
+    ``sum w_S = 1`` (a simplex projection of radius ``1 - m x``), and the ``m`` of least
+    ``||w - z||^2`` is kept. For ``x = 0`` this is the exact projection onto the ``k``-sparse
+    simplex (greedy selection is optimal there; Kyrillidis et al., "Sparse projections onto the
+    simplex"); for ``x > 0`` it is checked against enumerating every support. Piecewise linear
+    in ``z``, so gradients flow through the kept weights (zero to the names left out).
+
+    Parameters
+    ----------
+    k
+        Most names held, ``>= 1``.
+    min_weight
+        Smallest weight of a name held, ``0 <= min_weight <= 1``.
+    """
+
+    def __init__(self, k: int = 10, min_weight: float = 0.0):
+        super().__init__()
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"TopKAllocator: k={k!r} must be a positive integer.")
+        if not 0.0 <= min_weight <= 1.0:
+            raise ConfigError(f"TopKAllocator: min_weight={min_weight!r} must lie in [0, 1].")
+        self.k, self.min_weight = k, float(min_weight)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, N) -> (B, N)`` weights: at most ``k`` non-zero, each ``>= min_weight``, summing to one."""
+        B, N = z.shape
+        x = self.min_weight
+        sizes = [m for m in range(1, min(self.k, N) + 1) if m * x <= 1 + 1e-12]
+        zs, order = torch.sort(z, dim=-1, descending=True)
+        total = (zs * zs).sum(dim=-1)
+        best_cost, best_w = None, None
+        for m in sizes:
+            y = zs[:, :m] - x
+            radius = torch.full((B,), max(1.0 - m * x, 0.0), dtype=z.dtype, device=z.device)
+            tau = _simplex_threshold(y, radius)
+            wm = x + torch.clamp(y - tau[:, None], min=0.0)
+            cost = ((wm - zs[:, :m]) ** 2).sum(-1) + total - (zs[:, :m] ** 2).sum(-1)
+            w_full = torch.cat([wm, torch.zeros(B, N - m, dtype=z.dtype, device=z.device)], dim=-1)
+            if best_cost is None:
+                best_cost, best_w = cost, w_full
+            else:
+                better = (cost < best_cost)[:, None]
+                best_cost = torch.where(better[:, 0], cost, best_cost)
+                best_w = torch.where(better, w_full, best_w)
+        return torch.empty_like(best_w).scatter(-1, order, best_w)
+
+
 ALLOCATORS: Registry[nn.Module] = Registry("allocator")
 """Allocators by name; each entry's typed signature is the schema of its parameters."""
 ALLOCATORS.register("softmax", SoftmaxAllocator)
 ALLOCATORS.register("tanh", NormalizedTanhAllocator)
 ALLOCATORS.register("sparsemax", SparsemaxAllocator)
 ALLOCATORS.register("convex", ConvexAllocator)
+ALLOCATORS.register("topk", TopKAllocator)
 
 
 def make_allocator(
@@ -160,4 +226,4 @@ def make_allocator(
         raise ConfigError(f"{where or 'allocator'}={allocator!r}: bad parameters {sorted(params)} ({exc}).") from exc
 
 
-__all__ = ["SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "ALLOCATORS", "make_allocator"]
+__all__ = ["SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "ALLOCATORS", "make_allocator"]

@@ -84,7 +84,7 @@ def test_resolve_options_and_errors(windows) -> None:
 
 def test_covariances_registry_binds_validated_options(windows) -> None:
     X, _ = windows(100)
-    assert COVARIANCES.names() == ["sample", "ledoit_wolf", "exponential"]
+    assert COVARIANCES.names() == ["sample", "ledoit_wolf", "exponential", "oas", "ewma", "denoised", "detoned", "gerber"]
     assert resolve_covariance("ledoit_wolf") is ledoit_wolf_covariance  # no option: the function itself
     torch.testing.assert_close(resolve_covariance("sample", ddof=0)(X[:, 0]), sample_covariance(X[:, 0], ddof=0),
                                rtol=0, atol=0)

@@ -29,6 +29,18 @@ PARAMS: dict[str, dict[str, Any]] = {
     "min_drawdown": {"returns_channel": 1, "constraints": {"lower": -0.1, "leverage": 1.4}},
     "max_calmar": {"risk_free": 1e-5, "constraints": {"long_only": True, "upper": 0.5}},
     "max_sortino": {"target": None, "risk_free": 1e-5, "constraints": {"long_only": True, "lower": 0.05}},
+    "inverse_variance": {"covariance": "oas"},
+    "max_diversification": {"covariance": "gerber", "returns_kind": "log"},
+    "herc": {"n_clusters": 2, "linkage": "average", "distance": "pearson_squared", "covariance": "ewma"},
+    "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0},
+    "cardinality": {"max_assets": 3, "min_weight": 0.05, "max_weight": 0.8, "objective": "cvar", "beta": 0.9,
+                    "covariance": "oas", "time_limit": 20.0},
+    "min_cdar": {"beta": 0.8},
+    "max_omega": {"threshold": -1e-4},
+    "min_mad": {"returns_kind": "log"},
+    "min_worst_realization": {"returns_channel": 1},
+    "min_semi_variance": {"returns_kind": "log"},
+    "nco": {"n_clusters": 3, "linkage": "complete", "distance": "pearson_absolute", "covariance": "oas"},
 }
 
 

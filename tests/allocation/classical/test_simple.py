@@ -70,3 +70,21 @@ def test_random_is_seeded_uniform_on_simplex() -> None:
     assert not torch.equal(RandomPortfolio(seed=8)(X[:3]), first)
     gen = torch.Generator().manual_seed(7)
     torch.testing.assert_close(RandomPortfolio(seed=gen)(X[:3]), first)
+
+
+def test_inverse_variance_matches_pypfopt_min_volatility_of_the_diagonal(both_windows) -> None:
+    from pypfopt import EfficientFrontier
+
+    from gradfolio.allocation.classical import InverseVariance
+
+    X, frames = both_windows
+    w = InverseVariance()(X)
+    for b, f in enumerate(frames):
+        var = f.to_numpy().var(axis=0, ddof=1)
+        np.testing.assert_allclose(w[b].numpy(), (1 / var) / (1 / var).sum(), rtol=1e-12)
+        ef = EfficientFrontier(None, np.diag(var) * 1e4, weight_bounds=(0, 1))
+        ef.min_volatility()
+        np.testing.assert_allclose(w[b].numpy(), np.array(list(ef.clean_weights(rounding=None).values())), atol=1e-5)
+    lw = InverseVariance(covariance="ledoit_wolf")(X)
+    assert float((lw - w).abs().max()) > 1e-4
+    torch.testing.assert_close(lw.sum(-1), torch.ones(len(frames), dtype=lw.dtype))

@@ -20,7 +20,7 @@ from gradfolio.cli import app
 from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.experiments.backtest import run as runner
-from gradfolio.allocation.classical import PORTFOLIOS
+from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.config_io import dump_config, parse_config
 from gradfolio.experiments.run_folder import RunFolder
@@ -110,7 +110,7 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{bad_date}: line 2: invalid date '2020-02-30' (day is out of range for month)" in message
-    with pytest.raises(ConfigError, match=r"^benchmarks\[1\]: unknown portfolio 'max_fun'; choose one of \['eigen'"):
+    with pytest.raises(ConfigError, match=r"^benchmarks\[1\]: unknown portfolio 'max_fun'; choose one of \['cardinality', 'eigen'"):
         build_benchmarks(BacktestConfig(benchmarks=["hrp", "max_fun"]))
     with pytest.raises(ConfigError, match=r"data.assets: \['NOPE'\] not in sp500"):
         load_returns(BacktestConfig.model_validate({"data": {"assets": ["AAPL", "NOPE"]}}))
@@ -184,7 +184,8 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     res = BacktestResult.load(out)
     # the trained network and every classical benchmark, walked forward over the same days
-    assert res.strategies == ["net_dense", *PORTFOLIOS.names()]
+    assert res.strategies == ["net_dense", *default_benchmarks()]
+    assert set(PORTFOLIOS.names()) - set(default_benchmarks()) == {"cardinality"}
     config = load_backtest_config(out / "config.yaml")
     train, val, test = split_windows(config, load_returns(config))
     assert res.turnover.index[0] == test.dates[0]

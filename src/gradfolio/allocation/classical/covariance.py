@@ -1,6 +1,6 @@
 """Covariance estimators, batched over windows: ``R (B, L, N) -> Sigma (B, N, N)``.
 
-Three estimators (the registry :data:`COVARIANCES`), all per period (no annualization; multiply
+The estimators (the registry :data:`COVARIANCES`), all per period (no annualization; multiply
 by 252 for yearly figures):
 
 ``sample``
@@ -15,6 +15,17 @@ by 252 for yearly figures):
     Exponentially weighted covariance of PyPortfolioOpt's ``exp_cov``: deviations from the
     window mean, weighted ``(1 - alpha)^age`` with ``alpha = 2 / (span + 1)`` and the weights
     normalized to sum one (pandas ``ewm(span=span, adjust=True)``), the newest day having age 0.
+``oas``
+    Oracle Approximating Shrinkage (Chen, Wiesel, Eldar and Hero) towards ``mu * I`` with
+    ``s = min(1, (a + mu^2) / ((L + 1) (a - mu^2 / N)))``, ``a = mean(S_ij^2)``, ``S`` the biased
+    covariance: scikit-learn's ``oas`` and skfolio's ``OAS``.
+``ewma``
+    RiskMetrics exponentially weighted second moment *about zero* with a half-life:
+    ``Sigma = sum_t w_t r_t r_t'``, ``w_t = (1 - d) d^age / (1 - d^L)``, ``d = 2^(-1/half_life)``;
+    skfolio's ``EWCovariance(half_life)`` (``assume_centered=True``, bias-corrected).
+``denoised`` / ``detoned`` / ``gerber``
+    See :mod:`gradfolio.allocation.classical.spectral` and
+    :mod:`gradfolio.allocation.classical.gerber`.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradfolio.allocation.classical.gerber import gerber_covariance
+from gradfolio.allocation.classical.spectral import denoised_covariance, detoned_covariance
 from gradfolio.errors import ConfigError
 from gradfolio.registry import Registry
 
@@ -127,12 +140,71 @@ def exponential_covariance(R: Tensor, span: float = 180.0) -> Tensor:
     return Xc.mT @ (Xc * weights[:, None])
 
 
+def oas_covariance(R: Tensor) -> Tensor:
+    """Oracle Approximating Shrinkage covariance of each window (scikit-learn's ``oas``).
+
+    ``(1 - s) S + s mu I`` with ``S`` the biased covariance, ``mu = trace(S) / N``,
+    ``a = mean(S_ij^2)`` and ``s = min(1, (a + mu^2) / ((L + 1) (a - mu^2 / N)))`` (``s = 1``
+    when the denominator is zero).
+
+    Parameters
+    ----------
+    R
+        Returns, shape ``(B, L, N)``.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N, N)``.
+    """
+    L, N = R.shape[-2], R.shape[-1]
+    S = sample_covariance(R, ddof=0)
+    a = (S * S).mean(dim=(-2, -1))
+    mu = S.diagonal(dim1=-2, dim2=-1).sum(dim=-1) / N
+    num = a + mu**2
+    den = (L + 1) * (a - mu**2 / N)
+    safe = torch.where(den == 0, torch.ones_like(den), den)
+    s = torch.where(den == 0, torch.ones_like(den), torch.clamp(num / safe, max=1.0))[:, None, None]
+    eye = torch.eye(N, dtype=R.dtype, device=R.device)
+    return (1.0 - s) * S + s * mu[:, None, None] * eye
+
+
+def ewma_covariance(R: Tensor, half_life: float = 40.0) -> Tensor:
+    """RiskMetrics EWMA covariance of each window (skfolio's ``EWCovariance``).
+
+    ``sum_t w_t r_t r_t'`` about zero (returns not demeaned), ``w_t = (1 - d) d^age / (1 - d^L)``
+    with ``d = 2^(-1 / half_life)`` and age 0 for the newest day: the weights sum to one.
+
+    Parameters
+    ----------
+    R
+        Returns, shape ``(B, L, N)``; the last day is the newest.
+    half_life
+        Days for a weight to halve; must be positive.
+
+    Returns
+    -------
+    Tensor of shape ``(B, N, N)``.
+    """
+    if not half_life > 0:
+        raise ConfigError(f"half_life={half_life!r} for the ewma covariance: use a positive number of days.")
+    L = R.shape[-2]
+    d = 2.0 ** (-1.0 / half_life)
+    age = torch.arange(L - 1, -1, -1, dtype=R.dtype, device=R.device)
+    weights = (1.0 - d) * d**age / (1.0 - d**L)
+    return R.mT @ (R * weights[:, None])
+
+
 COVARIANCES: Registry[Tensor] = Registry("covariance")
 """Covariance estimators ``R (B, L, N) -> (B, N, N)`` by name; their typed keyword options
 (``ddof`` of ``"sample"``, ``span`` of ``"exponential"``) are bound by :func:`resolve_covariance`."""
 COVARIANCES.register("sample", sample_covariance)
 COVARIANCES.register("ledoit_wolf", ledoit_wolf_covariance)
 COVARIANCES.register("exponential", exponential_covariance)
+COVARIANCES.register("oas", oas_covariance)
+COVARIANCES.register("ewma", ewma_covariance)
+COVARIANCES.register("denoised", denoised_covariance)
+COVARIANCES.register("detoned", detoned_covariance)
+COVARIANCES.register("gerber", gerber_covariance)
 
 
 def resolve_covariance(
@@ -143,7 +215,8 @@ def resolve_covariance(
     Parameters
     ----------
     spec
-        ``"sample"``, ``"ledoit_wolf"``, ``"exponential"`` (the names of :data:`COVARIANCES`), or
+        ``"sample"``, ``"ledoit_wolf"``, ``"exponential"``, ``"oas"``, ``"ewma"``, ``"denoised"``,
+        ``"detoned"``, ``"gerber"`` (the names of :data:`COVARIANCES`), or
         any callable with that signature.
     where
         Dotted config path of ``options`` for messages.

@@ -221,3 +221,33 @@ class MaximumSharpe(ClassicalPortfolio):
         Q = _scaled_covariance(self.covariance(R), who)
         y = solve_long_only_qp(Q, excess / best[:, None])
         return (y / y.sum(dim=-1, keepdim=True)).to(R.dtype)
+
+
+class MaximumDiversification(ClassicalPortfolio):
+    """Long-only, fully invested maximum-diversification portfolio (Choueifaty and Coignard).
+
+    Maximizes the diversification ratio ``sigma'w / sqrt(w'Sw)`` (``sigma`` the volatilities):
+    the maximum-Sharpe QP with ``sigma`` in place of the excess means,
+    ``min y'Sy s.t. (sigma / max sigma)'y = 1, y >= 0``, ``w = y / 1'y``. Matches skfolio's
+    ``MaximumDiversification()``.
+
+    Parameters
+    ----------
+    covariance
+        A name of :data:`COVARIANCES` or a callable ``(B, L, N) -> (B, N, N)``.
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "max_diversification"
+
+    def __init__(self, covariance: str | CovarianceEstimator = "sample", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.covariance = resolve_covariance(covariance)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        cov = self.covariance(R)
+        sd = volatilities(cov, type(self).__name__)
+        Q = _scaled_covariance(cov, type(self).__name__)
+        y = solve_long_only_qp(Q, sd / sd.max(dim=-1, keepdim=True).values)
+        return (y / y.sum(dim=-1, keepdim=True)).to(R.dtype)

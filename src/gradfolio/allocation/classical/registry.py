@@ -10,12 +10,22 @@ under its ``name`` attribute; its typed ``__init__`` (with the base's ``returns_
 from __future__ import annotations
 
 from gradfolio.allocation.classical.base import ClassicalPortfolio
+from gradfolio.allocation.classical.cardinality import CardinalityPortfolio
+from gradfolio.allocation.classical.clustering import HierarchicalEqualRiskContribution, NestedClusteredOptimization
 from gradfolio.allocation.classical.downside import MaximumCalmar, MaximumSortino, MinimumCVaR, MinimumDrawdown
 from gradfolio.allocation.classical.eigen import EigenPortfolio
+from gradfolio.allocation.classical.factor_model import FactorMeanVariance
 from gradfolio.allocation.classical.hrp import HierarchicalRiskParity
-from gradfolio.allocation.classical.mean_variance import MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.mean_variance import MaximumDiversification, MaximumSharpe, MinimumVariance
+from gradfolio.allocation.classical.risk_measure_portfolios import (
+    MaximumOmega,
+    MinimumCDaR,
+    MinimumMeanAbsoluteDeviation,
+    MinimumSemiVariance,
+    MinimumWorstRealization,
+)
 from gradfolio.allocation.classical.risk_parity import RiskParity
-from gradfolio.allocation.classical.simple import EqualWeight, InverseVolatility, RandomPortfolio
+from gradfolio.allocation.classical.simple import EqualWeight, InverseVariance, InverseVolatility, RandomPortfolio
 from gradfolio.registry import Registry
 
 PORTFOLIOS: Registry[ClassicalPortfolio] = Registry("portfolio")
@@ -24,8 +34,22 @@ PORTFOLIOS: Registry[ClassicalPortfolio] = Registry("portfolio")
 for _cls in (
     EqualWeight, InverseVolatility, RandomPortfolio, EigenPortfolio, RiskParity, HierarchicalRiskParity,
     MinimumVariance, MaximumSharpe, MinimumCVaR, MinimumDrawdown, MaximumCalmar, MaximumSortino,
+    InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
+    FactorMeanVariance, CardinalityPortfolio,
+    MinimumCDaR, MinimumMeanAbsoluteDeviation, MinimumWorstRealization, MinimumSemiVariance,
+    MaximumOmega,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls
 
-__all__ = ["PORTFOLIOS"]
+#: Portfolios that ``benchmarks: ["all"]`` runs: every one except the mixed-integer ``cardinality``
+#: (solved window by window on the CPU, seconds to minutes each); name it to run it.
+NOT_IN_ALL: frozenset[str] = frozenset({"cardinality"})
+
+
+def default_benchmarks() -> list[str]:
+    """The names ``benchmarks: ["all"]`` stands for: :data:`PORTFOLIOS` in order, less :data:`NOT_IN_ALL`."""
+    return [name for name in PORTFOLIOS.names() if name not in NOT_IN_ALL]
+
+
+__all__ = ["PORTFOLIOS", "NOT_IN_ALL", "default_benchmarks"]

@@ -63,6 +63,32 @@ class InverseVolatility(ClassicalPortfolio):
         return inv / inv.sum(dim=-1, keepdim=True)
 
 
+class InverseVariance(ClassicalPortfolio):
+    """Weights proportional to ``1 / sigma_i^2``: the minimum-variance portfolio of ``diag(S)``.
+
+    Matches PyPortfolioOpt's ``EfficientFrontier(None, diag(S)).min_volatility()`` (and
+    Riskfolio-Lib's ``rp_optimization`` closed form for a diagonal covariance).
+
+    Parameters
+    ----------
+    covariance
+        Covariance estimator whose diagonal gives the variances (a name of :data:`COVARIANCES`
+        or a callable ``(B, L, N) -> (B, N, N)``).
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "inverse_variance"
+
+    def __init__(self, covariance: str | CovarianceEstimator = "sample", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.covariance = resolve_covariance(covariance)
+
+    def allocate(self, R: Tensor) -> Tensor:
+        inv = 1.0 / volatilities(self.covariance(R), type(self).__name__) ** 2
+        return inv / inv.sum(dim=-1, keepdim=True)
+
+
 class RandomPortfolio(ClassicalPortfolio):
     """Long-only weights drawn uniformly on the simplex (Dirichlet(1, ..., 1)), one per window.
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from gradfolio.allocation import Loss, Trainer, make_loss, make_network
-from gradfolio.allocation.classical import PORTFOLIOS
+from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 from gradfolio.allocation.strategy import (
     json_params,
 )
@@ -49,7 +49,7 @@ def benchmark_params(config: BacktestConfig, assets: list[str] | None = None) ->
     :data:`gradfolio.allocation.classical.PORTFOLIOS`.
     """
     config.check_references()
-    names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    names = default_benchmarks() if config.benchmarks == ["all"] else config.benchmarks
     constrained = constrained_benchmarks(config, assets)
     out: dict[str, dict[str, Any]] = {}
     for name in names:

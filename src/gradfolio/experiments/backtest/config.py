@@ -258,7 +258,7 @@ class BacktestConfig(_Section):
             ``network.params.allocator_params.settings.max_iter: Input should be a valid integer``.
         """
         from gradfolio.allocation import LOSSES, NETWORKS
-        from gradfolio.allocation.classical import PORTFOLIOS
+        from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 
         spec = self.constraints.spec() if self.constraints is not None else None
         specs = [("network", self.network)] if self.networks is None else [
@@ -275,7 +275,7 @@ class BacktestConfig(_Section):
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")
-        names = PORTFOLIOS.names() if self.benchmarks == ["all"] else self.benchmarks
+        names = default_benchmarks() if self.benchmarks == ["all"] else self.benchmarks
         for name, params in self.benchmark_params.items():
             if name not in names:
                 raise ConfigError(

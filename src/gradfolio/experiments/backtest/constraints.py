@@ -146,12 +146,12 @@ def constrained_benchmarks(config: RunConfig, assets: list[str] | None = None) -
     ConfigError
         A benchmark's ``benchmark_params`` give constraints too (one place only).
     """
-    from gradfolio.allocation.classical import PORTFOLIOS
+    from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 
     if config.constraints is None:
         return {}
     spec = config.constraints.spec(assets)
-    names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    names = default_benchmarks() if config.benchmarks == ["all"] else config.benchmarks
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         if "constraints" not in PORTFOLIOS.params_model(name).model_fields:
@@ -191,12 +191,12 @@ def constrained_network_params(config: RunConfig, assets: list[str] | None = Non
 def unconstrained_benchmarks(config: RunConfig) -> list[str]:
     """The benchmarks run that ignore ``config.constraints`` (not convex problems: equal weight, inverse
     volatility, random, eigen), and ``hrp`` when the spec has groups or leverage it cannot apply."""
-    from gradfolio.allocation.classical import PORTFOLIOS
+    from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 
     if config.constraints is None:
         return []
     c = config.constraints
-    names = PORTFOLIOS.names() if config.benchmarks == ["all"] else config.benchmarks
+    names = default_benchmarks() if config.benchmarks == ["all"] else config.benchmarks
     partial = bool(c.groups or c.sectors or c.leverage is not None)
     return [n for n in names
             if "constraints" not in PORTFOLIOS.params_model(n).model_fields or (n in BOUNDS_ONLY and partial)]

@@ -63,13 +63,11 @@ from gradfolio.backtest import (
 )
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest.build import (
-    NetworkRun,
     benchmark_params,
     build_benchmarks,
     build_network,
     load_returns,
     network_params,
-    refit_windows,
     retrain_schedule,
     split_windows,
     train_network,

@@ -1,0 +1,92 @@
+"""Minimum CDaR, MAD, worst realization and semi-variance against skfolio's MeanRisk on the S&P 500
+and Fama-French industry windows; the minimized risk against gradfolio.risk."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skfolio import RiskMeasure
+from skfolio.optimization import MeanRisk
+
+from gradfolio import risk
+from gradfolio.allocation.classical import (
+    EqualWeight,
+    MinimumCDaR,
+    MinimumMeanAbsoluteDeviation,
+    MinimumSemiVariance,
+    MinimumWorstRealization,
+)
+from gradfolio.errors import ConfigError
+
+TIGHT = dict(solver_params=dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10), scale_objective=1e4)
+
+CASES = [
+    (MinimumCDaR(beta=0.9), dict(risk_measure=RiskMeasure.CDAR, cdar_beta=0.9), lambda r: risk.cdar(r, 0.9)),
+    (MinimumMeanAbsoluteDeviation(), dict(risk_measure=RiskMeasure.MEAN_ABSOLUTE_DEVIATION), risk.mean_absolute_deviation),
+    (MinimumWorstRealization(), dict(risk_measure=RiskMeasure.WORST_REALIZATION), risk.worst_realization),
+    (MinimumSemiVariance(), dict(risk_measure=RiskMeasure.SEMI_VARIANCE), risk.semi_variance),
+]
+
+
+@pytest.mark.parametrize(("model", "peer", "measure"), CASES, ids=lambda c: type(c).__name__ if hasattr(c, "allocate") else "")
+def test_matches_skfolio_and_minimizes_the_measure(both_windows, model, peer, measure) -> None:
+    X, frames = both_windows
+    w = model(X)
+    ew = EqualWeight()(X)
+    for b, f in enumerate(frames):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = MeanRisk(**peer, **TIGHT).fit(f.to_numpy()).weights_
+        np.testing.assert_allclose(w[b].numpy(), ref, atol=2e-6)
+        R = X[b, 0]
+        ours = float(measure(R @ w[b]))
+        assert ours <= float(measure(R @ ew[b])) + 1e-15
+        assert ours <= float(measure(R @ torch.as_tensor(ref))) * (1 + 1e-6) + 1e-15
+    torch.testing.assert_close(w.sum(-1), torch.ones(len(frames), dtype=w.dtype))
+
+
+def test_cdar_beta_is_checked_and_matters(windows) -> None:
+    X, _ = windows(252)
+    assert float((MinimumCDaR(beta=0.5)(X) - MinimumCDaR(beta=0.95)(X)).abs().max()) > 1e-3
+    with pytest.raises(ConfigError, match="beta=1.0"):
+        MinimumCDaR(beta=1.0)
+
+
+def _cvxpy_omega(R: np.ndarray, tau: float) -> np.ndarray:
+    import cvxpy as cp
+
+    L, N = R.shape
+    y = cp.Variable(N, nonneg=True)
+    v = cp.Variable(L, nonneg=True)
+    prob = cp.Problem(cp.Minimize(cp.sum(v) / L), [v >= -(R - tau) @ y, (R.mean(0) - tau) @ y == 1])
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    return y.value / y.value.sum()
+
+
+@pytest.mark.parametrize("tau", [0.0, 2e-4])
+def test_max_omega_is_the_best_omega(both_windows, tau: float) -> None:
+    from gradfolio.allocation.classical import MaximumOmega
+
+    X, frames = both_windows
+    w = MaximumOmega(threshold=tau)(X)
+    gen = np.random.default_rng(0)
+    for b in range(len(frames)):
+        R = X[b, 0].numpy()
+        np.testing.assert_allclose(w[b].numpy(), _cvxpy_omega(R, tau), atol=1e-6)
+        best = risk.omega_ratio(R @ w[b].numpy(), target=tau)
+        assert best >= max(risk.omega_ratio(R[:, i], target=tau) for i in range(R.shape[1])) - 1e-12
+        others = gen.dirichlet(np.ones(R.shape[1]), size=500) @ R.T
+        assert best >= risk.omega_ratio(others, target=tau).max() - 1e-12
+
+
+def test_max_omega_infeasible_windows_are_named(windows) -> None:
+    from gradfolio.allocation.classical import MaximumOmega
+    from gradfolio.errors import InfeasibleError
+
+    X, _ = windows(60)
+    with pytest.raises(InfeasibleError) as err:
+        MaximumOmega(threshold=1.0)(X)
+    assert err.value.rows == [0, 1, 2, 3]
