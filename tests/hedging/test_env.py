@@ -310,3 +310,20 @@ def test_numpy_references_of_the_benchmark_reproduce_the_env(monkeypatch):
     np.testing.assert_allclose(day_vol, env.day_vol.numpy(), rtol=1e-13, atol=0)
     for episode_fn in (ref.episode_vectorized, ref.episode_per_path):
         np.testing.assert_allclose(episode_fn(spot, day_vol, orders), episode.pnl.numpy(), rtol=0, atol=1e-10)
+
+
+def test_fused_revaluation_agrees_with_the_default_and_is_opt_in() -> None:
+    """``fused=True`` (one pass per book per night) gives the default per-slot valuation's episode
+    up to floating-point reassociation; the default is what the published agent rows were made with."""
+    from gradfolio.hedging.baselines import baseline_policies
+
+    cfg = EnvConfig(arrival_rate=1.7, cost=0.003)
+    plain = HedgingEnv(cfg, 64, seed=3, dtype=torch.float64)
+    fused = HedgingEnv(cfg, 64, seed=3, dtype=torch.float64, fused=True)
+    assert not plain.fused and fused.fused
+    for name in ("delta_gamma", "delta_vega"):
+        a = plain.run_episode(baseline_policies(plain, [name])[name], 11)
+        b = fused.run_episode(baseline_policies(fused, [name])[name], 11)
+        torch.testing.assert_close(b.total_pnl, a.total_pnl, rtol=1e-10, atol=1e-9)
+        torch.testing.assert_close(b.reward, a.reward, rtol=1e-10, atol=1e-9)
+        torch.testing.assert_close(b.cost, a.cost, rtol=1e-10, atol=1e-9)
