@@ -25,13 +25,8 @@ from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_
 from gradfolio.experiments.config_io import dump_config, parse_config
 from gradfolio.experiments.run_folder import RunFolder
 from gradfolio.experiments.backtest.report import report_html
-from gradfolio.experiments.backtest.run import (
-    build_benchmarks,
-    load_returns,
-    refit_windows,
-    run_backtest,
-    split_windows,
-)
+from gradfolio.experiments.backtest.build import build_benchmarks, load_returns, refit_windows, split_windows
+from gradfolio.experiments.backtest.run import run_backtest
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

@@ -37,6 +37,7 @@ from gradfolio.experiments.config_io import dump_config
 from gradfolio.experiments.hedging.config import EvaluationConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.experiments.outputs import write_csv
+from gradfolio.experiments.run_folder import RunFolder, check_run_folder
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.deep import DeepHedgeConfig, EnvPolicy, env_pnl
@@ -122,22 +123,24 @@ def train_deep(
     A fresh run fits the policy's feature scaler on one episode of random actions (seed
     ``TRAIN_SEED_OFFSET - 1 - trainer.seed``, disjoint from the training, validation and test seeds).
     """
-    out = Path(run_dir or config.output_dir)
+    out = check_run_folder(run_dir or config.output_dir, "hedge")
     tracker = tracker if tracker is not None else NullTracker()
     trainer = build_deep_trainer(config, out, tracker=tracker, progress=progress)
     policy = trainer.policy
     assert isinstance(policy, EnvPolicy)
-    if resume:
+    if resume:  # read before the folder is opened: a missing or bad checkpoint creates nothing
         trainer.load()
     else:
         if (out / CHECKPOINT_NAME).exists():
             raise ConfigError(f"{out / CHECKPOINT_NAME} exists; pass --resume to continue it or choose a new --out folder.")
         policy.fit_scaler(TRAIN_SEED_OFFSET - 1 - config.trainer.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
-    trainer.train()
-    save_state(out / POLICY_FILE, {"config": config.model_dump(mode="json"), "policy": policy.state_dict()})
-    write_csv(pd.DataFrame(trainer.history), out / "history.csv")
+    with RunFolder(out, "hedge") as run_folder:  # marked, locked; outputs staged and published at once
+        trainer.train()
+        stage = run_folder.stage
+        dump_config(config, stage / "config.yaml")
+        save_state(stage / POLICY_FILE, {"config": config.model_dump(mode="json"), "policy": policy.state_dict()})
+        write_csv(pd.DataFrame(trainer.history), stage / "history.csv")
+        run_folder.publish()
     return policy, out
 
 
@@ -155,7 +158,7 @@ def evaluate_deep(
     results = evaluate_policies(env, {**baseline_policies(env, ev.strategies), "deep": play}, ev.n_episodes, ev.seed)
     table = metrics_table(results, ev.level, ev.risk_aversion)
     if run_dir is not None:
-        write_hedge_run(run_dir, config, table, results, title="Deep hedging vs baselines")
+        write_hedge_run(run_dir, config, table, results, title="Deep hedging vs baselines", add=True)
     return table
 
 

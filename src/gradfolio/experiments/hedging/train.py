@@ -95,7 +95,7 @@ class HedgeTrainingConfig(BaseModel):
                 raise ValueError(f"agent: {data['agent']} and preset: {data['preset']} disagree; keep one")
             data["preset"], data["agent"] = data["agent"], {}
         name = data.get("preset")
-        if name is None or name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             return data  # an unknown name is reported by the field's own validation
         agent, trainer = PRESETS[name]
         for section, preset in (("agent", agent), ("trainer", trainer)):
