@@ -139,3 +139,18 @@ def test_a_folder_without_strategies_is_named(tmp_path: Path, setup: tuple) -> N
     _, csv, _ = setup
     result = invoke("--run", str(tmp_path), "--data", str(csv))
     assert result.exit_code == 2 and "neither a strategy bundle" in result.output
+
+
+def test_out_is_a_predict_run_folder_and_a_foreign_folder_is_refused(setup: tuple, tmp_path: Path) -> None:
+    folder, csv, _ = setup
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file")
+    result = invoke("--run", str(folder), "--data", str(csv), "--out", str(mine))
+    assert result.exit_code == 2 and "not created by gradfolio" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # untouched
+    out = tmp_path / "daily"
+    for _ in range(2):  # a second prediction into the same folder replaces the first
+        result = invoke("--run", str(folder), "--data", str(csv), "--out", str(out))
+        assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= {"predict.csv", "predict.json", ".gradfolio-run"}

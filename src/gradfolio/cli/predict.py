@@ -34,8 +34,11 @@ def predict(
     from gradfolio.allocation.strategy import load_strategy, read_holdings, rebalance_plan
     from gradfolio.costs import ProportionalCost
     from gradfolio.data import load_prices
+    from gradfolio.experiments.run_folder import RunFolder, check_run_folder
     from gradfolio.io import atomic_write_text
 
+    if out is not None:  # a foreign folder is refused before any work
+        check_run_folder(out, "predict")
     if capital is not None and not capital > 0:
         raise ConfigError(f"--capital {capital:g}: give the portfolio's wealth in currency, a positive number.")
     saved = load_strategy(run, strategy)
@@ -89,8 +92,10 @@ def predict(
         }
         csv_text = plan.table.rename_axis("ticker").to_csv(float_format="%.17g")
         text = json.dumps(record, indent=2) + "\n"
-        atomic_write_text(out / "predict.csv", csv_text)
-        atomic_write_text(out / "predict.json", text)
+        with RunFolder(out, "predict") as folder:  # a new, empty or earlier predict folder; staged, then published
+            atomic_write_text(folder.stage / "predict.csv", csv_text)
+            atomic_write_text(folder.stage / "predict.json", text)
+            folder.publish()
         console.print(f"written: {out / 'predict.csv'}, {out / 'predict.json'}")
 
 
