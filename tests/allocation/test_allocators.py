@@ -25,21 +25,6 @@ from gradfolio.solvers import Group, PortfolioConstraints, QPSettings
 torch.set_num_threads(1)
 
 
-def _xy(B=4, L=12, H=6, N=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return 0.01 * torch.randn(B, 1, L, N, generator=g, dtype=D), 0.01 * torch.randn(B, 1, H, N, generator=g, dtype=D)
-
-
-def _gradcheck_params(module, f):
-    """Finite-difference check of ``f(module with parameters ps)`` with respect to every parameter."""
-    names = [n for n, _ in module.named_parameters()]
-
-    def call(*ps):
-        return f(lambda x: torch.func.functional_call(module, dict(zip(names, ps)), (x,)))
-
-    return torch.autograd.gradcheck(call, tuple(p.detach().clone().requires_grad_(True) for p in module.parameters()))
-
-
 D = torch.float64
 
 
