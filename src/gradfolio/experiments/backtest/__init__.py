@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gradfolio.experiments.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gradfolio.experiments.backtest.config import (
@@ -89,20 +90,7 @@ _EXPORTS: dict[str, str] = {
 (e.g. the light ``config`` from the command line) does not import the others (torch training, plotting)."""
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = [
-    "DataSettings", "SplitSettings", "StatsSettings", "CVSettings", "SearchSpace", "TuneConfig", "load_tune_config", "run_tune", "CVPlan", "cv_plan", "run_cv", "read_cv", "stats_table", "write_stats", "read_stats", "BacktestSettings", "NetworkSettings", "TrainSettings", "BacktestConfig",
-    "load_backtest_config", "demo_config", "ConstraintSettings", "GroupSettings", "SectorSettings",
-    "NetworkRun", "build_network", "train_network", "refit_windows", "retrain_schedule",
-    "benchmark_params", "build_benchmarks", "network_params", "save_strategies", "load_returns", "split_windows", "run_backtest",
-    "metrics_html", "report_html", "write_pngs", "write_report",
-]
+__all__ = list(_EXPORTS)

@@ -12,8 +12,9 @@ distributional agent),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gradfolio.experiments.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gradfolio.experiments.hedging.baselines import run_baselines
@@ -80,21 +81,7 @@ _EXPORTS: dict[str, str] = {
 (e.g. the light ``config`` from the command line) does not import the others (torch training, plotting)."""
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = [
-    "HedgingConfig", "EvaluationConfig", "TrainerConfig", "load_hedging_config", "run_baselines",
-    "HedgeTrainingConfig", "load_training_config", "run_params", "build_trainer", "train_agent", "load_agent", "evaluate_agent",
-    "AGENT_FILE", "train_seeds", "seed_summary", "paired_differences", "t_interval",
-    "PAPER_EXPERIMENTS", "SweepConfig", "load_sweep_config", "apply_overrides", "grid_points", "run_point",
-    "run_sweep", "results_table", "write_results", "experiment_figure",
-    "pnl_frame", "histogram_png", "report_html", "write_hedge_run",
-]
+__all__ = list(_EXPORTS)
