@@ -1,5 +1,9 @@
 """Minimum-risk portfolios for more risk measures: CDaR, mean absolute deviation, worst
-realization and semi-variance. Long-only, fully invested, one sparse Clarabel problem per window
+realization and semi-variance, and maximum Omega. Long-only and fully invested by default (any
+:class:`~gradfolio.solvers.PortfolioConstraints` instead with ``constraints=``, as every
+:class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`: the builders' budget row
+and closing ``-w <= 0`` rows are replaced by the spec's, Omega's rows homogenized; see
+:mod:`~gradfolio.allocation.classical.constrained`); one sparse Clarabel problem per window
 (:class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`, as the portfolios of
 :mod:`~gradfolio.allocation.classical.downside`); ``mu`` is the window mean.
 
@@ -56,6 +60,9 @@ class MinimumCDaR(ConicPortfolio):
     ----------
     beta
         Confidence level in ``(0, 1)``.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -96,6 +103,9 @@ class MinimumMeanAbsoluteDeviation(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -124,6 +134,9 @@ class MinimumWorstRealization(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -150,6 +163,9 @@ class MinimumSemiVariance(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -185,6 +201,9 @@ class MaximumOmega(_MaximumRatio):
     ----------
     threshold
         ``tau``, the return per period that splits gains from losses.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
