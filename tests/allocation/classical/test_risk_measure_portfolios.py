@@ -122,3 +122,9 @@ def test_evar_beta_is_checked_and_matters(windows) -> None:
     assert float((MinimumEVaR(beta=0.5)(X) - MinimumEVaR(beta=0.95)(X)).abs().max()) > 1e-3
     with pytest.raises(ConfigError, match="beta=0.0"):
         MinimumEVaR(beta=0.0)
+
+
+def test_min_evar_is_the_minimax_portfolio_when_the_tail_is_one_day(windows) -> None:
+    """``L (1 - beta) <= 1``: EVaR is the worst loss (z -> 0), so the optimum is the minimax portfolio."""
+    X, _ = windows(60, ends=(2000, 6000))
+    torch.testing.assert_close(MinimumEVaR(beta=0.99)(X), MinimumWorstRealization()(X), atol=1e-8, rtol=0)
