@@ -11,7 +11,13 @@ from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunc
 from gradfolio.allocation.classical import (
     HierarchicalRiskParity as HRP,
     MaximumCalmar,
+    MaximumOmega,
     MaximumSharpe,
+    MinimumCDaR,
+    MinimumEVaR,
+    MinimumMeanAbsoluteDeviation,
+    MinimumSemiVariance,
+    MinimumWorstRealization,
     MaximumSortino,
     MinimumCVaR,
     MinimumDrawdown,
@@ -43,6 +49,10 @@ CASES = {
     "max_calmar": (MaximumCalmar, {}, dict(risk_measure=RiskMeasure.MAX_DRAWDOWN, objective_function=RATIO)),
     "max_sortino": (MaximumSortino, {"target": 0.0}, dict(risk_measure=RiskMeasure.SEMI_DEVIATION, objective_function=RATIO,
                                                           min_acceptable_return=0.0)),
+    "min_cdar": (MinimumCDaR, {"beta": 0.85}, dict(risk_measure=RiskMeasure.CDAR, cdar_beta=0.85)),
+    "min_mad": (MinimumMeanAbsoluteDeviation, {}, dict(risk_measure=RiskMeasure.MEAN_ABSOLUTE_DEVIATION)),
+    "min_worst_realization": (MinimumWorstRealization, {}, dict(risk_measure=RiskMeasure.WORST_REALIZATION)),
+    "min_semi_variance": (MinimumSemiVariance, {}, dict(risk_measure=RiskMeasure.SEMI_VARIANCE, **SCALED)),
 }
 
 
@@ -87,6 +97,41 @@ def test_min_variance_matches_cvxpy(windows) -> None:
         cp.Problem(cp.Minimize(cp.quad_form(x, cp.psd_wrap(S / np.diag(S).mean()))),
                    [cp.sum(x) == 1, x >= lo, x <= hi, cp.sum(x[tech]) <= 0.25]).solve(solver="CLARABEL", **TIGHT)
         np.testing.assert_allclose(w[b], x.value, atol=1e-8)
+
+
+def test_min_evar_matches_skfolio_with_the_same_constraints(windows) -> None:
+    """EVaR is flat at its minimum (1e-6 in the weights moves it by ~1e-12): weights to 1e-5, EVaR no worse."""
+    from gradfolio import risk
+
+    X, frames = windows(252, ends=ENDS)
+    columns = list(frames[0].columns)
+    w = MinimumEVaR(beta=0.9, constraints=SPEC.resolve(columns))(X)
+    for b, f in enumerate(frames):
+        ref = MeanRisk(risk_measure=RiskMeasure.EVAR, evar_beta=0.9, **_skfolio_bounds(columns),
+                       solver_params=TIGHT).fit(f).weights_
+        np.testing.assert_allclose(w[b].numpy(), ref, atol=1e-5)
+        _check_constraints(w[b].numpy(), columns)
+        R = X[b, 0]
+        assert float(risk.evar(R @ w[b], 0.9)) <= float(risk.evar(R @ torch.as_tensor(ref), 0.9)) + 1e-10
+
+
+def test_max_omega_matches_cvxpy(windows) -> None:
+    """skfolio has no Omega objective: the homogenized LP with the same constraints in cvxpy (Clarabel)."""
+    cp = pytest.importorskip("cvxpy")
+    X, frames = windows(252, ends=ENDS)
+    columns = list(frames[0].columns)
+    tau = 2e-4
+    w = MaximumOmega(threshold=tau, constraints=SPEC.resolve(columns))(X).numpy()
+    i = {a: k for k, a in enumerate(columns)}
+    tech = [i[a] for a in ("AAPL", "MSFT", "AMD")]
+    for b, f in enumerate(frames):
+        R = f.to_numpy()
+        y, k = cp.Variable(20), cp.Variable(nonneg=True)
+        cons = [(R.mean(axis=0) - tau) @ y == 1, cp.sum(y) == k, y >= 0, y <= 0.3 * k, y[i["KO"]] <= 0.08 * k,
+                y[i["XOM"]] >= 0.06 * k, cp.sum(y[tech]) <= 0.25 * k]
+        cp.Problem(cp.Minimize(cp.sum(cp.pos(-(R - tau) @ y)) / len(R)), cons).solve(solver="CLARABEL", **TIGHT)
+        np.testing.assert_allclose(w[b], y.value / k.value, atol=1e-6)
+        _check_constraints(w[b], columns)
 
 
 def test_risk_parity_matches_skfolio_risk_budgeting(windows) -> None:

@@ -36,6 +36,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "cardinality": {"max_assets": 3, "min_weight": 0.05, "max_weight": 0.8, "objective": "cvar", "beta": 0.9,
                     "covariance": "oas", "time_limit": 20.0},
     "min_cdar": {"beta": 0.8},
+    "min_evar": {"beta": 0.9, "returns_kind": "log", "constraints": {"long_only": True, "upper": 0.45}},
     "max_omega": {"threshold": -1e-4},
     "min_mad": {"returns_kind": "log"},
     "min_worst_realization": {"returns_channel": 1},

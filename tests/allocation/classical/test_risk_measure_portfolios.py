@@ -1,4 +1,4 @@
-"""Minimum CDaR, MAD, worst realization and semi-variance against skfolio's MeanRisk on the S&P 500
+"""Minimum CDaR, MAD, worst realization, semi-variance and EVaR against skfolio's MeanRisk on the S&P 500
 and Fama-French industry windows; the minimized risk against gradfolio.risk."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gradfolio import risk
 from gradfolio.allocation.classical import (
     EqualWeight,
     MinimumCDaR,
+    MinimumEVaR,
     MinimumMeanAbsoluteDeviation,
     MinimumSemiVariance,
     MinimumWorstRealization,
@@ -90,3 +91,40 @@ def test_max_omega_infeasible_windows_are_named(windows) -> None:
     with pytest.raises(InfeasibleError) as err:
         MaximumOmega(threshold=1.0)(X)
     assert err.value.rows == [0, 1, 2, 3]
+
+
+#: skfolio's EVaR problem at Clarabel's tightest tolerances (its defaults stop ~2e-5 away in the weights;
+#: EVaR is flat there: 1e-6 in the weights moves it by ~1e-12)
+EVAR_TIGHT = dict(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12, max_iter=400)
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.97])
+def test_min_evar_matches_skfolio_and_beats_random_portfolios(both_windows, beta: float) -> None:
+    X, frames = both_windows
+    w = MinimumEVaR(beta=beta)(X)
+    gen = np.random.default_rng(3)
+    for b, f in enumerate(frames):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = MeanRisk(risk_measure=RiskMeasure.EVAR, evar_beta=beta, solver_params=EVAR_TIGHT).fit(f.to_numpy()).weights_
+        np.testing.assert_allclose(w[b].numpy(), ref, atol=1e-5)
+        R = X[b, 0]
+        ours = float(risk.evar(R @ w[b], beta))
+        assert ours <= float(risk.evar(R @ torch.as_tensor(ref), beta)) + 1e-10
+        others = torch.as_tensor(gen.dirichlet(np.ones(R.shape[1]), size=200)) @ R.T  # (200, L)
+        assert ours <= float(risk.evar(others, beta).min())
+    torch.testing.assert_close(w.sum(-1), torch.ones(len(frames), dtype=w.dtype))
+    assert float(w.min()) >= 0.0
+
+
+def test_evar_beta_is_checked_and_matters(windows) -> None:
+    X, _ = windows(252)
+    assert float((MinimumEVaR(beta=0.5)(X) - MinimumEVaR(beta=0.95)(X)).abs().max()) > 1e-3
+    with pytest.raises(ConfigError, match="beta=0.0"):
+        MinimumEVaR(beta=0.0)
+
+
+def test_min_evar_is_the_minimax_portfolio_when_the_tail_is_one_day(windows) -> None:
+    """``L (1 - beta) <= 1``: EVaR is the worst loss (z -> 0), so the optimum is the minimax portfolio."""
+    X, _ = windows(60, ends=(2000, 6000))
+    torch.testing.assert_close(MinimumEVaR(beta=0.99)(X), MinimumWorstRealization()(X), atol=1e-8, rtol=0)

@@ -69,6 +69,14 @@ class ConicPortfolio(ClassicalPortfolio):
         """The problems of the windows ``R (c, L, N)``; implemented by subclasses."""
         raise NotImplementedError
 
+    def cones(self, batch: ConicBatch, R: np.ndarray) -> ConicBatch:
+        """``batch`` with the portfolio's exponential-cone rows appended (default: none, ``batch`` itself).
+
+        Called after :meth:`build` (and after the spec's rows replaced the default ones, which
+        keeps the builder's variables in their columns), so that the cones stay the last rows.
+        """
+        return batch
+
     def weights(self, x: np.ndarray, N: int) -> np.ndarray:
         """Long-only weights from the solutions ``x (B, n)`` (first ``N`` entries, rescaled to sum one)."""
         w = np.clip(x[:, :N], 0.0, None)
@@ -84,7 +92,8 @@ class ConicPortfolio(ClassicalPortfolio):
         if self.constraints is not None:
             return self._allocate_constrained(data, per_build, R)
         for start in range(0, B, per_build):
-            batch = self.build(data[start : start + per_build])
+            chunk = data[start : start + per_build]
+            batch = self.cones(self.build(chunk), chunk)
             per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
             x = solve_batch(batch, who, start, self.tol, per_solve)
             out[start : start + len(batch)] = self.weights(x, N)
@@ -98,12 +107,13 @@ class ConicPortfolio(ClassicalPortfolio):
         out = np.empty((B, N))
         infeasible: list[int] = []
         for start in range(0, B, per_build):
-            batch = self.build(data[start : start + per_build])
+            chunk = data[start : start + per_build]
+            batch = self.build(chunk)
             keep = np.ones(batch.A.shape[0], dtype=bool)
             keep[-N:] = False  # every builder ends with the rows -w_i <= 0
             if not self.ratio:
                 keep[0] = False  # the budget row (a ratio's row 0 is its normalization)
-            batch = constrain(batch, compiled, keep, self.ratio)
+            batch = self.cones(constrain(batch, compiled, keep, self.ratio), chunk)
             per_solve = max(1, min(self.windows_per_solve, self.max_solve_nonzeros // batch.nnz))
             x, rows = solve_all(batch, who, start, self.tol, per_solve)
             infeasible += rows

@@ -20,6 +20,7 @@ from gradfolio.allocation.classical.mean_variance import MaximumDiversification,
 from gradfolio.allocation.classical.risk_measure_portfolios import (
     MaximumOmega,
     MinimumCDaR,
+    MinimumEVaR,
     MinimumMeanAbsoluteDeviation,
     MinimumSemiVariance,
     MinimumWorstRealization,
@@ -37,7 +38,7 @@ for _cls in (
     InverseVariance, MaximumDiversification, HierarchicalEqualRiskContribution, NestedClusteredOptimization,
     FactorMeanVariance, CardinalityPortfolio,
     MinimumCDaR, MinimumMeanAbsoluteDeviation, MinimumWorstRealization, MinimumSemiVariance,
-    MaximumOmega,
+    MaximumOmega, MinimumEVaR,
 ):
     PORTFOLIOS.register(_cls.name, _cls)
 del _cls

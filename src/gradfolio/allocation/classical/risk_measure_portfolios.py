@@ -1,5 +1,9 @@
 """Minimum-risk portfolios for more risk measures: CDaR, mean absolute deviation, worst
-realization and semi-variance. Long-only, fully invested, one sparse Clarabel problem per window
+realization, semi-variance and entropic value at risk (EVaR), and maximum Omega. Long-only and fully invested by default (any
+:class:`~gradfolio.solvers.PortfolioConstraints` instead with ``constraints=``, as every
+:class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`: the builders' budget row
+and closing ``-w <= 0`` rows are replaced by the spec's, Omega's rows homogenized; see
+:mod:`~gradfolio.allocation.classical.constrained`); one sparse Clarabel problem per window
 (:class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`, as the portfolios of
 :mod:`~gradfolio.allocation.classical.downside`); ``mu`` is the window mean.
 
@@ -20,6 +24,15 @@ Minimum semi-variance (below the mean; Markowitz)::
 
     min  sum_t v_t^2 / (L - 1)   s.t.  v_t >= -(R_t - mu) w,  v >= 0
 
+Minimum entropic value at risk (Ahmadi-Javid), ``EVaR_beta(w) = inf_{z>0} z log(E[exp(-R w / z)]
+/ (1 - beta))``, with ``L`` exponential cones (Clarabel's ``{(a, b, c): b exp(a / b) <= c}``; as
+skfolio writes it)::
+
+    min  t - z log(L (1 - beta))   s.t.  (-R_t w - t, z, u_t) in K_exp,  sum_t u_t <= z,  z >= 0
+
+(``sum_t z exp((-R_t w - t) / z) <= z`` is ``t >= z log sum_t exp(-R_t w / z)``); the returns
+are divided by their mean absolute value first (EVaR is positively homogeneous: same argmin).
+
 all with ``sum w = 1``, ``w >= 0``. Maximum Omega ratio (Keating and Shadwick) at threshold
 ``tau``, ``Omega(w) = 1 + (mu'w - tau) / LPM1(w)`` with ``LPM1 = mean_t max(tau - R_t w, 0)``,
 homogenized (Charnes-Cooper, ``y = k w``; Kapsos, Christofides and Rustem)::
@@ -28,8 +41,8 @@ homogenized (Charnes-Cooper, ``y = k w``; Kapsos, Christofides and Rustem)::
 
 which needs some ``mu_i > tau`` (else :class:`~gradfolio.errors.InfeasibleError` names the
 windows). Peers: skfolio's ``MeanRisk(risk_measure=CDAR | MEAN_ABSOLUTE_DEVIATION
-| WORST_REALIZATION | SEMI_VARIANCE)``; the minimized risks equal :mod:`gradfolio.risk`'s
-``cdar``, ``mean_absolute_deviation``, ``worst_realization`` and ``semi_variance``.
+| WORST_REALIZATION | SEMI_VARIANCE | EVAR)``; the minimized risks equal :mod:`gradfolio.risk`'s
+``cdar``, ``mean_absolute_deviation``, ``worst_realization``, ``semi_variance`` and ``evar``.
 """
 
 from __future__ import annotations
@@ -46,7 +59,12 @@ from gradfolio.allocation.classical.downside import (
     _MaximumRatio,
 )
 from gradfolio.errors import ConfigError
-from gradfolio.solvers.conic import ConicBatch
+from gradfolio.solvers.conic import ConicBatch, Pattern
+
+
+def _row(r: int, c0: int, k: int, value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``value`` in columns ``c0 .. c0 + k - 1`` of row ``r``."""
+    return np.full(k, r), c0 + np.arange(k), np.full(k, float(value))
 
 
 class MinimumCDaR(ConicPortfolio):
@@ -56,6 +74,9 @@ class MinimumCDaR(ConicPortfolio):
     ----------
     beta
         Confidence level in ``(0, 1)``.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -96,6 +117,9 @@ class MinimumMeanAbsoluteDeviation(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -124,6 +148,9 @@ class MinimumWorstRealization(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -150,6 +177,9 @@ class MinimumSemiVariance(ConicPortfolio):
 
     Parameters
     ----------
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -174,6 +204,64 @@ class MinimumSemiVariance(ConicPortfolio):
         )
 
 
+class MinimumEVaR(ConicPortfolio):
+    """Minimum entropic value at risk (skfolio's ``MeanRisk(risk_measure=EVAR, evar_beta=beta)``).
+
+    One exponential cone per day of the window (``3 L`` rows after the linear ones), solved by
+    Clarabel like the other conic portfolios; the minimized risk is :func:`gradfolio.risk.evar`.
+
+    Parameters
+    ----------
+    beta
+        Confidence level in ``(0, 1)``.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
+    returns_channel, returns_kind
+        See :class:`ClassicalPortfolio`.
+    """
+
+    name = "min_evar"
+
+    def __init__(self, beta: float = 0.95, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < beta < 1.0:
+            raise ConfigError(f"beta={beta!r} for MinimumEVaR: use a confidence level in (0, 1), e.g. 0.95.")
+        self.beta = float(beta)
+
+    def build(self, R: np.ndarray) -> ConicBatch:
+        # x = [w (N), t, z, u (L)]; the linear rows only (the cones: :meth:`cones`)
+        B, L, N = R.shape
+        t = N
+        q = np.zeros(N + 2 + L)
+        q[t] = 1.0
+        q[t + 1] = -np.log(L * (1.0 - self.beta))
+        return _batch(
+            np.broadcast_to(q, (B, q.size)),
+            (3 + N, N + 2 + L),
+            _budget(N),
+            _row(1, t + 2, L, 1.0),  # sum u - z <= 0
+            _column(1, t + 1, 1, -1.0),
+            _column(2, t + 1, 1, -1.0),  # -z <= 0
+            _diagonal(3, 0, N, -1.0),  # -w_i <= 0
+        )
+
+    def cones(self, batch: ConicBatch, R: np.ndarray) -> ConicBatch:
+        # rows m + 3 s, m + 3 s + 1, m + 3 s + 2: b - A x = (-R_s w - t, z, u_s), b = 0
+        B, L, N = R.shape
+        (m, n), t = batch.A.shape, N
+        scaled = R / np.abs(R).mean(axis=(1, 2), keepdims=True)
+        first = m + 3 * np.arange(L)
+        rows = [batch.A.rows, np.repeat(first, N), first, first + 1, first + 2]
+        cols = [batch.A.cols, np.tile(np.arange(N), L), np.full(L, t), np.full(L, t + 1), t + 2 + np.arange(L)]
+        values = [batch.A_values, scaled.reshape(B, L * N), np.ones(L), np.full(L, -1.0), np.full(L, -1.0)]
+        values = np.concatenate([np.broadcast_to(v, (B, v.shape[-1])) for v in values], axis=1)
+        P = None if batch.P is None else Pattern(batch.P.rows, batch.P.cols, batch.P.shape)
+        return ConicBatch(q=batch.q, A=Pattern(np.concatenate(rows), np.concatenate(cols), (m + 3 * L, n)),
+                          A_values=values, b=np.concatenate([batch.b, np.zeros((B, 3 * L))], axis=1),
+                          m_eq=batch.m_eq, P=P, P_values=batch.P_values, n_exp=L)
+
+
 class MaximumOmega(_MaximumRatio):
     """Maximum Omega ratio at ``threshold`` (homogenized LP; see the module text).
 
@@ -185,6 +273,9 @@ class MaximumOmega(_MaximumRatio):
     ----------
     threshold
         ``tau``, the return per period that splits gains from losses.
+    constraints
+        :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
+        :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
@@ -211,4 +302,4 @@ class MaximumOmega(_MaximumRatio):
         )
 
 
-__all__ = ["MaximumOmega", "MinimumCDaR", "MinimumMeanAbsoluteDeviation", "MinimumWorstRealization", "MinimumSemiVariance"]
+__all__ = ["MaximumOmega", "MinimumCDaR", "MinimumEVaR", "MinimumMeanAbsoluteDeviation", "MinimumWorstRealization", "MinimumSemiVariance"]
