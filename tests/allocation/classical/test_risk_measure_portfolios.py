@@ -128,3 +128,26 @@ def test_min_evar_is_the_minimax_portfolio_when_the_tail_is_one_day(windows) -> 
     """``L (1 - beta) <= 1``: EVaR is the worst loss (z -> 0), so the optimum is the minimax portfolio."""
     X, _ = windows(60, ends=(2000, 6000))
     torch.testing.assert_close(MinimumEVaR(beta=0.99)(X), MinimumWorstRealization()(X), atol=1e-8, rtol=0)
+
+
+def test_max_omega_black_litterman_mean_matches_cvxpy(windows) -> None:
+    """mean="black_litterman" (absolute + relative views, Idzorek confidences): the homogenized
+    Omega LP with the posterior mean in ``mu'y - tau`` equals cvxpy + Clarabel with it plugged in."""
+    cp = pytest.importorskip("cvxpy")
+    from gradfolio.allocation.classical import BlackLitterman, MaximumOmega
+
+    params = dict(P=[[1.0] + [0.0] * 5 + [-1.0] + [0.0] * 13], q=[3e-4], absolute={8: 1e-3, 15: -2e-4},
+                  omega="idzorek", confidences=[0.7, 0.4, 0.55])
+    X, frames = windows(252, ends=(4500, 8312))
+    tau = 1e-4
+    w = MaximumOmega(threshold=tau, mean="black_litterman", mean_params=params)(X).numpy()
+    w_sample = MaximumOmega(threshold=tau)(X).numpy()
+    mu = BlackLitterman(**params)(X[:, 0]).numpy()
+    for b, f in enumerate(frames):
+        R = f.to_numpy()
+        y = cp.Variable(20, nonneg=True)
+        cp.Problem(cp.Minimize(cp.sum(cp.pos(-(R - tau) @ y)) / len(R)), [(mu[b] - tau) @ y == 1]).solve(
+            solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10
+        )
+        np.testing.assert_allclose(w[b], y.value / y.value.sum(), atol=1e-6)
+    assert np.abs(w - w_sample).max() > 1e-2  # the hook is used

@@ -58,10 +58,12 @@ per window. The weights are computed without autograd.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from gradfolio.allocation.classical.base import positive_excess
 from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
+from gradfolio.allocation.classical.mean import MeanEstimator, resolve_mean, sample_mean
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.conic import ConicBatch, Pattern
 
@@ -134,13 +136,28 @@ class _MaximumRatio(ConicPortfolio):
 
     ratio = True
 
-    def __init__(self, risk_free: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        risk_free: float = 0.0,
+        mean: str | MeanEstimator = "sample",
+        mean_params: dict | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.risk_free = float(risk_free)
+        self.mean = resolve_mean(mean, mean_params)
+
+    def expected(self, R: np.ndarray) -> np.ndarray:
+        """``mu (c, N)`` of the windows ``R (c, L, N)`` from the mean estimator (the sample mean
+        is taken in NumPy, as before the estimator hook)."""
+        if self.mean is sample_mean:
+            return R.mean(axis=1)
+        return self.mean(torch.from_numpy(R)).detach().cpu().double().numpy()
 
     def allocate(self, R: Tensor) -> Tensor:
         if self.constraints is None:  # with constraints, Clarabel proves a window infeasible
-            positive_excess(R, self.risk_free, type(self).__name__)
+            mu = None if self.mean is sample_mean else self.mean(R)
+            positive_excess(R, self.risk_free, type(self).__name__, mean=mu)
         return super().allocate(R)
 
 
@@ -218,6 +235,10 @@ class MaximumCalmar(_MaximumRatio):
     ----------
     risk_free
         Risk-free return per period (same units as the returns).
+    mean, mean_params
+        Expected-return estimator ``mu``: ``"sample"`` (default, the window mean),
+        ``"james_stein"``, ``"black_litterman"`` (with ``mean_params`` its keywords) or any
+        callable ``R (B, L, N) -> mu (B, N)``; see :mod:`gradfolio.allocation.classical.mean`.
     constraints
         :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
         :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
@@ -230,7 +251,7 @@ class MaximumCalmar(_MaximumRatio):
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [y (N), d (L), z]; row 0: (mu - r_f)' y = 1
         B, L, N = R.shape
-        excess = R.mean(axis=1) - self.risk_free
+        excess = self.expected(R) - self.risk_free
         q = np.zeros((B, N + L + 1))
         q[:, -1] = 1.0
         return _batch(q, (1 + 3 * L + N, N + L + 1), _dense(0, 0, excess[:, None]), *_drawdown_constraints(R))
@@ -250,6 +271,9 @@ class MaximumSortino(_MaximumRatio):
         (skfolio's default), ``0.0`` (default) matches :func:`gradfolio.risk.sortino_ratio`.
     risk_free
         Risk-free return per period.
+    mean, mean_params
+        Expected-return estimator ``mu`` in the ratio's numerator (as in :class:`MaximumCalmar`);
+        the semi-deviation's ``tau=None`` stays the window mean of the returns.
     constraints
         :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
         :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
@@ -259,16 +283,22 @@ class MaximumSortino(_MaximumRatio):
 
     name = "max_sortino"
 
-    def __init__(self, target: float | None = 0.0, risk_free: float = 0.0, **kwargs) -> None:
-        super().__init__(risk_free=risk_free, **kwargs)
+    def __init__(
+        self,
+        target: float | None = 0.0,
+        risk_free: float = 0.0,
+        mean: str | MeanEstimator = "sample",
+        mean_params: dict | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(risk_free=risk_free, mean=mean, mean_params=mean_params, **kwargs)
         self.target = None if target is None else float(target)
 
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [y (N), v (L)]; row 0: (mu - r_f)' y = 1; objective 1/2 sum v_t^2
         B, L, N = R.shape
-        mean = R.mean(axis=1, keepdims=True)
-        excess = mean[:, 0] - self.risk_free
-        below = R - (mean if self.target is None else self.target)
+        excess = self.expected(R) - self.risk_free
+        below = R - (R.mean(axis=1, keepdims=True) if self.target is None else self.target)
         return _batch(
             np.zeros((B, N + L)),
             (1 + 2 * L + N, N + L),

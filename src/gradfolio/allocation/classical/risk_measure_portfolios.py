@@ -50,6 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
+from gradfolio.allocation.classical.mean import MeanEstimator
 from gradfolio.allocation.classical.downside import (
     _batch,
     _budget,
@@ -273,6 +274,10 @@ class MaximumOmega(_MaximumRatio):
     ----------
     threshold
         ``tau``, the return per period that splits gains from losses.
+    mean, mean_params
+        Expected-return estimator ``mu`` in ``mu'w - tau`` (default ``"sample"``, the window
+        mean; see :class:`~gradfolio.allocation.classical.MaximumCalmar`); the lower partial
+        moment stays that of the returns.
     constraints
         :class:`~gradfolio.solvers.PortfolioConstraints` replacing ``sum w = 1, w >= 0`` (see
         :class:`~gradfolio.allocation.classical.conic_portfolio.ConicPortfolio`).
@@ -282,14 +287,20 @@ class MaximumOmega(_MaximumRatio):
 
     name = "max_omega"
 
-    def __init__(self, threshold: float = 0.0, **kwargs) -> None:
-        super().__init__(risk_free=threshold, **kwargs)
+    def __init__(
+        self,
+        threshold: float = 0.0,
+        mean: str | MeanEstimator = "sample",
+        mean_params: dict | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(risk_free=threshold, mean=mean, mean_params=mean_params, **kwargs)
         self.threshold = float(threshold)
 
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [y (N), v (L)]; row 0: (mu - tau)' y = 1
         B, L, N = R.shape
-        excess = R.mean(axis=1) - self.threshold
+        excess = self.expected(R) - self.threshold
         q = np.concatenate([np.zeros(N), np.full(L, 1.0 / L)])
         return _batch(
             np.broadcast_to(q, (B, q.size)),
