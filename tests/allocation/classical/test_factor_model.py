@@ -81,6 +81,27 @@ def test_factor_portfolio_equals_dense_problem(both_windows) -> None:
     assert float((w_mv - w_min).abs().max()) > 1e-3
 
 
+def test_factor_portfolio_with_black_litterman_mean_equals_dense_problem(windows) -> None:
+    """mean="black_litterman" (absolute + relative views, Idzorek confidences): the factor-form
+    portfolio equals the dense mean-variance problem with the posterior mean, and differs from
+    the sample-mean one; a constant callable mean favouring asset 7 raises its weight."""
+    X, _ = windows(252, ends=(4500, 8312))
+    params = dict(P=[[0.0] * 2 + [1.0] + [0.0] * 9 + [-1.0] + [0.0] * 7], q=[2e-4],
+                  absolute={7: 9e-4, 16: -3e-4}, omega="idzorek", confidences=[0.5, 0.85, 0.35])
+    dense_cov = statistical_factor_model(X[:, 0], n_factors=3).covariance()
+    w = FactorMeanVariance(n_factors=3, risk_aversion=40.0, mean="black_litterman", mean_params=params)(X)
+    ref = efficient_frontier(X[:, 0], [40.0], covariance=lambda R: dense_cov, mean="black_litterman",
+                             mean_params=params).weights[:, 0]
+    torch.testing.assert_close(w, ref, rtol=0, atol=1e-7)
+    assert float((w - FactorMeanVariance(n_factors=3, risk_aversion=40.0)(X)).abs().max()) > 1e-2
+    base = torch.linspace(2e-4, -1e-4, 20, dtype=torch.float64)
+    tilted = base.clone()
+    tilted[7] = 1.5e-3
+    w_flat = FactorMeanVariance(n_factors=3, risk_aversion=40.0, mean=lambda R: base.expand(R.shape[0], -1))(X)
+    w_tilt = FactorMeanVariance(n_factors=3, risk_aversion=40.0, mean=lambda R: tilted.expand(R.shape[0], -1))(X)
+    assert bool((w_tilt[:, 7] > w_flat[:, 7] + 0.05).all())
+
+
 def test_errors(windows) -> None:
     X, _ = windows(60)
     with pytest.raises(DataError, match="factors for observed_factor_model"):

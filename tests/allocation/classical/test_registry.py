@@ -33,7 +33,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "inverse_variance": {"covariance": "oas"},
     "max_diversification": {"covariance": "gerber", "returns_kind": "log"},
     "herc": {"n_clusters": 2, "linkage": "average", "distance": "pearson_squared", "covariance": "ewma"},
-    "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0},
+    "factor_mean_variance": {"n_factors": 2, "risk_aversion": 30.0, "mean": "james_stein"},
     "cardinality": {"max_assets": 3, "min_weight": 0.05, "max_weight": 0.8, "objective": "cvar", "beta": 0.9,
                     "covariance": "oas", "time_limit": 20.0},
     "min_cdar": {"beta": 0.8},

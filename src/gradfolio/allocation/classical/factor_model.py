@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradfolio.allocation.classical.mean import MeanEstimator, resolve_mean, sample_mean
+
 from gradfolio.allocation.classical.base import ClassicalPortfolio
 from gradfolio.errors import ConfigError, DataError
 from gradfolio.solvers.factor_qp import solve_factor_qp
@@ -130,14 +132,27 @@ class FactorMeanVariance(ClassicalPortfolio):
         Principal components kept.
     risk_aversion
         ``lambda`` (per-period units), or ``None`` for the minimum-variance portfolio.
+    mean, mean_params
+        Expected-return estimator ``mu``: ``"sample"`` (default, the factor model's mean, which
+        is the window mean), ``"james_stein"``, ``"black_litterman"`` (with ``mean_params`` its
+        keywords) or any callable ``R (B, L, N) -> mu (B, N)``; see
+        :mod:`gradfolio.allocation.classical.mean`. Unused with ``risk_aversion=None``.
     returns_channel, returns_kind
         See :class:`ClassicalPortfolio`.
     """
 
     name = "factor_mean_variance"
 
-    def __init__(self, n_factors: int = 5, risk_aversion: float | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        n_factors: int = 5,
+        risk_aversion: float | None = None,
+        mean: str | MeanEstimator = "sample",
+        mean_params: dict | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
+        self.mean = resolve_mean(mean, mean_params)
         if not isinstance(n_factors, int) or n_factors < 1:
             raise ConfigError(f"n_factors={n_factors!r} for FactorMeanVariance: use a positive integer.")
         if risk_aversion is not None and not risk_aversion > 0:
@@ -150,8 +165,9 @@ class FactorMeanVariance(ClassicalPortfolio):
             q = torch.zeros_like(model.mean)
             return solve_factor_qp(q, model.loadings, model.specific)
         lam = self.risk_aversion
+        mu = model.mean if self.mean is sample_mean else self.mean(R).to(model.mean.dtype)
         # max mu'w - lam w'Sw  <=>  min 1/2 w'(2 lam S)w - mu'w
-        return solve_factor_qp(-model.mean, model.loadings * (2 * lam) ** 0.5, model.specific * 2 * lam)
+        return solve_factor_qp(-mu, model.loadings * (2 * lam) ** 0.5, model.specific * 2 * lam)
 
 
 __all__ = ["FactorModel", "statistical_factor_model", "observed_factor_model", "FactorMeanVariance"]
