@@ -26,6 +26,19 @@ ReturnsKind = Literal["simple", "log"]
 RETURN_KINDS: tuple[str, ...] = get_args(ReturnsKind)
 
 
+def confidence_level(beta: float, who: str) -> float:
+    """``beta`` as a float, checked to be a confidence level in ``(0, 1)`` (CVaR, CDaR, EVaR portfolios).
+
+    Raises
+    ------
+    ConfigError
+        ``beta`` outside ``(0, 1)``, naming ``who``.
+    """
+    if not 0.0 < beta < 1.0:
+        raise ConfigError(f"beta={beta!r} for {who}: use a confidence level in (0, 1), e.g. 0.95.")
+    return float(beta)
+
+
 def positive_excess(R: Tensor, risk_free: float, who: str, mean: Tensor | None = None) -> Tensor:
     """Mean excess returns over ``risk_free``, checked for a maximum-ratio portfolio.
 

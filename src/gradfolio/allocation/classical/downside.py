@@ -61,10 +61,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradfolio.allocation.classical.base import positive_excess
+from gradfolio.allocation.classical.base import confidence_level, positive_excess
 from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
 from gradfolio.allocation.classical.mean import MeanEstimator, resolve_mean, sample_mean
-from gradfolio.errors import ConfigError
 from gradfolio.solvers.conic import ConicBatch, Pattern
 
 # Each builder below lists the nonzeros of one window's constraint matrix ``A`` (row 0: the
@@ -182,9 +181,7 @@ class MinimumCVaR(ConicPortfolio):
 
     def __init__(self, beta: float = 0.95, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 < beta < 1.0:
-            raise ConfigError(f"beta={beta!r} for MinimumCVaR: use a confidence level in (0, 1), e.g. 0.95.")
-        self.beta = float(beta)
+        self.beta = confidence_level(beta, "MinimumCVaR")
 
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [w (N), a, u (L)]

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradfolio.allocation.classical.base import confidence_level
 from gradfolio.allocation.classical.conic_portfolio import ConicPortfolio
 from gradfolio.allocation.classical.mean import MeanEstimator
 from gradfolio.allocation.classical.downside import (
@@ -59,7 +60,6 @@ from gradfolio.allocation.classical.downside import (
     _diagonal,
     _MaximumRatio,
 )
-from gradfolio.errors import ConfigError
 from gradfolio.solvers.conic import ConicBatch, Pattern
 
 
@@ -86,9 +86,7 @@ class MinimumCDaR(ConicPortfolio):
 
     def __init__(self, beta: float = 0.95, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 < beta < 1.0:
-            raise ConfigError(f"beta={beta!r} for MinimumCDaR: use a confidence level in (0, 1), e.g. 0.95.")
-        self.beta = float(beta)
+        self.beta = confidence_level(beta, "MinimumCDaR")
 
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [w (N), d (L), a, u (L)]
@@ -226,9 +224,7 @@ class MinimumEVaR(ConicPortfolio):
 
     def __init__(self, beta: float = 0.95, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 < beta < 1.0:
-            raise ConfigError(f"beta={beta!r} for MinimumEVaR: use a confidence level in (0, 1), e.g. 0.95.")
-        self.beta = float(beta)
+        self.beta = confidence_level(beta, "MinimumEVaR")
 
     def build(self, R: np.ndarray) -> ConicBatch:
         # x = [w (N), t, z, u (L)]; the linear rows only (the cones: :meth:`cones`)
