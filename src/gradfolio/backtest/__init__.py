@@ -7,10 +7,12 @@ with the allocation losses) and is re-exported here.
 from gradfolio.costs import BorrowCost, CompositeCost, CostModel, FixedFee, ProportionalCost, SpreadImpactCost
 from gradfolio.backtest.engine import (
     FitHook,
+    HoldingStrategy,
     Progress,
     RetrainSchedule,
     Strategy,
     decision_windows,
+    needs_holdings,
     simulate,
     walk_forward,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "Schedule",
     "simulate_path",
     "Strategy",
+    "HoldingStrategy",
+    "needs_holdings",
     "FitHook",
     "Progress",
     "RetrainSchedule",

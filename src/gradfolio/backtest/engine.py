@@ -34,6 +34,14 @@ borrow, fixed fees, :class:`~gradfolio.costs.CompositeCost`), the periods are si
 the other by :func:`gradfolio.backtest.path.simulate_path` (wealth tracked in currency from
 ``initial_wealth``); without them the computation above is unchanged.
 
+Strategies that see what they hold: a :class:`HoldingStrategy` (``needs_holdings = True``;
+EIIE's portfolio-vector memory, a reinforcement-learning agent, anything whose target depends on
+the current portfolio) is called once per rebalance date, in order, as
+``strategy(X (1, C, L, N), before (1, N), previous (1, N)) -> w (1, N)`` with the drifted weights
+it holds before the trade and the weights after the previous date's trade (cash, zeros, at the
+first date), simulated by :func:`gradfolio.backtest.path.simulate_path`: exactly the weights the
+simulation then uses, under any cost model and schedule. The other strategies stay batched.
+
 Retraining: with a :class:`RetrainSchedule`, a strategy that has a ``fit`` hook is refitted at
 the first rebalance on or after every ``every`` days, on the returns available at that
 decision date (rows ``<= t_p``: an expanding window from the first row, or a rolling window of
@@ -43,9 +51,10 @@ decision date (rows ``<= t_p``: an expanding window from the first row, or a rol
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -64,6 +73,27 @@ from gradfolio.seeding import resolve_device
 
 Strategy = Callable[[Tensor], Tensor]
 """A map from windows ``X (B, C, L, N)`` to weights ``w (B, N)``."""
+
+
+@runtime_checkable
+class HoldingStrategy(Protocol):
+    """A strategy whose weights depend on the portfolio it holds (``needs_holdings = True``).
+
+    ``strategy(X, before, previous) -> w``: windows ``X (B, C, L, N)``, the drifted weights held
+    before the trade ``before (B, N)`` and the weights right after the previous rebalance date
+    ``previous (B, N)`` (EIIE's portfolio-vector memory; zeros = cash before the first date),
+    to target weights ``w (B, N)``. :func:`walk_forward` calls it date by date with ``B = 1``;
+    a vectorized environment calls it with ``B`` paths at once.
+    """
+
+    needs_holdings: bool
+
+    def __call__(self, X: Tensor, before: Tensor, previous: Tensor) -> Tensor: ...
+
+
+def needs_holdings(strategy: object) -> bool:
+    """Whether ``strategy`` is a :class:`HoldingStrategy` (its ``needs_holdings`` attribute is true)."""
+    return getattr(strategy, "needs_holdings", False) is True
 
 FitHook = Callable[[pd.DataFrame], None]
 """Called with the simple returns available at a retraining date (rows up to that date)."""
@@ -294,6 +324,75 @@ def _allocate(
             strategy.train(was_training)
 
 
+@contextmanager
+def _evaluating(strategy: object) -> Iterator[None]:
+    """``strategy`` in eval mode (if it is a module) for the duration, its mode restored after."""
+    was_training = getattr(strategy, "training", False)
+    if isinstance(strategy, torch.nn.Module):
+        strategy.eval()
+    try:
+        yield
+    finally:
+        if isinstance(strategy, torch.nn.Module):
+            strategy.train(was_training)
+
+
+class _HoldingDecide:
+    """The ``decide`` callback of :func:`simulate_path` for one :class:`HoldingStrategy`.
+
+    Calls ``strategy(X[p:p+1], before, previous)`` at each candidate date ``p`` (in the strategy's
+    dtype), after running the refit hook of every retraining block that starts on or before
+    ``p``; reports progress at the end of each block; with ``infeasible="keep"`` an
+    :class:`InfeasibleError` keeps ``previous`` (named in one warning by :meth:`report`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        strategy: HoldingStrategy,
+        X: Tensor,
+        dates: pd.DatetimeIndex,
+        blocks: list[tuple[int, int, bool]],
+        refit: Callable[[int], None] | None,
+        progress: Progress | None,
+        infeasible: str,
+    ) -> None:
+        self.name, self.strategy, self.X, self.dates = name, strategy, X, dates
+        self.refits = [a for a, _, r in blocks if r] if refit is not None else []
+        self.ends = {b - 1: b for _, b, _ in blocks}
+        self.refit, self.progress, self.infeasible = refit, progress, infeasible
+        self.skipped: list[str] = []
+        self.reported = 0
+
+    def __call__(self, p: int, before: Tensor, previous: Tensor) -> Tensor:
+        while self.refits and self.refits[0] <= p:
+            self.refit(self.refits.pop(0))  # type: ignore[misc]
+        x = self.X[p : p + 1]
+        try:
+            w = _check(self.name, self.strategy(x, before.to(x.dtype), previous.to(x.dtype)), x, self.dates[p : p + 1])
+        except InfeasibleError:
+            if self.infeasible != "keep":
+                raise
+            self.skipped.append(str(self.dates[p].date()))
+            w = previous
+        if self.progress is not None and p in self.ends:
+            self.progress(self.name, self.ends[p], len(self.dates))
+            self.reported = self.ends[p]
+        return w
+
+    def report(self) -> None:
+        """Warn about the dates without a solution (``infeasible="keep"``), as the batched path does."""
+        if self.skipped:
+            warnings.warn(
+                f"strategy '{self.name}': no solution at {len(self.skipped)} rebalance date(s) "
+                f"({', '.join(self.skipped[:5])}{', ...' if len(self.skipped) > 5 else ''}); the previous weights "
+                "were kept there.",
+                stacklevel=3,
+            )
+        if self.progress is not None and self.reported < len(self.dates):
+            self.progress(self.name, len(self.dates), len(self.dates))
+
+
 MATRIX_FACTOR = 8
 """How many ``N x N`` matrices a strategy may hold per rebalance date at once (a covariance, its
 factor, solver workspaces): a block of ``B`` dates is budgeted ``B * N * N * itemsize * MATRIX_FACTOR``
@@ -511,8 +610,9 @@ def walk_forward(
     inputs: dict[torch.dtype, Tensor] = {}
     blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
     mask = np.ones(P, dtype=bool) if schedule is None else np.asarray(schedule.mask(windows.dates), dtype=bool)
+    batched = {n: s for n, s in strategies.items() if not needs_holdings(s)}
     targets = []
-    for name, strategy in strategies.items():
+    for name, strategy in batched.items():
         kind_of = per_strategy.get(name, dtype)
         if kind_of not in inputs:
             inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
@@ -542,28 +642,53 @@ def walk_forward(
                 progress(name, b, P)
         targets.append(torch.cat(parts).to(torch.float64))
     holding = windows.y[:, 0].to(device=dev, dtype=torch.float64)
-    if on_path:
-        context = _market_context(needs, windows, returns, volume, kind, dev)
-        sim = simulate_path(
-            torch.stack(targets), holding, as_composite(cost_model), trade=torch.as_tensor(mask),
-            schedule=schedule, context=context, initial_wealth=initial_wealth,
+    context = _market_context(needs, windows, returns, volume, kind, dev) if needs else {}
+    keys = ("net", "gross", "cost_daily", "turnover", "before", "after")
+    rows: dict[str, dict[str, Tensor]] = {}
+    if batched:
+        if on_path:
+            sim = simulate_path(
+                torch.stack(targets), holding, as_composite(cost_model), trade=torch.as_tensor(mask),
+                schedule=schedule, context=context, initial_wealth=initial_wealth,
+            )
+        else:
+            sim = simulate(torch.stack(targets), holding, cost_model)
+            cost_days = torch.zeros_like(sim["net"]).reshape(len(batched), P, k)
+            cost_days[..., 0] = sim["cost"]
+            sim["cost_daily"] = cost_days.reshape(len(batched), -1)
+            sim["after"] = torch.stack(targets)
+        rows.update({n: {key: sim[key][s] for key in keys} for s, n in enumerate(batched)})
+    for name, strategy in strategies.items():
+        if name in batched:
+            continue
+        kind_of = per_strategy.get(name, dtype)
+        if kind_of not in inputs:
+            inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
+        hook = hooks.get(name)
+        refit = None
+        if hook is not None and retrain is not None:
+            def refit(a: int, hook: FitHook = hook, retrain: RetrainSchedule = retrain) -> None:
+                hook(retrain.train_rows(returns, first + a * k))
+        decide = _HoldingDecide(
+            name, strategy, inputs[kind_of], windows.dates, blocks, refit, progress, infeasible  # type: ignore[arg-type]
         )
-        targets = list(sim["after"])
-    else:
-        sim = simulate(torch.stack(targets), holding, cost_model)
-    days = returns.index[first + gap + 1 : first + gap + 1 + P * k]
+        with _evaluating(strategy), torch.no_grad():
+            sim = simulate_path(
+                decide, holding, as_composite(cost_model), trade=torch.as_tensor(mask), schedule=schedule,
+                context=context, initial_wealth=initial_wealth,
+            )
+        decide.report()
+        rows[name] = {key: sim[key][0] for key in keys}
     names = list(strategies)
+    sim = {key: torch.stack([rows[n][key] for n in names]) for key in keys}
+    targets = list(sim["after"])
+    days = returns.index[first + gap + 1 : first + gap + 1 + P * k]
 
     def daily(key: str) -> pd.DataFrame:
         return pd.DataFrame(sim[key].T.cpu().numpy(), index=days, columns=names).rename_axis("date")
 
     def per_rebalance(values: Tensor) -> pd.DataFrame:
         return pd.DataFrame(values.T.cpu().numpy(), index=windows.dates, columns=names).rename_axis("date")
-
-    if not on_path:
-        cost_days = torch.zeros_like(sim["net"]).reshape(len(names), P, k)
-        cost_days[..., 0] = sim["cost"]
-        sim["cost_daily"] = cost_days.reshape(len(names), -1)
 
     def frames(values: Tensor) -> dict[str, pd.DataFrame]:
         assets = list(windows.assets)
@@ -584,4 +709,4 @@ def walk_forward(
     )
 
 
-__all__ = ["available_memory", "rebalance_chunk", "MATRIX_FACTOR", "Strategy", "FitHook", "Progress", "RetrainSchedule", "decision_windows", "simulate", "walk_forward"]
+__all__ = ["HoldingStrategy", "needs_holdings", "available_memory", "rebalance_chunk", "MATRIX_FACTOR", "Strategy", "FitHook", "Progress", "RetrainSchedule", "decision_windows", "simulate", "walk_forward"]

@@ -16,9 +16,16 @@ holding growth ``G_{j,i}`` (as in the engine)::
     W_{p+1}  = W_p prod_j (1 + net_j)
 
 Wealth ``W`` is tracked in currency from ``initial_wealth`` (net of every cost).
+
+Targets may also be decided on the way (``weights`` a callable ``decide(p, before, previous)``):
+a strategy that sees what it holds (:class:`~gradfolio.backtest.engine.HoldingStrategy`: EIIE's
+portfolio-vector memory, a reinforcement-learning agent) gets the drifted weights ``w_before``
+and the weights after the previous date's trade at every date, exactly those the simulation then uses.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,9 +33,12 @@ from torch import Tensor
 from gradfolio.backtest.schedules import Schedule
 from gradfolio.costs import CompositeCost
 
+Decide = Callable[[int, Tensor, Tensor], Tensor]
+"""``decide(p, before (S, N), previous (S, N)) -> target (S, N)`` at candidate date ``p``."""
+
 
 def simulate_path(
-    weights: Tensor,
+    weights: Tensor | Decide,
     holding: Tensor,
     cost: CompositeCost,
     *,
@@ -36,6 +46,8 @@ def simulate_path(
     schedule: Schedule | None = None,
     context: dict[str, Tensor] | None = None,
     initial_wealth: float | None = None,
+    n_strategies: int = 1,
+    dtype: torch.dtype = torch.float64,
 ) -> dict[str, Tensor]:
     """Rebalance by rebalance: schedule, trade and daily costs, wealth in currency.
 
@@ -43,7 +55,10 @@ def simulate_path(
     ----------
     weights
         Target weights at each candidate date, shape ``(S, P, N)`` (rows where ``trade`` is
-        false are ignored).
+        false are ignored), or a callable ``decide(p, before, previous) -> target (S, N)``
+        called at each candidate date where ``trade`` is true with the drifted weights
+        ``before (S, N)`` and the weights right after the previous candidate date
+        ``previous (S, N)`` (what it traded to; zeros, cash, before the first date).
     holding
         Simple asset returns of each holding period, shape ``(P, k, N)``.
     cost
@@ -56,6 +71,9 @@ def simulate_path(
         Per-rebalance market data: ``volatility`` and ``adv``, each ``(P, N)``.
     initial_wealth
         Starting wealth in currency (``W_0``), required by costs that need ``wealth``.
+    n_strategies, dtype
+        ``S`` and the floating type of the simulation when ``weights`` is a callable (taken
+        from the tensor otherwise).
 
     Returns
     -------
@@ -63,19 +81,26 @@ def simulate_path(
     costs), ``turnover`` ``(S, P)``, ``before`` and ``after`` ``(S, P, N)``, ``wealth``
     ``(S, P + 1)`` (before each rebalance, then at the end).
     """
-    S, P, N = weights.shape
+    if isinstance(weights, Tensor):
+        S, P, N = weights.shape
+        dtype, dev = weights.dtype, weights.device
+        targets: Tensor | None = weights
+    else:
+        S, (P, _, N) = n_strategies, holding.shape
+        dev, targets = holding.device, None
     k = holding.shape[1]
-    growth = torch.cumprod(1.0 + holding, dim=1)  # (P, k, N)
+    growth = torch.cumprod(1.0 + holding.to(dtype), dim=1)  # (P, k, N)
     context = dict(context or {})
-    dtype, dev = weights.dtype, weights.device
     start = 1.0 if initial_wealth is None else float(initial_wealth)
     W = torch.full((S,), start, dtype=dtype, device=dev)
     before = torch.zeros(S, N, dtype=dtype, device=dev)
+    after = torch.zeros_like(before)
     has_daily = cost.has_daily
     nets, grosses, cost_days, paid_all, turns, befores, afters, wealth = [], [], [], [], [], [], [], [W]
     for p in range(P):
         if bool(trade[p]):
-            after = weights[:, p] if schedule is None else schedule.rebalance(before, weights[:, p])
+            target = targets[:, p] if targets is not None else weights(p, before, after).to(dtype)  # type: ignore[operator]
+            after = target if schedule is None else schedule.rebalance(before, target)
         else:
             after = before
         ctx = {key: value[p] for key, value in context.items()}
@@ -116,4 +141,4 @@ def simulate_path(
     }
 
 
-__all__ = ["simulate_path"]
+__all__ = ["Decide", "simulate_path"]
