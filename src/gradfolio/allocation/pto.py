@@ -12,7 +12,9 @@
     forecast as the mean: ``max mu_hat'w - gamma w'Sigma w`` s.t. ``1'w = 1, w >= 0``.
 ``"convex"``
     The differentiable convex layer :class:`~gradfolio.allocation.convex.ConvexAllocator`:
-    ``min 1/2 gamma w'Sigma w - mu_hat'w + 1/2 alpha |w|^2`` under any ``constraints``.
+    ``min 1/2 gamma w'Sigma w - mu_hat'w + 1/2 alpha |w|^2`` under any ``constraints`` (default
+    long only, fully invested); the objective is divided by the mean variance ``tr(Sigma) / N``
+    before the solve (the same minimizer, a well-scaled problem for daily returns).
 
 Two ways to train the same network (:class:`~gradfolio.allocation.trainer.Trainer`):
 
@@ -89,8 +91,8 @@ class PredictThenOptimize(AllocationNetwork):
         :data:`~gradfolio.allocation.classical.COVARIANCES`: ``"sample"``, ``"ledoit_wolf"``...).
     constraints
         :class:`~gradfolio.solvers.PortfolioConstraints` of ``"max_sharpe"`` (budget 1, solved by
-        Clarabel) or ``"convex"`` (default: fully invested, long only for ``"max_sharpe"``; budget
-        only for ``"convex"``). ``"mean_variance"`` is long only and fully invested.
+        Clarabel) or ``"convex"``; default (and always for ``"mean_variance"``): long only, fully
+        invested, so that the three stages compare on equal terms.
     settings
         :class:`~gradfolio.solvers.QPSettings` of the convex layer (default: chosen for the constraints).
     returns_kind
@@ -151,7 +153,8 @@ class PredictThenOptimize(AllocationNetwork):
                 returns_kind=returns_kind,
             )
         elif optimizer == "convex":
-            self.layer = ConvexAllocator(n_assets, constraints, gamma=gamma, alpha=alpha, settings=settings)
+            spec = constraints if constraints is not None else PortfolioConstraints(long_only=True)
+            self.layer = ConvexAllocator(n_assets, spec, gamma=gamma, alpha=alpha, settings=settings)
 
     @property
     def closed_form(self) -> bool:
@@ -185,7 +188,10 @@ class PredictThenOptimize(AllocationNetwork):
         R = self.returns(x)
         if self.optimizer == "convex":
             assert self.layer is not None
-            return self.layer(mu, cov=self.covariance(R).to(mu.dtype))
+            # The objective divided by the mean variance s: the same minimizer, a well-scaled QP.
+            S = self.covariance(R).to(mu.dtype)
+            s = S.diagonal(dim1=-2, dim2=-1).mean(dim=-1).clamp_min(torch.finfo(S.dtype).tiny)  # (B,)
+            return self.layer(mu / s[:, None], cov=S / s[:, None, None], alpha=self.alpha / s)
         if self.optimizer == "mean_variance":
             frontier = efficient_frontier(R, [self.gamma], covariance=self.covariance, mean=lambda _: mu)
             return frontier.weights[:, 0]
