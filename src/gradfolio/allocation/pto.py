@@ -211,13 +211,14 @@ class PredictThenOptimize(AllocationNetwork):
             A gradient is asked (training mode, autograd on) of a stage that is not differentiable
             (``"max_sharpe"``): train it with the ``"forecast_mse"`` loss instead.
         """
+        mu = self.forecast(x)
         if self.training and torch.is_grad_enabled() and self.optimizer not in DIFFERENTIABLE:
             raise ConfigError(
                 f"PredictThenOptimize: optimizer={self.optimizer!r} is not differentiable, so a portfolio loss cannot "
                 "train the forecaster through it; train with the 'forecast_mse' loss (predict, then optimize) or use "
                 "optimizer='convex' or 'mean_variance' (decision-focused)."
             )
-        return self.optimize(self.forecast(x), x)
+        return self.optimize(mu, x)
 
     @torch.no_grad()
     def prefit(self, windows: Windows) -> bool:
