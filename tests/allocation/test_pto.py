@@ -221,7 +221,8 @@ def test_decision_focused_training_lowers_the_portfolio_loss_and_resumes_bitwise
 
     ref = trainer(4)
     history = ref.fit(train, val)
-    assert min(history.val_loss) < history.val_loss[0] or history.train_loss[-1] < history.train_loss[0]
+    assert history.train_loss[-1] < 0.95 * history.train_loss[0]  # -Sharpe falls (3.46 -> 3.06)
+    assert history.best_val_loss < history.val_loss[0]
     trainer(2, tmp_path).fit(train, val)
     resumed = trainer(4, tmp_path)
     h = resumed.fit(train, val, resume=True)
