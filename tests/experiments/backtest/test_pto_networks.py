@@ -110,3 +110,14 @@ def test_the_config_is_checked_before_any_work(network: dict, message: str) -> N
     with pytest.raises(ConfigError, match=message):
         config.check_references()
         build_network(config.network_configs()[next(iter(config.network_configs()))], len(ASSETS), ASSETS)
+
+
+def test_the_example_config_is_valid() -> None:
+    from gradfolio.experiments.backtest.config import load_backtest_config
+
+    config = load_backtest_config(Path(__file__).parents[3] / "examples" / "experiment_pto.yaml")
+    config.check_references()
+    variants = config.network_configs()
+    assert list(variants) == ["pto_ridge_sharpe", "pto_lstm_mv", "dfl_lstm", "e2e_lstm"]
+    models = {label: build_network(c, len(ASSETS), ASSETS)[0] for label, c in variants.items()}
+    assert [getattr(m, "optimizer", None) for m in models.values()] == ["max_sharpe", "mean_variance", "convex", None]
