@@ -296,3 +296,22 @@ def test_bad_input_names_the_parameter() -> None:
         model(torch.zeros(2, L, N))
     with pytest.raises(DataError, match="lookback 12; this forecaster was built for lookback=30"):
         model(torch.zeros(2, 1, 12, N))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", ["max_sharpe", "mean_variance", "convex"])
+def test_cuda_gives_the_cpu_weights_and_gradients(optimizer: str) -> None:
+    X, y = _x(B=6, seed=16), 0.01 * torch.randn(6, 1, 5, N, generator=torch.Generator().manual_seed(6), dtype=D)
+    cpu = make_network("pto_lstm", N, L, seed=4, optimizer=optimizer, gamma=5.0).double().eval()
+    with torch.no_grad():
+        cpu.forecaster.head.bias.fill_(1e-3)
+    gpu = make_network("pto_lstm", N, L, seed=4, optimizer=optimizer, gamma=5.0).double().eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(gpu(X.cuda()).cpu(), cpu(X), rtol=0, atol=1e-8)
+    if optimizer != "max_sharpe":
+        for model, x, yy in ((cpu, X, y), (gpu, X.cuda(), y.cuda())):
+            SharpeLoss()(model(x), yy, reduction="mean").backward()
+        torch.testing.assert_close(gpu.forecaster.head.weight.grad.cpu(), cpu.forecaster.head.weight.grad,
+                                   rtol=1e-6, atol=1e-9)
