@@ -9,7 +9,14 @@ import pytest
 import torch
 from sklearn.linear_model import Ridge
 
-from gradfolio.allocation import FORECASTERS, LSTMForecaster, RidgeForecaster, Trainer, forecast_target, make_loss
+from gradfolio.allocation import (
+    FORECASTERS,
+    LSTMForecaster,
+    RidgeForecaster,
+    Trainer,
+    forecast_target,
+    make_loss,
+)
 from gradfolio.allocation.pto import PredictThenOptimize
 from gradfolio.data import make_windows
 from gradfolio.errors import ConfigError, DataError

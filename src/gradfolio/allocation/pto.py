@@ -40,7 +40,12 @@ from torch import Tensor, nn
 from gradfolio.allocation.classical import MaximumSharpe, efficient_frontier
 from gradfolio.allocation.classical.covariance import resolve_covariance
 from gradfolio.allocation.convex import ConvexAllocator
-from gradfolio.allocation.forecast import FORECASTERS, Forecaster, RidgeForecaster, forecast_target
+from gradfolio.allocation.forecast import (
+    FORECASTERS,
+    Forecaster,
+    RidgeForecaster,
+    forecast_target,
+)
 from gradfolio.allocation.networks import NETWORKS, AllocationNetwork
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError, DataError

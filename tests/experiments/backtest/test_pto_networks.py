@@ -19,7 +19,12 @@ from gradfolio.allocation.strategy import load_strategy
 from gradfolio.cli import app
 from gradfolio.data import load_prices
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.backtest.build import build_network, load_returns, network_params, split_windows
+from gradfolio.experiments.backtest.build import (
+    build_network,
+    load_returns,
+    network_params,
+    split_windows,
+)
 from gradfolio.experiments.backtest.config import BacktestConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
