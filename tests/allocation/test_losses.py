@@ -22,6 +22,7 @@ from gradfolio.allocation import (
     StdLoss,
     TurnoverLoss,
     make_loss,
+    make_network,
 )
 from gradfolio.errors import ConfigError, DataError
 
@@ -48,7 +49,7 @@ CASES = {
 
 
 def test_the_registered_names() -> None:
-    assert LOSSES.names() == list(CASES)
+    assert LOSSES.names() == [*CASES, "forecast_mse"]  # forecast_mse: tests/allocation/test_pto.py
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -209,3 +210,14 @@ def test_sortino_loss_gradient_is_finite_without_shortfall() -> None:
         expected = -R[:, 0].mean(1) / eps * ppy**0.5 / 2
         assert torch.isfinite(grad).all()
         torch.testing.assert_close(grad, expected, rtol=1e-12, atol=0)
+
+
+def test_model_loss_is_the_loss_of_the_models_weights() -> None:
+    """The Trainer's one call: ``loss.model_loss(model, X, y, w_prev)`` equals ``loss(model(X), y, w_prev)``."""
+    X, y = _xy(B=5)
+    net = make_network("dense", 5, 12, hidden=(4,), seed=2).double()
+    loss = SharpeLoss(eps=1e-3) + 0.3 * TurnoverLoss(2e-3)
+    w_prev = torch.softmax(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=D), -1)
+    for reduction in ("none", "mean", "sum"):
+        expected = loss(net(X), y, w_prev=w_prev, reduction=reduction)
+        assert torch.equal(loss.model_loss(net, X, y, w_prev=w_prev, reduction=reduction), expected)

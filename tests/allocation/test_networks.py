@@ -13,6 +13,7 @@ from gradfolio.allocation import (
     ConvNet,
     DenseNet,
     MarkowitzNet,
+    PredictThenOptimize,
     RecurrentNet,
     SharpeLoss,
     SparsemaxAllocator,
@@ -45,7 +46,9 @@ SHAPE = {"n_assets": 5, "lookback": 12, "n_channels": 2}
 SMALL = {"dense": {"hidden": (6, 3)}, "maxout": {"hidden": (4,), "pieces": 3},
          "conv": {"channels": (3,), "kernel_size": 3},
          "lstm": {"hidden": 4, "collapse": "last"}, "rnn": {"hidden": 4, "num_layers": 2},
-         "markowitz": {"hidden": 3, "gamma": 2.0, "alpha": 0.3}}
+         "markowitz": {"hidden": 3, "gamma": 2.0, "alpha": 0.3},
+         "pto_lstm": {"forecaster_params": {"hidden": 3}, "optimizer": "convex", "gamma": 2.0},
+         "pto_ridge": {"forecaster_params": {"alpha": 0.2}, "optimizer": "mean_variance", "gamma": 3.0}}
 
 
 def _x(B: int = 3, seed: int = 1) -> torch.Tensor:
@@ -62,11 +65,15 @@ def _direct(name: str) -> torch.nn.Module:
         "lstm": lambda: RecurrentNet(C, hidden=4, collapse="last", n_assets=n),
         "rnn": lambda: RecurrentNet(C, hidden=4, cell="rnn", num_layers=2, n_assets=n),
         "markowitz": lambda: MarkowitzNet(n, gamma=2.0, alpha=0.3, n_channels=C, hidden=3),
+        "pto_lstm": lambda: PredictThenOptimize(n, L, C, forecaster="lstm", forecaster_params={"hidden": 3},
+                                                optimizer="convex", gamma=2.0),
+        "pto_ridge": lambda: PredictThenOptimize(n, L, C, forecaster="ridge", forecaster_params={"alpha": 0.2},
+                                                 optimizer="mean_variance", gamma=3.0),
     }[name]()
 
 
 def test_the_registered_names() -> None:
-    assert NETWORKS.names() == ["dense", "maxout", "conv", "lstm", "rnn", "markowitz"]
+    assert NETWORKS.names() == ["dense", "maxout", "conv", "lstm", "rnn", "markowitz", "pto_lstm", "pto_ridge"]
 
 
 @pytest.mark.parametrize("name", NETWORKS.names())

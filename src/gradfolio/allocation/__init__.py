@@ -4,7 +4,8 @@
 recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allocation.allocators`
 (softmax, normalized tanh, capped sparsemax, and the differentiable convex layer of
 :mod:`~gradfolio.allocation.convex`, all by name with parameters), :mod:`~gradfolio.allocation.networks`
-(dense, maxout, conv, LSTM/RNN, Markowitz; any allocator), :mod:`~gradfolio.allocation.losses` (Sharpe,
+(dense, maxout, conv, LSTM/RNN, Markowitz; any allocator), :mod:`~gradfolio.allocation.pto`
+(predict-then-optimize: a :mod:`~gradfolio.allocation.forecast` forecaster into a portfolio optimizer), :mod:`~gradfolio.allocation.losses` (Sharpe,
 Sortino, Calmar, drawdown, CVaR, ... composable, robust ratios) and
 :class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable).
 """
@@ -21,6 +22,7 @@ from gradfolio.allocation.allocators import (
 from gradfolio.allocation.losses import (
     EPS,
     LOSSES,
+    ForecastMSELoss,
     CalmarLoss,
     CVaRLoss,
     Loss,
@@ -43,12 +45,15 @@ from gradfolio.allocation.networks import (
     window_factor,
 )
 from gradfolio.allocation.trainer import History, Trainer
+from gradfolio.allocation.forecast import FORECASTERS, LSTMForecaster, RidgeForecaster, forecast_target
+from gradfolio.allocation.pto import PredictThenOptimize
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "make_allocator",
     "ConvexAllocator", "MuFactorHead",
     "EPS", "LOSSES", "Loss", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss", "MeanReturnLoss",
-    "StdLoss", "TurnoverLoss", "make_loss",
+    "StdLoss", "TurnoverLoss", "ForecastMSELoss", "make_loss",
     "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "make_network",
     "window_factor", "History", "Trainer",
+    "FORECASTERS", "LSTMForecaster", "RidgeForecaster", "forecast_target", "PredictThenOptimize",
 ]

@@ -90,6 +90,17 @@ class Loss:
             return values.sum()
         raise ConfigError(f"reduction={reduction!r} is unknown; use 'none', 'mean' or 'sum'.")
 
+    def model_loss(
+        self, model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, w_prev: torch.Tensor | None = None,
+        reduction: str = "none",
+    ) -> torch.Tensor:
+        """Loss of ``model`` on windows ``X (B, C, L, N)`` and targets ``y (B, C, H, N)``: what the Trainer minimizes.
+
+        A portfolio loss judges the weights ``model(X)`` (``self(model(X), y, w_prev, reduction)``);
+        a loss of something else the model makes (:class:`ForecastMSELoss`: its forecast) overrides this.
+        """
+        return self(model(X), y, w_prev=w_prev, reduction=reduction)
+
     def __add__(self, other: Loss | float) -> Loss:
         return Combined([(1.0, self), (1.0, _as_loss(other))])
 
@@ -301,6 +312,68 @@ class TurnoverLoss(Loss):
         return f"TurnoverLoss(cost={float(rate) if rate.ndim == 0 else rate.tolist()!r})"
 
 
+class ForecastMSELoss(Loss):
+    """Mean squared error of a predict-then-optimize network's forecast: trains the forecaster, not the weights.
+
+    ``mean_i (mu_hat_i - target_i)^2 (+ the forecaster's penalty)`` per sample, with ``mu_hat =
+    model.forecast(X) (B, N)`` and ``target = mean_h y[:, 0, h, :]`` the mean simple return per
+    period over the horizon (:func:`gradfolio.allocation.forecast.forecast_target`). Used through
+    :meth:`model_loss` (the Trainer does so); it needs a model with ``forecast`` (``"pto_lstm"``,
+    ``"pto_ridge"``) and cannot judge weights, so it does not combine with portfolio losses.
+
+    Parameters
+    ----------
+    penalty
+        Add the forecaster's regularization (the ridge forecaster's ``alpha |beta|^2``, the same
+        objective as its exact fit) to the mean of the per-sample errors.
+    """
+
+    forecast_only = True
+
+    def __init__(self, penalty: bool = True):
+        if not isinstance(penalty, bool):
+            raise ConfigError(f"ForecastMSELoss: penalty={penalty!r} must be true or false.")
+        self.penalty = penalty
+
+    def __call__(
+        self, w: torch.Tensor, y: torch.Tensor, w_prev: torch.Tensor | None = None, reduction: str = "none"
+    ) -> torch.Tensor:
+        raise ConfigError(
+            "ForecastMSELoss judges a network's forecast, not weights: call loss.model_loss(model, X, y) (the Trainer "
+            "does), and do not combine it with portfolio losses."
+        )
+
+    def per_sample(self, r: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor | None) -> torch.Tensor:
+        return self(w, r)
+
+    def model_loss(
+        self, model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, w_prev: torch.Tensor | None = None,
+        reduction: str = "none",
+    ) -> torch.Tensor:
+        """``(B,)`` errors (``"none"``) or their mean / sum; the penalty is added to the reduced value only."""
+        from gradfolio.allocation.forecast import forecast_target
+
+        forecast = getattr(model, "forecast", None)
+        if forecast is None:
+            raise ConfigError(
+                f"ForecastMSELoss: model {type(model).__name__} makes no forecast; use a predict-then-optimize network "
+                "('pto_lstm', 'pto_ridge') or a portfolio loss."
+            )
+        mu = forecast(X)
+        target = forecast_target(y).to(mu.dtype)
+        if mu.shape != target.shape:
+            raise DataError(f"ForecastMSELoss: forecast {tuple(mu.shape)} and target {tuple(target.shape)} differ.")
+        values = (mu - target).pow(2).mean(dim=-1)
+        if reduction == "none":
+            return values
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"reduction={reduction!r} is unknown; use 'none', 'mean' or 'sum'.")
+        total = values.mean() if reduction == "mean" else values.sum()
+        if self.penalty and hasattr(model, "forecaster"):
+            total = total + model.forecaster.penalty().to(total.dtype)
+        return total
+
+
 LOSSES: Registry[Loss] = Registry("loss")
 """Losses by name; each entry's typed signature is the schema of its parameters."""
 LOSSES.register("sharpe", SharpeLoss)
@@ -311,6 +384,7 @@ LOSSES.register("cvar", CVaRLoss)
 LOSSES.register("mean_return", MeanReturnLoss)
 LOSSES.register("std", StdLoss)
 LOSSES.register("turnover", TurnoverLoss)
+LOSSES.register("forecast_mse", ForecastMSELoss)
 
 
 def make_loss(name: str, *, where: str | None = None, **params: Any) -> Loss:
@@ -320,7 +394,7 @@ def make_loss(name: str, *, where: str | None = None, **params: Any) -> Loss:
     ----------
     name
         A name of ``LOSSES`` (``"sharpe"``, ``"sortino"``, ``"calmar"``, ``"max_drawdown"``,
-        ``"cvar"``, ``"mean_return"``, ``"std"``, ``"turnover"``).
+        ``"cvar"``, ``"mean_return"``, ``"std"``, ``"turnover"``, ``"forecast_mse"``).
     where
         Dotted config path of ``params`` for messages (default ``"loss"``).
     **params
@@ -338,5 +412,5 @@ def make_loss(name: str, *, where: str | None = None, **params: Any) -> Loss:
 
 __all__ = [
     "EPS", "Loss", "Constant", "Combined", "SharpeLoss", "SortinoLoss", "CalmarLoss", "MaxDrawdownLoss", "CVaRLoss",
-    "MeanReturnLoss", "StdLoss", "TurnoverLoss", "LOSSES", "make_loss",
+    "MeanReturnLoss", "StdLoss", "TurnoverLoss", "ForecastMSELoss", "LOSSES", "make_loss",
 ]

@@ -69,7 +69,9 @@ class Trainer:
     model
         The network (moved to ``device`` / ``dtype``).
     loss
-        A :class:`~gradfolio.allocation.losses.Loss`. A loss that needs previous weights
+        A :class:`~gradfolio.allocation.losses.Loss`, evaluated on each batch as
+        ``loss.model_loss(model, X, y, w_prev)`` (a portfolio loss of ``model(X)``; the
+        ``forecast_mse`` loss of a predict-then-optimize network's forecast). A loss that needs previous weights
         (turnover) gets the weights the model, in eval mode and without gradient, gives to the
         window one step earlier in the same set; the first window of a set has no predecessor
         there (for ``val[0]`` it lies in the purge gap) and is compared with itself (turnover 0).
@@ -157,9 +159,8 @@ class Trainer:
         return total
 
     def _batch_loss(self, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        w = self.model(X[idx])
         w_prev = self._previous_weights(X, idx) if self.loss.needs_w_prev else None
-        return self.loss(w, y[idx], w_prev=w_prev, reduction="mean")
+        return self.loss.model_loss(self.model, X[idx], y[idx], w_prev=w_prev, reduction="mean")
 
     @torch.no_grad()
     def _previous_weights(self, X: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

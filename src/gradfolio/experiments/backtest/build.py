@@ -35,6 +35,7 @@ from gradfolio.experiments.backtest.constraints import (
     unconstrained_benchmarks,
 )
 from gradfolio.progress import Progress
+from gradfolio.seeding import resolve_device
 from gradfolio.tracking import NullTracker, Tracker
 
 
@@ -250,10 +251,14 @@ def train_network(
     ``checkpoints/refit-<date>/trainer.pt``; with ``resume=True`` an interrupted (or finished)
     training or refit continues from its checkpoint. The returned ``refit`` hook fine-tunes the
     same network on a retraining window (``backtest.retrain_epochs`` epochs, default
-    ``train.epochs``), starting from its current weights.
+    ``train.epochs``), starting from its current weights. A predict-then-optimize network with an
+    exact forecaster fit (``pto_ridge`` with the ``forecast_mse`` loss) is fitted in closed form instead,
+    and refitted so at every retraining date.
     """
     n, t = config.network, config.train
     dtype = getattr(torch, config.dtype)
+    if getattr(loss, "forecast_only", False) and getattr(model, "closed_form", False):
+        return _fit_closed_form(config, model, loss, train, val)
 
     def trainer(epochs: int, task: str, folder: Path) -> Trainer:
         return Trainer(
@@ -276,6 +281,31 @@ def train_network(
         f"({train.dates[0].date()} to {train.dates[-1].date()}), validated on {len(val)}: "
         f"{history.epochs} epochs, best validation loss {history.best_val_loss:.4f} at epoch {history.best_epoch + 1}"
         f"{' (early stop)' if history.stopped_early else ''}."
+    )
+    return NetworkRun(model=model, refit=refit, summary=summary)
+
+
+def _fit_closed_form(config: BacktestConfig, model: torch.nn.Module, loss: Loss, train: Windows, val: Windows) -> NetworkRun:
+    """A predict-then-optimize network whose forecaster has an exact fit (the ridge with ``forecast_mse``).
+
+    The forecaster is fitted in closed form on ``train`` (the exact minimizer of the training loss: no epochs,
+    nothing to checkpoint or resume); each refit fits it again on the refit's training windows.
+    """
+    device, dtype = resolve_device(config.device), getattr(torch, config.dtype)
+    model.to(device=device, dtype=dtype)
+    model.prefit(train)
+    model.eval()
+    v = val.to(device, dtype)
+    with torch.no_grad():
+        val_loss = float(loss.model_loss(model, v.X, v.y, reduction="mean"))
+
+    def refit(returns: pd.DataFrame) -> None:
+        model.prefit(refit_windows(config, returns)[0])
+        model.eval()
+
+    summary = (
+        f"Network '{config.network.name}' fitted in closed form with the '{config.network.loss}' loss on {len(train)} "
+        f"windows ({train.dates[0].date()} to {train.dates[-1].date()}); validation loss {val_loss:.4g} on {len(val)}."
     )
     return NetworkRun(model=model, refit=refit, summary=summary)
 

@@ -243,7 +243,8 @@ class BacktestConfig(_Section):
         ``network.name`` / ``network.params`` against :data:`gradfolio.allocation.NETWORKS` (nested
         ``allocator_params`` against the chosen allocator, down to its ``constraints`` and QP
         ``settings``), ``network.loss`` / ``network.loss_params`` against
-        :data:`~gradfolio.allocation.LOSSES`, ``benchmarks`` and ``benchmark_params`` against
+        :data:`~gradfolio.allocation.LOSSES` (and that they train together:
+        :func:`~gradfolio.allocation.pto.check_training`), ``benchmarks`` and ``benchmark_params`` against
         :data:`gradfolio.allocation.classical.PORTFOLIOS` (each benchmark is built, so values it
         refuses, not only types, are found).
 
@@ -258,6 +259,7 @@ class BacktestConfig(_Section):
             ``network.params.allocator_params.settings.max_iter: Input should be a valid integer``.
         """
         from gradfolio.allocation import LOSSES, NETWORKS
+        from gradfolio.allocation.pto import check_training
         from gradfolio.allocation.classical import PORTFOLIOS, default_benchmarks
 
         spec = self.constraints.spec() if self.constraints is not None else None
@@ -272,6 +274,8 @@ class BacktestConfig(_Section):
             NETWORKS.validate(n.name, params, f"{at}.params", provided={"n_assets", "lookback", "n_channels"})
             LOSSES.entry(n.loss, where=f"{at}.loss")
             LOSSES.validate(n.loss, n.loss_params, f"{at}.loss_params")
+            check_training(NETWORKS.get(n.name), {**NETWORKS.entry(n.name).defaults, **params},
+                           getattr(LOSSES.get(n.loss), "forecast_only", False), at)
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")

@@ -98,7 +98,8 @@ class ConstraintSettings(_Section):
 
 
 def network_constraint_path(config: RunConfig) -> tuple[str, ...]:
-    """Where ``config.constraints`` go in ``network.params``: ``("constraints",)`` for ``markowitz``,
+    """Where ``config.constraints`` go in ``network.params``: ``("constraints",)`` for a network that takes
+    them itself (``markowitz``, ``pto_lstm``, ``pto_ridge``),
     ``("allocator_params", "constraints")`` for a network with ``allocator: convex``.
 
     Raises
@@ -108,10 +109,12 @@ def network_constraint_path(config: RunConfig) -> tuple[str, ...]:
         softmax/sparsemax network cannot meet general linear constraints), or its parameters
         already give constraints (one place only).
     """
+    from gradfolio.allocation import NETWORKS
+
     n = config.network
     params = n.params
-    if n.name == "markowitz":
-        path: tuple[str, ...] = ("constraints",)
+    if n.name in NETWORKS and "constraints" in NETWORKS.params_model(n.name).model_fields:
+        path: tuple[str, ...] = ("constraints",)  # markowitz, pto_lstm, pto_ridge
     elif params.get("allocator") == "convex":
         path = ("allocator_params", "constraints")
     else:
@@ -177,8 +180,14 @@ def spec_data(spec: PortfolioConstraints) -> dict[str, Any]:
 
 def constrained_network_params(config: RunConfig, assets: list[str] | None = None) -> dict[str, Any]:
     """``network.params`` (without ``seed``) with ``config.constraints`` put where the network's convex layer
-    takes them (:func:`network_constraint_path`), resolved against ``assets`` when given."""
+    takes them (:func:`network_constraint_path`), resolved against ``assets`` when given; a network that takes
+    ``returns_kind`` (the predict-then-optimize ones) gets ``data.kind`` unless its params set it."""
+    from gradfolio.allocation import NETWORKS
+
     params = {k: v for k, v in config.network.params.items() if k != "seed"}
+    name = config.network.name
+    if name in NETWORKS and "returns_kind" in NETWORKS.params_model(name).model_fields:
+        params.setdefault("returns_kind", config.data.kind)  # as the benchmarks get it
     if config.constraints is None:
         return params
     path = network_constraint_path(config)
