@@ -228,6 +228,10 @@ def build_network(
     config.check_references()
     model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, where="network.params",
                          **{"seed": config.seed, **constrained_network_params(config, assets)})
+    if getattr(model, "trainer", None) == "osbl":  # EIIE: checked here, before any training
+        from gradfolio.experiments.backtest.holding import check_osbl_config
+
+        check_osbl_config(config)
     loss = make_loss(n.loss, where="network.loss_params", **n.loss_params)
     return model, loss
 
@@ -252,6 +256,10 @@ def train_network(
     same network on a retraining window (``backtest.retrain_epochs`` epochs, default
     ``train.epochs``), starting from its current weights.
     """
+    if getattr(model, "trainer", None) == "osbl":  # EIIE: online stochastic batch learning with its PVM
+        from gradfolio.experiments.backtest.holding import train_osbl_network
+
+        return train_osbl_network(config, model, train, val, checkpoints, tracker, progress, resume, task)
     n, t = config.network, config.train
     dtype = getattr(torch, config.dtype)
 
