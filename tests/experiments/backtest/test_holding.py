@@ -6,15 +6,19 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
 from gradfolio.allocation.osbl import CHECKPOINT, OSBLTrainer
 from gradfolio.allocation.strategy import load_strategy
 from gradfolio.backtest import decision_windows
-from gradfolio.data import load_prices
-from gradfolio.errors import ConfigError, DataError
+from gradfolio.cli import app
+from gradfolio.data import load_prices, make_windows
+from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest.build import build_network, load_returns
 from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config
 from gradfolio.experiments.backtest.holding import osbl_trainer
@@ -68,9 +72,25 @@ def test_yaml_backtest_trains_walks_and_saves_eiie(tmp_path: Path) -> None:
     # a rerun into the same folder resumes the finished training: the same weights
     _, again = run_backtest(config)
     assert again.weights["net_eiie"].equals(result.weights["net_eiie"])
-    # predict needs the holdings
-    with pytest.raises(DataError, match="previous weights are missing"):
-        saved.predict(load_prices("sp500")[["AAPL", "JPM", "KO", "XOM"]].loc[:"2020-12-31"], prices=True)
+    # predict feeds the holdings as the previous weights, and needs them
+    prices = load_prices("sp500")[["AAPL", "JPM", "KO", "XOM"]].loc[:"2020-12-31"]
+    with pytest.raises(ConfigError, match="give the current holdings"):
+        saved.predict(prices, prices=True)
+    held = pd.Series({"KO": 0.5, "AAPL": 0.2})
+    got = saved.predict(prices, prices=True, holdings=held)
+    X = make_windows(returns.loc[:"2020-12-31"], 15, horizon=0, dtype=torch.float64).X[-1:].to(torch.float32)
+    prev = torch.tensor([[0.2, 0.0, 0.5, 0.0]])
+    with torch.no_grad():
+        expected = model(X, prev, prev)[0].double().numpy()
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-7)
+    assert not np.allclose(got.to_numpy(), saved.predict(prices, prices=True, holdings=held * 0).to_numpy(), atol=1e-9)
+    csv = tmp_path / "h.csv"
+    csv.write_text("ticker,weight\nKO,0.5\nAAPL,0.2\n")
+    out = CliRunner().invoke(app, ["predict", "--run", str(folder), "--data", "sp500", "--as-of", "2020-12-31",
+                                   "--strategy", "net_eiie", "--holdings", str(csv), "--align"])
+    assert out.exit_code == 0, out.output
+    for ticker, weight in got.items():
+        assert f"{ticker}" in out.output and f"{weight:.4f}" in out.output
 
 
 def test_eiie_config_checks() -> None:
