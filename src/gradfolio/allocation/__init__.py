@@ -6,7 +6,9 @@ recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allo
 :mod:`~gradfolio.allocation.convex`, all by name with parameters), :mod:`~gradfolio.allocation.networks`
 (dense, maxout, conv, LSTM/RNN, Markowitz; any allocator), :mod:`~gradfolio.allocation.losses` (Sharpe,
 Sortino, Calmar, drawdown, CVaR, ... composable, robust ratios) and
-:class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable).
+:class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable); Jiang et al.'s EIIE
+(:mod:`~gradfolio.allocation.eiie`, a strategy that sees what it holds) and its online stochastic batch
+learning (:class:`~gradfolio.allocation.osbl.OSBLTrainer`).
 """
 
 from gradfolio.allocation.convex import ConvexAllocator, MuFactorHead
@@ -43,6 +45,8 @@ from gradfolio.allocation.networks import (
     window_factor,
 )
 from gradfolio.allocation.trainer import History, Trainer
+from gradfolio.allocation.eiie import EIIE, commission_factor, price_windows
+from gradfolio.allocation.osbl import OSBLHistory, OSBLTrainer
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "make_allocator",
@@ -51,4 +55,5 @@ __all__ = [
     "StdLoss", "TurnoverLoss", "make_loss",
     "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "make_network",
     "window_factor", "History", "Trainer",
+    "EIIE", "commission_factor", "price_windows", "OSBLTrainer", "OSBLHistory",
 ]

@@ -259,7 +259,11 @@ def train_network(
     if getattr(model, "trainer", None) == "osbl":  # EIIE: online stochastic batch learning with its PVM
         from gradfolio.experiments.backtest.holding import train_osbl_network
 
-        return train_osbl_network(config, model, train, val, checkpoints, tracker, progress, resume, task)
+        def wrap(name: str) -> tuple[Tracker, Progress | None]:
+            return _Prefixed(tracker, name), _renamed(progress, name)
+
+        hook, summary = train_osbl_network(config, model, train, val, checkpoints, wrap, refit_windows, resume, task)
+        return NetworkRun(model=model, refit=hook, summary=summary)
     n, t = config.network, config.train
     dtype = getattr(torch, config.dtype)
 

@@ -20,6 +20,7 @@ steps) and ``checkpoints/refit-<date>/osbl.pt``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,6 @@ import torch
 from gradfolio.allocation.osbl import OSBLTrainer
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.backtest.build import NetworkRun, _Prefixed, _renamed, refit_windows
 from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.progress import Progress
 from gradfolio.tracking import Tracker
@@ -78,21 +78,28 @@ def osbl_trainer(
     )
 
 
+Wrap = Callable[[str], tuple[Tracker, "Progress | None"]]
+"""``task -> (tracker, progress)`` reporting under that task name (``"training"``, ``"refit 2020-06-01"``)."""
+
+
 def train_osbl_network(
     config: BacktestConfig,
     model: torch.nn.Module,
     train: Windows,
     val: Windows,
     checkpoints: Path,
-    tracker: Tracker,
-    progress: Progress | None = None,
+    wrap: Wrap,
+    refit_windows: Callable[[BacktestConfig, pd.DataFrame], tuple[Windows, Windows]],
     resume: bool = False,
     task: str = "training",
-) -> NetworkRun:
-    """Train ``model`` by OSBL (see the module doc); the :class:`NetworkRun` of :func:`.build.train_network`."""
+) -> tuple[Callable[[pd.DataFrame], None], str]:
+    """Train ``model`` by OSBL (see the module doc); returns its refit hook and a one-line summary.
+
+    ``wrap`` and ``refit_windows`` come from :func:`.build.train_network` (its tracker and
+    progress under a task name; the train / validation windows of a refit).
+    """
     check_osbl_config(config)
-    trainer = osbl_trainer(config, model, len(train), checkpoints, _Prefixed(tracker, task),
-                           _renamed(progress, task), config.train.epochs)
+    trainer = osbl_trainer(config, model, len(train), checkpoints, *wrap(task), config.train.epochs)
     history = trainer.fit(train, val, resume=resume)
 
     def refit(returns: pd.DataFrame) -> None:
@@ -100,8 +107,7 @@ def train_osbl_network(
         date = returns.index[-1].date()
         name = f"refit {date}" if task == "training" else f"{task} refit {date}"
         fit_train, fit_val = refit_windows(config, returns)
-        again = osbl_trainer(config, model, len(fit_train), checkpoints / f"refit-{date}",
-                             _Prefixed(tracker, name), _renamed(progress, name), epochs)
+        again = osbl_trainer(config, model, len(fit_train), checkpoints / f"refit-{date}", *wrap(name), epochs)
         again.fit(fit_train, fit_val, resume=resume)
 
     n = config.network
@@ -113,7 +119,7 @@ def train_osbl_network(
         f"last {len(recent)} steps {sum(recent) / max(1, len(recent)):.6f}, validation reward "
         f"{history.val_reward:.6f} per period."
     )
-    return NetworkRun(model=model, refit=refit, summary=summary)
+    return refit, summary
 
 
 __all__ = ["trains_by_osbl", "check_osbl_config", "osbl_trainer", "train_osbl_network"]
