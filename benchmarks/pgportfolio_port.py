@@ -57,9 +57,9 @@ class PGPortfolioAgent:
         self.x, self.y = x, y  # (T, F, N, W) prices, (T, N) price relatives of the next period
         self.batch_size, self.commission, self.bias = batch_size, commission, bias
         coins = x.shape[2]
-        self.pvm = np.full((x.shape[0], coins), 1.0 / coins)
+        self.pvm = np.full((x.shape[0], coins), 1.0 / coins, dtype=x.dtype)
         self.rng = np.random.RandomState(seed)
-        self.net = PGPortfolioCNN(x.shape[1], coins, x.shape[3], weight_decay)
+        self.net = PGPortfolioCNN(x.shape[1], coins, x.shape[3], weight_decay).to(torch.from_numpy(x[:1]).dtype)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
 
     def _sample(self, start: int, end: int) -> int:
@@ -90,4 +90,4 @@ class PGPortfolioAgent:
         loss.backward()
         self.optimizer.step()
         self.pvm[idx] = output[:, 1:].detach().numpy()
-        return float(loss)
+        return float(loss.detach())

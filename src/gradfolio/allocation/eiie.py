@@ -228,7 +228,8 @@ class EIIE(nn.Module):
     def extra_repr(self) -> str:
         return f"inputs={self.inputs!r}, returns_kind={self.returns_kind!r}, window={self.window}"
 
-    def _check(self, X: Tensor, previous: Tensor | None, where: str) -> None:
+    def check_input(self, X: Tensor, previous: Tensor | None, where: str = "forward") -> None:
+        """Raise :class:`DataError` unless ``X (B, C, L, N)`` and ``previous (B, N)`` fit the network and are finite."""
         if X.ndim != 4 or tuple(X.shape[1:]) != (self.n_channels, self.lookback, self.n_assets):
             raise DataError(
                 f"EIIE.{where}: X has shape {tuple(X.shape)}; expected (batch, {self.n_channels}, {self.lookback}, "
@@ -257,23 +258,28 @@ class EIIE(nn.Module):
             return close_relatives(X[:, 0], self.returns_kind)[:, None]
         return X / X[:, :1, -1:, :]
 
-    def logits(self, X: Tensor, previous: Tensor) -> Tensor:
-        """Scores before the softmax, cash first: ``(B, C, L, N), (B, N) -> (B, N + 1)``."""
-        self._check(X, previous, "logits")
+    def logits(self, X: Tensor, previous: Tensor, validate: bool = True) -> Tensor:
+        """Scores before the softmax, cash first: ``(B, C, L, N), (B, N) -> (B, N + 1)``.
+
+        ``validate=False`` skips the shape and finiteness checks (for a trainer that checked its
+        data once).
+        """
+        if validate:
+            self.check_input(X, previous, "logits")
         h = torch.relu(self.conv2(torch.relu(self.conv1(self.normalized(X)))))  # (B, hidden, 1, N)
         h = torch.cat([h, previous[:, None, None, :].to(h.dtype)], dim=1)
         scores = self.vote(h)[:, 0, 0, :]  # (B, N)
         return torch.cat([self.cash_bias.expand(scores.shape[0], 1), scores], dim=1)
 
-    def portfolio(self, X: Tensor, previous: Tensor) -> Tensor:
+    def portfolio(self, X: Tensor, previous: Tensor, validate: bool = True) -> Tensor:
         """The whole portfolio vector, cash first: ``(B, C, L, N), (B, N) -> (B, N + 1)`` (rows sum to 1)."""
-        return torch.softmax(self.logits(X, previous), dim=-1)
+        return torch.softmax(self.logits(X, previous, validate), dim=-1)
 
     def forward(self, X: Tensor, before: Tensor | None = None, previous: Tensor | None = None) -> Tensor:
         """Risky weights ``(B, C, L, N), (B, N), (B, N) -> (B, N)``; cash is ``1 - sum w``."""
-        self._check(X, previous, "forward")
+        self.check_input(X, previous, "forward")
         assert previous is not None
-        return self.portfolio(X, previous)[:, 1:]
+        return self.portfolio(X, previous, validate=False)[:, 1:]
 
 
 def price_windows(

@@ -225,9 +225,12 @@ class OSBLTrainer:
                 "(in a backtest config, data.step = data.horizon)."
             )
         X = windows.X.to(self.device, self.dtype)
+        self.model.check_input(X[:1], torch.zeros(1, X.shape[-1], device=self.device, dtype=self.dtype), where)
         y = period_relatives(windows).to(self.device, self.dtype)
-        if not bool(torch.isfinite(X).all()) or not bool(torch.isfinite(y).all()):
-            raise DataError(f"OSBLTrainer.{where}: the windows hold NaN or inf; clean the returns before windowing.")
+        if not bool(torch.isfinite(X).all()) or not bool(torch.isfinite(y).all()) or (
+            self.model.inputs == "prices" and not bool((X > 0).all())
+        ):
+            raise DataError(f"OSBLTrainer.{where}: the windows hold NaN or inf (or prices <= 0); clean the data before windowing.")
         return X, y
 
     def fit(self, train: Windows, val: Windows | None = None, resume: bool = False) -> OSBLHistory:
@@ -277,7 +280,7 @@ class OSBLTrainer:
             y_before = y[s - 1] if s > 0 else torch.ones_like(cash)
             previous = torch.cat([w_before[None], pvm[idx[:-1]]])[:, 1:]
             self.optimizer.zero_grad(set_to_none=True)
-            w = self.model.portfolio(X[idx], previous)
+            w = self.model.portfolio(X[idx], previous, validate=False)  # shapes and values checked by _data
             reward = self.reward(w, y[idx], w_before, y_before)
             if not bool(torch.isfinite(reward)):
                 kept = (f"the checkpoint of the last good step stays at {checkpoint.path}" if checkpoint is not None
