@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from benchutil import best_of_rounds, device_arg, keep_freed_memory
+from pgportfolio_port import PGPortfolioAgent
+
 from gradfolio.allocation import EIIE, OSBLTrainer, price_windows
 from gradfolio.data import make_windows, to_returns
 from gradfolio.io import atomic_write_json
-from pgportfolio_port import PGPortfolioAgent
 
 COINS, WINDOW, BATCH, PERIODS, COMMISSION, BETA, LR = 11, 50, 109, 2000, 0.0025, 5e-5, 3e-5
 

@@ -152,7 +152,7 @@ def test_training_concentrates_on_the_planted_asset() -> None:
 
 def test_interrupt_and_resume_gives_the_same_weights(tmp_path) -> None:
     windows = _windows(_market())
-    kw = dict(commission=0.003, batch_size=7, beta=0.2, lr=1e-2, l2=1e-3, seed=9, dtype=D)
+    kw = {"commission": 0.003, "batch_size": 7, "beta": 0.2, "lr": 1e-2, "l2": 1e-3, "seed": 9, "dtype": D}
     full = OSBLTrainer(_model(seed=5), steps=14, **kw)
     h_full = full.fit(windows)
     first = OSBLTrainer(_model(seed=5), steps=6, checkpoint_dir=tmp_path, checkpoint_every=3, **kw)
@@ -240,3 +240,48 @@ def test_evaluate_walks_from_cash() -> None:
             logs.append(np.log(commission_factor(d[None], w[None], 0.01).item() * float(y[t] @ w)))
             prev, prev_y = w, y[t]
     assert got == pytest.approx(float(np.mean(logs)), rel=1e-12)
+
+
+def test_tracker_seed_and_l2_penalty() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.params: dict = {}
+            self.metrics: list[tuple[dict, int | None]] = []
+
+        def log_params(self, params: dict) -> None:
+            self.params.update(params)
+
+        def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+            self.metrics.append((dict(metrics), step))
+
+    windows = _windows(_market())
+    tracker = Recorder()
+    trainer = OSBLTrainer(_model(), commission=0.006, steps=6, batch_size=5, beta=0.25, lr=2e-3, l2=0.5, seed=8,
+                          dtype=D, checkpoint_every=4, tracker=tracker)  # type: ignore[arg-type]
+    history = trainer.fit(windows)
+    assert tracker.params["commission"] == 0.006 and tracker.params["beta"] == 0.25 and tracker.params["l2"] == 0.5
+    assert tracker.params["steps"] == 6 and tracker.params["start_step"] == 0 and tracker.params["seed"] == 8
+    assert [s for _, s in tracker.metrics] == [3, 5]
+    assert tracker.metrics[0][0]["reward"] == pytest.approx(np.mean(history.reward[:4]), rel=1e-12)
+    assert tracker.metrics[1][0]["reward"] == pytest.approx(np.mean(history.reward[4:]), rel=1e-12)
+    # l2 on the convolution kernels only (not the biases, not the cash bias)
+    m = trainer.model
+    kernels = sum(float((p.detach() ** 2).sum()) for p in (m.conv1.weight, m.conv2.weight, m.vote.weight))
+    assert float(trainer._penalty().detach()) == pytest.approx(0.5 * kernels, rel=1e-12)
+    # the seed decides the batches
+    again = OSBLTrainer(_model(), steps=6, batch_size=5, beta=0.25, seed=8, dtype=D).fit(windows)
+    other = OSBLTrainer(_model(), steps=6, batch_size=5, beta=0.25, seed=9, dtype=D).fit(windows)
+    assert again.starts == history.starts and other.starts != history.starts
+
+
+def test_commission_factor_stopping_rule() -> None:
+    from gradfolio.allocation.eiie import commission_factor as cf
+
+    d = torch.tensor([[0.1, 0.5, 0.4]], dtype=D)
+    t = torch.tensor([[0.3, 0.1, 0.6]], dtype=D)
+    c = 0.05
+    k = 2 * c - c * c
+    first = (1 - c * 0.1 - k * torch.relu(d[:, 1:] - (1 - k) * t[:, 1:]).sum(-1)) / (1 - c * 0.3)
+    torch.testing.assert_close(cf(d, t, c, max_iter=1), first, rtol=0, atol=0)
+    assert cf(d, t, c, tol=10.0).item() == first.item()  # stops after the first update
+    assert abs(cf(d, t, c).item() - first.item()) > 1e-6

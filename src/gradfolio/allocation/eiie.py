@@ -283,13 +283,13 @@ class EIIE(nn.Module):
 
 
 def price_windows(
-    close: "pd.DataFrame",
+    close: pd.DataFrame,
     lookback: int,
-    high: "pd.DataFrame | None" = None,
-    low: "pd.DataFrame | None" = None,
+    high: pd.DataFrame | None = None,
+    low: pd.DataFrame | None = None,
     horizon: int = 1,
     gap: int = 0,
-) -> "Windows":
+) -> Windows:
     """Jiang et al.'s price windows: ``X (n, C, lookback, N)`` of close (and high, low) prices.
 
     Consecutive windows are consecutive periods (``step = horizon``), as the portfolio-vector
@@ -331,5 +331,11 @@ def price_windows(
     return dataclasses.replace(base, X=torch.as_tensor(X))
 
 __all__ = [
-    "EIIE", "commission_factor", "approx_commission_factor", "drift", "with_cash", "close_relatives", "price_windows",
+    "EIIE",
+    "approx_commission_factor",
+    "close_relatives",
+    "commission_factor",
+    "drift",
+    "price_windows",
+    "with_cash",
 ]

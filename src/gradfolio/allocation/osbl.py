@@ -32,7 +32,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradfolio.allocation.eiie import EIIE, approx_commission_factor, commission_factor, drift
+from gradfolio.allocation.eiie import (
+    EIIE,
+    approx_commission_factor,
+    commission_factor,
+    drift,
+)
 from gradfolio.checkpoint import Checkpoint
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError, DataError
@@ -111,8 +116,9 @@ class OSBLTrainer:
     checkpoint_dir, checkpoint_every
         Folder of ``osbl.pt`` and the steps between checkpoints (and the last step); ``None``: none.
     tracker, progress
-        Logged parameters and ``reward`` metrics; a progress callback
-        ``progress("training", step, steps, "reward 0.00012")`` every ``checkpoint_every`` steps.
+        Logged parameters and the mean ``reward`` of the steps since the last report, and a progress
+        callback ``progress("training", step, steps, "reward 0.00012")``, every ``checkpoint_every``
+        steps and at the last.
     """
 
     def __init__(
@@ -273,6 +279,7 @@ class OSBLTrainer:
         cash = torch.zeros(N + 1, device=self.device, dtype=self.dtype)
         cash[0] = 1.0
         self.model.train()
+        reported = len(history.reward)
         for step in range(start, self.steps):
             s = geometric_start(n - self.batch_size + 1, self.beta, sampler)
             idx = torch.arange(s, s + self.batch_size, device=self.device)
@@ -301,7 +308,8 @@ class OSBLTrainer:
                     checkpoint.save({"step": step, "model": self.model.state_dict(),
                                      "optimizer": self.optimizer.state_dict(), "pvm": pvm,
                                      "sampler": sampler.get_state(), "history": asdict(history)})
-                recent = history.reward[-self.checkpoint_every:]
+                recent = history.reward[reported:]  # the steps since the last report
+                reported = len(history.reward)
                 mean = sum(recent) / len(recent)
                 self.tracker.log_metrics({"reward": mean}, step=step)
                 self.progress("training", step + 1, self.steps, f"reward {mean:.6f}")
@@ -338,4 +346,4 @@ class OSBLTrainer:
             self.model.train(was)
 
 
-__all__ = ["OSBLTrainer", "OSBLHistory", "period_relatives", "geometric_start", "geometric_probabilities", "CHECKPOINT"]
+__all__ = ["CHECKPOINT", "OSBLHistory", "OSBLTrainer", "geometric_probabilities", "geometric_start", "period_relatives"]

@@ -122,4 +122,4 @@ def train_osbl_network(
     return refit, summary
 
 
-__all__ = ["trains_by_osbl", "check_osbl_config", "osbl_trainer", "train_osbl_network"]
+__all__ = ["check_osbl_config", "osbl_trainer", "train_osbl_network", "trains_by_osbl"]
