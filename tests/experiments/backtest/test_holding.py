@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -110,3 +111,13 @@ def test_eiie_config_checks() -> None:
     trainer = osbl_trainer(BacktestConfig.model_validate(CFG), model, 95, Path("unused"), NullTracker(), None, 3)
     assert isinstance(trainer, OSBLTrainer) and trainer.steps == 27 and trainer.checkpoint_every == 9
     assert trainer.commission == 0.0025 and trainer.beta == 0.1 and trainer.method == "approx"
+
+
+def test_eiie_is_cross_validated(tmp_path: Path) -> None:
+    cv = {"method": "walk_forward", "n_folds": 3, "executor": "serial"}
+    config = BacktestConfig.model_validate({**CFG, "cv": cv, "train": {**CFG["train"], "epochs": 1}})
+    folder, result = run_backtest(config, tmp_path / "cv")
+    data = json.loads((folder / "cv.json").read_text())
+    assert set(data["strategies"]) == {"net_eiie", "equal_weight"}
+    sharpe = data["strategies"]["net_eiie"]["sharpe"]
+    assert len(sharpe) == 1 and len(sharpe[0]) == 1 and np.isfinite(sharpe[0][0])

@@ -39,8 +39,9 @@ def trains_by_osbl(model: object) -> bool:
     return getattr(model, "trainer", None) == "osbl"
 
 
-def check_osbl_config(config: BacktestConfig) -> None:
-    """Raise :class:`ConfigError` where the config cannot train an OSBL network; warn about an unused loss."""
+def check_osbl_config(config: BacktestConfig, warn: bool = True) -> None:
+    """Raise :class:`ConfigError` where the config cannot train an OSBL network; with ``warn``, warn about a
+    loss other than the default (``network.loss`` is not used)."""
     d, n = config.data, config.network
     if d.step != d.horizon:
         raise ConfigError(
@@ -55,7 +56,7 @@ def check_osbl_config(config: BacktestConfig) -> None:
         )
     if config.train.optimizer != "adam":
         raise ConfigError(f"train.optimizer={config.train.optimizer!r}: network '{n.name}' trains with Adam; use 'adam'.")
-    if "loss" in n.model_fields_set:
+    if warn and (n.loss != "sharpe" or n.loss_params):
         warnings.warn(
             f"network.loss={n.loss!r} is not used by '{n.name}': it is trained on the log return net of Jiang et al.'s "
             "commission factor (OSBL).",
@@ -98,7 +99,7 @@ def train_osbl_network(
     ``wrap`` and ``refit_windows`` come from :func:`.build.train_network` (its tracker and
     progress under a task name; the train / validation windows of a refit).
     """
-    check_osbl_config(config)
+    check_osbl_config(config, warn=False)  # build_network warned already
     trainer = osbl_trainer(config, model, len(train), checkpoints, *wrap(task), config.train.epochs)
     history = trainer.fit(train, val, resume=resume)
 
