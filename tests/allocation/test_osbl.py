@@ -285,3 +285,21 @@ def test_commission_factor_stopping_rule() -> None:
     torch.testing.assert_close(cf(d, t, c, max_iter=1), first, rtol=0, atol=0)
     assert cf(d, t, c, tol=10.0).item() == first.item()  # stops after the first update
     assert abs(cf(d, t, c).item() - first.item()) > 1e-6
+
+
+def test_trains_on_close_high_low_price_windows() -> None:
+    from gradfolio.allocation.eiie import price_windows
+
+    rng = np.random.default_rng(6)
+    idx = pd.bdate_range("2021-01-04", periods=90)
+    close = pd.DataFrame(np.exp(np.cumsum(rng.normal(0, 0.01, (90, 3)), axis=0)), index=idx, columns=list("abc"))
+    high, low = close * 1.01, close * 0.985
+    windows = price_windows(close, 10, high=high, low=low, horizon=2)
+    model = _model(lookback=10, n_channels=3, inputs="prices", kernel_size=4)
+    trainer = OSBLTrainer(model, commission=0.002, steps=3, batch_size=6, seed=1, dtype=D)
+    history = trainer.fit(windows, windows)
+    assert trainer.pvm is not None and trainer.pvm.shape == (len(windows), 4) and history.steps == 3
+    assert history.val_reward == pytest.approx(trainer.evaluate(windows), rel=1e-12)
+    y = period_relatives(windows)[:, 1:]
+    rows = [idx.get_loc(d) for d in windows.dates]
+    np.testing.assert_allclose(y.numpy(), close.to_numpy()[[r + 2 for r in rows]] / close.to_numpy()[rows], rtol=1e-12)
