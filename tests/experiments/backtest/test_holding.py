@@ -116,7 +116,7 @@ def test_eiie_config_checks() -> None:
 def test_eiie_is_cross_validated(tmp_path: Path) -> None:
     cv = {"method": "walk_forward", "n_folds": 3, "executor": "serial"}
     config = BacktestConfig.model_validate({**CFG, "cv": cv, "train": {**CFG["train"], "epochs": 1}})
-    folder, result = run_backtest(config, tmp_path / "cv")
+    folder, _ = run_backtest(config, tmp_path / "cv")
     data = json.loads((folder / "cv.json").read_text())
     assert set(data["strategies"]) == {"net_eiie", "equal_weight"}
     sharpe = data["strategies"]["net_eiie"]["sharpe"]
