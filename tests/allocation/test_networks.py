@@ -20,6 +20,7 @@ from gradfolio.allocation import (
     make_loss,
     make_network,
 )
+from gradfolio.allocation.eiie import EIIE
 from gradfolio.errors import ConfigError, DataError, SolverError
 from gradfolio.solvers import PortfolioConstraints, QPSettings
 
@@ -48,7 +49,8 @@ SMALL = {"dense": {"hidden": (6, 3)}, "maxout": {"hidden": (4,), "pieces": 3},
          "lstm": {"hidden": 4, "collapse": "last"}, "rnn": {"hidden": 4, "num_layers": 2},
          "markowitz": {"hidden": 3, "gamma": 2.0, "alpha": 0.3},
          "pto_lstm": {"forecaster_params": {"hidden": 3}, "optimizer": "convex", "gamma": 2.0},
-         "pto_ridge": {"forecaster_params": {"alpha": 0.2}, "optimizer": "mean_variance", "gamma": 3.0}}
+         "pto_ridge": {"forecaster_params": {"alpha": 0.2}, "optimizer": "mean_variance", "gamma": 3.0},
+         "eiie": {"inputs": "prices", "features": 3, "hidden": 5, "kernel_size": 2}}
 
 
 def _x(B: int = 3, seed: int = 1) -> torch.Tensor:
@@ -69,11 +71,12 @@ def _direct(name: str) -> torch.nn.Module:
                                                 optimizer="convex", gamma=2.0),
         "pto_ridge": lambda: PredictThenOptimize(n, L, C, forecaster="ridge", forecaster_params={"alpha": 0.2},
                                                  optimizer="mean_variance", gamma=3.0),
+        "eiie": lambda: EIIE(n, L, C, inputs="prices", features=3, hidden=5, kernel_size=2),
     }[name]()
 
 
 def test_the_registered_names() -> None:
-    assert NETWORKS.names() == ["dense", "maxout", "conv", "lstm", "rnn", "markowitz", "pto_lstm", "pto_ridge"]
+    assert NETWORKS.names() == ["dense", "maxout", "conv", "lstm", "rnn", "markowitz", "eiie", "pto_lstm", "pto_ridge"]
 
 
 @pytest.mark.parametrize("name", NETWORKS.names())
@@ -86,7 +89,11 @@ def test_build_by_name_equals_direct_construction(name: str) -> None:
     for key, value in by_name.state_dict().items():
         assert torch.equal(value, direct.state_dict()[key]), key
     x = _x()
-    assert torch.equal(by_name.double()(x), direct.double()(x))
+    # a strategy that sees what it holds (EIIE) also takes the weights before and after the last trade
+    held: tuple = ()
+    if getattr(by_name, "needs_holdings", False):  # EIIE on prices (positive)
+        x, held = x.exp(), (None, torch.full((x.shape[0], x.shape[-1]), 0.1, dtype=x.dtype))
+    assert torch.equal(by_name.double()(x, *held), direct.double()(x, *held))
     registry_built = NETWORKS.build(name, context=SHAPE, **SMALL[name])  # seeds aside, the same architecture
     assert str(registry_built) == str(direct.float())
 

@@ -7,7 +7,9 @@ recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allo
 (dense, maxout, conv, LSTM/RNN, Markowitz; any allocator), :mod:`~gradfolio.allocation.pto`
 (predict-then-optimize: a :mod:`~gradfolio.allocation.forecast` forecaster into a portfolio optimizer), :mod:`~gradfolio.allocation.losses` (Sharpe,
 Sortino, Calmar, drawdown, CVaR, ... composable, robust ratios) and
-:class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable).
+:class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable); Jiang et al.'s EIIE
+(:mod:`~gradfolio.allocation.eiie`, a strategy that sees what it holds) and its online stochastic batch
+learning (:class:`~gradfolio.allocation.osbl.OSBLTrainer`).
 """
 
 from gradfolio.allocation.convex import ConvexAllocator, MuFactorHead
@@ -47,6 +49,8 @@ from gradfolio.allocation.networks import (
 from gradfolio.allocation.trainer import History, Trainer
 from gradfolio.allocation.forecast import FORECASTERS, LSTMForecaster, RidgeForecaster, forecast_target
 from gradfolio.allocation.pto import PredictThenOptimize
+from gradfolio.allocation.eiie import EIIE, commission_factor, price_windows
+from gradfolio.allocation.osbl import OSBLHistory, OSBLTrainer
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "make_allocator",
@@ -56,4 +60,5 @@ __all__ = [
     "NETWORKS", "AllocationNetwork", "DenseNet", "ConvNet", "RecurrentNet", "MarkowitzNet", "make_network",
     "window_factor", "History", "Trainer",
     "FORECASTERS", "LSTMForecaster", "RidgeForecaster", "forecast_target", "PredictThenOptimize",
+    "EIIE", "commission_factor", "price_windows", "OSBLTrainer", "OSBLHistory",
 ]

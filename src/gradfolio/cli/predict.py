@@ -43,9 +43,13 @@ def predict(
         raise ConfigError(f"--capital {capital:g}: give the portfolio's wealth in currency, a positive number.")
     saved = load_strategy(run, strategy)
     prices = load_prices(data)
+    held_now = None
+    if holdings is not None and getattr(saved.model, "needs_holdings", False) is True:  # EIIE sees what it holds
+        decided = prices.loc[:as_of] if as_of is not None else prices
+        held_now = read_holdings(holdings, saved.assets, capital=capital, last_prices=decided.iloc[-1]).weights
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        target = saved.predict(prices, as_of=as_of, prices=True, align=align, source=data)
+        target = saved.predict(prices, as_of=as_of, prices=True, align=align, source=data, holdings=held_now)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False, soft_wrap=True)
     decision = target.attrs["as_of"]

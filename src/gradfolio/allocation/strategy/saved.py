@@ -199,7 +199,7 @@ class SavedStrategy:
 
     def predict(
         self, data: pd.DataFrame, as_of: str | pd.Timestamp | None = None, prices: bool | None = None,
-        align: bool = False, source: str = "data",
+        align: bool = False, source: str = "data", holdings: pd.Series | None = None,
     ) -> pd.Series:
         """Target weights of the next rebalance, decided on the data up to ``as_of``.
 
@@ -217,6 +217,11 @@ class SavedStrategy:
             Decision date (default: the last row).
         prices, align, source
             See :meth:`window_returns`; ``source`` names the data in messages.
+        holdings
+            Current weights of wealth by ticker (cash is ``1 - sum``; missing tickers hold 0), for
+            a strategy that sees what it holds (``needs_holdings``, e.g. EIIE): given to it as both
+            the drifted weights ``before`` and the weights after the last trade ``previous``
+            (required there, ignored by the others).
 
         Returns
         -------
@@ -237,11 +242,20 @@ class SavedStrategy:
             returns, self.lookback, gap=0, horizon=0, kind=self.returns_kind, dtype=torch.float64, source=source
         )
         X = windows.X[-1:].to(self.dtype)
+        held = None
+        if getattr(self.model, "needs_holdings", False) is True:
+            if holdings is None:
+                raise ConfigError(
+                    f"strategy '{self.label}' decides from the portfolio it holds (its previous weights); give the "
+                    "current holdings (`gradfolio predict --holdings FILE`, or predict(..., holdings=weights))."
+                )
+            values = holdings.reindex([str(a) for a in self.assets]).fillna(0.0).to_numpy(dtype="float64", copy=True)
+            held = torch.as_tensor(values, dtype=self.dtype)[None]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                w = self.model(X)
+                w = self.model(X) if held is None else self.model(X, held, held)
         finally:
             self.model.train(was_training)
         if not isinstance(w, torch.Tensor) or w.shape != (1, len(self.assets)) or not bool(torch.isfinite(w).all()):

@@ -229,6 +229,10 @@ def build_network(
     config.check_references()
     model = make_network(n.name, n_assets=n_assets, lookback=config.data.lookback, where="network.params",
                          **{"seed": config.seed, **constrained_network_params(config, assets)})
+    if getattr(model, "trainer", None) == "osbl":  # EIIE: checked here, before any training
+        from gradfolio.experiments.backtest.holding import check_osbl_config
+
+        check_osbl_config(config)
     loss = make_loss(n.loss, where="network.loss_params", **n.loss_params)
     return model, loss
 
@@ -255,6 +259,14 @@ def train_network(
     exact forecaster fit (``pto_ridge`` with the ``forecast_mse`` loss) is fitted in closed form instead,
     and refitted so at every retraining date.
     """
+    if getattr(model, "trainer", None) == "osbl":  # EIIE: online stochastic batch learning with its PVM
+        from gradfolio.experiments.backtest.holding import train_osbl_network
+
+        def wrap(name: str) -> tuple[Tracker, Progress | None]:
+            return _Prefixed(tracker, name), _renamed(progress, name)
+
+        hook, summary = train_osbl_network(config, model, train, val, checkpoints, wrap, refit_windows, resume, task)
+        return NetworkRun(model=model, refit=hook, summary=summary)
     n, t = config.network, config.train
     dtype = getattr(torch, config.dtype)
     if getattr(loss, "forecast_only", False) and getattr(model, "closed_form", False):
