@@ -204,14 +204,15 @@ def train_agent(
         try:
             model.learn(remaining, callback=_callback(box, store, checkpoint_every), reset_num_timesteps=False)
         except (Diverged, ValueError, RuntimeError) as exc:
-            if isinstance(exc, Diverged) or not _finite(model) or "nan" in str(exc).lower():
+            text = str(exc).lower()
+            if isinstance(exc, Diverged) or not _finite(model) or any(w in text for w in ("nan", "inf", "invalid values")):
                 kept = (
                     f"the last good checkpoint (step {box['saved']}) is kept at {Path(store.path)}"
                     if store is not None and box["saved"] is not None
                     else "no checkpoint was written (give checkpoint= to keep one)"
                 )
                 raise SolverError(
-                    f"agent {algo} diverged at step {model.num_timesteps}: non-finite policy parameters or loss (NaN); "
+                    f"agent {algo} diverged at step {model.num_timesteps}: non-finite policy parameters, loss or action distribution (NaN/inf); "
                     f"{kept}; lower the learning rate or scale the observations (obs_scale) and rewards."
                 ) from None
             raise
