@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,3 +146,29 @@ def test_bad_data() -> None:
         PortfolioEnv(torch.zeros(5, 2), 4, rebalance_every=2)
     with pytest.raises(DataError, match="finite simple returns"):
         PortfolioEnv(torch.tensor([[0.1, float("nan")]] * 10), 2)
+
+
+def test_finrl_reference_of_the_benchmark_is_this_env_without_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/bench_portfolio_env.py times a port of FinRL's StockPortfolioEnv: it computes this
+    environment's wealth with k = 1, gap 0 and the costs FinRL ignores set to zero (and not with costs)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    ref = importlib.import_module("finrl_portfolio_reference")
+    rng = np.random.default_rng(2)
+    close = pd.DataFrame(100 * np.cumprod(1 + rng.normal(0.0005, 0.01, (40, 4)), axis=0),
+                         index=pd.bdate_range("2021-01-01", periods=40), columns=list("WXYZ"))
+    df = ref.make_finrl_frame(close, lookback=10)
+    finrl = ref.make_env(df, 4, cost=0.01)
+    finrl.reset()
+    R = close.pct_change().iloc[1:]
+    ours = {c: PortfolioEnv(R, 10, start="first", cost=c) for c in (0.0, 0.01)}
+    for env in ours.values():
+        env.reset()
+    assert all(env.H == len(close) - 11 for env in ours.values())
+    gen = np.random.default_rng(3)
+    for _ in range(ours[0.0].H):
+        a = gen.normal(size=4)
+        finrl.step(a)
+        for env in ours.values():
+            env.step(torch.as_tensor(a)[None])
+    assert finrl.portfolio_value / 1e6 == pytest.approx(float(ours[0.0].wealth[0]), rel=1e-12)
+    assert float(ours[0.01].wealth[0]) < 0.99 * float(ours[0.0].wealth[0])  # what costs FinRL leaves out
