@@ -24,7 +24,8 @@ folder holds::
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
-                       to); a rerun into the same folder with the same config resumes every
+                       to), agents/<label>/agent.pt for each reinforcement-learning agent of
+                       `agents`; a rerun into the same folder with the same config resumes every
                        training from them instead of training again
     .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
 
