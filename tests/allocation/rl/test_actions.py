@@ -56,7 +56,7 @@ def test_convex_layer_honours_max_weight(market: pd.DataFrame) -> None:
     spec = {"long_only": True, "max_weight": 0.45}
     env = PortfolioEnv(market, 8, start="first", episode_length=4, n_envs=2, allocator="convex",
                        allocator_params={"constraints": spec, "gamma": 3.0})
-    X, before = env.reset()
+    X, _ = env.reset()
     a = torch.tensor([[5.0, -5.0, 0.1], [0.02, 0.01, -0.03]], dtype=torch.float64)
     _, _, _, info = env.step(a)
     w = info["weights"]

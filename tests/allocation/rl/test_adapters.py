@@ -58,7 +58,7 @@ def test_vec_env_restarts_finished_paths(market: pd.DataFrame) -> None:
     for step in range(3):
         vec.step_async(actions)
         obs, rewards, dones, infos = vec.step_wait()
-        (_, _), r, d, _ = reference.step(2.0 * torch.as_tensor(actions, dtype=torch.float64))
+        (_, _), r, _, _ = reference.step(2.0 * torch.as_tensor(actions, dtype=torch.float64))
         np.testing.assert_array_equal(rewards, r.to(torch.float32).numpy())
     assert dones.all() and all(i["TimeLimit.truncated"] for i in infos)
     np.testing.assert_array_equal(np.stack([i["terminal_observation"] for i in infos]),

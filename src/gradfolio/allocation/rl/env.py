@@ -39,7 +39,6 @@ from gradfolio.errors import ConfigError, DataError
 from gradfolio.seeding import make_generator, resolve_device
 from gradfolio.solvers import PortfolioConstraints
 
-
 WINDOW_COPY_BYTES = 2**28
 """Every window is stored once (``(T - L + 1) L N`` numbers) when it fits in this many bytes;
 larger tables are read through a strided view of the returns (slower gathers, no copy)."""
