@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from stable_baselines3.common.env_checker import check_env as sb3_check_env  # noqa: E402
 
 from gradfolio.allocation.rl import PortfolioEnv  # noqa: E402
-from gradfolio.allocation.rl.adapters import PortfolioGymEnv, PortfolioVecEnv  # noqa: E402
+from gradfolio.allocation.rl.adapters import PortfolioGymEnv, PortfolioVecEnv, PortfolioVectorEnv  # noqa: E402
 from gradfolio.errors import ConfigError, DataError  # noqa: E402
 
 
@@ -65,3 +65,27 @@ def test_vec_env_restarts_finished_paths(market: pd.DataFrame) -> None:
                                   reference.flat_observation().to(torch.float32).numpy())
     assert (core.steps == 0).all() and np.array_equal(obs[:, -3:], np.zeros((4, 3), dtype=np.float32))  # restarted in cash
     assert vec.get_attr("N") == [3] * 4 and vec.env_is_wrapped(object, indices=[0, 1]) == [False, False]
+
+
+def test_gymnasium_vector_env_equals_the_sb3_vec_env(market: pd.DataFrame) -> None:
+    def core() -> PortfolioEnv:
+        return PortfolioEnv(market, 5, episode_length=2, n_envs=3, seed=0, cost=[0.001, 0.004, 0.0])
+
+    gym_vec, sb3_vec = PortfolioVectorEnv(core(), action_scale=4.0), PortfolioVecEnv(core(), action_scale=4.0)
+    sb3_vec.seed(8)
+    obs, info = gym_vec.reset(seed=8)
+    np.testing.assert_array_equal(obs, sb3_vec.reset())
+    assert info == {} and gym_vec.observation_space.shape == (3, 5 * 3 + 3) and gym_vec.action_space.shape == (3, 3)
+    rng = np.random.default_rng(1)
+    for step in range(5):
+        a = rng.uniform(-1, 1, (3, 3)).astype(np.float32)
+        obs, rewards, terminations, truncations, infos = gym_vec.step(a)
+        sb3_vec.step_async(a)
+        obs2, rewards2, dones2, infos2 = sb3_vec.step_wait()
+        np.testing.assert_array_equal(obs, obs2)
+        np.testing.assert_array_equal(rewards, rewards2)
+        np.testing.assert_array_equal(truncations, dones2)
+        assert not terminations.any() and truncations.all() == (step % 2 == 1)
+        if truncations.any():
+            assert infos["_final_obs"].all()
+            np.testing.assert_array_equal(infos["final_obs"], np.stack([i["terminal_observation"] for i in infos2]))

@@ -36,3 +36,17 @@ def test_agent_in_walk_forward_equals_its_episode(planted: pd.DataFrame) -> None
     np.testing.assert_allclose(torch.stack(weights).numpy(), res.weights["ppo"].to_numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(torch.cat(nets).numpy(), res.returns["ppo"].to_numpy(), rtol=0, atol=1e-12)
     assert float(res.turnover["ppo"].iloc[0]) == pytest.approx(1.0)  # buys in from cash
+
+
+def test_agent_weights_violating_the_constraints_name_the_decision(planted: pd.DataFrame) -> None:
+    """An agent whose map gives weights outside the constraints (here: the tanh map under a long-only
+    budget) is stopped in walk_forward with the decision named."""
+    from gradfolio.allocation.rl import ActionMap
+    from gradfolio.allocation.rl.agent import SB3Strategy
+    from gradfolio.errors import DataError
+
+    env = PortfolioEnv(planted.iloc[:100], 5, n_envs=4, episode_length=5, seed=0)
+    agent = train_agent(env, "a2c", 40, seed=0, algo_params={"n_steps": 2})
+    loose = SB3Strategy(agent.model, ActionMap(4, "tanh", constraints={"long_only": True}), action_scale=5.0)
+    with pytest.raises(DataError, match=r"SB3Strategy \(step 0, environment 0\): the weights violate"):
+        walk_forward({"loose": loose}, planted, 5, dtype=torch.float64)

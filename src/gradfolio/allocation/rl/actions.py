@@ -75,10 +75,12 @@ class ActionMap:
             lo, hi = constraints.bounds(n_assets)
             self._bounds = (torch.as_tensor(lo), torch.as_tensor(hi))
 
-    def __call__(self, action: Tensor, X: Tensor, before: Tensor, step: Tensor | int = 0) -> Tensor:
+    def __call__(
+        self, action: Tensor, X: Tensor, before: Tensor, step: Tensor | int = 0, where: str = "PortfolioEnv.step"
+    ) -> Tensor:
         """Weights ``(B, N)`` of the scores ``action (B, N)``; ``X (B, C, L, N)``, ``before (B, N)``.
 
-        ``step`` (an int or ``(B,)``) is the episode step of each row, named in errors.
+        ``step`` (an int or ``(B,)``) is the episode step of each row and ``where`` the caller, named in errors.
 
         Raises
         ------
@@ -91,14 +93,14 @@ class ActionMap:
         if not isinstance(action, Tensor) or tuple(action.shape) != (B, N):
             shape = tuple(action.shape) if isinstance(action, Tensor) else type(action).__name__
             raise DataError(
-                f"PortfolioEnv.step (step {int(steps[0])}): action of shape {shape}; give one score per asset, "
+                f"{where} (step {int(steps[0])}): action of shape {shape}; give one score per asset, "
                 f"shape ({B}, {N}) (environments, assets)."
             )
         bad = ~torch.isfinite(action)
         if bool(bad.any()):
             b, i = (int(v) for v in bad.nonzero()[0])
             raise DataError(
-                f"PortfolioEnv.step (step {int(steps[b])}, environment {b}): the action has a non-finite score "
+                f"{where} (step {int(steps[b])}, environment {b}): the action has a non-finite score "
                 f"({float(action[b, i])}) for asset {i}; check the agent (a diverged policy outputs NaN)."
             )
         action = action.to(before.dtype)
@@ -109,7 +111,7 @@ class ActionMap:
             w = self.allocator(action, factor=window_factor(X.to(action.dtype)), w_prev=before if uses_prev else None)
         else:
             w = self.allocator(action)
-        self.check(w, before, steps)
+        self.check(w, before, steps, where)
         return w
 
     def violations(self, w: Tensor, before: Tensor) -> tuple[Tensor, list[str]]:
@@ -143,20 +145,20 @@ class ActionMap:
             names.append(f"turnover sum |w - w_held| <= {spec.turnover:g}")
         return torch.stack(cols, dim=-1), names
 
-    def check(self, w: Tensor, before: Tensor, steps: Tensor) -> None:
+    def check(self, w: Tensor, before: Tensor, steps: Tensor, where: str = "PortfolioEnv.step") -> None:
         """Raise :class:`DataError` naming the step if a row of ``w`` is non-finite or violates a constraint."""
         bad = ~torch.isfinite(w)
         if bool(bad.any()):
             b, i = (int(v) for v in bad.nonzero()[0])
             raise DataError(
-                f"PortfolioEnv.step (step {int(steps[b])}, environment {b}): the allocator {self.name!r} gave a "
+                f"{where} (step {int(steps[b])}, environment {b}): the allocator {self.name!r} gave a "
                 f"non-finite weight for asset {i}; check the action and the allocator's parameters."
             )
         amount, names = self.violations(w, before)
         if amount.numel() and bool((amount > TOLERANCE).any()):
             b, c = (int(v) for v in (amount > TOLERANCE).nonzero()[0])
             raise DataError(
-                f"PortfolioEnv.step (step {int(steps[b])}, environment {b}): the weights violate the {names[c]} "
+                f"{where} (step {int(steps[b])}, environment {b}): the weights violate the {names[c]} "
                 f"constraint by {float(amount[b, c]):.3g} (allocator {self.name!r}); map the action through an "
                 "allocator that enforces the constraints (e.g. 'convex'), or give feasible weights."
             )

@@ -1,6 +1,9 @@
 """Gymnasium and Stable-Baselines3 faces of :class:`~gradfolio.allocation.rl.env.PortfolioEnv`.
 
 - :class:`PortfolioGymEnv` — one path as a ``gymnasium.Env`` (passes ``gymnasium.utils.env_checker.check_env``).
+- :class:`PortfolioVectorEnv` — ``B`` paths as a ``gymnasium.vector.VectorEnv`` (one tensor step; same-step
+  autoreset: the last observation of a finished path in ``info["final_obs"]``, masked by ``info["_final_obs"]``),
+  for libraries that take Gymnasium's vector API.
 - :class:`PortfolioVecEnv` — ``B`` paths as a Stable-Baselines3 ``VecEnv``: one tensor step for all
   of them (SB3's ``DummyVecEnv`` would loop over ``B`` Python environments), finished episodes
   restarted in place with ``terminal_observation`` and ``TimeLimit.truncated`` in their infos.
@@ -20,6 +23,8 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv as GymVectorEnv
+from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from gradfolio.allocation.rl.env import PortfolioEnv
@@ -83,6 +88,48 @@ class PortfolioGymEnv(gymnasium.Env):
         a = torch.as_tensor(np.asarray(action, dtype=np.float64), device=self.core.device)
         _, reward, done, info = self.core.step(self.action_scale * a.reshape(1, -1))
         return self._obs(), float(reward[0]), False, bool(done[0]), _numpy_info(info, 0)
+
+
+class PortfolioVectorEnv(GymVectorEnv):
+    """``B`` portfolio paths as a ``gymnasium.vector.VectorEnv`` (see the module docstring).
+
+    Parameters
+    ----------
+    env
+        A :class:`PortfolioEnv` (its ``n_envs`` is ``num_envs``).
+    action_scale
+        Scores are ``action_scale * a`` for actions ``a`` in ``[-1, 1]^N``.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, env: PortfolioEnv, action_scale: float = DEFAULT_ACTION_SCALE) -> None:
+        self.core = env
+        self.num_envs = env.B
+        self.action_scale = check_action_scale(action_scale)
+        self.single_observation_space, self.single_action_space = make_spaces(env)
+        self.observation_space = batch_space(self.single_observation_space, env.B)
+        self.action_space = batch_space(self.single_action_space, env.B)
+
+    def _obs(self) -> np.ndarray:
+        return self.core.flat_observation().to(torch.float32).cpu().numpy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Restart every path (``seed`` reseeds the random starts); ``(observations (B, D), {})``."""
+        self.core.reset(seed=seed)
+        return self._obs(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step all paths; ``(obs, rewards, terminations (all False), truncations, infos)``, finished paths restarted."""
+        a = torch.as_tensor(np.asarray(actions, dtype=np.float64), device=self.core.device)
+        _, reward, done, _ = self.core.step(self.action_scale * a.reshape(self.num_envs, -1))
+        obs, dones = self._obs(), done.cpu().numpy()
+        infos: dict[str, Any] = {}
+        if dones.any():
+            infos = {"final_obs": np.where(dones[:, None], obs, 0.0).astype(np.float32), "_final_obs": dones.copy()}
+            self.core.reset(mask=done)
+            obs = self._obs()
+        return obs, reward.to(torch.float32).cpu().numpy(), np.zeros_like(dones), dones, infos
 
 
 class PortfolioVecEnv(VecEnv):
@@ -160,4 +207,4 @@ class PortfolioVecEnv(VecEnv):
         return [False for _ in self._indices(indices)]
 
 
-__all__ = ["PortfolioGymEnv", "PortfolioVecEnv", "make_spaces", "check_action_scale", "DEFAULT_ACTION_SCALE"]
+__all__ = ["PortfolioGymEnv", "PortfolioVectorEnv", "PortfolioVecEnv", "make_spaces", "check_action_scale", "DEFAULT_ACTION_SCALE"]

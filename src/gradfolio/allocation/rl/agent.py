@@ -37,11 +37,15 @@ class SB3Strategy:
 
     needs_holdings = True
 
+    calls: int
+    """Rebalance dates decided so far (named in errors as the step)."""
+
     def __init__(
         self, model: Any, action_map: ActionMap, obs_scale: float = 1.0, action_scale: float = 5.0, deterministic: bool = True
     ) -> None:
         self.model, self.action_map = model, action_map
         self.obs_scale, self.action_scale, self.deterministic = float(obs_scale), float(action_scale), deterministic
+        self.calls = 0
 
     def observation(self, X: Tensor, before: Tensor) -> np.ndarray:
         """The agent's observation ``(B, L * N + N)`` (float32), as the environment builds it."""
@@ -57,7 +61,8 @@ class SB3Strategy:
     def __call__(self, X: Tensor, before: Tensor, previous: Tensor) -> Tensor:
         """Target weights ``(B, N)`` in the dtype of ``X``."""
         held = before.to(device=X.device, dtype=torch.float64)
-        w = self.action_map(self.scores(X, before), X.to(torch.float64), held)
+        w = self.action_map(self.scores(X, before), X.to(torch.float64), held, step=self.calls, where="SB3Strategy")
+        self.calls += 1
         return w.to(X.dtype)
 
 
