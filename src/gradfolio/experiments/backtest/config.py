@@ -122,6 +122,27 @@ class NetworkSettings(_Section):
     loss_params: dict[str, Any] = Field(default_factory=dict)
 
 
+class AgentSettings(_Section):
+    """A reinforcement-learning agent (Stable-Baselines3) trained on a portfolio environment over the data
+    before the test period and walked forward beside the networks (gradfolio.allocation.rl)."""
+
+    enabled: bool = True
+    label: str | None = Field(None, description="Strategy label (default 'rl_<algo>'); distinct across `agents`.")
+    algo: str = Field("ppo", description="ppo, a2c, sac, td3 or ddpg (Stable-Baselines3).")
+    timesteps: int = Field(20_000, ge=1, description="Environment steps of training (all paths counted).")
+    n_envs: int = Field(64, ge=1, description="Paths stepped at once by the vectorized environment.")
+    episode_length: int = Field(50, ge=1, description="Rebalances per training episode (random starts).")
+    allocator: str = Field("softmax", description="Action map: an allocator name (softmax, sparsemax, tanh, topk, convex) or 'weights'.")
+    allocator_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the allocator.")
+    reward: Literal["log", "differential_sharpe"] = "log"
+    eta: float = Field(0.01, gt=0.0, lt=1.0, description="Adaptation rate of the differential Sharpe ratio.")
+    obs_scale: float = Field(1.0, gt=0.0, description="Factor on the observed return window.")
+    action_scale: float = Field(5.0, gt=0.0, description="Scores = action_scale * action (actions in [-1, 1]).")
+    algo_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the SB3 algorithm.")
+    checkpoint_every: int = Field(10_000, ge=1, description="Environment steps between checkpoints.")
+    seed: int | None = Field(None, description="Seed of the agent and its random starts (default: the run's seed).")
+
+
 class TrainSettings(_Section):
     """Optimizer and early stopping of the network's training."""
 
@@ -185,6 +206,11 @@ class BacktestConfig(_Section):
         "(each trained with `train`); replaces `network`.",
     )
     train: TrainSettings = Field(default_factory=TrainSettings)
+    agents: list[AgentSettings] = Field(
+        default_factory=list,
+        description="Reinforcement-learning agents trained on the data before the test period and walked "
+        "forward with the networks and benchmarks (needs the rl extra; not cross-validated or saved as bundles).",
+    )
     benchmarks: list[str] = Field(
         default_factory=lambda: ["all"],
         description="Classical portfolio names (gradfolio.allocation.classical), or ['all'], or [] for none.",
@@ -224,6 +250,10 @@ class BacktestConfig(_Section):
             repeated = sorted({x for x in labels if labels.count(x) > 1})
             if repeated:
                 raise ValueError(f"networks: the labels {repeated} repeat; give each network a distinct 'label'")
+        labels = [a.label or f"rl_{a.algo}" for a in self.agents if a.enabled]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise ValueError(f"agents: the labels {repeated} repeat; give each agent a distinct 'label'")
         return self
 
     def network_configs(self) -> dict[str, BacktestConfig]:
@@ -276,6 +306,16 @@ class BacktestConfig(_Section):
             LOSSES.validate(n.loss, n.loss_params, f"{at}.loss_params")
             check_training(NETWORKS.get(n.name), {**NETWORKS.entry(n.name).defaults, **params},
                            getattr(LOSSES.get(n.loss), "forecast_only", False), at)
+        from gradfolio.allocation import ALLOCATORS
+        from gradfolio.allocation.rl.training import AGENTS
+
+        for i, a in enumerate(self.agents):
+            if a.enabled and a.algo not in AGENTS:
+                raise ConfigError(f"agents[{i}].algo: {a.algo!r} is not an agent; use one of {sorted(AGENTS)}.")
+            if a.enabled and a.allocator != "weights":
+                ALLOCATORS.entry(a.allocator, where=f"agents[{i}].allocator")
+                ALLOCATORS.validate(a.allocator, a.allocator_params, f"agents[{i}].allocator_params",
+                                    provided={"n_assets"})
         if self.benchmarks != ["all"]:
             for i, name in enumerate(self.benchmarks):
                 PORTFOLIOS.entry(name, where=f"benchmarks[{i}]")
@@ -341,6 +381,7 @@ __all__ = [
     "SplitSettings",
     "BacktestSettings",
     "NetworkSettings",
+    "AgentSettings",
     "TrainSettings",
     "StatsSettings",
     "CVSettings",

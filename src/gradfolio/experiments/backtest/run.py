@@ -24,7 +24,8 @@ folder holds::
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
-                       to); a rerun into the same folder with the same config resumes every
+                       to), agents/<label>/agent.pt for each reinforcement-learning agent of
+                       `agents`; a rerun into the same folder with the same config resumes every
                        training from them instead of training again
     .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
 
@@ -62,6 +63,7 @@ from gradfolio.backtest import (
     walk_forward,
 )
 from gradfolio.errors import ConfigError
+from gradfolio.experiments.backtest.agents import agent_label, train_agents
 from gradfolio.experiments.backtest.build import (
     benchmark_params,
     build_benchmarks,
@@ -187,6 +189,9 @@ def run_backtest(
     clash = sorted(set(variants) & set(benchmarks))
     if clash:
         raise ConfigError(f"network label {clash} is also a benchmark's name; give the network another 'label'.")
+    clash = sorted({agent_label(a) for a in config.agents if a.enabled} & (set(variants) | set(benchmarks)))
+    if clash:
+        raise ConfigError(f"agent label {clash} is also a network's or benchmark's name; give the agent another 'label'.")
     networks = {label: build_network(cfg, train.X.shape[-1], assets) for label, cfg in variants.items()}
     for cfg in variants.values():
         network_params(cfg, assets)  # a bundle holds JSON parameters only: checked before training
@@ -220,6 +225,11 @@ def run_backtest(
                 hooks[label] = run.refit
                 summaries.append(run.summary)
             notes = " ".join(summaries)
+            agents = train_agents(config, returns, test.dates[0], folder / CHECKPOINTS, resume) if config.agents else {}
+            if agents:
+                notes = (f"{notes} Agents {sorted(agents)}: Stable-Baselines3, trained on the returns up to "
+                         f"{test.dates[0].date()} (gradfolio.allocation.rl).").strip()
+            strategies.update(agents)  # type: ignore[arg-type]
             strategies.update(benchmarks)
             if config.constraints is not None:
                 loose = unconstrained_benchmarks(config)
@@ -240,7 +250,8 @@ def run_backtest(
                 fit_hooks=hooks if schedule is not None else None,
                 device=config.device,
                 dtype=dtype,
-                dtypes={name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
+                dtypes={**{name: getattr(torch, config.benchmark_dtype) for name in benchmarks},
+                        **{name: torch.float64 for name in agents}},
                 progress=prefixed(progress, "backtest ") if progress else None,
                 infeasible="keep",
                 max_gross=b.max_gross,
@@ -254,7 +265,8 @@ def run_backtest(
             stage = run_folder.stage
             dump_config(config, stage / "config.yaml")
             result.save(stage)
-            save_strategies(stage, config, strategies, variants, returns)  # type: ignore[arg-type]
+            saved = {n: s for n, s in strategies.items() if n not in agents}  # agents have no bundle format yet
+            save_strategies(stage, config, saved, variants, returns)  # type: ignore[arg-type]
             if stats is not None:
                 write_stats(stats, stage)
             write_report(result, stage, title=f"Walk-forward backtest: {config.data.source}", notes=notes,

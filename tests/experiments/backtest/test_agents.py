@@ -1,0 +1,104 @@
+"""The `agents` section of a backtest config: SB3 agents trained before the test period, walked forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from gradfolio.allocation.rl import PortfolioEnv  # noqa: E402
+from gradfolio.backtest import BacktestResult, walk_forward  # noqa: E402
+from gradfolio.checkpoint import load_state  # noqa: E402
+from gradfolio.costs import ProportionalCost  # noqa: E402
+from gradfolio.errors import ConfigError  # noqa: E402
+from gradfolio.experiments.backtest.agents import train_agents  # noqa: E402
+from gradfolio.experiments.backtest.build import load_returns  # noqa: E402
+from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config  # noqa: E402
+from gradfolio.experiments.backtest.run import run_backtest  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+SMALL = """
+seed: 3
+benchmarks: [equal_weight]
+tracking: false
+figures: false
+data: {start: 2019-01-01, end: 2020-12-31, lookback: 20, horizon: 5, assets: [AAPL, JPM, KO, XOM]}
+split: {val_start: 2020-01-01, test_start: 2020-06-01}
+backtest: {rebalance_every: 5, cost_bps: 15}
+network: {enabled: false}
+stats: {enabled: false}
+agents:
+  - {algo: a2c, timesteps: 256, n_envs: 8, episode_length: 10, checkpoint_every: 128, algo_params: {n_steps: 4}}
+  - {algo: ppo, label: rl_convex, timesteps: 128, n_envs: 8, episode_length: 5, allocator: convex,
+     allocator_params: {constraints: {long_only: true, max_weight: 0.4}}, reward: differential_sharpe, eta: 0.05,
+     obs_scale: 20.0, algo_params: {n_steps: 8, batch_size: 32}}
+"""
+
+
+def _config(tmp_path: Path, text: str = SMALL) -> BacktestConfig:
+    path = tmp_path / "rl.yaml"
+    path.write_text(text)
+    return load_backtest_config(path)
+
+
+def test_agents_are_trained_and_walked_forward(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    folder, result = run_backtest(config, tmp_path / "run")
+    assert result.strategies == ["rl_a2c", "rl_convex", "equal_weight"]
+    saved = BacktestResult.load(folder)
+    assert saved.strategies == result.strategies
+    for name in ("rl_a2c", "rl_convex"):
+        assert result.turnover[name].iloc[0] == pytest.approx(1.0)  # bought in from cash
+        costs = result.costs[name].sum()
+        assert costs == pytest.approx(0.0015 * result.turnover[name].sum(), rel=1e-9)  # 15 bps, as the benchmarks
+    w = result.weights["rl_convex"].to_numpy()
+    assert w.max() <= 0.4 + 1e-6 and np.allclose(w.sum(1), 1.0, atol=1e-6)
+    state = load_state(folder / "checkpoints" / "agents" / "rl_a2c" / "agent.pt")
+    assert state["num_timesteps"] == 256
+    assert not (folder / "strategies" / "rl_a2c").exists() and (folder / "strategies" / "equal_weight").is_dir()
+
+
+def test_agent_env_is_the_runs_backtest(tmp_path: Path) -> None:
+    """The agent trains on the returns up to the first test date, with the run's cost, and the
+    walk-forward of the trained agent equals its episode in an environment over the test period."""
+    config = _config(tmp_path)
+    returns = load_returns(config)
+    start = returns.index[returns.index.searchsorted(np.datetime64("2020-06-01"))]
+    agents = train_agents(config.model_copy(update={"agents": config.agents[:1]}), returns, start, tmp_path / "ck", False)
+    agent = agents["rl_a2c"]
+    cost = ProportionalCost.from_bps(15)
+    res = walk_forward({"a": agent}, returns, 20, rebalance_every=5, cost=cost, start=start, dtype=torch.float64)
+    env = PortfolioEnv(returns, 20, rebalance_every=5, start=int(returns.index.get_loc(start)), cost=cost)
+    env.reset()
+    nets = []
+    for _ in range(env.H):
+        _, _, _, info = env.step(agent.scores(*env.observation()))
+        nets.append(info["net"][0])
+    np.testing.assert_allclose(torch.cat(nets).numpy(), res.returns["a"].to_numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("agents", "match"),
+    [
+        ("[{algo: dqn}]", r"agents\[0\].algo: 'dqn' is not an agent"),
+        ("[{algo: ppo}, {algo: ppo}]", r"the labels \['rl_ppo'\] repeat"),
+        ("[{algo: ppo, allocator: softmax, allocator_params: {temperature: -1, nope: 2}}]", r"agents\[0\].allocator_params"),
+        ("[{algo: ppo, allocator: nosuch}]", r"agents\[0\].allocator"),
+        ("[{algo: ppo, label: equal_weight}]", r"agent label \['equal_weight'\]"),
+    ],
+)
+def test_bad_agent_sections_fail_before_training(tmp_path: Path, agents: str, match: str) -> None:
+    text = SMALL[: SMALL.index("agents:")] + f"agents: {agents}\n"
+    with pytest.raises(ConfigError, match=match):
+        run_backtest(_config(tmp_path, text), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_example_parses() -> None:
+    config = load_backtest_config(EXAMPLES / "backtest_rl.yaml")
+    assert [a.algo for a in config.agents] == ["ppo", "ppo"] and config.agents[1].allocator == "convex"
