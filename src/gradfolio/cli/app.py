@@ -50,4 +50,14 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-__all__ = ["console", "err_console", "friendly_errors", "root_app"]
+def parse_seeds(text: str) -> list[int]:
+    """``"0 1 2"`` / ``"0,1,2"`` -> ``[0, 1, 2]``; a ``ConfigError`` naming ``--seeds`` otherwise."""
+    from gradfolio.errors import ConfigError
+
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: pass integers separated by spaces or commas, e.g. --seeds '0 1 2'.") from None
+
+
+__all__ = ["parse_seeds", "console", "err_console", "friendly_errors", "root_app"]

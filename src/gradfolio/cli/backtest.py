@@ -12,7 +12,7 @@ from rich.table import Table
 
 from rich.markup import escape
 
-from gradfolio.cli.app import console, err_console, friendly_errors
+from gradfolio.cli.app import console, err_console, friendly_errors, parse_seeds
 from gradfolio.cli.progress import progress_bars
 
 if TYPE_CHECKING:  # the experiments (torch, pandas) are imported inside the commands, so `gradfolio --help` stays fast
@@ -113,6 +113,8 @@ def backtest(
     figures: bool = typer.Option(None, "--figures/--no-figures", help="Override 'figures' (PNG files) of the config."),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
     address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
+    seeds: str = typer.Option(None, "--seeds", help="Run the whole backtest once per seed, e.g. '0 1 2': mean and "
+                              "95% t interval over seeds (summary.md); each run in <out>/seed_<s>."),
 ) -> None:
     """Run the walk-forward backtest described by a config file and write the report.
 
@@ -132,7 +134,34 @@ def backtest(
         update["tracking"] = track
     if figures is not None:
         update["figures"] = figures
+    if seeds is not None:
+        _run_seeds(cfg.model_copy(update=update), parse_seeds(seeds), out)
+        return
     _run(cfg.model_copy(update=update), out)
+
+
+def _run_seeds(config: BacktestConfig, seeds: list[int], out: Path | None) -> None:
+    from gradfolio.experiments.backtest.seeds import backtest_seeds, check_seeds
+    from gradfolio.stats import format_summary
+
+    start = time.perf_counter()
+    check_seeds(seeds)
+    with progress_bars(console) as progress:
+        _, summary, diffs, root = backtest_seeds(config, seeds, out, progress=progress)
+    shown = format_summary(summary)[["sharpe_ratio", "annualized_return", "max_drawdown", "annual_turnover"]]
+    view = Table(title=f"Mean ± 95% t half-width over seeds {', '.join(map(str, seeds))}", box=box.SIMPLE, pad_edge=False)
+    for col in ("strategy", *shown.columns):
+        view.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
+    order = summary["sharpe_ratio"].sort_values(ascending=False).index
+    for name in order:
+        view.add_row(str(name), *shown.loc[name].tolist())
+    console.print(view)
+    sharpe = diffs[diffs["metric"] == "sharpe_ratio"] if len(diffs) else diffs
+    if len(sharpe):
+        better = sharpe[sharpe["significant"] & (sharpe["diff"] > 0)]["strategy"].tolist()
+        console.print(f"Sharpe minus {config.stats.benchmark}, paired by seed: significantly higher for {better or 'none'} "
+                      "(differences.csv).")
+    console.print(f"summary: {root / 'summary.md'}  ({time.perf_counter() - start:.0f} s)")
 
 
 @friendly_errors
@@ -144,6 +173,8 @@ def experiment(
     figures: bool = typer.Option(None, "--figures/--no-figures", help="Override 'figures' (PNG files) of the config."),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray running the CV tasks."),
     address: str = typer.Option(None, "--address", help="Ray cluster address for the CV tasks."),
+    seeds: str = typer.Option(None, "--seeds", help="Run the whole experiment once per seed, e.g. '0 1 2': mean and "
+                              "95% t interval over seeds (summary.md); each run in <out>/seed_<s>."),
 ) -> None:
     """Several networks and losses (`networks: [...]`) against the benchmarks in one run.
 
@@ -151,7 +182,8 @@ def experiment(
     compared with 1/N (the deflated Sharpe counts every strategy) and, with a `cv` section,
     cross-validated per split and seed.
     """
-    backtest(config=config, out=out, device=device, track=track, figures=figures, num_cpus=num_cpus, address=address)
+    backtest(config=config, out=out, device=device, track=track, figures=figures, num_cpus=num_cpus, address=address,
+             seeds=seeds)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.table import Table
 
-from gradfolio.cli.app import console, friendly_errors
+from gradfolio.cli.app import console, friendly_errors, parse_seeds
 from gradfolio.cli.progress import progress_bars
 from gradfolio.errors import ConfigError
 
@@ -97,10 +97,7 @@ def _parse_seeds(text: str, seed: int | None) -> list[int]:
     """``"0 1 2"`` / ``"0,1,2"`` -> ``[0, 1, 2]``; a ``ConfigError`` naming ``--seeds`` otherwise."""
     if seed is not None:
         raise ConfigError("--seed and --seeds: pass one (--seeds trains one agent per seed).")
-    try:
-        return [int(s) for s in text.replace(",", " ").split()]
-    except ValueError:
-        raise ConfigError(f"--seeds {text!r}: pass integers separated by spaces or commas, e.g. --seeds '0 1 2'.") from None
+    return parse_seeds(text)
 
 
 def _train_seeds(cfg: Any, seeds: list[int], out: Path | None, resume: bool, track: bool, progress: bool) -> None:

@@ -23,9 +23,14 @@ from gradfolio.stats.psr import (
     sharpe_statistics,
     trial_sharpe_variance,
 )
+from gradfolio.stats.seeds import format_summary, paired_differences, seed_summary, t_interval
 from gradfolio.stats.sharpe_test import SharpeDifference, hac_standard_error, sharpe_difference_test
 
 __all__ = [
+    "t_interval",
+    "seed_summary",
+    "paired_differences",
+    "format_summary",
     "BootstrapResult",
     "bootstrap",
     "bootstrap_ci",

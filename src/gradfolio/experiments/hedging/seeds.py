@@ -22,13 +22,11 @@ seed and strategy), ``summary.csv`` / ``summary.md`` (mean and half-width per me
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from scipy.stats import t as student_t
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.hedging.train import (
@@ -39,84 +37,9 @@ from gradfolio.experiments.hedging.train import (
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
+from gradfolio.stats.seeds import LEVEL, format_summary, paired_differences, seed_summary, t_interval
+from gradfolio.stats.seeds import text_table as _text_table
 from gradfolio.tracking import Tracker
-
-LEVEL = 0.95
-
-
-def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
-    """``(mean, half_width)`` of the Student t interval of the mean of ``values`` (``n >= 2``).
-
-    ``half_width = t_{(1 + level) / 2, n - 1} * std(values, ddof=1) / sqrt(n)``.
-    """
-    n = len(values)
-    if n < 2:
-        raise ConfigError(f"t_interval: {n} value(s); a t interval needs >= 2 seeds (pass --seeds with two or more).")
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-
-
-def seed_summary(per_seed: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
-    """Mean and t half-width over seeds of every metric.
-
-    Parameters
-    ----------
-    per_seed
-        Long table with columns ``seed``, ``strategy`` and one column per metric (``seeds.csv``).
-
-    Returns
-    -------
-    One row per strategy (in order of appearance), columns ``<metric>`` (mean) and
-    ``<metric>_ci`` (half-width) for each metric, and ``n_seeds``.
-    """
-    metrics = [c for c in per_seed.columns if c not in ("seed", "strategy")]
-    rows = {}
-    for strategy, group in per_seed.groupby("strategy", sort=False):
-        row: dict[str, float] = {}
-        for m in metrics:
-            row[m], row[f"{m}_ci"] = t_interval(group[m].tolist(), level)
-        row["n_seeds"] = float(len(group))
-        rows[strategy] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
-
-
-def paired_differences(
-    per_seed: pd.DataFrame, agent: str, baselines: Sequence[str], metrics: Sequence[str] = ("mean_std", "cvar_95"),
-    level: float = LEVEL,
-) -> pd.DataFrame:
-    """Agent minus each baseline, seed by seed on the same test paths: mean, t half-width, significance.
-
-    Returns
-    -------
-    Rows ``(baseline, metric)`` with ``diff`` (mean of ``agent - baseline``), ``ci`` (half-width),
-    ``significant`` (the interval excludes 0).
-    """
-    table = per_seed.pivot(index="seed", columns="strategy")
-    rows = []
-    for base in baselines:
-        for m in metrics:
-            diff = (table[(m, agent)] - table[(m, base)]).tolist()
-            mean, ci = t_interval(diff, level)
-            rows.append({"baseline": base, "metric": m, "diff": mean, "ci": ci, "significant": abs(mean) > ci})
-    return pd.DataFrame(rows)
-
-
-def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``mean ± half-width`` strings per metric (the markdown table of ``summary.md``)."""
-    metrics = [c for c in summary.columns if not c.endswith("_ci") and c != "n_seeds"]
-    return pd.DataFrame({m: [f"{v:.{digits}f} ± {h:.{digits}f}" for v, h in zip(summary[m], summary[f"{m}_ci"], strict=True)]
-                         for m in metrics}, index=summary.index)
-
-
-def _text_table(table: pd.DataFrame) -> str:
-    """Any table (strings allowed) as a GitHub markdown table, the index as first column(s)."""
-    flat = table.reset_index()
-    lines = ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * flat.shape[1]]
-    for row in flat.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
 
 def train_seeds(
     config: HedgeTrainingConfig,
