@@ -303,9 +303,11 @@ RESTRICT_FROM = 2
 ADD_FRACTION = 0.5
 
 #: Batches at least this large drop their finished elements after every active-set solve; smaller
-#: ones re-solve them (unchanged: their active set is kept) until all are done, which costs less
-#: than the indexing and lets the backward pass reuse the last factorization.
-COMPACT_BATCH = 128
+#: ones re-solve them (unchanged: their active set is kept) until all are done, which lets the
+#: backward pass reuse the last factorization. With the restricted update a few elements of a
+#: batch take 2-4 times the median number of solves, so from 8 elements on the tail is solved
+#: on its own (at n = 250, batch 32: about half the forward time; docs/solvers.md).
+COMPACT_BATCH = 8
 
 
 def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
