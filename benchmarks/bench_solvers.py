@@ -313,9 +313,11 @@ def busy_process(on: bool, cap_seconds: float):
         proc.wait()
 
 
-def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int, seconds: float) -> dict:
+def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int, seconds: float,
+                        qpth_max_work: float = float("inf")) -> dict:
     """Forward + backward of gradfolio with its thread rule off (torch's count) and on
-    (``QPSettings(threads="auto")``), qpth forward + backward and proxsuite forward, on one cell."""
+    (``QPSettings(threads="auto")``), qpth forward + backward (where ``batch * (3 n)^3`` is at most
+    ``qpth_max_work``) and proxsuite forward, on one cell."""
     import qp_peers
 
     name, n, B = cell
@@ -344,9 +346,12 @@ def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int,
         return x.detach()
 
     prox = qp_peers.Proxsuite(form, threads)
-    return {"gradfolio fwd+bwd (rule off)": fwd_bwd(off), "gradfolio fwd+bwd (rule on)": fwd_bwd(auto),
-            "qpth fwd+bwd": lambda: time_calls(qpth_run, seconds),
-            "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
+    out = {"gradfolio fwd+bwd (rule off)": fwd_bwd(off), "gradfolio fwd+bwd (rule on)": fwd_bwd(auto),
+           "qpth fwd+bwd": lambda: time_calls(qpth_run, seconds),
+           "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
+    if B * (3 * n) ** 3 > qpth_max_work:
+        del out["qpth fwd+bwd"]
+    return out
 
 
 def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
@@ -358,7 +363,7 @@ def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
         base: dict[str, float] = {}
         for count, busy in conditions:
             torch.set_num_threads(count)
-            measures = contention_measures(cell, dtype, device, count, args.seconds)
+            measures = contention_measures(cell, dtype, device, count, args.seconds, args.qpth_max_work)
             with busy_process(busy, args.busy_seconds):
                 best = best_of_rounds(measures, args.rounds, context=f" {cell} threads={count} busy={busy}")
             for solver, (sec, _) in best.items():
