@@ -21,8 +21,8 @@ from torch import Tensor
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import PortfolioConstraints
 from gradfolio.solvers.qp.settings import QPSettings
-from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 from gradfolio.solvers.qp.solve import solve_qp
+from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 if TYPE_CHECKING:
     from gradfolio.solvers.cvxpy_backend import CvxpyBackend

@@ -64,8 +64,7 @@ def test_solve_qp_forward_and_backward_use_the_rule(two_threads, monkeypatch, ge
 @pytest.mark.parametrize(("threads", "inside"), [("auto", 1), (None, 2), (3, 3)])
 def test_convex_problem_builds_its_inputs_under_the_rule(two_threads, monkeypatch, gen, threads, inside):
     # ConvexProblem forms Q (B, N, N) before solve_qp: those ops run under the same count.
-    import gradfolio.solvers.problem as problem
-    from gradfolio.solvers import ConvexProblem
+    from gradfolio.solvers import ConvexProblem, problem
 
     seen = []
     risk = problem.risk_matrix

@@ -51,7 +51,7 @@ class Solution:
     act: Tensor
 
     @staticmethod
-    def empty(B: int, n: int, m: int, p: int, like: Tensor) -> "Solution":
+    def empty(B: int, n: int, m: int, p: int, like: Tensor) -> Solution:
         """Uninitialized storage for ``B`` elements."""
         return Solution(like.new_empty(B, n), like.new_empty(B, p), like.new_empty(B, m),
                         torch.zeros(B, m, dtype=torch.bool, device=like.device))
@@ -93,7 +93,7 @@ class PairRows:
     MIN_SHARE = 0.5
 
     @staticmethod
-    def split(Gg: Tensor) -> "PairRows | None":
+    def split(Gg: Tensor) -> PairRows | None:
         """The split of the general rows ``Gg (mg, n)``, or ``None`` when they have fewer than
         ``MIN_SHARE * n`` pair rows."""
         n = Gg.shape[-1]
@@ -172,10 +172,10 @@ class StandardForm:
     r: Tensor
     bound_value: Tensor
     rho: Tensor
-    pairs: "PairRows | None" = None
+    pairs: PairRows | None = None
 
     @staticmethod
-    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> "StandardForm":
+    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> StandardForm:
         """Split off the trailing bound rows of a shared ``G`` and compute the scales."""
         mg = G.shape[-2] - trailing_bound_rows(G)
         if G.ndim == 2:
@@ -202,7 +202,7 @@ class StandardForm:
         """``(B, n, m, p)``."""
         return self.q.shape[0], self.q.shape[1], self.h.shape[-1], self.b.shape[-1]
 
-    def take(self, idx: Tensor) -> "StandardForm":
+    def take(self, idx: Tensor) -> StandardForm:
         """The batch elements ``idx`` (shared matrices are kept as they are)."""
         mat = lambda t: t if t.ndim == 2 else t[idx]  # noqa: E731
         return StandardForm(
