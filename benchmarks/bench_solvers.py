@@ -249,19 +249,24 @@ def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
     return rows
 
 
+def cell_key(row: dict) -> tuple:
+    """``(spec, n, batch, threads)`` of a constrained row (rows before threads were recorded: 2)."""
+    return row["spec"], row["n"], row["batch"], row.get("threads", 2)
+
+
 def constrained_table(rows: list[dict]) -> list[str]:
     """Markdown lines: one row per spec, size and batch, ratios as peer time over gradfolio's (same mode, same run)."""
-    lines = ["| constraints | n | batch | gradfolio fwd (ms) | proxsuite fwd (ms) | x | gradfolio fwd+bwd (ms) | qpth fwd+bwd (ms) | x "
-             "| weight error gradfolio / proxsuite / qpth |", "|---|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["spec"], r["n"], r["batch"]) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
-    for spec, n, B in keys:
-        get = {(r["solver"], r["mode"]): r for r in rows if (r["spec"], r["n"], r["batch"]) == (spec, n, B)}
+    lines = ["| constraints | n | batch | threads | gradfolio fwd (ms) | proxsuite fwd (ms) | x | gradfolio fwd+bwd (ms) | qpth fwd+bwd (ms) | x "
+             "| weight error gradfolio / proxsuite / qpth | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({cell_key(r) for r in rows})
+    for spec, n, B, threads in keys:
+        get = {(r["solver"], r["mode"]): r for r in rows if cell_key(r) == (spec, n, B, threads)}
         nan = {"ms": float("nan"), "time_vs_gradfolio": float("nan"), "max_weight_error": float("nan")}
         gf, gb = get[("gradfolio", "fwd")], get[("gradfolio", "fwd+bwd")]
         px, qp = get.get(("proxsuite", "fwd"), nan), get.get(("qpth", "fwd+bwd"), nan)
-        lines.append(f"| {spec} | {n} | {B} | {gf['ms']:.2f} | {px['ms']:.2f} | {px['time_vs_gradfolio']:.1f} | {gb['ms']:.2f} "
+        lines.append(f"| {spec} | {n} | {B} | {threads} | {gf['ms']:.2f} | {px['ms']:.2f} | {px['time_vs_gradfolio']:.1f} | {gb['ms']:.2f} "
                      f"| {qp['ms']:.1f} | {qp['time_vs_gradfolio']:.1f} | {gb['max_weight_error']:.0e} / {px['max_weight_error']:.0e} "
-                     f"/ {qp['max_weight_error']:.0e} |")
+                     f"/ {qp['max_weight_error']:.0e} | {gf.get('load_average', '?')} |")
     return lines
 
 
@@ -448,8 +453,8 @@ def main() -> None:
         earlier = result.get("constrained", [])
 
         def merged(rows: list[dict]) -> list[dict]:
-            fresh = {(r["spec"], r["n"], r["batch"]) for r in rows}
-            return [r for r in earlier if (r["spec"], r["n"], r["batch"]) not in fresh] + rows
+            fresh = {cell_key(r) for r in rows}
+            return [r for r in earlier if cell_key(r) not in fresh] + rows
 
         save = persist("constrained")
         save(merged(constrained_rows(args, dtype, device, lambda rows: save(merged(rows)))))
