@@ -303,11 +303,18 @@ RESTRICT_FROM = 2
 ADD_FRACTION = 0.5
 
 #: Batches at least this large drop their finished elements after every active-set solve; smaller
-#: ones re-solve them (unchanged: their active set is kept) until all are done, which lets the
-#: backward pass reuse the last factorization. With the restricted update a few elements of a
-#: batch take 2-4 times the median number of solves, so from 8 elements on the tail is solved
-#: on its own (at n = 250, batch 32: about half the forward time; docs/solvers.md).
-COMPACT_BATCH = 8
+#: ones re-solve them (unchanged: their active set is kept) until all are done, which costs less
+#: than the indexing and lets the backward pass reuse the last factorization.
+COMPACT_BATCH = 128
+
+#: From this solve on (index from 0) batches of at least :data:`COMPACT_TAIL` elements drop their
+#: finished elements too: with the restricted update a few elements of a batch may take 2-4 times
+#: the median number of solves, and that tail then costs what a small batch costs (at n = 250,
+#: batch 32: about half the forward time). Long-only batches finish before it (at most 4 solves)
+#: and keep the reuse of the factorization (compacting them from the first solve cost 13-38% of
+#: forward + backward at batch 32).
+COMPACT_FROM = 4
+COMPACT_TAIL = 8
 
 
 def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
@@ -315,7 +322,8 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
     Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
-    they leave it after each solve. An element whose update (:func:`next_active_set`) returns to
+    (:data:`COMPACT_TAIL` from solve :data:`COMPACT_FROM` on) they leave it after each solve. An
+    element whose update (:func:`next_active_set`) returns to
     an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
     the others go on) and goes to the interior point.
 
@@ -352,7 +360,8 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
                 out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             unsolved = [*left, live[cycling]] if stopped else left
             return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
-        if (done or stopped) and (live.numel() >= COMPACT_BATCH or i == settings.active_set_iter - 1):
+        compact = live.numel() >= (COMPACT_BATCH if i < COMPACT_FROM else COMPACT_TAIL)
+        if (done or stopped) and (compact or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             left.append(live[cycling])
             keep = (~ok & ~cycling).nonzero().squeeze(-1)
