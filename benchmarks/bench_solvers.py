@@ -29,6 +29,7 @@ a message (:func:`benchutil.device_arg`).
 Usage: ``python benchmarks/bench_solvers.py [--device cpu|cuda] [--dtype float64|float32]
 [--threads 2] [--only longonly large constrained contention] [--sizes 10 50 100] [--batch 32]
 [--large-batches 1000 4000] [--constrained-sizes 10 50 100 250] [--constrained-batches 1 32 256]
+[--specs mw+2groups mw+2groups+lev+turn] [--max-cell-work W]
 [--qpth-max-work W] [--busy-seconds 120] [--seconds 1] [--rounds 3] [--default-malloc]``
 """
 
@@ -52,6 +53,7 @@ import numpy as np
 import torch
 
 from benchutil import best_of_rounds, device_arg, keep_freed_memory
+from qp_peers import SPECS
 from gradfolio.io import atomic_write_json, atomic_write_text
 from gradfolio.solvers import ConvexProblem, PortfolioConstraints
 
@@ -220,9 +222,11 @@ def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
     import qp_peers
 
     rows = []
-    for name in qp_peers.SPECS:
+    for name in args.specs:
         for n in args.constrained_sizes:
             for B in args.constrained_batches:
+                if B * (n * (1 if name == "mw+2groups" else 3)) ** 2 > args.max_cell_work:
+                    continue
                 peers = B * (3 * n) ** 3 <= args.qpth_max_work
                 measures, form = constrained_measures(name, n, B, dtype, device, args.threads, args.seconds, peers)
                 ref = qp_peers.clarabel(form, n, min(B, 4))
@@ -233,7 +237,8 @@ def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
                     solver, mode = key.split(" ")
                     err = float("nan") if w is None else float(np.abs(w[: ref.shape[0]].double().cpu().numpy() - ref).max())
                     cell.append({"spec": name, "n": n, "batch": B, "solver": solver, "mode": mode, "ms": sec * 1e3,
-                                 "max_weight_error": err})
+                                 "max_weight_error": err, "threads": args.threads,
+                                 "load_average": round(os.getloadavg()[0], 2)})
                 for r in cell:
                     ours = next(c["ms"] for c in cell if c["solver"] == "gradfolio" and c["mode"] == r["mode"])
                     r["time_vs_gradfolio"] = r["ms"] / ours
@@ -244,19 +249,24 @@ def constrained_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
     return rows
 
 
+def cell_key(row: dict) -> tuple:
+    """``(spec, n, batch, threads)`` of a constrained row (rows before threads were recorded: 2)."""
+    return row["spec"], row["n"], row["batch"], row.get("threads", 2)
+
+
 def constrained_table(rows: list[dict]) -> list[str]:
     """Markdown lines: one row per spec, size and batch, ratios as peer time over gradfolio's (same mode, same run)."""
-    lines = ["| constraints | n | batch | gradfolio fwd (ms) | proxsuite fwd (ms) | x | gradfolio fwd+bwd (ms) | qpth fwd+bwd (ms) | x "
-             "| weight error gradfolio / proxsuite / qpth |", "|---|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["spec"], r["n"], r["batch"]) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
-    for spec, n, B in keys:
-        get = {(r["solver"], r["mode"]): r for r in rows if (r["spec"], r["n"], r["batch"]) == (spec, n, B)}
+    lines = ["| constraints | n | batch | threads | gradfolio fwd (ms) | proxsuite fwd (ms) | x | gradfolio fwd+bwd (ms) | qpth fwd+bwd (ms) | x "
+             "| weight error gradfolio / proxsuite / qpth | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({cell_key(r) for r in rows})
+    for spec, n, B, threads in keys:
+        get = {(r["solver"], r["mode"]): r for r in rows if cell_key(r) == (spec, n, B, threads)}
         nan = {"ms": float("nan"), "time_vs_gradfolio": float("nan"), "max_weight_error": float("nan")}
         gf, gb = get[("gradfolio", "fwd")], get[("gradfolio", "fwd+bwd")]
         px, qp = get.get(("proxsuite", "fwd"), nan), get.get(("qpth", "fwd+bwd"), nan)
-        lines.append(f"| {spec} | {n} | {B} | {gf['ms']:.2f} | {px['ms']:.2f} | {px['time_vs_gradfolio']:.1f} | {gb['ms']:.2f} "
+        lines.append(f"| {spec} | {n} | {B} | {threads} | {gf['ms']:.2f} | {px['ms']:.2f} | {px['time_vs_gradfolio']:.1f} | {gb['ms']:.2f} "
                      f"| {qp['ms']:.1f} | {qp['time_vs_gradfolio']:.1f} | {gb['max_weight_error']:.0e} / {px['max_weight_error']:.0e} "
-                     f"/ {qp['max_weight_error']:.0e} |")
+                     f"/ {qp['max_weight_error']:.0e} | {gf.get('load_average', '?')} |")
     return lines
 
 
@@ -308,9 +318,11 @@ def busy_process(on: bool, cap_seconds: float):
         proc.wait()
 
 
-def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int, seconds: float) -> dict:
+def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int, seconds: float,
+                        qpth_max_work: float = float("inf")) -> dict:
     """Forward + backward of gradfolio with its thread rule off (torch's count) and on
-    (``QPSettings(threads="auto")``), qpth forward + backward and proxsuite forward, on one cell."""
+    (``QPSettings(threads="auto")``), qpth forward + backward (where ``batch * (3 n)^3`` is at most
+    ``qpth_max_work``) and proxsuite forward, on one cell."""
     import qp_peers
 
     name, n, B = cell
@@ -339,9 +351,12 @@ def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int,
         return x.detach()
 
     prox = qp_peers.Proxsuite(form, threads)
-    return {"gradfolio fwd+bwd (rule off)": fwd_bwd(off), "gradfolio fwd+bwd (rule on)": fwd_bwd(auto),
-            "qpth fwd+bwd": lambda: time_calls(qpth_run, seconds),
-            "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
+    out = {"gradfolio fwd+bwd (rule off)": fwd_bwd(off), "gradfolio fwd+bwd (rule on)": fwd_bwd(auto),
+           "qpth fwd+bwd": lambda: time_calls(qpth_run, seconds),
+           "proxsuite fwd": lambda: time_calls(lambda: prox(form["Q"], form["q"]), seconds)}
+    if B * (3 * n) ** 3 > qpth_max_work:
+        del out["qpth fwd+bwd"]
+    return out
 
 
 def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
@@ -353,7 +368,7 @@ def contention_rows(args, dtype, device, save=lambda rows: None) -> list[dict]:
         base: dict[str, float] = {}
         for count, busy in conditions:
             torch.set_num_threads(count)
-            measures = contention_measures(cell, dtype, device, count, args.seconds)
+            measures = contention_measures(cell, dtype, device, count, args.seconds, args.qpth_max_work)
             with busy_process(busy, args.busy_seconds):
                 best = best_of_rounds(measures, args.rounds, context=f" {cell} threads={count} busy={busy}")
             for solver, (sec, _) in best.items():
@@ -393,6 +408,10 @@ def main() -> None:
     parser.add_argument("--large-batches", type=int, nargs="+", default=[1000, 4000])
     parser.add_argument("--constrained-sizes", type=int, nargs="+", default=[10, 50, 100, 250])
     parser.add_argument("--constrained-batches", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--specs", nargs="+", default=list(SPECS), choices=SPECS,
+                        help="constraint sets of the constrained section")
+    parser.add_argument("--max-cell-work", type=float, default=float("inf"),
+                        help="skip constrained cells where batch * (variables)^2 exceeds this")
     parser.add_argument("--qpth-max-work", type=float, default=32 * 300**3,
                         help="skip qpth where batch * (3 n)^3 exceeds this (its interior point is slow there)")
     parser.add_argument("--busy-seconds", type=float, default=120.0, help="lifetime cap of the competing busy process")
@@ -430,7 +449,15 @@ def main() -> None:
         return save
 
     if "constrained" in args.only:
-        persist("constrained")(constrained_rows(args, dtype, device, persist("constrained")))
+        # Cells not measured in this run keep their earlier rows (each row records its threads and load).
+        earlier = result.get("constrained", [])
+
+        def merged(rows: list[dict]) -> list[dict]:
+            fresh = {cell_key(r) for r in rows}
+            return [r for r in earlier if cell_key(r) not in fresh] + rows
+
+        save = persist("constrained")
+        save(merged(constrained_rows(args, dtype, device, lambda rows: save(merged(rows)))))
     if "contention" in args.only:
         persist("contention")(contention_rows(args, dtype, device, persist("contention")))
     text = report(result)

@@ -22,6 +22,7 @@ from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import PortfolioConstraints
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
+from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 if TYPE_CHECKING:
     from gradfolio.solvers.cvxpy_backend import CvxpyBackend
@@ -156,14 +157,18 @@ class ConvexProblem:
                 raise ConfigError(f"ConvexProblem: the turnover constraint needs w_prev of shape ({B}, {N}).")
         if self._cvxpy is not None:
             return self._cvxpy.solve(mu, cov, factor, g, a, w_prev)
-        Q = g[:, None, None] * risk_matrix(cov, factor, N)
-        Q.diagonal(dim1=-2, dim2=-1).add_(a[:, None])
-        pad = self.compiled.n_vars - N
-        Q, q = (nnf.pad(Q, (0, pad, 0, pad)), nnf.pad(-mu, (0, pad))) if pad else (Q, -mu)
-        t = self._tensors(mu)
-        h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
-        x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)
-        return x[:, :N]
+        # The thread rule of the solve (qp/threads.py) also covers building its inputs: above
+        # ~32k elements torch splits an elementwise op across threads, and on a busy machine each
+        # such op waits for its descheduled thread.
+        with intra_op_threads(auto_threads(B, self.compiled.n_vars, self.settings.threads)):
+            Q = g[:, None, None] * risk_matrix(cov, factor, N)
+            Q.diagonal(dim1=-2, dim2=-1).add_(a[:, None])
+            pad = self.compiled.n_vars - N
+            Q, q = (nnf.pad(Q, (0, pad, 0, pad)), nnf.pad(-mu, (0, pad))) if pad else (Q, -mu)
+            t = self._tensors(mu)
+            h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
+            x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)
+            return x[:, :N]
 
 
 __all__ = ["ConvexProblem", "default_settings", "per_batch", "risk_matrix"]

@@ -127,3 +127,59 @@ def test_batched_budget_row_with_two_sided_bounds_in_a_compacted_batch(gen, refs
     for i in (0, B - 1):
         ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 5.0, 0.0)
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+
+
+def test_restricted_update_drops_nonpositive_multipliers_and_adds_only_the_worst_violations():
+    # Upper bound of x0 active with a negative multiplier (dropped), of x1 with a positive one
+    # (kept); x2, x3, x4 violate their upper bound 0.4 by 0.5, 0.3 and 0.1: with ADD_FRACTION = 0.5
+    # only the first two are added (the full update would add all three).
+    form = box_budget_form(5, 0.0, 0.4)
+    act = rows([0] * 5, [1, 1, 0, 0, 0]).bool()
+    lam = rows([0.0] * 5, [-0.2, 0.3, 0.0, 0.0, 0.0]).double()
+    s = form.h - form.Gx(torch.tensor([[0.4, 0.4, 0.9, 0.7, 0.5]], dtype=torch.float64))
+    assert active_set.ADD_FRACTION == 0.5
+    new = next_active_set(form, act, lam, s, torch.tensor([False]), starvable(form), True)
+    assert new.tolist() == rows([0] * 5, [0, 1, 1, 1, 0]).bool().tolist()
+    assert next_active_set(form, act, lam, s, torch.tensor([False]), starvable(form)).tolist() == rows(
+        [0] * 5, [0, 1, 1, 1, 1]).bool().tolist()
+    # A finished element keeps its set.
+    assert next_active_set(form, act, lam, s, torch.tensor([True]), None, True).tolist() == act.tolist()
+
+
+def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_update(gen, refs, monkeypatch):
+    # Max weight and two groups on dense covariances: with the full update throughout, some
+    # elements wander between active sets until the cap and go to the interior point; with the
+    # restricted update from RESTRICT_FROM on, every element is finished by the active-set method.
+    from gradfolio.solvers import Group
+
+    B, n = 32, 30
+    S = refs.cov(gen, B, n, 1e3)
+    mu = 0.01 * torch.randn(B, n, generator=gen, dtype=torch.float64)
+    spec = PortfolioConstraints(long_only=True, max_weight=0.1, groups=[
+        Group(list(range(6)), upper=0.2, name="g1"), Group(list(range(6, 12)), lower=0.15, upper=0.35, name="g2")])
+    c = spec.compile(n).tensors()
+    Q = 5.0 * S + 0.01 * torch.eye(n, dtype=torch.float64)
+    handed: list[list[int]] = []
+    interior_point = qp_solve.interior_point
+
+    def record(form, settings, out, index, B):
+        handed.append(index.tolist())
+        interior_point(form, settings, out, index, B)
+
+    monkeypatch.setattr(qp_solve, "interior_point", record)
+    monkeypatch.setattr(active_set, "RESTRICT_FROM", 10**6)  # the full update throughout
+    x_full = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"])
+    assert handed and handed[0]
+    monkeypatch.undo()
+    monkeypatch.setattr(qp_solve, "interior_point", record)
+    handed.clear()
+    x = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"])
+    assert handed == []
+    for i in range(0, B, 5):
+        ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 5.0, 0.01)
+        np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+    # The interior point's elements of the full-update run stop at its tolerances (~4e-8 here).
+    np.testing.assert_allclose(x.numpy(), x_full.numpy(), atol=1e-7)
+    # The backward pass from the active set found this way, against finite differences.
+    w = torch.linspace(-1.0, 1.3, n, dtype=torch.float64)
+    refs.fd(lambda qq: (solve_qp(Q[:4], qq, c["G"], c["h0"], c["A"], c["b"]) * w).sum(), [-mu[:4]], 0, gen)

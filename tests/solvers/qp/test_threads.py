@@ -59,3 +59,22 @@ def test_solve_qp_forward_and_backward_use_the_rule(two_threads, monkeypatch, ge
     assert torch.get_num_threads() == 2
     torch.testing.assert_close(x.sum(dim=-1), torch.ones(4, dtype=torch.float64))
     assert q.grad is not None and bool(torch.isfinite(q.grad).all())
+
+
+@pytest.mark.parametrize(("threads", "inside"), [("auto", 1), (None, 2), (3, 3)])
+def test_convex_problem_builds_its_inputs_under_the_rule(two_threads, monkeypatch, gen, threads, inside):
+    # ConvexProblem forms Q (B, N, N) before solve_qp: those ops run under the same count.
+    from gradfolio.solvers import ConvexProblem, problem
+
+    seen = []
+    risk = problem.risk_matrix
+    monkeypatch.setattr(problem, "risk_matrix", lambda *a: seen.append(torch.get_num_threads()) or risk(*a))
+    n = 5
+    X = torch.randn(3, 40, n, generator=gen, dtype=torch.float64)
+    prob = ConvexProblem(n, PortfolioConstraints(long_only=True), settings=QPSettings(threads=threads))
+    mu = torch.randn(3, n, generator=gen, dtype=torch.float64)
+    w = prob.solve(mu, cov=X.mT @ X / 40, gamma=3.0)
+    assert seen == [inside]
+    assert torch.get_num_threads() == 2
+    torch.testing.assert_close(w.sum(dim=-1), torch.ones(3, dtype=torch.float64))
+    assert bool((w >= -1e-12).all())

@@ -31,7 +31,8 @@ class QPSettings:
         :class:`~gradfolio.errors.SolverError` on ill-conditioned problems). A config may give
         ``"float32"``, ``"float64"`` or ``null``.
     active_set_iter
-        Iterations of the primal-dual active-set method tried first (0: interior point only).
+        Iterations of the primal-dual active-set method tried first (0: interior point only); with
+        max weight and group rows at n = 250 a few elements need 15-20.
     max_iter
         Interior-point iteration cap for the elements the active-set method leaves; elements not
         finished by then raise :class:`~gradfolio.errors.SolverError`.
@@ -56,7 +57,7 @@ class QPSettings:
     tol: float | None = None
     gap_tol: float | None = None
     compute_dtype: TorchDType | None = torch.float64
-    active_set_iter: int = 15
+    active_set_iter: int = 25
     max_iter: int = 50
     reg: float = 1e-11
     polish_gap: float | None = None

@@ -51,7 +51,7 @@ class Solution:
     act: Tensor
 
     @staticmethod
-    def empty(B: int, n: int, m: int, p: int, like: Tensor) -> "Solution":
+    def empty(B: int, n: int, m: int, p: int, like: Tensor) -> Solution:
         """Uninitialized storage for ``B`` elements."""
         return Solution(like.new_empty(B, n), like.new_empty(B, p), like.new_empty(B, m),
                         torch.zeros(B, m, dtype=torch.bool, device=like.device))
@@ -59,6 +59,64 @@ class Solution:
     def put(self, idx: Tensor, x: Tensor, y: Tensor, lam: Tensor, act: Tensor) -> None:
         """Write the results of the elements ``idx``."""
         self.x[idx], self.y[idx], self.lam[idx], self.act[idx] = x, y, lam, act
+
+
+@dataclass(frozen=True)
+class PairRows:
+    """The general rows of a shared ``G`` with at most two nonzeros (leverage's ``w_i - t_i <= 0``
+    and ``-w_i - t_i <= 0``, turnover's rows alike), kept as column pairs, and the other rows dense.
+
+    Their part of ``G' diag(d) G`` is four entries per row, added by one ``index_add_`` instead of
+    a dense ``(n, mg) x (mg, n)`` product per element: with leverage and turnover at n = 50
+    (150 variables, 205 general rows) that product was 60% of an interior-point iteration.
+
+    Attributes
+    ----------
+    rows, dense
+        Indices of the pair rows ``(R,)`` and of the other general rows ``(mg - R,)``.
+    G_dense
+        The other general rows ``(mg - R, n)``.
+    flat, weight
+        For each pair row with columns ``i, j`` and coefficients ``a, b``: the flat positions
+        ``(i, i), (j, j), (i, j), (j, i)`` in an ``n x n`` matrix and ``a^2, b^2, ab, ab``, ``(4R,)``.
+    """
+
+    rows: Tensor
+    dense: Tensor
+    G_dense: Tensor
+    flat: Tensor
+    weight: Tensor
+
+    #: A ``G`` needs at least this many pair rows per variable of ``x`` (a third of the variables
+    #: with leverage or turnover: 2n rows for 3n variables) for the split; elsewhere (a few group
+    #: rows that happen to have two members) the dense product stays, unchanged.
+    MIN_SHARE = 0.5
+
+    @staticmethod
+    def split(Gg: Tensor) -> PairRows | None:
+        """The split of the general rows ``Gg (mg, n)``, or ``None`` when they have fewer than
+        ``MIN_SHARE * n`` pair rows."""
+        n = Gg.shape[-1]
+        pair = (Gg != 0).sum(dim=-1) <= 2
+        if not Gg.shape[0] or int(pair.sum()) < PairRows.MIN_SHARE * n:
+            return None
+        rows, dense = pair.nonzero().squeeze(-1), (~pair).nonzero().squeeze(-1)
+        cols = Gg[rows].abs().topk(2, dim=-1).indices  # a row with one nonzero gets a zero coefficient
+        a, b = Gg[rows].gather(1, cols).unbind(-1)
+        i, j = cols.unbind(-1)
+        flat = torch.stack([i * n + i, j * n + j, i * n + j, j * n + i], dim=-1).reshape(-1)
+        weight = torch.stack([a * a, b * b, a * b, a * b], dim=-1).reshape(-1)
+        return PairRows(rows, dense, Gg[dense], flat, weight)
+
+    def gram(self, Q: Tensor, d: Tensor, B: int) -> Tensor:
+        """``Q + Gg' diag(d) Gg`` ``(B, n, n)`` for the general rows' ``d (B, mg)``."""
+        n = Q.shape[-1]
+        if self.dense.numel():
+            H = Q + (self.G_dense.mT * d[:, None, self.dense]) @ self.G_dense
+        else:
+            H = Q.expand(B, n, n).clone()
+        H.view(B, n * n).index_add_(1, self.flat, d[:, self.rows].repeat_interleave(4, dim=-1) * self.weight)
+        return H
 
 
 @dataclass(frozen=True)
@@ -93,6 +151,9 @@ class StandardForm:
     rho
         ``scale_q`` over the largest squared column norm of ``R`` ``(B,)`` or ``(1,)``: the weight
         of the augmented-Lagrangian term of the active-set systems.
+    pairs
+        The general rows with at most two nonzeros as column pairs (:class:`PairRows`; ``None``
+        for a batched ``G`` or where there are few of them).
     """
 
     Q: Tensor
@@ -111,9 +172,10 @@ class StandardForm:
     r: Tensor
     bound_value: Tensor
     rho: Tensor
+    pairs: PairRows | None = None
 
     @staticmethod
-    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> "StandardForm":
+    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> StandardForm:
         """Split off the trailing bound rows of a shared ``G`` and compute the scales."""
         mg = G.shape[-2] - trailing_bound_rows(G)
         if G.ndim == 2:
@@ -132,6 +194,7 @@ class StandardForm:
             scale_q=scale_q,
             R=R, r=torch.cat([b, h[:, :mg]], dim=-1), bound_value=h[:, mg:] / coef,
             rho=scale_q / absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1),
+            pairs=PairRows.split(G[:mg]) if G.ndim == 2 else None,
         )
 
     @property
@@ -139,13 +202,14 @@ class StandardForm:
         """``(B, n, m, p)``."""
         return self.q.shape[0], self.q.shape[1], self.h.shape[-1], self.b.shape[-1]
 
-    def take(self, idx: Tensor) -> "StandardForm":
+    def take(self, idx: Tensor) -> StandardForm:
         """The batch elements ``idx`` (shared matrices are kept as they are)."""
         mat = lambda t: t if t.ndim == 2 else t[idx]  # noqa: E731
         return StandardForm(
             mat(self.Q), self.q[idx], mat(self.G), self.h[idx], mat(self.A), self.b[idx], self.mg, self.cols,
             self.coef, self.scale_p[idx], self.scale_d[idx], self.scale_q if self.Q.ndim == 2 else self.scale_q[idx],
             mat(self.R), self.r[idx], self.bound_value[idx], self.rho if self.rho.shape[0] == 1 else self.rho[idx],
+            self.pairs,
         )
 
     def Qx(self, x: Tensor) -> Tensor:
@@ -183,7 +247,9 @@ class StandardForm:
     def gram(self, d: Tensor) -> Tensor:
         """``Q + G' diag(d) G`` ``(B, n, n)`` for ``d (B, m)`` (bound rows enter as a diagonal)."""
         B, n = self.q.shape
-        if self.mg:
+        if self.pairs is not None:
+            H = self.pairs.gram(self.Q, d[:, : self.mg], B)
+        elif self.mg:
             Gg = self.G[..., : self.mg, :]
             H = self.Q + (Gg.mT * d[:, None, : self.mg]) @ Gg
         else:
@@ -205,4 +271,4 @@ class StandardForm:
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
-__all__ = ["Solution", "StandardForm", "absmax", "bmtv", "bmv", "trailing_bound_rows"]
+__all__ = ["PairRows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "trailing_bound_rows"]
