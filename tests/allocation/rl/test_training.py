@@ -100,7 +100,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(planted: pd.DataFra
 
 def test_bad_agent_settings(planted: pd.DataFrame) -> None:
     env = _env(planted, 0.001, 0, n_envs=2)
-    with pytest.raises(ConfigError, match="algo='dqn'.*a2c"):
+    with pytest.raises(ConfigError, match=r"algo: unknown agent 'dqn'; choose one of \['a2c'"):
         train_agent(env, "dqn", 10)
     with pytest.raises(ConfigError, match="bad algo_params"):
         train_agent(env, "ppo", 10, algo_params={"no_such_param": 1})

@@ -85,7 +85,7 @@ def test_agent_env_is_the_runs_backtest(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("agents", "match"),
     [
-        ("[{algo: dqn}]", r"agents\[0\].algo: 'dqn' is not an agent"),
+        ("[{algo: dqn}]", r"agents\[0\].algo: unknown agent 'dqn'; choose one of \['a2c', 'ddpg', 'ppo', 'sac', 'td3'\]"),
         ("[{algo: ppo}, {algo: ppo}]", r"the labels \['rl_ppo'\] repeat"),
         ("[{algo: ppo, allocator: softmax, allocator_params: {temperature: -1, nope: 2}}]", r"agents\[0\].allocator_params"),
         ("[{algo: ppo, allocator: nosuch}]", r"agents\[0\].allocator"),

@@ -20,7 +20,7 @@ checkpointed, resumable, and stopped with a clear message when it diverges.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +30,36 @@ from gradfolio.allocation.rl.agent import SB3Strategy
 from gradfolio.allocation.rl.env import PortfolioEnv
 from gradfolio.checkpoint import Checkpoint
 from gradfolio.errors import ConfigError, SolverError
+from gradfolio.registry import Registry
 
-AGENTS: dict[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "ddpg": "DDPG"}
-"""Agent names -> Stable-Baselines3 algorithm classes (imported when used)."""
+AGENTS: Registry[Any] = Registry("agent")
+"""Agent names -> factories of the Stable-Baselines3 algorithm classes (SB3 imported when one is built):
+``"ppo"``, ``"a2c"`` (on-policy), ``"sac"``, ``"td3"``, ``"ddpg"`` (off-policy)."""
+
+
+def _sb3(cls_name: str) -> Callable[[], Any]:
+    def factory() -> Any:
+        try:
+            import stable_baselines3
+        except ImportError:  # pragma: no cover - the rl extra is part of the test install
+            raise ConfigError("agents need Stable-Baselines3 and Gymnasium: pip install 'gradfolio[rl]'.") from None
+        return getattr(stable_baselines3, cls_name)
+
+    factory.__name__ = factory.__qualname__ = f"stable_baselines3.{cls_name}"
+    factory.__doc__ = f"The Stable-Baselines3 class ``{cls_name}``."
+    return factory
+
+
+for _name in ("PPO", "A2C", "SAC", "TD3", "DDPG"):
+    AGENTS.register(_name.lower(), _sb3(_name))
 
 CHECKPOINT = "agent.pt"
 """File name of an agent's checkpoint in its run folder."""
 
 
 def algorithm_class(algo: str) -> Any:
-    """The Stable-Baselines3 class of ``algo`` (a name of :data:`AGENTS`)."""
-    if algo not in AGENTS:
-        raise ConfigError(f"agent algo={algo!r}: use one of {sorted(AGENTS)} (Stable-Baselines3 algorithms).")
-    try:
-        import stable_baselines3
-    except ImportError:  # pragma: no cover - the rl extra is part of the test install
-        raise ConfigError(
-            "agents need Stable-Baselines3 and Gymnasium: pip install 'gradfolio[rl]'."
-        ) from None
-    return getattr(stable_baselines3, AGENTS[algo])
+    """The Stable-Baselines3 class of ``algo`` (a name of :data:`AGENTS`; ConfigError naming ``algo`` if unknown)."""
+    return AGENTS.build(algo, where="algo")
 
 
 def _optimizers(model: Any) -> dict[str, torch.optim.Optimizer]:

@@ -310,8 +310,8 @@ class BacktestConfig(_Section):
         from gradfolio.allocation.rl.training import AGENTS
 
         for i, a in enumerate(self.agents):
-            if a.enabled and a.algo not in AGENTS:
-                raise ConfigError(f"agents[{i}].algo: {a.algo!r} is not an agent; use one of {sorted(AGENTS)}.")
+            if a.enabled:
+                AGENTS.entry(a.algo, where=f"agents[{i}].algo")
             if a.enabled and a.allocator != "weights":
                 ALLOCATORS.entry(a.allocator, where=f"agents[{i}].allocator")
                 ALLOCATORS.validate(a.allocator, a.allocator_params, f"agents[{i}].allocator_params",
