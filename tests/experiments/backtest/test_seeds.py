@@ -48,11 +48,14 @@ def test_each_seed_is_the_run_of_that_seed(tmp_path: Path) -> None:
 
 
 def test_runner_metrics_and_seed_checks(tmp_path: Path) -> None:
-    config = BacktestConfig.model_validate({**CFG, "stats": {"benchmark": "ew"}})
+    nets = [CFG["network"], {**CFG["network"], "label": "other"}]  # a `networks` list is kept as it is
+    config = BacktestConfig.model_validate({**{k: v for k, v in CFG.items() if k != "network"}, "networks": nets,
+                                            "stats": {"benchmark": "ew"}})
     seen: list[tuple[int, str]] = []
 
     def runner(cfg: BacktestConfig, folder: Path) -> pd.DataFrame:
         seen.append((cfg.seed, folder.name))
+        assert cfg.networks is not None and len(cfg.networks) == 2 and "network" not in cfg.model_fields_set
         base = {m: 0.0 for m in METRICS}
         return pd.DataFrame({"net": {**base, "sharpe_ratio": 0.5 + 0.25 * cfg.seed, "annualized_return": 0.1},
                              "ew": {**base, "sharpe_ratio": 0.4, "annualized_return": 0.1}}).T

@@ -88,7 +88,7 @@ def backtest_seeds(
     run = runner or (lambda cfg, folder: _run_one(cfg, folder, progress))
     tables = []
     for seed in seeds:
-        cfg = BacktestConfig.model_validate(config.model_copy(update={"seed": seed}).model_dump(mode="json"))
+        cfg = config.model_copy(update={"seed": seed})
         metrics = run(cfg, root / f"seed_{seed}")
         missing = [m for m in METRICS if m not in metrics.columns]
         if missing:
