@@ -246,7 +246,7 @@ def _live_sums(
     weighted by ``e^{-q tau}``, ``K N(d2)`` by ``e^{-r tau}``); ``None`` is the zero-rate path.
     """
     if carry is not None:
-        return _live_sums_carry(qty, strike, tau, sqrt_tau, spot, log_spot - log_strike, vol, *carry)
+        return _live_sums_carry(qty, strike, tau, sqrt_tau, spot, log_spot[:, None] - log_strike, vol, *carry)
     vol_sqrt = vol * sqrt_tau
     # Few passes, in place where possible: each (P, k) temporary is written once and reused.
     d1 = torch.sub(log_spot[:, None], log_strike).addcmul_(0.5 * vol * vol, tau).div_(vol_sqrt)
