@@ -348,19 +348,19 @@ def test_fused_revaluation_agrees_with_the_default_and_is_opt_in() -> None:
 
 
 # ---------------------------------------------------------------- client-book options (issue 18)
-CLIENT_OPTIONS = dict(client_maturity_days=[3, 5, 9], client_moneyness=[0.9, 1.15],
-                      market=MarketConfig(rate=0.03, dividend=0.012))
+CLIENT_OPTIONS = {"client_maturity_days": [3, 5, 9], "client_moneyness": [0.9, 1.15],
+                      "market": MarketConfig(rate=0.03, dividend=0.012)}
 
 
 @pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
 @pytest.mark.parametrize("fields", [
     CLIENT_OPTIONS,
-    dict(client_maturity_days=[4, 7]),  # random maturities only
-    dict(client_moneyness=1.1, client_maturity_days=5),  # one fixed out-of-the-money strike multiple
-    dict(client_moneyness=[0.85, 1.0, 1.2]),  # strike multiples only
-    dict(market=MarketConfig(rate=0.03)),  # rate only
-    dict(market=MarketConfig(dividend=0.012)),  # dividend only
-    dict(market=MarketConfig(rate=-0.01, dividend=0.04, beta=1.0, rho=-0.7)),
+    {"client_maturity_days": [4, 7]},  # random maturities only
+    {"client_moneyness": 1.1, "client_maturity_days": 5},  # one fixed out-of-the-money strike multiple
+    {"client_moneyness": [0.85, 1.0, 1.2]},  # strike multiples only
+    {"market": MarketConfig(rate=0.03)},  # rate only
+    {"market": MarketConfig(dividend=0.012)},  # dividend only
+    {"market": MarketConfig(rate=-0.01, dividend=0.04, beta=1.0, rho=-0.7)},
 ])
 def test_client_types_strikes_rate_and_dividend_match_plain_recomputation(implied_vol, fields):
     env = make_env(n_paths=3, n_days=8, hedge_maturity_days=3, arrival_rate=1.5, implied_vol=implied_vol, **fields)
@@ -472,17 +472,17 @@ def test_rate_and_dividend_enter_the_forward_of_the_per_day_vol():
 
 
 @pytest.mark.parametrize(("fields", "needle"), [
-    (dict(client_maturity_days=-5), "client_maturity_days"),
-    (dict(client_maturity_days=0), "client_maturity_days"),
-    (dict(client_maturity_days=[20, -1]), "client_maturity_days"),
-    (dict(client_maturity_days=[]), "client_maturity_days"),
-    (dict(client_moneyness=0.0), "client_moneyness"),
-    (dict(client_moneyness=[1.0, -0.5]), "client_moneyness"),
-    (dict(client_moneyness=[]), "client_moneyness"),
-    (dict(client_moneyness=float("inf")), "client_moneyness"),
-    (dict(market=dict(rate=1.5)), "market.rate"),
-    (dict(market=dict(rate=float("nan"))), "market.rate"),
-    (dict(market=dict(dividend=-2.0)), "market.dividend"),
+    ({"client_maturity_days": -5}, "client_maturity_days"),
+    ({"client_maturity_days": 0}, "client_maturity_days"),
+    ({"client_maturity_days": [20, -1]}, "client_maturity_days"),
+    ({"client_maturity_days": []}, "client_maturity_days"),
+    ({"client_moneyness": 0.0}, "client_moneyness"),
+    ({"client_moneyness": [1.0, -0.5]}, "client_moneyness"),
+    ({"client_moneyness": []}, "client_moneyness"),
+    ({"client_moneyness": float("inf")}, "client_moneyness"),
+    ({"market": {"rate": 1.5}}, "market.rate"),
+    ({"market": {"rate": float("nan")}}, "market.rate"),
+    ({"market": {"dividend": -2.0}}, "market.dividend"),
 ])
 def test_bad_client_book_options_raise_naming_the_field(fields, needle):
     with pytest.raises(ValueError, match=needle.replace(".", r"\.")):

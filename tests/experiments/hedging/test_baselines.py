@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.config_io import load_config
+from gradfolio.experiments.config_io import flatten_params, load_config
 from gradfolio.experiments.hedging.baselines import run_baselines
-from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedging.config import HedgingConfig
 from gradfolio.hedging.blackscholes import bs_price
 
