@@ -68,9 +68,10 @@ def test_greeks_match_autograd(call):
     torch.testing.assert_close(g.vega, d_vol / 100, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(("r", "q"), [(0.01, 0.0), (0.03, 0.012), (-0.005, 0.04)])
 @pytest.mark.parametrize("call", [True, False])
-def test_greeks_match_central_differences(call):
-    s, k, tau, vol, r, q = 10.3, 10.0, 45 / 250, 0.27, 0.01, 0.0
+def test_greeks_match_central_differences(call, r, q):
+    s, k, tau, vol = 10.3, 10.0, 45 / 250, 0.27
     h, hv = 1e-4, 1e-6
     p = lambda s_, v_: float(bs_price(torch.tensor(s_, dtype=f64), k, tau, v_, r, q, call))  # noqa: E731
     assert float(bs_delta(s, k, tau, vol, r, q, call)) == pytest.approx((p(s + h, vol) - p(s - h, vol)) / (2 * h), rel=1e-7)
@@ -136,3 +137,25 @@ def test_domain_check_counts_bad_elements_and_accepts_the_boundary():
         bs_greeks(10.0, 10.0, 0.1, vol)
     # tau = 0 is allowed (expired options are worth their payoff).
     assert float(bs_price(11.0, 10.0, 0.0, 0.3)) == 1.0
+
+
+def test_rate_and_dividend_against_a_scipy_closed_form_and_hull():
+    from scipy.stats import norm
+
+    # Hull, Options, Futures and Other Derivatives, Example 17.1 (index option): S=930, K=900, r=8%, q=3%,
+    # sigma=20%, T=2 months -> c = 51.83.
+    assert float(bs_price(930.0, 900.0, 2 / 12, 0.2, r=0.08, q=0.03)) == pytest.approx(51.83, abs=5e-3)
+    r, q = 0.03, 0.012
+    for s, k, tau, vol in [(10.0, 11.0, 60 / 250, 0.3), (10.0, 9.0, 20 / 250, 0.45), (9.7, 10.0, 1.3, 0.18)]:
+        d1 = (math.log(s / k) + (r - q + vol * vol / 2) * tau) / (vol * math.sqrt(tau))
+        d2 = d1 - vol * math.sqrt(tau)
+        call = s * math.exp(-q * tau) * norm.cdf(d1) - k * math.exp(-r * tau) * norm.cdf(d2)
+        put = k * math.exp(-r * tau) * norm.cdf(-d2) - s * math.exp(-q * tau) * norm.cdf(-d1)
+        gamma = math.exp(-q * tau) * norm.pdf(d1) / (s * vol * math.sqrt(tau))
+        vega = s * math.exp(-q * tau) * norm.pdf(d1) * math.sqrt(tau) / 100
+        for is_call, price, delta in [(True, call, math.exp(-q * tau) * norm.cdf(d1)), (False, put, -math.exp(-q * tau) * norm.cdf(-d1))]:
+            g = bs_greeks(s, k, tau, vol, r, q, call=is_call)
+            assert float(g.price) == pytest.approx(price, rel=1e-12)
+            assert float(g.delta) == pytest.approx(delta, rel=1e-12)
+            assert float(g.gamma) == pytest.approx(gamma, rel=1e-12)
+            assert float(g.vega) == pytest.approx(vega, rel=1e-12)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.special import ive
 
+from gradfolio.errors import ConfigError
 from gradfolio.hedging.blackscholes import bs_greeks
 from gradfolio.hedging.book import OptionBook, draw_client_orders
 
@@ -76,9 +77,10 @@ def test_book_values_held_slots_and_expiry():
     assert torch.all(per_slot.gamma[:, 0] == 0) and torch.all(per_slot.vega[:, 0] == 0)
 
 
+@pytest.mark.parametrize("carry", [(0.0, 0.0), (0.03, 0.012), (-0.01, 0.0), (0.0, 0.025)])
 @pytest.mark.parametrize("per_slot_vol", [False, True])
 @pytest.mark.parametrize("block", [None, 7])
-def test_revalue_matches_slot_greeks_summed(per_slot_vol, block, monkeypatch):
+def test_revalue_matches_slot_greeks_summed(per_slot_vol, block, carry, monkeypatch):
     """The fused overnight revaluation equals the option-by-option slot valuation, expiring slot included."""
     import gradfolio.hedging.book as book_module
 
@@ -86,7 +88,8 @@ def test_revalue_matches_slot_greeks_summed(per_slot_vol, block, monkeypatch):
         monkeypatch.setattr(book_module, "_BLOCK_ELEMENTS", block)
     gen = torch.Generator().manual_seed(5)
     n_paths, maturity, size = 9, 4, 100
-    book = OptionBook(n_paths=n_paths, n_slots=8, maturity_days=maturity, contract_size=size, days_per_year=250, device=CPU, dtype=f64)
+    book = OptionBook(n_paths=n_paths, n_slots=8, maturity_days=maturity, contract_size=size, days_per_year=250, device=CPU, dtype=f64,
+                      rate=carry[0], dividend=carry[1])
     spots = 10.0 * torch.exp(0.05 * torch.randn(n_paths, 8, generator=gen, dtype=f64))
     for day in range(6):
         book.open(day, torch.randint(-3, 4, (n_paths,), generator=gen).to(f64), spots[:, day])
@@ -122,3 +125,42 @@ def test_revalue_of_an_empty_book_is_zero():
     value_held, now = book.revalue(1, spot, torch.log(spot), vol)
     torch.testing.assert_close(now.price, book.valuation(1, spot, vol).price, rtol=1e-13, atol=1e-12)
     assert float(now.price[1]) > 0 and float(now.price[0]) == 0.0
+
+
+def test_book_with_rate_and_dividend_values_each_slot_with_black_scholes_at_r_and_q():
+    book = OptionBook(n_paths=2, n_slots=4, maturity_days=30, contract_size=100, days_per_year=250, device=CPU, dtype=f64,
+                      rate=0.03, dividend=0.012)
+    spot0 = torch.tensor([9.5, 10.5], dtype=f64)
+    book.open(0, torch.tensor([-2.0, 3.0], dtype=f64), 1.1 * spot0)  # a strike multiple of 1.1
+    book.open(1, torch.tensor([1.0, -1.0], dtype=f64), 0.9 * spot0)
+    spot = torch.tensor([9.8, 10.1], dtype=f64)
+    vol = lambda strike, tau: torch.full_like(strike, 0.27)
+    got = book.slot_greeks(slice(0, 2), 2, spot, vol)
+    for j, (days, mult) in enumerate([(28, 1.1), (29, 0.9)]):
+        want = bs_greeks(spot, mult * spot0, days / 250, 0.27, r=0.03, q=0.012)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g[:, j], 100 * book.quantity[:, j] * w, rtol=1e-14, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_types", [2, 5])
+def test_orders_split_among_types_uniformly(n_types):
+    rate, n_paths, n_days = 1.7, 40_000, 4
+    one = draw_client_orders(n_paths, n_days, rate, torch.Generator().manual_seed(8), CPU, f64)
+    split = draw_client_orders(n_paths, n_days, rate, torch.Generator().manual_seed(8), CPU, f64, n_types=n_types)
+    assert split.shape == (n_paths, n_days + 1, n_types)
+    assert torch.equal(split.sum(dim=-1), one)  # the same counts, only split among the types
+    assert torch.all(split[:, 0] == 0) and torch.equal(split, split.round())
+    # Poisson thinning: each type's net is Skellam(rate / (2 K), rate / (2 K)), independent across types.
+    x = split[:, 1:].reshape(-1, n_types)
+    per_type = rate / n_types
+    for k in (-1, 0, 1, 2):
+        p = skellam_pmf(k, per_type)
+        freq = (x == k).double().mean(dim=0)
+        assert float((freq - p).abs().max()) < 5 * math.sqrt(p * (1 - p) / x.shape[0]), k
+    corr = torch.corrcoef(x.T) - torch.eye(n_types, dtype=f64)
+    assert float(corr.abs().max()) < 5 / math.sqrt(x.shape[0])
+
+
+def test_orders_reject_a_non_positive_number_of_types():
+    with pytest.raises(ConfigError, match="n_types=0"):
+        draw_client_orders(3, 2, 1.0, torch.Generator().manual_seed(0), CPU, f64, n_types=0)

@@ -88,45 +88,63 @@ class Reference(NamedTuple):
 
 
 def _reference_episode(env: HedgingEnv, contracts: torch.Tensor) -> Reference:
-    """Plain per-path, per-option recomputation (scalar ``bs_greeks`` per option) of the daily P&L and greeks."""
+    """Plain per-path, per-option recomputation (scalar ``bs_greeks`` per option) of the daily P&L and greeks.
+
+    Covers the client-book options: client types (maturity, strike multiple) per order, and a rate
+    and dividend yield (Black-Scholes at ``r, q``, Hagan at the forward ``S e^{(r - q) tau}``, and the
+    day's carry: dividends on the stock held minus interest on the cash financing options and stock).
+    """
     cfg, mkt = env.config, env.config.market
     size, yr = cfg.contract_size, mkt.days_per_year
+    r, q = mkt.rate, mkt.dividend
+    types = cfg.client_types
 
     def vol(p, day, strike, tau_days):
         if cfg.implied_vol == "per_day":
             return float(env.day_vol[p, day])
-        return float(hagan_implied_vol(float(env.spot[p, day]), strike, tau_days / yr, float(env.sabr_vol[p, day]), mkt.beta, mkt.rho, mkt.nu))
+        forward = float(env.spot[p, day]) * math.exp((r - q) * tau_days / yr)
+        return float(hagan_implied_vol(forward, strike, tau_days / yr, float(env.sabr_vol[p, day]), mkt.beta, mkt.rho, mkt.nu))
 
     def book(p, day, opts) -> Greeks:
         """Sum over the options (contracts, strike, expiry day) of contracts x size x greeks on ``day``."""
         total = [0.0] * 4
         for qty, strike, expiry in opts:
-            g = bs_greeks(float(env.spot[p, day]), strike, (expiry - day) / yr, vol(p, day, strike, expiry - day))
+            g = bs_greeks(float(env.spot[p, day]), strike, (expiry - day) / yr, vol(p, day, strike, expiry - day), r=r, q=q)
             for i, v in enumerate(g):
                 total[i] += qty * size * float(v)
         return Greeks(*total)
 
+    def arrivals(p, day):
+        """The client options (contracts, strike, expiry day) opened on ``day`` (day 0: the initial position)."""
+        s = float(env.spot[p, day])
+        if env.orders.dim() == 2:
+            qty = cfg.initial_contracts if day == 0 else float(env.orders[p, day])
+            return [(qty, types[0][1] * s, day + types[0][0])]
+        return [(float(env.orders[p, day, i]), k * s, day + m) for i, (m, k) in enumerate(types)]
+
     out = {name: torch.zeros(env.n_paths, cfg.n_days, dtype=f64) for name in Reference._fields}
     for p in range(env.n_paths):
-        opts = [(cfg.initial_contracts, float(env.spot[p, 0]), cfg.client_maturity_days)]
+        opts = arrivals(p, 0)
         for t in range(cfg.n_days):
             held = [o for o in opts if o[2] > t]
             s_t, s_next, c = float(env.spot[p, t]), float(env.spot[p, t + 1]), float(contracts[p, t])
             before = book(p, t, held)
-            hedge = bs_greeks(s_t, s_t, cfg.hedge_maturity_days / yr, vol(p, t, s_t, cfg.hedge_maturity_days))
+            hedge = bs_greeks(s_t, s_t, cfg.hedge_maturity_days / yr, vol(p, t, s_t, cfg.hedge_maturity_days), r=r, q=q)
             held.append((c, s_t, t + cfg.hedge_maturity_days))
             opts.append(held[-1])
             after = book(p, t, held)
             cost = cfg.cost * float(hedge.price) * abs(c) * size
+            stock_value = -after.delta * s_t
+            carry = stock_value * math.expm1(q / yr) - (after.price + stock_value) * math.expm1(r / yr)
             row = {
-                "pnl": book(p, t + 1, held).price - after.price - after.delta * (s_next - s_t) - cost,
+                "pnl": book(p, t + 1, held).price - after.price - after.delta * (s_next - s_t) + carry - cost,
                 "gamma": before.gamma, "hedge_gamma": size * float(hedge.gamma),
                 "vega": before.vega, "hedge_vega": size * float(hedge.vega),
                 "gamma_after": after.gamma, "vega_after": after.vega,
             }
             for name, value in row.items():
                 out[name][p, t] = value
-            opts.append((float(env.orders[p, t + 1]), s_next, t + 1 + cfg.client_maturity_days))
+            opts.extend(arrivals(p, t + 1))
     return Reference(**out)
 
 
@@ -327,3 +345,157 @@ def test_fused_revaluation_agrees_with_the_default_and_is_opt_in() -> None:
         torch.testing.assert_close(b.total_pnl, a.total_pnl, rtol=1e-10, atol=1e-9)
         torch.testing.assert_close(b.reward, a.reward, rtol=1e-10, atol=1e-9)
         torch.testing.assert_close(b.cost, a.cost, rtol=1e-10, atol=1e-9)
+
+
+# ---------------------------------------------------------------- client-book options (issue 18)
+CLIENT_OPTIONS = {"client_maturity_days": [3, 5, 9], "client_moneyness": [0.9, 1.15],
+                      "market": MarketConfig(rate=0.03, dividend=0.012)}
+
+
+@pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
+@pytest.mark.parametrize("fields", [
+    CLIENT_OPTIONS,
+    {"client_maturity_days": [4, 7]},  # random maturities only
+    {"client_moneyness": 1.1, "client_maturity_days": 5},  # one fixed out-of-the-money strike multiple
+    {"client_moneyness": [0.85, 1.0, 1.2]},  # strike multiples only
+    {"market": MarketConfig(rate=0.03)},  # rate only
+    {"market": MarketConfig(dividend=0.012)},  # dividend only
+    {"market": MarketConfig(rate=-0.01, dividend=0.04, beta=1.0, rho=-0.7)},
+])
+def test_client_types_strikes_rate_and_dividend_match_plain_recomputation(implied_vol, fields):
+    env = make_env(n_paths=3, n_days=8, hedge_maturity_days=3, arrival_rate=1.5, implied_vol=implied_vol, **fields)
+    gen = torch.Generator().manual_seed(5)
+    states, info = _play(env, lambda state: torch.rand(3, generator=gen, dtype=f64), seed=13)
+    ref = _reference_episode(env, info["contracts"])
+    torch.testing.assert_close(info["pnl"], ref.pnl, rtol=1e-9, atol=1e-9)
+    _assert_state_matches(states, ref)
+    torch.testing.assert_close(info["gamma_after"], ref.gamma_after, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(info["vega_after"], ref.vega_after, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
+def test_fused_revaluation_agrees_with_client_types_rate_and_dividend(implied_vol):
+    cfg = EnvConfig(n_days=12, hedge_maturity_days=5, implied_vol=implied_vol, **CLIENT_OPTIONS)
+    a, b = HedgingEnv(cfg, 40, seed=1, dtype=f64), HedgingEnv(cfg, 40, seed=1, dtype=f64, fused=True)
+    gen = torch.Generator().manual_seed(2)
+    actions = torch.rand(12, 40, generator=gen, dtype=f64)
+    sa, sb = a.reset(seed=4), b.reset(seed=4)
+    for act in actions:
+        sa, _, _, ia = a.step(act)
+        sb, _, _, ib = b.step(act)
+        torch.testing.assert_close(ib["pnl"], ia["pnl"], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(sb, sa, rtol=1e-10, atol=1e-10)
+
+
+def test_client_types_books_strikes_and_uniform_draws():
+    cfg = EnvConfig(n_days=5, arrival_rate=2.0, client_maturity_days=[20, 40, 90], client_moneyness=[0.8, 1.25])
+    env = HedgingEnv(cfg, 30_000, seed=0, dtype=f64)
+    env.reset(seed=6)
+    types = cfg.client_types
+    assert types == [(20, 0.8), (20, 1.25), (40, 0.8), (40, 1.25), (90, 0.8), (90, 1.25)]
+    assert env.orders.shape == (30_000, 6, 6) and len(env.clients) == 6 and env.client is env.clients[0]
+    assert [b.maturity_days for b in env.clients] == [20, 20, 40, 40, 90, 90]
+    # Day 0: each path holds initial_contracts (-1) of exactly one type, drawn uniformly.
+    day0 = env.orders[:, 0, :]
+    assert torch.equal(day0.sum(dim=1), torch.full((30_000,), -1.0, dtype=f64))
+    share = (day0 != 0).to(f64).mean(dim=0)
+    assert float((share - 1 / 6).abs().max()) < 4 * math.sqrt(1 / 6 * 5 / 6 / 30_000)
+    # Strikes: the type's multiple of the spot on the opening day.
+    for book, (_, k) in zip(env.clients, types, strict=True):
+        torch.testing.assert_close(book.strike[:, 0], k * env.spot[:, 0], rtol=0, atol=0)
+    env.step(torch.zeros(30_000, dtype=f64))
+    for book, (_, k) in zip(env.clients, types, strict=True):
+        torch.testing.assert_close(book.strike[:, 1], k * env.spot[:, 1], rtol=0, atol=0)
+        torch.testing.assert_close(book.quantity[:, 1], env.orders[:, 1, types.index((book.maturity_days, k))])
+    # Orders: the types split each day's Skellam(1, 1) net uniformly; per type, net ~ Skellam(rate/12, rate/12).
+    net = env.orders[:, 1:, :].reshape(-1, 6)
+    torch.testing.assert_close(net.mean(dim=0), torch.zeros(6, dtype=f64), rtol=0, atol=4 * math.sqrt(2 / 6 / net.shape[0]))
+    torch.testing.assert_close(net.var(dim=0), torch.full((6,), 2.0 / 6, dtype=f64), rtol=0.03, atol=0)
+    corr = torch.corrcoef(net.T)
+    assert float((corr - torch.eye(6, dtype=f64)).abs().max()) < 0.02  # thinned Poisson counts are independent
+
+
+def test_one_type_in_a_list_is_the_default_draw():
+    a = HedgingEnv(EnvConfig(n_days=6), 50, seed=0, dtype=f64)
+    b = HedgingEnv(EnvConfig(n_days=6, client_maturity_days=[60], client_moneyness=[1.0]), 50, seed=0, dtype=f64)
+    gen = torch.Generator().manual_seed(0)
+    _, ia = _play(a, lambda s: torch.rand(50, generator=gen, dtype=f64), seed=3)
+    gen = torch.Generator().manual_seed(0)
+    _, ib = _play(b, lambda s: torch.rand(50, generator=gen, dtype=f64), seed=3)
+    assert torch.equal(ia["pnl"], ib["pnl"])
+
+
+def test_fixed_moneyness_shifts_every_client_strike():
+    env = make_env(n_paths=8, n_days=4, client_moneyness=1.1)
+    env.reset(seed=2)
+    assert env.orders.shape == (8, 5)
+    torch.testing.assert_close(env.client.strike[:, 0], 1.1 * env.spot[:, 0], rtol=0, atol=0)
+    env.step(torch.zeros(8, dtype=f64))
+    torch.testing.assert_close(env.client.strike[:, 1], 1.1 * env.spot[:, 1], rtol=0, atol=0)
+    # The book holds the out-of-the-money call: its day-0 gamma and vega are the K = 1.1 S0 option's.
+    g = bs_greeks(env.spot[:, 0], 1.1 * env.spot[:, 0], 60 / 250, env.day_vol[:, 0])
+    fresh = make_env(n_paths=8, n_days=4, client_moneyness=1.1)
+    state = fresh.reset(seed=2)
+    torch.testing.assert_close(state[:, 1], -100 * g.gamma, rtol=1e-12, atol=0)
+    torch.testing.assert_close(state[:, 3], -100 * g.vega, rtol=1e-12, atol=0)
+    atm = bs_greeks(env.spot[:, 0], env.spot[:, 0], 60 / 250, env.day_vol[:, 0])
+    assert bool((g.vega < atm.vega).all())
+
+
+def test_delta_hedge_with_carry_has_zero_mean_pnl_under_the_pricing_measure():
+    # GBM (nu = 0, beta = 1: Hagan's vol is alpha exactly) simulated under the pricing measure (mu = r - q):
+    # the delta-hedged short call financed at r, with dividends q on the stock, earns 0 on average.
+    r, q = 0.05, 0.02
+    market = MarketConfig(beta=1.0, nu=0.0, rho=-0.7, rate=r, dividend=q, mu=r - q)
+    env = make_env(n_paths=20_000, n_days=30, arrival_rate=0.0, market=market)
+    pnl = env.run_episode(GreekHedge(env, "delta"), seed=11).total_pnl
+    se = float(pnl.std()) / math.sqrt(pnl.numel())
+    assert abs(float(pnl.mean())) < 4 * se
+    # The test has power: the carry of this position, about (r V - (r - q) Delta S) T per path, is far outside the
+    # noise, so leaving it out (or pricing without r, q) would fail the first assertion.
+    g = bs_greeks(10.0, 10.0, 60 / 250, 0.3, r=r, q=q)
+    financing = 100 * (r * float(g.price) - (r - q) * float(g.delta) * 10.0) * 30 / 250
+    assert abs(financing) > 20 * se
+
+
+def test_rate_and_dividend_enter_the_forward_of_the_per_day_vol():
+    market = MarketConfig(rate=0.03, dividend=0.012)
+    env = make_env(n_paths=5, n_days=4, market=market)
+    env.reset(seed=1)
+    days_left = torch.arange(4, -1, -1, dtype=f64) / 250
+    forward = env.spot * torch.exp(0.018 * days_left)
+    expected = hagan_implied_vol(forward, 10.0, days_left, env.sabr_vol, 0.5, 0.2, 0.3)
+    torch.testing.assert_close(env.day_vol, expected, rtol=1e-13, atol=0)
+    base = make_env(n_paths=5, n_days=4)
+    base.reset(seed=1)
+    assert not torch.equal(env.day_vol[:, :-1], base.day_vol[:, :-1])
+
+
+@pytest.mark.parametrize(("fields", "needle"), [
+    ({"client_maturity_days": -5}, "client_maturity_days"),
+    ({"client_maturity_days": 0}, "client_maturity_days"),
+    ({"client_maturity_days": [20, -1]}, "client_maturity_days"),
+    ({"client_maturity_days": []}, "client_maturity_days"),
+    ({"client_moneyness": 0.0}, "client_moneyness"),
+    ({"client_moneyness": [1.0, -0.5]}, "client_moneyness"),
+    ({"client_moneyness": []}, "client_moneyness"),
+    ({"client_moneyness": float("inf")}, "client_moneyness"),
+    ({"market": {"rate": 1.5}}, "market.rate"),
+    ({"market": {"rate": float("nan")}}, "market.rate"),
+    ({"market": {"dividend": -2.0}}, "market.dividend"),
+])
+def test_bad_client_book_options_raise_naming_the_field(fields, needle):
+    with pytest.raises(ValueError, match=needle.replace(".", r"\.")):
+        EnvConfig(**fields)
+
+
+def test_market_with_client_types_must_have_a_type_axis():
+    env = make_env(n_paths=4, n_days=3, client_maturity_days=[5, 9])
+    env.reset(seed=0)
+    market = env.market
+    assert market.orders.shape == (4, 4, 2)
+    with pytest.raises(ConfigError, match=r"market.orders has shape \(4, 4\); expected \(4, 4, 2\)"):
+        env.reset(market=market._replace(orders=market.orders.sum(dim=-1)))
+    replay = make_env(n_paths=4, n_days=3, client_maturity_days=[5, 9])
+    replay.reset(market=market)
+    assert torch.equal(replay.state, env.state)

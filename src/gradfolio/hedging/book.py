@@ -1,8 +1,10 @@
 """Batched option positions: the client book and the hedge-option book.
 
-Every option in both books is a call that is at the money when it is opened, and every option
-opened on the same day has the same maturity, so the positions opened on day ``j`` aggregate
-into one *slot*: a net number of contracts and a strike per path. A book is therefore a pair of
+Every option in a book is a call with the book's maturity and the book's strike multiple
+(``strike = moneyness x spot`` on the day it is opened; 1 = at the money), so the positions opened
+on day ``j`` aggregate into one *slot*: a net number of contracts and a strike per path. Client
+options of several maturities or strike multiples (``EnvConfig.client_maturity_days`` /
+``client_moneyness`` lists) live in one book per ``(maturity, moneyness)`` pair. A book is therefore a pair of
 ``(paths, days)`` tensors (quantity, strike) with slot ``j`` expiring on day ``j + maturity``;
 the options held on day ``t`` are the contiguous slots ``j`` with ``t - maturity < j <= t``,
 a column slice — nothing loops over paths or over options.
@@ -13,8 +15,9 @@ overnight gives both the value of yesterday's positions and today's value and gr
 sums (the contract size and constant factors applied to the sums, not to every slot).
 
 An option that reaches its expiry day is worth its payoff, settles in cash and leaves the book.
-Client orders (Poisson arrivals, long or short with equal probability) are drawn by
-:func:`draw_client_orders`. Books are built and filled by the environment, so valuation uses the
+Client orders (Poisson arrivals, long or short with equal probability, each of a type drawn
+uniformly) are drawn by :func:`draw_client_orders`. Prices and greeks use the book's rate ``r``
+and dividend yield ``q`` (0 by default). Books are built and filled by the environment, so valuation uses the
 unchecked Black-Scholes functions.
 """
 
@@ -25,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from gradfolio.errors import ConfigError
 from gradfolio.hedging.blackscholes import Greeks, bs_greeks_unchecked, live_greeks_unchecked
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -56,6 +60,8 @@ class OptionBook:
         Converts days to maturity into years.
     device, dtype
         Placement of the tensors.
+    rate, dividend
+        Risk-free rate ``r`` and dividend yield ``q`` of the Black-Scholes valuation (default 0).
 
     Attributes
     ----------
@@ -76,8 +82,12 @@ class OptionBook:
         days_per_year: int,
         device: torch.device,
         dtype: torch.dtype,
+        rate: float = 0.0,
+        dividend: float = 0.0,
     ) -> None:
         self.maturity_days = int(maturity_days)
+        self.rate = float(rate)
+        self.dividend = float(dividend)
         self.contract_size = float(contract_size)
         self.days_per_year = int(days_per_year)
         self.quantity = torch.zeros(n_paths, n_slots, device=device, dtype=dtype)
@@ -146,9 +156,9 @@ class OptionBook:
         vol = vol_fn(strike, tau)
         n_expired = min(max(0, day - self.maturity_days - start + 1), qty.shape[1])  # expiry j + M <= day
         if n_expired == 0:
-            g = live_greeks_unchecked(spot[:, None], strike, tau, vol)
+            g = live_greeks_unchecked(spot[:, None], strike, tau, vol, self.rate, self.dividend)
         else:
-            g = bs_greeks_unchecked(spot[:, None], strike, tau, vol)
+            g = bs_greeks_unchecked(spot[:, None], strike, tau, vol, self.rate, self.dividend)
         return Greeks(*(qty * v for v in g))
 
     def valuation(self, day: int, spot: torch.Tensor, vol_fn: VolFn) -> Greeks:
@@ -193,8 +203,9 @@ class OptionBook:
         vol = vol_fn(strike, tau)
         size = self.contract_size
         log_strike = self.log_strike[:, live]
+        carry = (self.rate, self.dividend) if self.rate != 0.0 or self.dividend != 0.0 else None
         blocks = [
-            _live_sums(qty[rows], strike[rows], log_strike[rows], tau, sqrt_tau, spot[rows], log_spot[rows], vol[rows])
+            _live_sums(qty[rows], strike[rows], log_strike[rows], tau, sqrt_tau, spot[rows], log_spot[rows], vol[rows], carry)
             for rows in _blocks(qty.shape[0], qty.shape[1])
         ]
         sums = blocks[0] if len(blocks) == 1 else [torch.cat(parts) for parts in zip(*blocks, strict=True)]
@@ -223,15 +234,19 @@ def _blocks(n_paths: int, n_slots: int) -> list[slice]:
 
 def _live_sums(
     qty: torch.Tensor, strike: torch.Tensor, log_strike: torch.Tensor, tau: torch.Tensor, sqrt_tau: torch.Tensor,
-    spot: torch.Tensor, log_spot: torch.Tensor, vol: torch.Tensor,
+    spot: torch.Tensor, log_spot: torch.Tensor, vol: torch.Tensor, carry: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Quantity-weighted Black-Scholes sums of live call slots, the core of :meth:`OptionBook.revalue`.
 
     ``qty, strike, log_strike (P, k)``, ``tau, sqrt_tau (k,)`` (every ``tau > 0``), ``spot, log_spot (P,)``,
     ``vol (P, 1)`` or ``(P, k)`` -> five ``(P,)`` sums: price over the first ``k - 1`` slots, price over
     all ``k``, delta, ``sum q phi(d1) sqrt(2 pi) / (S vol sqrt(tau))`` and ``S sum q phi(d1) sqrt(2 pi) sqrt(tau)``
-    (per contract, before the contract size and the constants).
+    (per contract, before the contract size and the constants). With ``carry = (r, q)`` the slots are
+    valued with that rate and dividend yield (``d1`` shifted by ``(r - q) tau``, ``N(d1)`` and ``phi(d1)``
+    weighted by ``e^{-q tau}``, ``K N(d2)`` by ``e^{-r tau}``); ``None`` is the zero-rate path.
     """
+    if carry is not None:
+        return _live_sums_carry(qty, strike, tau, sqrt_tau, spot, log_spot[:, None] - log_strike, vol, *carry)
     vol_sqrt = vol * sqrt_tau
     # Few passes, in place where possible: each (P, k) temporary is written once and reused.
     d1 = torch.sub(log_spot[:, None], log_strike).addcmul_(0.5 * vol * vol, tau).div_(vol_sqrt)
@@ -252,6 +267,26 @@ def _live_sums(
     return held_price, value_now, delta, gamma, vega
 
 
+def _live_sums_carry(
+    qty: torch.Tensor, strike: torch.Tensor, tau: torch.Tensor, sqrt_tau: torch.Tensor, spot: torch.Tensor,
+    log_moneyness: torch.Tensor, vol: torch.Tensor, rate: float, dividend: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_live_sums` with a rate and a dividend yield (plain out-of-place formulas; shapes as there,
+    ``log_moneyness = log S - log K (P, k)``)."""
+    vol_sqrt = vol * sqrt_tau
+    d1 = (log_moneyness + (rate - dividend + 0.5 * vol * vol) * tau) / vol_sqrt
+    disc_q, disc_r = torch.exp(-dividend * tau), torch.exp(-rate * tau)
+    n1 = torch.special.ndtr(d1) * disc_q
+    price = n1 * spot[:, None] - strike * disc_r * torch.special.ndtr(d1 - vol_sqrt)
+    q_pdf = torch.exp(-0.5 * d1 * d1) * disc_q * qty
+    held_price = torch.linalg.vecdot(qty[:, :-1], price[:, :-1])
+    value_now = held_price + qty[:, -1] * price[:, -1]
+    delta = torch.linalg.vecdot(qty, n1)
+    gamma = (q_pdf / vol_sqrt).sum(dim=1) / spot
+    vega = spot * (q_pdf * sqrt_tau).sum(dim=1)
+    return held_price, value_now, delta, gamma, vega
+
+
 def draw_client_orders(
     n_paths: int,
     n_days: int,
@@ -259,13 +294,21 @@ def draw_client_orders(
     generator: torch.Generator,
     device: torch.device,
     dtype: torch.dtype,
+    n_types: int = 1,
 ) -> torch.Tensor:
-    """Draw the net client orders of days ``1 .. n_days``.
+    """Draw the net client orders of days ``1 .. n_days``, optionally split among ``n_types`` option types.
 
     On each day ``1 .. n_days`` a Poisson(``rate``) number ``N`` of one-contract orders arrives,
     each with the client long or short with probability 1/2; the trader's net position change is
     ``N_short - N_long = N - 2 B`` with ``B ~ Binomial(N, 1/2)`` the client buys (so the net change
     is Skellam-distributed: the difference of two independent Poisson(``rate / 2``) counts).
+
+    With ``n_types > 1`` each order also draws its type (a ``(maturity, moneyness)`` pair of
+    :attr:`EnvConfig.client_types <gradfolio.hedging.config.EnvConfig.client_types>`) uniformly and
+    independently: the buys and the sells of each day are split among the types by successive
+    binomials (``Binomial(rest, 1 / (types left))``, a uniform multinomial). The counts ``N`` and
+    ``B`` are drawn first, as with one type, so the sum over types equals the one-type draw of the
+    same generator.
 
     Parameters
     ----------
@@ -277,18 +320,33 @@ def draw_client_orders(
         Random generator on ``device`` (the environment's episode generator).
     device, dtype
         Placement and precision of the result.
+    n_types
+        Number of client option types (``>= 1``).
 
     Returns
     -------
     Tensor
-        ``(n_paths, n_days + 1)`` net contracts the trader takes on each day; column 0 is zero
-        (day 0 holds the initial position only).
+        ``(n_paths, n_days + 1)`` net contracts the trader takes on each day (``n_types = 1``), or
+        ``(n_paths, n_days + 1, n_types)`` per type; column 0 is zero (day 0 holds the initial
+        position only).
     """
+    if n_types < 1:
+        raise ConfigError(f"draw_client_orders: n_types={n_types}; pass the number of client option types (>= 1).")
     rates = torch.full((n_paths, n_days), float(rate), device=device, dtype=torch.float64)
     counts = torch.poisson(rates, generator=generator)
     buys = torch.binomial(counts, torch.full_like(counts, 0.5), generator=generator)
-    zero = torch.zeros(n_paths, 1, device=device, dtype=dtype)
-    return torch.cat([zero, (counts - 2.0 * buys).to(dtype)], dim=1)
+    if n_types == 1:
+        zero = torch.zeros(n_paths, 1, device=device, dtype=dtype)
+        return torch.cat([zero, (counts - 2.0 * buys).to(dtype)], dim=1)
+    net = torch.zeros(n_paths, n_days + 1, n_types, device=device, dtype=dtype)
+    for side, sign in ((counts - buys, 1.0), (buys, -1.0)):  # the trader sells to client buyers: -1 each
+        rest = side
+        for i in range(n_types - 1):
+            part = torch.binomial(rest, torch.full_like(rest, 1.0 / (n_types - i)), generator=generator)
+            net[:, 1:, i] += sign * part.to(dtype)
+            rest = rest - part
+        net[:, 1:, -1] += sign * rest.to(dtype)
+    return net
 
 
 __all__ = ["OptionBook", "VolFn", "draw_client_orders"]

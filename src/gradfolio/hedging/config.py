@@ -9,7 +9,13 @@ Cao et al.'s values to reproduce their experiments). S0 = 10, mu = 0, beta = 0.5
 nu = 0.3, an initial volatility of 30%, one step per trading day with 250 trading days a year, a 30-day episode, a
 short 60-day ATM call of 100 units on day 0, Poisson(1/day) client orders for 60-day ATM calls,
 a fresh 30-day ATM call as the hedging instrument and a proportional cost of 0.5% of the option
-price. Rates and dividends are zero (``r = q = 0``), so the forward of eq. 53 is the spot.
+price. Rates and dividends are zero by default (``r = q = 0``), so the forward of eq. 53 is the spot.
+
+Cao et al.'s client-book options are fields too (defaults unchanged bit for bit): random client
+maturities (``EnvConfig.client_maturity_days`` as a list drawn from per order), non-ATM client
+strikes (``EnvConfig.client_moneyness``), and a rate and dividend yield (``MarketConfig.rate`` /
+``MarketConfig.dividend``) in the Black-Scholes prices and greeks, in the forward of Hagan's
+formula and in the daily financing of the hedged position.
 
 These models live in the library (not in ``gradfolio.experiments``) because the environment
 itself takes them; :mod:`gradfolio.experiments.hedging.config` composes them into the file-level
@@ -18,7 +24,8 @@ itself takes them; :mod:`gradfolio.experiments.hedging.config` composes them int
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import itertools
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +35,10 @@ RewardMode = Literal["pnl", "abs_pnl"]
 BaselineName = Literal["delta", "delta_gamma", "delta_vega"]
 """Classical baselines of :mod:`gradfolio.hedging.baselines` (the greeks they neutralize)."""
 BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
+
+
+PositiveDays = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class MarketConfig(BaseModel):
@@ -54,6 +65,16 @@ class MarketConfig(BaseModel):
         Volatility of volatility (``v`` in the paper), ``>= 0``; ``0`` gives constant volatility.
     days_per_year
         Trading days per year; one simulation step is ``1 / days_per_year`` years.
+    rate
+        Continuously compounded risk-free rate ``r`` (annual, in ``[-1, 1]``; default 0). It enters
+        the Black-Scholes prices and greeks, the forward ``F = S e^{(r - q) tau}`` of Hagan's
+        implied vol (eq. 53) and the daily interest on the cash that finances the hedged
+        position. It does **not** change the simulated drift, which stays ``mu`` (the market is
+        simulated under the real-world measure, as in the paper's eq. 52; set
+        ``mu = rate - dividend`` to simulate under the pricing measure).
+    dividend
+        Continuous dividend yield ``q`` (annual, in ``[-1, 1]``; default 0): in the prices and
+        greeks (``e^{-q tau}`` factors), in the forward, and paid daily on the stock held.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,6 +87,13 @@ class MarketConfig(BaseModel):
     rho: float = Field(0.2, gt=-1, lt=1)
     nu: float = Field(0.3, ge=0)
     days_per_year: int = Field(250, gt=0)
+    rate: float = Field(0.0, ge=-1, le=1, allow_inf_nan=False)
+    dividend: float = Field(0.0, ge=-1, le=1, allow_inf_nan=False)
+
+    @property
+    def carry(self) -> bool:
+        """Whether a rate or a dividend is set (``False``: the zero-rate code paths, bit for bit as before)."""
+        return self.rate != 0.0 or self.dividend != 0.0
 
     @property
     def alpha0(self) -> float:
@@ -90,7 +118,14 @@ class EnvConfig(BaseModel):
     initial_contracts
         Trader's position on day 0 in the first client option, in contracts (``-1`` = short one).
     client_maturity_days
-        Maturity of every client option (ATM at arrival), in trading days.
+        Maturity of the client options in trading days: one number (every option, default 60),
+        or a list from which each client order (and the day-0 position) draws its maturity
+        uniformly and independently, with the episode's generator (e.g. ``[20, 40, 60, 90]``).
+    client_moneyness
+        Strike of the client options as a multiple ``k > 0`` of the spot on the day they are
+        opened (``K = k S_t``; ``1`` = at the money, the default; ``1.1`` = 10% out of the money
+        for a call), or a list from which each order draws ``k`` uniformly, independently of its
+        maturity. The hedging option stays at the money.
     arrival_rate
         Poisson intensity of client orders per day (days ``1 .. n_days``).
     contract_size
@@ -126,7 +161,8 @@ class EnvConfig(BaseModel):
     market: MarketConfig = MarketConfig()
     n_days: int = Field(30, gt=0)
     initial_contracts: float = -1.0
-    client_maturity_days: int = Field(60, gt=0)
+    client_maturity_days: PositiveDays | Annotated[list[PositiveDays], Field(min_length=1)] = Field(60, union_mode="left_to_right")
+    client_moneyness: PositiveFloat | Annotated[list[PositiveFloat], Field(min_length=1)] = Field(1.0, union_mode="left_to_right")
     arrival_rate: float = Field(1.0, ge=0)
     contract_size: float = Field(100.0, gt=0)
     hedge_maturity_days: int = Field(30, gt=0)
@@ -136,6 +172,17 @@ class EnvConfig(BaseModel):
     a_max: float = Field(1.0, gt=0)
     reward: RewardMode = "pnl"
     time_to_go: bool = False
+
+    @property
+    def client_types(self) -> list[tuple[int, float]]:
+        """The ``(maturity_days, moneyness)`` pairs a client option can have, maturity-major.
+
+        One pair (the default) means every client option is alike; with ``M`` maturities and
+        ``K`` moneyness values there are ``M x K`` pairs, each drawn with probability ``1 / (M K)``.
+        """
+        maturities = self.client_maturity_days if isinstance(self.client_maturity_days, list) else [self.client_maturity_days]
+        moneyness = self.client_moneyness if isinstance(self.client_moneyness, list) else [self.client_moneyness]
+        return list(itertools.product(maturities, moneyness))
 
 
 __all__ = ["MarketConfig", "EnvConfig", "ImpliedVolMode", "ActionMap", "RewardMode", "BaselineName", "BASELINES"]

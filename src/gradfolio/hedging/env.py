@@ -9,8 +9,9 @@ One episode is ``n_days`` trading days (30 by default) on every path simultaneou
   stock is then re-hedged to delta neutral at no cost.
 - **Overnight** the market moves (SABR), every option is revalued (implied vol per day or per
   option) and the day's P&L of options and stock, minus the cost, is booked.
-- **Day t + 1** new client orders arrive (Poisson, 1/day, 60-day ATM calls, the client long or
-  short with probability 1/2); the next state is observed. ``done`` is ``True`` on every path
+- **Day t + 1** new client orders arrive (Poisson, 1/day, 60-day ATM calls by default, the client
+  long or short with probability 1/2; with ``client_maturity_days`` / ``client_moneyness`` lists
+  each order draws its maturity and strike multiple uniformly); the next state is observed. ``done`` is ``True`` on every path
   after the step that reaches day ``n_days``.
 
 State, ``(paths, 5)`` (``(paths, 6)`` with ``time_to_go``), in this order (:attr:`HedgingEnv.FEATURES`):
@@ -35,11 +36,17 @@ Rewards, ``(paths,)``: ``"pnl"`` the signed P&L of the day including the cost, o
 
 Markets: ``reset(seed)`` simulates the episode's :class:`Market` (SABR paths, client orders);
 ``reset(market=other_env.market)`` replays a given one, e.g. on another device or in another dtype.
-Rates and dividends are zero (``r = q = 0``): the forward of eq. 53 is the spot.
+Rates and dividends (``market.rate`` ``r``, ``market.dividend`` ``q``) are zero by default: the
+forward of eq. 53 is the spot. Otherwise every option is valued with Black-Scholes at ``r`` and
+``q``, Hagan's vol uses the forward ``F = S e^{(r - q) tau}``, and the day's P&L includes the carry
+of the hedged position: ``stock S_t (e^{q dt} - 1)`` dividends on the stock held, minus
+``(e^{r dt} - 1)(V_t + stock S_t)`` interest on the cash that finances the options (worth ``V_t``
+after the trade) and the stock. The simulated drift stays ``market.mu``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -65,7 +72,10 @@ class Market(NamedTuple):
     sabr_vol: torch.Tensor
     """Instantaneous SABR volatilities ``sigma_t`` (Hagan's alpha on day ``t``)."""
     orders: torch.Tensor
-    """Net client contracts the trader takes on each day (column 0 unused: day 0 holds the initial position)."""
+    """Net client contracts the trader takes on each day: ``(paths, n_days + 1)`` when every client
+    option is alike (column 0 unused: day 0 holds ``initial_contracts``), or ``(paths, n_days + 1,
+    types)`` per type of :attr:`EnvConfig.client_types` (column 0: the day-0 position, in the type
+    each path drew)."""
 
 
 class Episode(NamedTuple):
@@ -116,8 +126,11 @@ class HedgingEnv:
     spot, sabr_vol, orders, day_vol
         After :meth:`reset`: stock prices, SABR volatilities, net client orders (see :class:`Market`)
         and per-day Hagan implied vols of the episode, each ``(paths, n_days + 1)``.
-    client, hedges
-        The client book and the hedge-option book (:class:`~gradfolio.hedging.book.OptionBook`).
+    clients, hedges
+        The client books, one per type of :attr:`EnvConfig.client_types` (one by default), and the
+        hedge-option book (:class:`~gradfolio.hedging.book.OptionBook`).
+    client
+        The first client book (the only one by default).
     t, state
         Current day and state ``(paths, features)``.
 
@@ -253,16 +266,26 @@ class HedgingEnv:
         self._log_spot = torch.log(self.spot)
         days_left = torch.arange(T, -1, -1, device=self.device, dtype=self.dtype) / mkt.days_per_year
         # Per-day implied vol (Cao et al.): Hagan at strike s0 and the days left in the episode.
-        self.day_vol = hagan_implied_vol_unchecked(self.spot, mkt.s0, days_left, self.sabr_vol, mkt.beta, mkt.rho, mkt.nu)
+        self.day_vol = hagan_implied_vol_unchecked(self._forward(self.spot, days_left), mkt.s0, days_left, self.sabr_vol,
+                                                   mkt.beta, mkt.rho, mkt.nu)
         book = dict(n_paths=P, n_slots=T + 1, contract_size=cfg.contract_size, days_per_year=mkt.days_per_year,
-                    device=self.device, dtype=self.dtype)
-        self.client = OptionBook(maturity_days=cfg.client_maturity_days, **book)
+                    device=self.device, dtype=self.dtype, rate=mkt.rate, dividend=mkt.dividend)
+        self._types = cfg.client_types
+        self.clients = [OptionBook(maturity_days=m, **book) for m, _ in self._types]
+        self.client = self.clients[0]
         self.hedges = OptionBook(maturity_days=cfg.hedge_maturity_days, **book)
-        self.client.open(0, torch.full((P,), cfg.initial_contracts, device=self.device, dtype=self.dtype), self.spot[:, 0])
+        if self.orders.dim() == 2:
+            self.client.open(0, torch.full((P,), cfg.initial_contracts, device=self.device, dtype=self.dtype),
+                             self._client_strike(0, self.spot[:, 0]))
+        else:
+            self._open_clients(0)
         self.t = 0
         self._started = True
         spot0, vol_fn = self.spot[:, 0], self._vol_fn(0)
-        self._observe(_add(self.client.valuation(0, spot0, vol_fn), self.hedges.valuation(0, spot0, vol_fn)))
+        client = self.client.valuation(0, spot0, vol_fn)
+        for other in self.clients[1:]:
+            client = _add(client, other.valuation(0, spot0, vol_fn))
+        self._observe(_add(client, self.hedges.valuation(0, spot0, vol_fn)))
         return self.state
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -308,16 +331,22 @@ class HedgingEnv:
         # Overnight: tomorrow's client orders arrive, then both books are revalued once.
         t1 = t + 1
         spot_next = self.spot[:, t1]
-        self.client.open(t1, self.orders[:, t1], spot_next)
-        vol_fn = self._vol_fn(t1)
-        if self.fused:
-            log_spot_next = self._log_spot[:, t1]
-            client_held, client_now = self.client.revalue(t1, spot_next, log_spot_next, vol_fn)
-            hedges_held, hedges_now = self.hedges.revalue(t1, spot_next, log_spot_next, vol_fn)
+        if self.orders.dim() == 2:
+            self.client.open(t1, self.orders[:, t1], self._client_strike(0, spot_next))
         else:
-            client_held, client_now = self._revalue(self.client, t, spot_next, vol_fn)
-            hedges_held, hedges_now = self._revalue(self.hedges, t, spot_next, vol_fn)
+            self._open_clients(t1)
+        vol_fn = self._vol_fn(t1)
+        log_spot_next = self._log_spot[:, t1]
+        client_held, client_now = self._overnight(self.client, t, spot_next, log_spot_next, vol_fn)
+        for other in self.clients[1:]:
+            held, now = self._overnight(other, t, spot_next, log_spot_next, vol_fn)
+            client_held, client_now = client_held + held, _add(client_now, now)
+        hedges_held, hedges_now = self._overnight(self.hedges, t, spot_next, log_spot_next, vol_fn)
         gross = client_held + hedges_held - value_t + stock * (spot_next - self.spot[:, t])
+        mkt = cfg.market
+        if mkt.carry:  # dividends on the stock held, interest on the cash financing options and stock
+            stock_value = stock * self.spot[:, t]
+            gross = gross + stock_value * math.expm1(mkt.dividend * mkt.dt) - (value_t + stock_value) * math.expm1(mkt.rate * mkt.dt)
         pnl = gross - cost
         reward = pnl if cfg.reward == "pnl" else -gross.abs() - cost
         self.t = t1
@@ -371,18 +400,48 @@ class HedgingEnv:
             P, T, alpha0=mkt.alpha0, s0=mkt.s0, beta=mkt.beta, rho=mkt.rho, nu=mkt.nu, mu=mkt.mu, dt=mkt.dt,
             generator=gen, device=self.device, dtype=self.dtype,
         )
-        return Market(paths.spot, paths.vol, draw_client_orders(P, T, cfg.arrival_rate, gen, self.device, self.dtype))
+        n_types = len(cfg.client_types)
+        orders = draw_client_orders(P, T, cfg.arrival_rate, gen, self.device, self.dtype, n_types)
+        if n_types > 1:  # the day-0 position draws its type like an order
+            kind = torch.randint(n_types, (P, 1), generator=gen, device=self.device)
+            orders[:, 0, :] = cfg.initial_contracts * torch.nn.functional.one_hot(kind[:, 0], n_types).to(self.dtype)
+        return Market(paths.spot, paths.vol, orders)
 
     def _checked_market(self, market: Market) -> Market:
         """``market`` on this env's device and dtype, after checking shapes and positivity."""
         shape = (self.n_paths, self.config.n_days + 1)
+        n_types = len(self.config.client_types)
         out = Market(*(torch.as_tensor(x, device=self.device, dtype=self.dtype) for x in market))
         for name, x in zip(Market._fields, out, strict=True):
-            if tuple(x.shape) != shape:
-                raise ConfigError(f"HedgingEnv.reset: market.{name} has shape {tuple(x.shape)}; expected {shape} (n_paths, n_days + 1).")
+            want = shape + (n_types,) if name == "orders" and n_types > 1 else shape
+            if tuple(x.shape) != want:
+                dims = "(n_paths, n_days + 1, client types)" if len(want) == 3 else "(n_paths, n_days + 1)"
+                raise ConfigError(f"HedgingEnv.reset: market.{name} has shape {tuple(x.shape)}; expected {want} {dims}.")
         check_positive("HedgingEnv.reset", "market.spot", out.spot, "pass positive stock prices")
         check_positive("HedgingEnv.reset", "market.sabr_vol", out.sabr_vol, "pass positive SABR volatilities")
         return out
+
+    def _forward(self, spot: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """Forward ``F = S e^{(r - q) tau}`` of eq. 53 (the spot itself when ``r = q``); ``spot`` and ``tau`` broadcast."""
+        mkt = self.config.market
+        return spot if mkt.rate == mkt.dividend else spot * torch.exp((mkt.rate - mkt.dividend) * tau)
+
+    def _client_strike(self, kind: int, spot: torch.Tensor) -> torch.Tensor:
+        """Strike ``(P,)`` of client options of type ``kind`` opened at ``spot (P,)``: the type's multiple of the spot."""
+        k = self._types[kind][1]
+        return spot if k == 1.0 else k * spot
+
+    def _open_clients(self, day: int) -> None:
+        """Open the day's orders of every client type (``orders (P, n_days + 1, types)``) in their books."""
+        spot = self.spot[:, day]
+        for i, book in enumerate(self.clients):
+            book.open(day, self.orders[:, day, i], self._client_strike(i, spot))
+
+    def _overnight(self, book: OptionBook, t: int, spot: torch.Tensor, log_spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
+        """``book`` revalued on day ``t + 1``: fused (:meth:`OptionBook.revalue`) or slot by slot (:meth:`_revalue`)."""
+        if self.fused:
+            return book.revalue(t + 1, spot, log_spot, vol_fn)
+        return self._revalue(book, t, spot, vol_fn)
 
     def _vol_fn(self, day: int) -> VolFn:
         mkt = self.config.market
@@ -390,7 +449,7 @@ class HedgingEnv:
             vol = self.day_vol[:, day : day + 1]
             return lambda strike, tau: vol
         spot, alpha = self.spot[:, day : day + 1], self.sabr_vol[:, day : day + 1]
-        return lambda strike, tau: hagan_implied_vol_unchecked(spot, strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
+        return lambda strike, tau: hagan_implied_vol_unchecked(self._forward(spot, tau), strike, tau, alpha, mkt.beta, mkt.rho, mkt.nu)
 
     @staticmethod
     def _revalue(book: OptionBook, t: int, spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
@@ -414,7 +473,9 @@ class HedgingEnv:
         self._portfolio = portfolio
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
-        self._hedge_option = Greeks(*(g[:, 0] for g in live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau))))
+        mkt = cfg.market
+        greeks = live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau), mkt.rate, mkt.dividend)
+        self._hedge_option = Greeks(*(g[:, 0] for g in greeks))
         size = cfg.contract_size
         columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
         if cfg.time_to_go:

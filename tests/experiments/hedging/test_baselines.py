@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.config_io import load_config
+from gradfolio.experiments.config_io import flatten_params, load_config
 from gradfolio.experiments.hedging.baselines import run_baselines
-from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedging.config import HedgingConfig
 from gradfolio.hedging.blackscholes import bs_price
 
@@ -62,3 +61,32 @@ def test_unknown_strategy_in_config_is_rejected(tmp_path: Path):
     bad.write_text("evaluation:\n  strategies: [delta, gamma_only]\n")
     with pytest.raises(ConfigError, match="evaluation.strategies"):
         load_config(HedgingConfig, bad)
+
+
+def test_client_book_options_in_a_yaml_file_and_bad_values(tmp_path: Path):
+    good = tmp_path / "h.yaml"
+    good.write_text("env:\n  market: {rate: 0.03, dividend: 0.012}\n  client_maturity_days: [20, 40, 60]\n"
+                    "  client_moneyness: [0.95, 1.05]\n")
+    cfg = load_config(HedgingConfig, good)
+    e = cfg.env
+    assert (e.market.rate, e.market.dividend, e.client_maturity_days, e.client_moneyness) == (0.03, 0.012, [20, 40, 60], [0.95, 1.05])
+    assert len(e.client_types) == 6
+    single = tmp_path / "single.yaml"
+    single.write_text("env:\n  client_maturity_days: 45\n  client_moneyness: 1.1\n")
+    e = load_config(HedgingConfig, single).env
+    assert (e.client_maturity_days, e.client_moneyness, e.client_types) == (45, 1.1, [(45, 1.1)])
+    for text, field in [
+        ("env:\n  client_maturity_days: -10\n", "env.client_maturity_days"),
+        ("env:\n  client_maturity_days: [30, 0]\n", "env.client_maturity_days"),
+        ("env:\n  client_moneyness: 0\n", "env.client_moneyness"),
+        ("env:\n  client_moneyness: [1.0, -1.2]\n", "env.client_moneyness"),
+        ("env:\n  market: {rate: 3.0}\n", "env.market.rate"),
+        ("env:\n  market: {dividend: .nan}\n", "env.market.dividend"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_config(HedgingConfig, bad)
+    # The defaults dump as before (one maturity, ATM, no rate or dividend).
+    dumped = HedgingConfig().model_dump(mode="json")["env"]
+    assert (dumped["client_maturity_days"], dumped["client_moneyness"], dumped["market"]["rate"], dumped["market"]["dividend"]) == (60, 1.0, 0.0, 0.0)

@@ -3,9 +3,11 @@
 A YAML/TOML file with three sections, every field optional (defaults reproduce the paper)::
 
     env:            # gradfolio.hedging.config.EnvConfig (market, book, costs, action, reward)
-      market: {sigma0: 0.3, nu: 0.3, beta: 0.5, rho: 0.2}
+      market: {sigma0: 0.3, nu: 0.3, beta: 0.5, rho: 0.2, rate: 0.0, dividend: 0.0}
       hedge_maturity_days: 30
       cost: 0.005
+      client_maturity_days: 60      # or a list drawn from per order, e.g. [20, 40, 60, 90]
+      client_moneyness: 1.0         # client strike = k x spot; or a list, e.g. [0.9, 1.1]
     evaluation:
       n_paths: 5000
       n_episodes: 1
