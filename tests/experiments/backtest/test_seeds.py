@@ -3,6 +3,7 @@ run of that seed alone, and the summary is the t interval over seeds."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,15 @@ def test_each_seed_is_the_run_of_that_seed(tmp_path: Path) -> None:
     assert summary.loc["net_dense", "sharpe_ratio_ci"] == pytest.approx(t_interval(net)[1])
     assert summary.loc["min_variance", "sharpe_ratio_ci"] == 0.0  # the benchmarks do not depend on the seed
     assert set(diffs["strategy"]) == {"net_dense", "min_variance"} and set(diffs["baseline"]) == {"equal_weight"}
+    rows = diffs.set_index(["strategy", "metric"])
+    assert not rows.loc[("min_variance", "sharpe_ratio"), "seed_dependent"]
+    assert not rows.loc[("min_variance", "sharpe_ratio"), "significant"]  # a zero-width seed interval proves nothing
+    assert bool(rows.loc[("net_dense", "sharpe_ratio"), "seed_dependent"])
+    import json
+
+    p = [json.loads((root / f"seed_{s}" / "stats.json").read_text())["strategies"]["net_dense"]["diff_pvalue"] for s in (3, 1)]
+    assert rows.loc[("net_dense", "sharpe_ratio"), "hac_p_max"] == max(p)
+    assert math.isnan(rows.loc[("net_dense", "annualized_return"), "hac_p_max"])
     for name in ("seeds.csv", "summary.csv", "differences.csv", "summary.md", "seed_3/report.html", "seed_1/stats.json"):
         assert (root / name).is_file(), name
     assert "over 2 seeds (3, 1)" in (root / "summary.md").read_text()
@@ -65,6 +75,8 @@ def test_runner_metrics_and_seed_checks(tmp_path: Path) -> None:
     row = diffs.set_index(["strategy", "metric"]).loc[("net", "sharpe_ratio")]
     assert row["diff"] == pytest.approx(0.5 + 0.25 * 7 / 3 - 0.4)
     assert row["ci"] == pytest.approx(t_interval([0.1, 0.6, 1.35])[1])
+    assert bool(row["significant"]) == (row["diff"] > row["ci"]) and bool(row["seed_dependent"])
+    assert math.isnan(row["hac_p_max"])  # the runner wrote no stats.json
     for bad in ([1], [2, 2], [-1, 3]):
         with pytest.raises(ConfigError, match="--seeds"):
             backtest_seeds(config, bad, tmp_path, runner=runner)
