@@ -21,6 +21,11 @@ def test_t_interval_equals_scipy(level: float) -> None:
     assert (mean - half, mean + half) == pytest.approx((lo, hi), abs=1e-12)
 
 
+def test_equal_values_have_zero_width() -> None:
+    v = 0.49543508709194095  # fsum([v] * 3) / 3 != v in floating point
+    assert t_interval([v, v, v]) == (v, 0.0)
+
+
 def test_t_interval_needs_two_values() -> None:
     with pytest.raises(ConfigError, match="needs >= 2 seeds"):
         t_interval([1.0])

@@ -30,6 +30,8 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
     n = len(values)
     if n < 2:
         raise ConfigError(f"t_interval: {n} value(s); a t interval needs >= 2 seeds (pass --seeds with two or more).")
+    if all(v == values[0] for v in values):  # exactly 0, not the rounding of fsum(values) / n
+        return float(values[0]), 0.0
     mean = math.fsum(values) / n
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     return mean, float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
