@@ -97,3 +97,15 @@ def test_cli_seeds(tmp_path: Path) -> None:
     assert (tmp_path / "r" / "seed_4" / "report.html").is_file()
     bad = CliRunner().invoke(app, ["experiment", "--config", str(path), "--out", str(tmp_path / "x"), "--seeds", "0 a"])
     assert bad.exit_code != 0 and "--seeds '0 a'" in bad.output
+
+
+def test_families_example_is_valid() -> None:
+    from gradfolio.experiments.backtest.config import load_backtest_config
+    from gradfolio.experiments.backtest.holding import check_osbl_config
+
+    cfg = load_backtest_config(Path(__file__).resolve().parents[3] / "examples" / "families.yaml")
+    cfg.check_references()
+    variants = cfg.network_configs()
+    assert list(variants) == ["e2e_dense", "e2e_lstm", "pto_ridge", "pto_lstm_mv", "dfl_lstm", "eiie"]
+    check_osbl_config(variants["eiie"])  # EIIE's step == horizon rule holds for the shared windows
+    assert [a.algo for a in cfg.agents] == ["ppo"] and cfg.backtest.cost_bps == 10
