@@ -20,7 +20,7 @@ from gradfolio.allocation import (
     make_loss,
     make_network,
 )
-from gradfolio.allocation.eiie import EIIE
+from gradfolio.allocation.rl.eiie import EIIE
 from gradfolio.errors import ConfigError, DataError, SolverError
 from gradfolio.solvers import PortfolioConstraints, QPSettings
 

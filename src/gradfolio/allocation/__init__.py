@@ -8,8 +8,8 @@ recurrent layers shared by assets, Maxout, time collapse), :mod:`~gradfolio.allo
 (predict-then-optimize: a :mod:`~gradfolio.allocation.forecast` forecaster into a portfolio optimizer), :mod:`~gradfolio.allocation.losses` (Sharpe,
 Sortino, Calmar, drawdown, CVaR, ... composable, robust ratios) and
 :class:`~gradfolio.allocation.trainer.Trainer` (seeded, checkpointed, resumable); Jiang et al.'s EIIE
-(:mod:`~gradfolio.allocation.eiie`, a strategy that sees what it holds) and its online stochastic batch
-learning (:class:`~gradfolio.allocation.osbl.OSBLTrainer`).
+(:mod:`~gradfolio.allocation.rl.eiie`, a strategy that sees what it holds) and its online stochastic batch
+learning (:class:`~gradfolio.allocation.rl.osbl.OSBLTrainer`).
 """
 
 from gradfolio.allocation.convex import ConvexAllocator, MuFactorHead
@@ -47,10 +47,10 @@ from gradfolio.allocation.networks import (
     window_factor,
 )
 from gradfolio.allocation.trainer import History, Trainer
+from gradfolio.allocation.rl.eiie import EIIE, commission_factor, price_windows  # registers "eiie"
+from gradfolio.allocation.rl.osbl import OSBLHistory, OSBLTrainer
 from gradfolio.allocation.forecast import FORECASTERS, LSTMForecaster, RidgeForecaster, forecast_target
-from gradfolio.allocation.pto import PredictThenOptimize
-from gradfolio.allocation.eiie import EIIE, commission_factor, price_windows
-from gradfolio.allocation.osbl import OSBLHistory, OSBLTrainer
+from gradfolio.allocation.pto import PredictThenOptimize  # registers "pto_lstm", "pto_ridge"
 
 __all__ = [
     "ALLOCATORS", "SoftmaxAllocator", "NormalizedTanhAllocator", "SparsemaxAllocator", "TopKAllocator", "make_allocator",

@@ -29,7 +29,6 @@ from torch import nn
 
 from gradfolio.allocation.allocators import ALLOCATORS, make_allocator
 from gradfolio.allocation.convex import ConvexAllocator
-from gradfolio.allocation.eiie import EIIE
 from gradfolio.allocation.layers import ChannelAvgPool, Collapse, Maxout, TimeCollapse, TimeConv, TimeRNN
 from gradfolio.errors import ConfigError, DataError, GradfolioError
 from gradfolio.registry import Registry
@@ -355,7 +354,6 @@ NETWORKS.register("conv", ConvNet, nested=_ALLOCATOR_PARAMS)
 NETWORKS.register("lstm", RecurrentNet, nested=_ALLOCATOR_PARAMS)
 NETWORKS.register("rnn", RecurrentNet, defaults={"cell": "rnn"}, nested=_ALLOCATOR_PARAMS)
 NETWORKS.register("markowitz", MarkowitzNet)
-NETWORKS.register("eiie", EIIE)  # type: ignore[arg-type]  # a HoldingStrategy: forward(X, before, previous)
 
 
 def make_network(

@@ -13,7 +13,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from gradfolio.allocation.osbl import CHECKPOINT, OSBLTrainer
+from gradfolio.allocation.rl.osbl import CHECKPOINT, OSBLTrainer
 from gradfolio.allocation.strategy import load_strategy
 from gradfolio.backtest import decision_windows
 from gradfolio.cli import app

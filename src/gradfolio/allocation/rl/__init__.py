@@ -9,12 +9,19 @@
 - :class:`~gradfolio.allocation.rl.agent.SB3Strategy` — a trained agent as a
   :class:`~gradfolio.backtest.HoldingStrategy`-shaped strategy for ``walk_forward``.
 
+- :class:`~gradfolio.allocation.rl.eiie.EIIE` — Jiang, Xu and Liang's policy network (identical
+  independent evaluators, cash bias, portfolio-vector memory input) and its commission factor;
+  :class:`~gradfolio.allocation.rl.osbl.OSBLTrainer` — online stochastic batch learning with the PVM.
+
 Gymnasium and Stable-Baselines3 (the ``rl`` extra) are imported only by the adapters, the
 training and the agent, never by ``import gradfolio``.
 """
 
 from gradfolio.allocation.rl.actions import ActionMap
+from gradfolio.allocation.rl.eiie import EIIE, commission_factor, price_windows
 from gradfolio.allocation.rl.env import PortfolioEnv, flatten_observation
+from gradfolio.allocation.rl.osbl import OSBLHistory, OSBLTrainer
 from gradfolio.allocation.rl.rewards import differential_sharpe
 
-__all__ = ["ActionMap", "PortfolioEnv", "flatten_observation", "differential_sharpe"]
+__all__ = ["ActionMap", "PortfolioEnv", "flatten_observation", "differential_sharpe", "EIIE", "commission_factor",
+           "price_windows", "OSBLTrainer", "OSBLHistory"]

@@ -1,7 +1,7 @@
 """Networks of a backtest run that see what they hold and train by OSBL (EIIE).
 
-A network whose class declares ``trainer = "osbl"`` (:class:`gradfolio.allocation.eiie.EIIE`) is
-trained by :class:`gradfolio.allocation.osbl.OSBLTrainer` instead of the mini-batch
+A network whose class declares ``trainer = "osbl"`` (:class:`gradfolio.allocation.rl.eiie.EIIE`) is
+trained by :class:`gradfolio.allocation.rl.osbl.OSBLTrainer` instead of the mini-batch
 :class:`~gradfolio.allocation.trainer.Trainer`, from the same config sections:
 
 - ``train.epochs`` x (training periods // ``train.batch_size``) steps of ``train.batch_size``
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gradfolio.allocation.osbl import OSBLTrainer
+from gradfolio.allocation.rl.osbl import OSBLTrainer
 from gradfolio.data import Windows
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest.config import BacktestConfig

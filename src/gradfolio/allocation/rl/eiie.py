@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
+from gradfolio.allocation.networks import NETWORKS
 from gradfolio.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class EIIE(nn.Module):
         Feature maps of the second convolution, over the remaining window (20 in the paper).
     beta
         The online stochastic batch learning's geometric bias towards recent periods, read by
-        :class:`~gradfolio.allocation.osbl.OSBLTrainer` when it is not given one.
+        :class:`~gradfolio.allocation.rl.osbl.OSBLTrainer` when it is not given one.
     commission_method
         How the training reward's commission factor is computed: ``"iterative"`` (eq. 14,
         :func:`commission_factor`) or ``"approx"`` (``1 - c sum |w' - w|``, as in the authors' code).
@@ -205,7 +206,7 @@ class EIIE(nn.Module):
         if inputs == "returns" and n_channels != 1:
             raise ConfigError(
                 f"EIIE: inputs='returns' reads one channel of returns but n_channels={n_channels}; "
-                "use inputs='prices' for close/high/low price windows (gradfolio.allocation.eiie.price_windows)."
+                "use inputs='prices' for close/high/low price windows (gradfolio.allocation.rl.eiie.price_windows)."
             )
         if not (isinstance(beta, (int, float)) and 0 < beta < 1):
             raise ConfigError(f"EIIE: beta={beta!r} must lie in (0, 1) (e.g. 0.05; the paper used 5e-5 per 30 min).")
@@ -329,6 +330,10 @@ def price_windows(
     stack = np.stack([f.to_numpy(dtype=np.float64) for f in frames])  # (C, T + 1, N)
     X = np.stack([stack[:, r - lookback + 1 : r + 1] for r in rows])  # (n, C, lookback, N)
     return dataclasses.replace(base, X=torch.as_tensor(X))
+
+
+
+NETWORKS.register("eiie", EIIE)  # type: ignore[arg-type]  # a HoldingStrategy: forward(X, before, previous)
 
 __all__ = [
     "EIIE",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from gradfolio.allocation.eiie import (
+from gradfolio.allocation.rl.eiie import (
     EIIE,
     approx_commission_factor,
     close_relatives,

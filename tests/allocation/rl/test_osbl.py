@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gradfolio.allocation.eiie import EIIE, commission_factor
-from gradfolio.allocation.osbl import (
+from gradfolio.allocation.rl.eiie import EIIE, commission_factor
+from gradfolio.allocation.rl.osbl import (
     CHECKPOINT,
     OSBLTrainer,
     geometric_probabilities,
@@ -275,7 +275,7 @@ def test_tracker_seed_and_l2_penalty() -> None:
 
 
 def test_commission_factor_stopping_rule() -> None:
-    from gradfolio.allocation.eiie import commission_factor as cf
+    from gradfolio.allocation.rl.eiie import commission_factor as cf
 
     d = torch.tensor([[0.1, 0.5, 0.4]], dtype=D)
     t = torch.tensor([[0.3, 0.1, 0.6]], dtype=D)
@@ -288,7 +288,7 @@ def test_commission_factor_stopping_rule() -> None:
 
 
 def test_trains_on_close_high_low_price_windows() -> None:
-    from gradfolio.allocation.eiie import price_windows
+    from gradfolio.allocation.rl.eiie import price_windows
 
     rng = np.random.default_rng(6)
     idx = pd.bdate_range("2021-01-04", periods=90)

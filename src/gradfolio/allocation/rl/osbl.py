@@ -1,6 +1,6 @@
 """Online stochastic batch learning (OSBL) of EIIE with a portfolio-vector memory.
 
-Jiang, Xu and Liang's training of :class:`~gradfolio.allocation.eiie.EIIE`. The training
+Jiang, Xu and Liang's training of :class:`~gradfolio.allocation.rl.eiie.EIIE`. The training
 windows are consecutive periods ``t = 0 .. n-1`` (``step == horizon``): window ``t`` sees ``X_t``
 and its period's price relatives are ``y_t = (1, prod_h (1 + R_{t,h,i}))_i`` (cash first). The
 *portfolio-vector memory* ``PVM (n, N + 1)`` holds the last weights the network gave to every
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradfolio.allocation.eiie import (
+from gradfolio.allocation.rl.eiie import (
     EIIE,
     approx_commission_factor,
     commission_factor,
