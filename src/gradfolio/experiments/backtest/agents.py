@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradfolio.experiments.backtest.config import AgentSettings, BacktestConfig
+from gradfolio.experiments.backtest.constraints import spec_data
 from gradfolio.experiments.distributed import safe_slug
 
 
@@ -55,7 +56,7 @@ def train_agents(
         seed = config.seed if spec.seed is None else spec.seed
         params = dict(spec.allocator_params)
         if spec.allocator == "convex" and config.constraints is not None and "constraints" not in params:
-            params["constraints"] = config.constraints.spec([str(c) for c in returns.columns])
+            params["constraints"] = spec_data(config.constraints.spec([str(c) for c in returns.columns]))
         env = PortfolioEnv(
             history, d.lookback, gap=d.gap, rebalance_every=b.rebalance_every, n_envs=spec.n_envs,
             episode_length=spec.episode_length, start="random", cost=ProportionalCost.from_bps(b.cost_bps),

@@ -20,7 +20,7 @@ folder holds::
                        see gradfolio.experiments.backtest.cv)
     report.html        interactive report (self-contained) and PNG figures
     strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
-                       weights.pt): the network after the walk-forward and every benchmark, for
+                       weights.pt): the network after the walk-forward, every agent's policy and every benchmark, for
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
@@ -95,12 +95,15 @@ def save_strategies(
     strategies: Mapping[str, torch.nn.Module],
     network_label: str | Mapping[str, BacktestConfig] | None,
     returns: pd.DataFrame,
+    agents: Mapping[str, tuple[object, str]] | None = None,
 ) -> Path:
     """Write one bundle per strategy into ``folder/strategies/<label>/`` (replacing the previous set at once).
 
     The network's bundle holds its weights after the walk-forward (the last refit's with
     ``retrain_every``), in ``config.dtype``; each benchmark's its parameters, in
-    ``config.benchmark_dtype``. Every bundle carries the fingerprint of ``returns``.
+    ``config.benchmark_dtype``; each agent of ``agents`` (``label -> (SB3Strategy, algo)``) its policy
+    after the walk-forward (:func:`gradfolio.allocation.rl.policy.save_agent`). Every bundle carries
+    the fingerprint of ``returns``.
     """
     if isinstance(network_label, str):
         networks: Mapping[str, BacktestConfig] = {network_label: config}
@@ -127,6 +130,13 @@ def save_strategies(
                 data_fingerprint=fingerprint,
                 rebalance_every=b.rebalance_every, cost_bps=b.cost_bps,
             )
+        if agents:
+            from gradfolio.allocation.rl.policy import save_agent
+
+            for label, (agent, algo) in agents.items():
+                save_agent(tmp / label, agent, algo=algo, assets=assets, returns_kind=d.kind,  # type: ignore[arg-type]
+                           lookback=d.lookback, gap=d.gap, label=label, data_fingerprint=fingerprint,
+                           rebalance_every=b.rebalance_every, cost_bps=b.cost_bps)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except BaseException:
@@ -265,8 +275,10 @@ def run_backtest(
             stage = run_folder.stage
             dump_config(config, stage / "config.yaml")
             result.save(stage)
-            saved = {n: s for n, s in strategies.items() if n not in agents}  # agents have no bundle format yet
-            save_strategies(stage, config, saved, variants, returns)  # type: ignore[arg-type]
+            saved = {n: s for n, s in strategies.items() if n not in agents}
+            algos = {agent_label(a): a.algo for a in config.agents if a.enabled}
+            save_strategies(stage, config, saved, variants, returns,  # type: ignore[arg-type]
+                            agents={n: (agents[n], algos[n]) for n in agents})
             if stats is not None:
                 write_stats(stats, stage)
             write_report(result, stage, title=f"Walk-forward backtest: {config.data.source}", notes=notes,
