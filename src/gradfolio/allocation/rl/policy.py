@@ -50,7 +50,7 @@ POLICIES: dict[str, tuple[str, str]] = {
 """Policy classes a bundle may name (the ``MlpPolicy`` of PPO/A2C, SAC, TD3/DDPG)."""
 
 _CLASS_ARGS: dict[str, tuple[str, str]] = {
-    "activation_fn": ("torch.nn", "torch.nn.Module"),
+    "activation_fn": ("torch.nn", "activation (torch.nn.modules.activation)"),
     "optimizer_class": ("torch.optim", "torch.optim.Optimizer"),
     "features_extractor_class": ("stable_baselines3.common.torch_layers", "BaseFeaturesExtractor"),
 }
@@ -111,7 +111,7 @@ def _class_name(key: str, value: Any) -> str:
     if not isinstance(value, type) or getattr(importlib.import_module(module), value.__name__, None) is not value:
         raise ConfigError(
             f"agent policy argument {key}={value!r} cannot be saved in a strategy bundle: only classes of {module} "
-            f"({base} subclasses) are; use one of those."
+            f"({base}) are; use one of those."
         )
     return f"{module}:{value.__name__}"
 
@@ -123,7 +123,7 @@ def _resolve_class(key: str, text: Any, where: str) -> type:
     name = text.split(":", 1)[1]
     found = getattr(importlib.import_module(module), name, None)
     if key == "activation_fn":
-        ok = isinstance(found, type) and issubclass(found, nn.Module)
+        ok = isinstance(found, type) and issubclass(found, nn.Module) and found.__module__ == "torch.nn.modules.activation"
     elif key == "optimizer_class":
         ok = isinstance(found, type) and issubclass(found, torch.optim.Optimizer)
     else:
@@ -131,7 +131,7 @@ def _resolve_class(key: str, text: Any, where: str) -> type:
 
         ok = isinstance(found, type) and issubclass(found, BaseFeaturesExtractor)
     if not ok:
-        raise ConfigError(f"{where}: policy.kwargs.{key}={text!r} is not a {base} of {module}; the file was edited.")
+        raise ConfigError(f"{where}: policy.kwargs.{key}={text!r} is not an allowed class ({base}); the file was edited.")
     return found  # type: ignore[return-value]
 
 
