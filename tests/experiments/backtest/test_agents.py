@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -152,3 +153,94 @@ def test_bad_agent_sections_fail_before_training(tmp_path: Path, agents: str, ma
 def test_example_parses() -> None:
     config = load_backtest_config(EXAMPLES / "backtest_rl.yaml")
     assert [a.algo for a in config.agents] == ["ppo", "ppo"] and config.agents[1].allocator == "convex"
+
+
+REFIT = SMALL.replace("backtest: {rebalance_every: 5, cost_bps: 15}",
+                      "backtest: {rebalance_every: 5, cost_bps: 15, retrain_every: 30, retrain_window: rolling, "
+                      "retrain_size: 90}")
+
+
+def test_agent_refits_run_at_the_schedules_dates_on_past_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's refit hook is called where a batched strategy's is, with the same rows (the past of the refit
+    date), trains on an environment over exactly those rows, continues from the agent and swaps its policy in."""
+    import gradfolio.experiments.backtest.agents as agents_mod
+    from gradfolio.backtest import RetrainSchedule
+
+    config = _config(tmp_path, REFIT)
+    spec = config.agents[0].model_copy(update={"retrain_timesteps": 64})
+    config = config.model_copy(update={"agents": [spec]})
+    returns = load_returns(config)
+    start = returns.index[returns.index.searchsorted(np.datetime64("2020-06-01"))]
+    agents = train_agents(config, returns, start, tmp_path / "ck", False)
+    agent = agents["rl_a2c"]
+    models = [agent.model]
+    calls: list[tuple[int, int, object, Path]] = []
+    real = agents_mod.train_one
+
+    def spy(config, spec, env, seed, timesteps, checkpoint, resume, init=None):  # type: ignore[no-untyped-def]
+        calls.append((env.T, timesteps, init, checkpoint))
+        out = real(config, spec, env, seed, timesteps, checkpoint, resume, init)
+        models.append(out.model)
+        return out
+
+    monkeypatch.setattr(agents_mod, "train_one", spy)
+    hook = agents_mod.agent_hooks(config, agents, tmp_path / "ck", False)["rl_a2c"]
+    seen: dict[str, list] = {"agent": [], "batched": []}
+
+    def record(name: str, then=None):  # type: ignore[no-untyped-def]
+        def fit(rows: pd.DataFrame) -> None:
+            seen[name].append((rows.index[0], rows.index[-1], len(rows)))
+            if then is not None:
+                then(rows)
+        return fit
+
+    def equal(X: torch.Tensor) -> torch.Tensor:
+        return torch.full((X.shape[0], X.shape[-1]), 0.25, dtype=X.dtype)
+
+    res = walk_forward({"rl_a2c": agent, "batched": equal}, returns, 20, rebalance_every=5, cost=0.0015, start=start,
+                       retrain=RetrainSchedule(every=30, window="rolling", size=90),
+                       fit_hooks={"rl_a2c": record("agent", hook), "batched": record("batched")}, dtype=torch.float64)
+    assert len(seen["agent"]) >= 3 and seen["agent"] == seen["batched"]
+    decisions = res.weights["rl_a2c"].index
+    for (first, last, n), (T, steps, init, checkpoint) in zip(seen["agent"], calls, strict=True):
+        assert n == 90 and T == n  # the environment holds exactly the rows handed over: the past of the refit date
+        assert last in decisions and last >= start
+        assert steps == 64 and init is agent  # continued from the agent (the same object walk_forward holds)
+        assert checkpoint == tmp_path / "ck" / "agents" / "rl_a2c" / f"refit-{last.date()}" / "agent.pt"
+        assert load_state(checkpoint)["num_timesteps"] == 64
+    assert agent.model is models[-1] and len(models) == len(seen["agent"]) + 1
+    first_policy, last_policy = (m.policy.state_dict() for m in (models[0], models[-1]))
+    assert not all(torch.equal(v, last_policy[k]) for k, v in first_policy.items())
+
+
+def test_refitted_agents_resume_and_save_the_last_policy(tmp_path: Path) -> None:
+    config = _config(tmp_path, REFIT.replace("timesteps: 256,", "timesteps: 256, retrain_timesteps: 64,"))
+    folder, result = run_backtest(config, tmp_path / "run")
+    refits = sorted((folder / "checkpoints" / "agents" / "rl_a2c").glob("refit-*/agent.pt"))
+    assert len(refits) >= 3 and sorted((folder / "checkpoints" / "agents" / "rl_convex").glob("refit-*/agent.pt"))
+    assert all(load_state(p)["num_timesteps"] == 64 for p in refits)
+    assert load_state(sorted((folder / "checkpoints" / "agents" / "rl_convex").glob("refit-*/agent.pt"))[0]
+                      )["num_timesteps"] == 128  # retrain_timesteps defaults to timesteps
+    stamps = {p: p.stat().st_mtime_ns for p in (folder / "checkpoints" / "agents").rglob("agent.pt")}
+    # a rerun of the same config resumes every training and refit from its checkpoint: nothing is retrained,
+    # and the walk-forward is the same, bit for bit
+    _, again = run_backtest(config, tmp_path / "run")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for name in ("rl_a2c", "rl_convex"):
+        assert again.weights[name].equals(result.weights[name])
+        assert again.returns[name].equals(result.returns[name])
+    # the bundle holds the last refit's policy: it made the last decision, not the first
+    prices = load_prices("sp500")[["AAPL", "JPM", "KO", "XOM"]].loc["2019-01-01":"2020-12-31"]
+    saved = load_strategy(folder, "rl_a2c")
+    w = result.weights["rl_a2c"]
+    last = saved.predict(prices.loc[: w.index[-1]], prices=True, holdings=result.weights_before["rl_a2c"].iloc[-1])
+    np.testing.assert_array_equal(last.to_numpy(), w.iloc[-1].to_numpy())
+    first = saved.predict(prices.loc[: w.index[0]], prices=True, holdings=result.weights_before["rl_a2c"].iloc[0])
+    assert not np.array_equal(first.to_numpy(), w.iloc[0].to_numpy())
+
+
+def test_a_rolling_window_too_short_for_an_episode_fails_before_training(tmp_path: Path) -> None:
+    text = REFIT.replace("retrain_size: 90", "retrain_size: 40")
+    with pytest.raises(ConfigError, match=r"backtest.retrain_size=40: agent 'rl_a2c' cannot train on a rolling window"):
+        run_backtest(_config(tmp_path, text), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

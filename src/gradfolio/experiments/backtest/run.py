@@ -25,7 +25,7 @@ folder holds::
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
                        to), agents/<label>/agent.pt for each reinforcement-learning agent of
-                       `agents`; a rerun into the same folder with the same config resumes every
+                       `agents` (and agents/<label>/refit-<date>/agent.pt per refit); a rerun into the same folder with the same config resumes every
                        training from them instead of training again
     .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
 
@@ -63,7 +63,7 @@ from gradfolio.backtest import (
     walk_forward,
 )
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.backtest.agents import agent_label, train_agents
+from gradfolio.experiments.backtest.agents import agent_hooks, agent_label, check_agent_refits, train_agents
 from gradfolio.experiments.backtest.build import (
     benchmark_params,
     build_benchmarks,
@@ -206,6 +206,8 @@ def run_backtest(
     for cfg in variants.values():
         network_params(cfg, assets)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
+    if schedule is not None:  # a rolling retraining window must hold an agent's episodes
+        check_agent_refits(config, returns)
     if config.cv is not None:  # the folds fit the data and the seeds are distinct
         cv_plan(config, len(returns))
         seeds_of(config)
@@ -238,7 +240,10 @@ def run_backtest(
             agents = train_agents(config, returns, test.dates[0], folder / CHECKPOINTS, resume) if config.agents else {}
             if agents:
                 notes = (f"{notes} Agents {sorted(agents)}: Stable-Baselines3, trained on the returns up to "
-                         f"{test.dates[0].date()} (gradfolio.allocation.rl).").strip()
+                         f"{test.dates[0].date()}{', refitted with the networks' if schedule is not None else ''} "
+                         "(gradfolio.allocation.rl).").strip()
+                if schedule is not None:
+                    hooks.update(agent_hooks(config, agents, folder / CHECKPOINTS, resume))
             strategies.update(agents)  # type: ignore[arg-type]
             strategies.update(benchmarks)
             if config.constraints is not None:
