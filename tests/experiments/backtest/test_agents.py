@@ -21,7 +21,7 @@ from gradfolio.checkpoint import load_state  # noqa: E402
 from gradfolio.cli import app  # noqa: E402
 from gradfolio.costs import ProportionalCost  # noqa: E402
 from gradfolio.data import load_prices  # noqa: E402
-from gradfolio.errors import ConfigError  # noqa: E402
+from gradfolio.errors import ConfigError, DataError  # noqa: E402
 from gradfolio.experiments.backtest.agents import train_agents  # noqa: E402
 from gradfolio.experiments.backtest.build import load_returns  # noqa: E402
 from gradfolio.experiments.backtest.config import BacktestConfig, load_backtest_config  # noqa: E402
@@ -242,5 +242,73 @@ def test_refitted_agents_resume_and_save_the_last_policy(tmp_path: Path) -> None
 def test_a_rolling_window_too_short_for_an_episode_fails_before_training(tmp_path: Path) -> None:
     text = REFIT.replace("retrain_size: 90", "retrain_size: 40")
     with pytest.raises(ConfigError, match=r"backtest.retrain_size=40: agent 'rl_a2c' cannot train on a rolling window"):
+        run_backtest(_config(tmp_path, text), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+CV = SMALL.replace("stats: {enabled: false}", "stats: {enabled: false}\nseeds: [0, 1]\n"
+                   "cv: {method: cpcv, n_folds: 4, n_test_folds: 2, executor: serial}")
+CV = CV[: CV.index("agents:")] + (
+    "agents:\n  - {algo: a2c, timesteps: 64, n_envs: 4, episode_length: 5, checkpoint_every: 64, "
+    "algo_params: {n_steps: 4}}\n")
+
+
+def test_agents_are_cross_validated_per_split_and_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradfolio.allocation.rl.training import CHECKPOINT
+    from gradfolio.experiments.backtest import cv as cvmod
+    from gradfolio.experiments.backtest.agents import agent_env, train_one
+
+    config = _config(tmp_path, CV)
+    folder, _ = run_backtest(config, tmp_path / "run")
+    data = json.loads((folder / "cv.json").read_text())
+    assert set(data["strategies"]) == {"rl_a2c", "equal_weight"}
+    agent = data["strategies"]["rl_a2c"]
+    sharpe = np.array(agent["sharpe"])
+    assert agent["seeds"] == [0, 1] and sharpe.shape == (2, data["n_paths"]) == (2, 3)
+    assert np.isfinite(sharpe).all() and np.unique(sharpe).size == 6  # splits and seeds train different agents
+    # a task's group returns are the walk of the agent its checkpoint holds, over that group
+    returns = load_returns(config)
+    plan = cvmod.cv_plan(config, len(returns))
+    spec = config.agents[0]
+    split, seed = 4, 1
+    task = folder / "cv" / "tasks" / "rl_a2c" / f"split-{split}" / f"seed-{seed}"
+    result = json.loads((task / "result.json").read_text())["result"]["groups"]
+    env = agent_env(config, spec, returns, seed, start_rows=cvmod.agent_start_rows(config, plan, split, spec))
+    restored = train_one(config, spec, env, seed, 64, task / "checkpoints" / CHECKPOINT, True)  # resumes: no training
+    assert load_state(task / "checkpoints" / CHECKPOINT)["num_timesteps"] == 64
+    for g in plan.test_groups[split]:
+        start, end = cvmod._group_dates(config, returns, plan, g)
+        walk = walk_forward({"a": restored}, returns, 20, rebalance_every=5, cost=ProportionalCost.from_bps(15),
+                            start=start, end=end, dtype=torch.float64, infeasible="keep")
+        np.testing.assert_array_equal(np.array(result[str(g)]["returns"]), walk.returns["a"].to_numpy())
+    # training episodes decide and hold on training days only: never on a test group, its purge or embargo
+    span = (spec.episode_length - 1) * 5 + 5
+    for s, groups in enumerate(plan.test_groups):
+        rows = cvmod.agent_start_rows(config, plan, s, spec)
+        test_rows = set((np.flatnonzero(np.isin(plan.group, groups)) + plan.first).tolist())
+        assert len(rows) > 0
+        for t0 in rows:
+            touched = set(range(int(t0) - 19, int(t0) + span + 1))  # lookback, decisions and holding days
+            assert not touched & test_rows, (s, t0)
+            assert plan.train[s][int(t0) - plan.first : int(t0) + span - plan.first + 1].all()
+    # a rerun resumes every task; a changed agent reruns only its own tasks
+    calls: list[str] = []
+    real = cvmod.cv_task
+
+    def counted(job: dict, where: str) -> dict:
+        calls.append(where)
+        return real(job, where)
+
+    monkeypatch.setattr(cvmod, "cv_task", counted)
+    run_backtest(config, tmp_path / "run")
+    assert calls == []
+    changed = config.model_copy(update={"agents": [spec.model_copy(update={"timesteps": 48})]})
+    run_backtest(changed, tmp_path / "run")
+    assert len(calls) == 12 and all("rl_a2c" in c for c in calls)  # 6 splits x 2 seeds; equal_weight's groups kept
+
+
+def test_an_agent_without_a_training_episode_in_a_split_fails_before_training(tmp_path: Path) -> None:
+    text = CV.replace("episode_length: 5", "episode_length: 40")
+    with pytest.raises(DataError, match=r"cv: split \d leaves no training episode of 40 rebalances .* agent 'rl_a2c'"):
         run_backtest(_config(tmp_path, text), tmp_path / "run")
     assert not (tmp_path / "run").exists()

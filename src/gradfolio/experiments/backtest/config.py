@@ -183,7 +183,7 @@ class CVSettings(_Section):
     ``cpcv``: combinatorial purged CV over the decision days (``n_folds`` groups, ``n_test_folds``
     tested per split, purge and embargo from ``lookback, gap, horizon``); ``walk_forward``: the same
     groups tested one after the other, each trained on every group before it (expanding window).
-    Tasks (split x seed for the network, group x strategy for the classical portfolios) run through
+    Tasks (split x seed for the networks and the agents, group x strategy for the classical portfolios) run through
     :func:`gradfolio.experiments.distributed.run_tasks`.
     """
 

@@ -78,7 +78,7 @@ from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.constraints import (
     unconstrained_benchmarks,
 )
-from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
+from gradfolio.experiments.backtest.cv import check_cv_agents, cv_plan, run_cv, seeds_of
 from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
@@ -211,6 +211,7 @@ def run_backtest(
     if config.cv is not None:  # the folds fit the data and the seeds are distinct
         cv_plan(config, len(returns))
         seeds_of(config)
+        check_cv_agents(config, len(returns))  # every split holds a training episode of every agent
     check_run_folder(folder, "backtest")
     with RunFolder(folder, "backtest") as run_folder:
         folder = run_folder.path
