@@ -144,7 +144,7 @@ def policy_spec(policy: nn.Module, n_assets: int, observation_size: int) -> dict
         A policy class outside :data:`POLICIES`, spaces other than the portfolio adapter's, or a
         constructor argument that is not JSON data or an allowed class.
     """
-    from gradfolio.allocation.strategy import json_params
+    from gradfolio.allocation.strategy.bundle import json_params
 
     name = type(policy).__name__
     if name not in POLICIES or type(policy).__module__ != POLICIES[name][0]:
@@ -208,7 +208,7 @@ def agent_params(agent: SB3Strategy, n_assets: int, lookback: int) -> dict[str, 
         An allocator given as a module, parameters that are not JSON data, an action map whose
         constraints are not its allocator's defaults, or a policy that cannot be saved.
     """
-    from gradfolio.allocation.strategy import json_params
+    from gradfolio.allocation.strategy.bundle import json_params
 
     amap = agent.action_map
     if not isinstance(amap.name, str) or not isinstance(getattr(amap, "allocator_params", None), dict):
@@ -262,7 +262,7 @@ def save_agent(
     Path of the bundle.
     """
     from gradfolio.allocation.rl.training import AGENTS
-    from gradfolio.allocation.strategy import save_strategy
+    from gradfolio.allocation.strategy.bundle import save_strategy
 
     AGENTS.entry(algo, where="algo")
     params = agent_params(agent, len(assets), lookback)
