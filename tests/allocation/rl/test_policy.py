@@ -149,3 +149,12 @@ def test_what_cannot_be_saved_is_refused(planted: pd.DataFrame, tmp_path: Path) 
     with pytest.raises(ConfigError, match="spaces"):
         save_agent(tmp_path / "x", agent, algo="a2c", assets=list(planted.columns), returns_kind="simple", lookback=6)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_non_activation_from_torch_nn_is_refused_at_save(planted: pd.DataFrame, tmp_path: Path) -> None:
+    env = PortfolioEnv(planted.iloc[:100], 5, n_envs=4, episode_length=5, seed=0)
+    agent = train_agent(env, "ppo", 32, seed=0, algo_params={"n_steps": 8, "batch_size": 32,
+                                                            "policy_kwargs": {"activation_fn": torch.nn.Identity}})
+    with pytest.raises(ConfigError, match=r"activation_fn='torch.nn:Identity' is not an allowed class"):
+        save_agent(tmp_path / "x", agent, algo="ppo", assets=list(planted.columns), returns_kind="simple", lookback=5)
+    assert not (tmp_path / "x").exists()

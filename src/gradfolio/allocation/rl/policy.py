@@ -113,7 +113,9 @@ def _class_name(key: str, value: Any) -> str:
             f"agent policy argument {key}={value!r} cannot be saved in a strategy bundle: only classes of {module} "
             f"({base}) are; use one of those."
         )
-    return f"{module}:{value.__name__}"
+    text = f"{module}:{value.__name__}"
+    _resolve_class(key, text, "save_agent")  # what is saved must load
+    return text
 
 
 def _resolve_class(key: str, text: Any, where: str) -> type:
