@@ -219,8 +219,8 @@ def test_refitted_agents_resume_and_save_the_last_policy(tmp_path: Path) -> None
     refits = sorted((folder / "checkpoints" / "agents" / "rl_a2c").glob("refit-*/agent.pt"))
     assert len(refits) >= 3 and sorted((folder / "checkpoints" / "agents" / "rl_convex").glob("refit-*/agent.pt"))
     assert all(load_state(p)["num_timesteps"] == 64 for p in refits)
-    assert load_state(sorted((folder / "checkpoints" / "agents" / "rl_convex").glob("refit-*/agent.pt"))[0]
-                      )["num_timesteps"] == 128  # retrain_timesteps defaults to timesteps
+    convex = min((folder / "checkpoints" / "agents" / "rl_convex").glob("refit-*/agent.pt"))
+    assert load_state(convex)["num_timesteps"] == 128  # retrain_timesteps defaults to timesteps
     stamps = {p: p.stat().st_mtime_ns for p in (folder / "checkpoints" / "agents").rglob("agent.pt")}
     # a rerun of the same config resumes every training and refit from its checkpoint: nothing is retrained,
     # and the walk-forward is the same, bit for bit

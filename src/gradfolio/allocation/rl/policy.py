@@ -34,7 +34,15 @@ from typing import Any, Literal
 
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from torch import Tensor, nn
 
 from gradfolio.allocation.rl.actions import ActionMap

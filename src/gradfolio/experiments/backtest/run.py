@@ -63,7 +63,12 @@ from gradfolio.backtest import (
     walk_forward,
 )
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.backtest.agents import agent_hooks, agent_label, check_agent_refits, train_agents
+from gradfolio.experiments.backtest.agents import (
+    agent_hooks,
+    agent_label,
+    check_agent_refits,
+    train_agents,
+)
 from gradfolio.experiments.backtest.build import (
     benchmark_params,
     build_benchmarks,
