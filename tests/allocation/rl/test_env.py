@@ -124,6 +124,28 @@ def test_random_starts_are_seeded_and_in_range(market: pd.DataFrame) -> None:
     assert int(env.t[1]) == int(kept[1]) and int(env.steps[1]) == 1 and int(env.steps[0]) == 0
 
 
+def test_random_starts_among_given_rows(market: pd.DataFrame) -> None:
+    rows = [L - 1, L + 4, 40, 41]
+    env = PortfolioEnv(market, L, gap=GAP, rebalance_every=K, n_envs=256, episode_length=5, start_rows=rows, seed=3)
+    env.reset()
+    assert set(env.t.tolist()) == set(rows)  # every given row drawn, no other
+    again = PortfolioEnv(market, L, gap=GAP, rebalance_every=K, n_envs=256, episode_length=5, start_rows=rows, seed=3)
+    again.reset()
+    assert torch.equal(env.t, again.t)
+    for _ in range(5):  # an episode from the latest allowed start stays in the data
+        env.step(torch.zeros(256, 3))
+    latest = len(market) - 1 - GAP - K - 4 * K
+    PortfolioEnv(market, L, gap=GAP, rebalance_every=K, episode_length=5, start_rows=[latest])
+    with pytest.raises(ConfigError, match=f"start row {latest + 1} of start_rows is outside"):
+        PortfolioEnv(market, L, gap=GAP, rebalance_every=K, episode_length=5, start_rows=[L, latest + 1])
+    with pytest.raises(ConfigError, match=f"start row {L - 2} of start_rows"):
+        PortfolioEnv(market, L, gap=GAP, rebalance_every=K, episode_length=5, start_rows=[L - 2])
+    with pytest.raises(DataError, match="start_rows is empty"):
+        PortfolioEnv(market, L, episode_length=5, start_rows=[])
+    with pytest.raises(ConfigError, match="start_rows needs start='random'"):
+        PortfolioEnv(market, L, episode_length=5, start="first", start_rows=[L])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("stable_baselines3")
 
 from gradfolio.allocation.rl import PortfolioEnv  # noqa: E402
-from gradfolio.allocation.rl.training import train_agent  # noqa: E402
+from gradfolio.allocation.rl.training import _optimizers, train_agent  # noqa: E402
 from gradfolio.backtest import walk_forward  # noqa: E402
 from gradfolio.checkpoint import load_state  # noqa: E402
 from gradfolio.errors import ConfigError, SolverError  # noqa: E402
@@ -72,6 +72,37 @@ def test_checkpoint_and_resume(planted: pd.DataFrame, tmp_path: Path) -> None:
     assert not all(torch.equal(v, more.model.policy.state_dict()[k]) for k, v in saved.items())
     with pytest.raises(ConfigError, match=r"other settings \(seed: checkpoint 2, now 3"):
         train_agent(_env(planted, 0.001, 2, n_envs=8), "ppo", 768, resume=True, **{**kw, "seed": 3})
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_init_continues_from_the_agents_policy(algo: str, planted: pd.DataFrame) -> None:
+    """train_agent(init=agent) starts from the agent's policy and optimizers, not from a fresh initialisation:
+    with a zero learning rate the continued policy IS the agent's; a fresh one is the seed's initialisation."""
+    params = {"ppo": {"n_steps": 8, "batch_size": 32}, "sac": {"learning_starts": 8, "batch_size": 16,
+              "policy_kwargs": {"net_arch": [16]}}}[algo]
+    agent = train_agent(_env(planted.iloc[:150], 0.001, 1, n_envs=4), algo, 96, seed=1, algo_params=params)
+    trained = {k: v.clone() for k, v in agent.model.policy.state_dict().items()}
+    frozen = {**params, "learning_rate": 0.0}
+    later = _env(planted, 0.001, 1, n_envs=4)  # the data up to a later date
+    continued = train_agent(later, algo, 32, seed=1, algo_params=frozen, init=agent)
+    assert continued.model.num_timesteps == 32 and continued.model is not agent.model
+    # (SAC's target critic moves toward the critic by Polyak averaging even with a zero learning rate)
+    learned = [k for k in trained if "critic_target" not in k]
+    assert all(torch.equal(trained[k], continued.model.policy.state_dict()[k]) for k in learned)
+    fresh = train_agent(_env(planted, 0.001, 1, n_envs=4), algo, 32, seed=1, algo_params=frozen)
+    assert not all(torch.equal(trained[k], fresh.model.policy.state_dict()[k]) for k in learned)
+
+    def steps(model: object) -> list[float]:
+        return [float(o.state_dict()["state"][0]["step"]) for o in _optimizers(model).values()]
+
+    # the optimizers' moments come along: their step counts add up; the agent's own are not touched
+    assert steps(continued.model) == [a + b for a, b in zip(steps(agent.model), steps(fresh.model), strict=True)]
+    moved = train_agent(_env(planted, 0.001, 1, n_envs=4), algo, 64, seed=1, algo_params=params, init=agent)
+    assert all(torch.equal(v, agent.model.policy.state_dict()[k]) for k, v in trained.items())
+    assert not all(torch.equal(v, moved.model.policy.state_dict()[k]) for k, v in trained.items())
+    other = "a2c" if algo == "ppo" else "td3"
+    with pytest.raises(ConfigError, match=f"init is a {type(agent.model).__name__} agent"):
+        train_agent(_env(planted, 0.001, 1, n_envs=4), other, 8, seed=1, init=agent)
 
 
 def test_off_policy_agent_checkpoints_its_optimizers(planted: pd.DataFrame, tmp_path: Path) -> None:

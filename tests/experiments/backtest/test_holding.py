@@ -121,3 +121,24 @@ def test_eiie_is_cross_validated(tmp_path: Path) -> None:
     assert set(data["strategies"]) == {"net_eiie", "equal_weight"}
     sharpe = data["strategies"]["net_eiie"]["sharpe"]
     assert len(sharpe) == 1 and len(sharpe[0]) == 1 and np.isfinite(sharpe[0][0])
+
+
+def test_eiie_is_refitted_during_the_walk_forward(tmp_path: Path) -> None:
+    """A refit hook of a strategy that sees what it holds runs inside the walk (under torch.no_grad()):
+    EIIE's OSBL refit still trains, at each retraining date, and the saved network is the last refit's."""
+    config = BacktestConfig.model_validate({**CFG, "backtest": {**CFG["backtest"], "retrain_every": 30,
+                                            "retrain_epochs": 1}, "stats": {"enabled": False}, "figures": False})
+    folder, result = run_backtest(config, tmp_path / "refit")
+    refits = sorted((folder / "checkpoints").glob("refit-*/" + CHECKPOINT))
+    assert len(refits) >= 3
+    saved = load_strategy(folder, "net_eiie")
+    date = result.weights["net_eiie"].index[-1]
+    prices = load_prices("sp500")[["AAPL", "JPM", "KO", "XOM"]].loc[:"2020-12-31"]
+    prev = result.weights["net_eiie"].iloc[-2]
+    w = saved.predict(prices.loc[:date], prices=True, holdings=prev)
+    returns = load_returns(config)
+    X = make_windows(returns.loc[:date], 15, horizon=0, dtype=torch.float64).X[-1:].to(torch.float32)
+    with torch.no_grad():
+        expected = saved.model(X, None, torch.tensor(prev.to_numpy(), dtype=torch.float32)[None])[0].double().numpy()
+    np.testing.assert_allclose(w.to_numpy(), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(result.weights["net_eiie"].iloc[-1].to_numpy(), expected, rtol=0, atol=1e-6)

@@ -97,3 +97,15 @@ def test_example_tune_config_parses() -> None:
     assert cfg.n_trials == 12 and cfg.space.network == ["dense", "conv"]
     assert cfg.trial_config({"network": "conv", "loss": "cvar", "lr": 0.002}).network.params == {}
     assert cfg.trial_config({"network": "dense"}).network.params == {"hidden": [32]}
+
+
+def test_trials_cross_validate_the_network_alone() -> None:
+    """A base config with agents and benchmarks: each trial's CV config holds only the network (the objective is
+    the network's mean CPCV Sharpe ratio, not one averaged with agents)."""
+    from gradfolio.experiments.backtest.config import AgentSettings
+    from gradfolio.experiments.backtest.tune import load_tune_config
+
+    cfg = load_tune_config(Path(__file__).resolve().parents[3] / "examples" / "tune.yaml")
+    base = cfg.base.model_copy(update={"agents": [AgentSettings(algo="a2c", timesteps=8)], "benchmarks": ["hrp"]})
+    trial = cfg.model_copy(update={"base": base}).trial_config({"network": "dense"})
+    assert trial.agents == [] and trial.benchmarks == [] and trial.network.enabled

@@ -8,13 +8,15 @@
   ``train_agent`` (seeded, checkpointed, resumable, stops on NaN).
 - :class:`~gradfolio.allocation.rl.agent.SB3Strategy` — a trained agent as a
   :class:`~gradfolio.backtest.HoldingStrategy`-shaped strategy for ``walk_forward``.
+- :mod:`~gradfolio.allocation.rl.policy` — ``save_agent`` / ``AgentPolicy``: a trained agent as a saved
+  strategy bundle (its policy's architecture as JSON, its tensors; never SB3's pickles).
 
 - :class:`~gradfolio.allocation.rl.eiie.EIIE` — Jiang, Xu and Liang's policy network (identical
   independent evaluators, cash bias, portfolio-vector memory input) and its commission factor;
   :class:`~gradfolio.allocation.rl.osbl.OSBLTrainer` — online stochastic batch learning with the PVM.
 
 Gymnasium and Stable-Baselines3 (the ``rl`` extra) are imported only by the adapters, the
-training and the agent, never by ``import gradfolio``.
+training, the agent and the saved policy, never by ``import gradfolio``.
 """
 
 from gradfolio.allocation.rl.actions import ActionMap

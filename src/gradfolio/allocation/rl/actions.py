@@ -55,6 +55,8 @@ class ActionMap:
         self.n_assets = n_assets
         self.name = allocator if isinstance(allocator, str) else type(allocator).__name__
         params = dict(allocator_params or {})
+        self.allocator_params: dict[str, Any] | None = params if isinstance(allocator, str) else None
+        """The keyword parameters of a named allocator (what a saved agent rebuilds it from)."""
         if allocator == "weights":
             if params:
                 raise ConfigError(f"allocator='weights' takes no allocator_params (got {sorted(params)}).")

@@ -26,7 +26,9 @@ class SB3Strategy:
     Parameters
     ----------
     model
-        A Stable-Baselines3 algorithm (``PPO``, ``A2C``, ``SAC``, ...) trained on a ``PortfolioEnv``.
+        A Stable-Baselines3 algorithm (``PPO``, ``A2C``, ``SAC``, ...) trained on a ``PortfolioEnv``,
+        or its policy (SB3's ``algorithm.predict`` is its policy's ``predict``; a saved agent,
+        :class:`~gradfolio.allocation.rl.policy.AgentPolicy`, holds the policy only).
     action_map
         The environment's :class:`ActionMap` (allocator and constraints).
     obs_scale, action_scale

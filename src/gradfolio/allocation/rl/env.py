@@ -61,6 +61,10 @@ class PortfolioEnv:
     start
         ``"random"`` (uniform over the rows that leave ``H`` steps, from ``seed``), ``"first"``
         (the first row with a full lookback, as ``walk_forward``), a row index, or one row per path.
+    start_rows
+        With ``start="random"``: draw the starts uniformly among these decision rows only (e.g. the
+        rows whose whole episode lies in the training part of a cross-validation split); each must
+        leave ``H`` steps. ``None``: every row that leaves ``H`` steps.
     cost
         Proportional cost rate(s) (one, or one per asset) or a :class:`~gradfolio.costs.ProportionalCost`.
     allocator, allocator_params, constraints
@@ -89,6 +93,7 @@ class PortfolioEnv:
         n_envs: int = 1,
         episode_length: int | None = None,
         start: Literal["random", "first"] | int | Sequence[int] = "random",
+        start_rows: Sequence[int] | np.ndarray | Tensor | None = None,
         cost: float | Sequence[float] | ProportionalCost = 0.0,
         allocator: str | nn.Module = "softmax",
         allocator_params: Mapping[str, Any] | None = None,
@@ -149,6 +154,7 @@ class PortfolioEnv:
         self._start = start
         self.max_steps = (self.last_row - self.first_row) // rebalance_every + 1
         self.H = self._episode_length(episode_length, start)
+        self._start_rows = self._candidate_rows(start_rows, start)
         self.generator = make_generator(seed, self.device) if seed is not None else torch.Generator(self.device)
         self.seed = seed
         z = torch.zeros(n_envs, N, device=self.device, dtype=dtype)
@@ -179,6 +185,26 @@ class PortfolioEnv:
                 )
         return torch.as_tensor(rows, dtype=torch.long, device=self.device)
 
+    def _candidate_rows(self, rows: Any, start: Any) -> Tensor | None:
+        if rows is None:
+            return None
+        if start != "random":
+            raise ConfigError(f"PortfolioEnv: start_rows needs start='random' (got start={start!r}).")
+        values = torch.as_tensor(np.asarray(rows, dtype=np.int64).reshape(-1), device=self.device)
+        latest = self.last_row - (self.H - 1) * self.k
+        if values.numel() == 0:
+            raise DataError(
+                f"PortfolioEnv: start_rows is empty: no decision row leaves an episode of {self.H} steps; give more "
+                "rows or a shorter episode_length."
+            )
+        bad = (values < self.first_row) | (values > latest)
+        if bool(bad.any()):
+            raise ConfigError(
+                f"PortfolioEnv: start row {int(values[bad][0])} of start_rows is outside [{self.first_row}, {latest}], "
+                f"the rows with a full lookback that leave {self.H} steps."
+            )
+        return values
+
     def _episode_length(self, H: int | None, start: Any) -> int:
         rows = self._fixed_rows(start)
         if H is None:
@@ -203,7 +229,10 @@ class PortfolioEnv:
             self.seed = seed
         mask = torch.ones(self.B, dtype=torch.bool, device=self.device) if mask is None else mask.to(self.device)
         rows = self._fixed_rows(self._start)
-        if rows is None:
+        if rows is None and self._start_rows is not None:
+            pick = torch.randint(len(self._start_rows), (self.B,), generator=self.generator, device=self.device)
+            rows = self._start_rows[pick]
+        elif rows is None:
             span = self.last_row - (self.H - 1) * self.k - self.first_row + 1
             rows = self.first_row + torch.randint(span, (self.B,), generator=self.generator, device=self.device)
         self.t = torch.where(mask, rows, self.t)

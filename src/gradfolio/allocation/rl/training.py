@@ -19,6 +19,7 @@ checkpointed, resumable, and stopped with a clear message when it diverges.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -100,6 +101,24 @@ def _restore(model: Any, state: Mapping[str, Any]) -> None:
     model.num_timesteps = int(state["num_timesteps"])
 
 
+def _continue_from(model: Any, init: SB3Strategy, algo: str) -> None:
+    """Copy ``init``'s policy, optimizers and entropy coefficient into ``model`` (its step count stays 0)."""
+    source = getattr(init, "model", None)
+    if type(source) is not type(model):
+        raise ConfigError(
+            f"agent {algo}: init is a {type(source).__name__} agent; continue only from an agent of the same algorithm."
+        )
+    state = {**_state(source), "num_timesteps": 0}
+    state["optimizers"] = copy.deepcopy(state["optimizers"])  # the new optimizers own their moments
+    try:
+        _restore(model, state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"agent {algo}: cannot continue from init ({' '.join(str(exc).split())[:200]}); give the same algo_params "
+            "(policy_kwargs) as the agent it continues."
+        ) from None
+
+
 class Diverged(Exception):
     """Raised inside SB3's loop by the guard callback (turned into a :class:`SolverError`)."""
 
@@ -144,6 +163,7 @@ def train_agent(
     checkpoint_every: int = 2048,
     resume: bool = False,
     device: str = "cpu",
+    init: SB3Strategy | None = None,
 ) -> SB3Strategy:
     """Train ``algo`` on ``env`` and return it as a walk-forward strategy.
 
@@ -170,6 +190,12 @@ def train_agent(
         Continue from ``checkpoint`` if it exists (same settings, checked by its fingerprint).
     device
         Torch device of the policy (``"cpu"`` is the fastest for small MLPs).
+    init
+        Continue from this agent (same ``algo`` and ``algo_params``, e.g. a walk-forward refit on
+        new data): its policy's and optimizers' state dicts (and SAC's entropy coefficient) are
+        copied into the new algorithm before training, whose step count starts at 0 (off-policy
+        agents start with an empty replay buffer). A checkpoint resumed with ``resume=True`` wins
+        over ``init`` (it already continued from it).
 
     Returns
     -------
@@ -210,6 +236,8 @@ def train_agent(
     if resume and store is not None and store.exists():
         _restore(model, store.load())
         box["start"] = box["saved"] = model.num_timesteps
+    elif init is not None:
+        _continue_from(model, init, algo)
     remaining = timesteps - model.num_timesteps
     if remaining > 0:
         try:

@@ -1,9 +1,10 @@
-"""Saved strategies: a trained network or a classical portfolio as a self-describing bundle.
+"""Saved strategies: a trained network, a classical portfolio or an agent as a self-describing bundle.
 
 :mod:`~gradfolio.allocation.strategy.bundle` (``strategy.json`` + ``weights.pt``, written
 atomically, read without executing anything), :mod:`~gradfolio.allocation.strategy.saved`
 (:func:`load_strategy`, :class:`SavedStrategy` and its ``predict``) and
 :mod:`~gradfolio.allocation.strategy.rebalance` (holdings, trades, turnover and cost).
+Agents are written by :func:`gradfolio.allocation.rl.policy.save_agent` (``kind="agent"``).
 See ``docs/daily_use.md``.
 """
 

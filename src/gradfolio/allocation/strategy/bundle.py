@@ -3,7 +3,7 @@
 A *bundle* is a folder that describes one strategy completely, so that it can be rebuilt and
 asked for weights without the config or the code that trained it::
 
-    <bundle>/strategy.json   format, versions, kind ("network" | "classical"), registry name and
+    <bundle>/strategy.json   format, versions, kind ("network" | "classical" | "agent"), registry name and
                              parameters, asset names in order, return kind, lookback, gap, dtype,
                              constraints, data fingerprint, sha256 of weights.pt
     <bundle>/weights.pt      {"state_dict": {name: tensor}} written by gradfolio.checkpoint.save_state
@@ -77,8 +77,10 @@ class StrategySpec(_Strict):
     gradfolio_version, torch_version
         Versions that wrote the bundle.
     kind
-        ``"network"`` (rebuilt with ``make_network(name, ...)``) or ``"classical"`` (the classical
-        portfolio whose ``name`` is ``name``).
+        ``"network"`` (rebuilt with ``make_network(name, ...)``), ``"classical"`` (the classical
+        portfolio whose ``name`` is ``name``) or ``"agent"`` (a reinforcement-learning agent whose
+        algorithm is ``name``, rebuilt by :func:`gradfolio.allocation.rl.policy.build_saved_agent`
+        from ``params``: action map, scales and the policy's architecture).
     name, label, params
         Registry name, the label in the run (``net_dense``, ``hrp``) and the keyword parameters.
     n_channels, assets, returns_kind, lookback, gap
@@ -100,7 +102,7 @@ class StrategySpec(_Strict):
     format_version: StrictInt
     gradfolio_version: StrictStr = Field(pattern=r"^\d+\.\d+\.\d+")
     torch_version: StrictStr
-    kind: Literal["network", "classical"]
+    kind: Literal["network", "classical", "agent"]
     name: StrictStr
     label: StrictStr
     params: dict[StrictStr, Any]
@@ -162,7 +164,7 @@ def save_strategy(
     folder: str | os.PathLike[str],
     model: torch.nn.Module,
     *,
-    kind: Literal["network", "classical"],
+    kind: Literal["network", "classical", "agent"],
     name: str,
     params: Mapping[str, Any],
     assets: Sequence[str],
@@ -188,8 +190,9 @@ def save_strategy(
         (moved to the CPU) is saved.
     kind, name, params
         How to rebuild it: ``make_network(name, n_assets, lookback, n_channels, **params)`` for a
-        network, ``portfolio_class_named(name)(**params)`` for a classical portfolio. ``params``
-        must be JSON data.
+        network, ``portfolio_class_named(name)(**params)`` for a classical portfolio, the agent
+        ``name`` from ``params`` (:func:`gradfolio.allocation.rl.policy.save_agent` writes those).
+        ``params`` must be JSON data.
     assets, returns_kind, lookback, gap, n_channels
         The input the strategy expects (assets in the order of the last axis of ``X``).
     dtype

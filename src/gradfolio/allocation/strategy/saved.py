@@ -35,6 +35,15 @@ STRATEGIES_DIR = "strategies"
 
 def _build(spec: StrategySpec, where: Path) -> torch.nn.Module:
     """The model named by ``spec`` with freshly initialised parameters (its weights are loaded next)."""
+    if spec.kind == "agent":  # imports Stable-Baselines3 (the rl extra) only here
+        try:
+            from gradfolio.allocation.rl.policy import build_saved_agent
+        except ImportError:
+            raise ConfigError(
+                f"{where / SPEC_FILE}: strategy {spec.label!r} is a reinforcement-learning agent; it needs "
+                "Stable-Baselines3 and Gymnasium: pip install 'gradfolio[rl]'."
+            ) from None
+        return build_saved_agent(spec.name, spec.params, len(spec.assets), spec.lookback, str(where / SPEC_FILE))
     try:
         if spec.kind == "network":
             return make_network(
@@ -329,7 +338,9 @@ def load_strategy(
     folder = _bundle_folder(Path(run_or_bundle), name)
     spec = read_spec(folder)
     state = read_state(folder, spec)
-    model = _build(spec, folder).to(dtype=DTYPES[spec.dtype])
+    model = _build(spec, folder)
+    if spec.kind != "agent":  # an agent's policy computes in float32 as trained; its action map in float64
+        model = model.to(dtype=DTYPES[spec.dtype])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

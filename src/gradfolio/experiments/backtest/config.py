@@ -99,7 +99,9 @@ class BacktestSettings(_Section):
         None, gt=0, description="Bytes a strategy may use per call (rebalance dates are batched under it); "
         "default a quarter of the available memory.",
     )
-    retrain_every: int | None = Field(None, ge=1, description="Refit the network every this many days (off if null).")
+    retrain_every: int | None = Field(
+        None, ge=1, description="Refit the networks and agents every this many days (off if null)."
+    )
     retrain_window: Literal["expanding", "rolling"] = "expanding"
     retrain_size: int | None = Field(None, ge=10, description="Rows of a rolling retraining window.")
     retrain_epochs: int | None = Field(None, ge=1, description="Epochs of each refit (default: train.epochs).")
@@ -140,7 +142,13 @@ class AgentSettings(_Section):
     action_scale: float = Field(5.0, gt=0.0, description="Scores = action_scale * action (actions in [-1, 1]).")
     algo_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the SB3 algorithm.")
     checkpoint_every: int = Field(10_000, ge=1, description="Environment steps between checkpoints.")
-    seed: int | None = Field(None, description="Seed of the agent and its random starts (default: the run's seed).")
+    retrain_timesteps: int | None = Field(
+        None, ge=1, description="Environment steps of each walk-forward refit (backtest.retrain_every), continued from "
+        "the current policy on the returns up to the refit date (default: timesteps).",
+    )
+    seed: int | None = Field(
+        None, description="Seed of the agent and its random starts (default: the run's seed; in `cv`, `seeds` if given)."
+    )
 
 
 class TrainSettings(_Section):
@@ -175,7 +183,7 @@ class CVSettings(_Section):
     ``cpcv``: combinatorial purged CV over the decision days (``n_folds`` groups, ``n_test_folds``
     tested per split, purge and embargo from ``lookback, gap, horizon``); ``walk_forward``: the same
     groups tested one after the other, each trained on every group before it (expanding window).
-    Tasks (split x seed for the network, group x strategy for the classical portfolios) run through
+    Tasks (split x seed for the networks and the agents, group x strategy for the classical portfolios) run through
     :func:`gradfolio.experiments.distributed.run_tasks`.
     """
 
@@ -208,8 +216,9 @@ class BacktestConfig(_Section):
     train: TrainSettings = Field(default_factory=TrainSettings)
     agents: list[AgentSettings] = Field(
         default_factory=list,
-        description="Reinforcement-learning agents trained on the data before the test period and walked "
-        "forward with the networks and benchmarks (needs the rl extra; not cross-validated or saved as bundles).",
+        description="Reinforcement-learning agents trained on the data before the test period, refitted with "
+        "backtest.retrain_every, walked forward with the networks and benchmarks, cross-validated by `cv` and saved "
+        "as bundles (needs the rl extra).",
     )
     benchmarks: list[str] = Field(
         default_factory=lambda: ["all"],
@@ -226,7 +235,8 @@ class BacktestConfig(_Section):
     cv: CVSettings | None = Field(None, description="Cross-validate every strategy (off if null).")
     seed: int = 0
     seeds: list[int] | None = Field(
-        None, min_length=1, description="Seeds the network is trained with in the cross-validation (default: [seed])."
+        None, min_length=1, description="Seeds the networks and agents are trained with in the cross-validation "
+        "(default: [seed]; an agent with its own seed: [its seed]).",
     )
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = Field(

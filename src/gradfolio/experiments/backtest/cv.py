@@ -7,7 +7,8 @@ and embargo come from the window geometry (:func:`gradfolio.data.cv.purge_embarg
 training window after a block sees its days.
 
 - ``cpcv``: each of the ``C(n_folds, n_test_folds)`` splits trains the network (once per seed of
-  ``config.seeds``) on the training windows (``data.step`` apart) whose decision day is a training
+  ``config.seeds``) and every agent of ``agents`` (once per seed: ``config.seeds``, else the agent's
+  own seed; on episodes that decide and hold on training days only, :func:`agent_start_rows`) on the training windows (``data.step`` apart) whose decision day is a training
   row, with early stopping on the last ``split.val_frac`` of them (after a purge), then walks it
   forward over each of its test groups. Test group ``g`` is a walk-forward starting from cash at
   the group's first decision day, holding days ending on the day before group ``g + 1``'s first
@@ -15,10 +16,10 @@ training window after a block sees its days.
   The classical portfolios do not train: each is walked forward over every group once, and the
   same group returns serve every path. The test blocks recombine into the ``phi`` CPCV paths
   (path ``p`` takes group ``g`` from the split :meth:`CombinatorialPurgedCV.paths` names).
-- ``walk_forward``: the same groups; group ``g >= 1`` is tested by a network trained on every
-  group before it (less the purge): one path over groups ``1 .. n_folds - 1``.
+- ``walk_forward``: the same groups; group ``g >= 1`` is tested by a network (and each agent) trained
+  on every group before it (less the purge): one path over groups ``1 .. n_folds - 1``.
 
-Every task (split x seed for the network, group x strategy for a classical portfolio) runs
+Every task (split x seed for a network or an agent, group x strategy for a classical portfolio) runs
 through :func:`gradfolio.experiments.distributed.run_tasks` in ``<run>/cv/tasks/...``, with its
 result checkpointed by the fingerprint of the config and the data: a killed run resumes without
 redoing finished tasks, a changed config reruns them. Outputs, atomically, in the run folder::
@@ -62,6 +63,7 @@ from gradfolio.tracking import NullTracker
 
 NETWORK = "network"
 CLASSICAL = "classical"
+AGENT = "agent"
 
 
 @dataclass(frozen=True)
@@ -174,12 +176,56 @@ def split_windows_cv(config: BacktestConfig, returns: pd.DataFrame, plan: CVPlan
     return _select(windows, idx[:n_train]), _select(windows, idx[len(idx) - n_val:])
 
 
+def agent_start_rows(config: BacktestConfig, plan: CVPlan, split: int, spec: Any) -> np.ndarray:
+    """Decision rows where an agent's training episode may start in CV split ``split``.
+
+    An episode of ``H = episode_length`` rebalances from row ``t_0`` decides at ``t_0 + p k`` and holds
+    until ``t_0 + (H - 1) k + gap + k``; it may start where every decision day from ``t_0`` to that
+    last held day is a training sample of the split (so it neither decides nor holds in a test group,
+    its purge or its embargo; its lookback before ``t_0`` is covered by the embargo, as a network's
+    training window is).
+
+    Raises
+    ------
+    DataError
+        No such row (the training groups are shorter than an episode).
+    """
+    d, b = config.data, config.backtest
+    span = (spec.episode_length - 1) * b.rebalance_every + d.gap + b.rebalance_every
+    train = plan.train[split]
+    n = len(train)
+    bad = np.concatenate([[0], np.cumsum(~train)])
+    i = np.arange(max(0, n - span))
+    ok = bad[i + span + 1] - bad[i] == 0
+    rows = plan.first + i[ok]
+    if len(rows) == 0:
+        raise DataError(
+            f"cv: split {split} leaves no training episode of {spec.episode_length} rebalances ({span + 1} days) for "
+            f"agent '{spec.label or f'rl_{spec.algo}'}' (the longest run of training days is shorter); use fewer "
+            "folds or a shorter episode_length."
+        )
+    return rows
+
+
+def check_cv_agents(config: BacktestConfig, n_rows: int) -> None:
+    """Raise :class:`DataError` before any training when a CV split has no training episode for an agent."""
+    if config.cv is None:
+        return
+    plan = cv_plan(config, n_rows)
+    for spec in config.agents:
+        if spec.enabled:
+            for s in range(len(plan.test_groups)):
+                agent_start_rows(config, plan, s, spec)
+
+
 def cv_task(job: dict[str, Any], folder: str) -> dict[str, Any]:
     """One CV task (run by :func:`~gradfolio.experiments.distributed.run_tasks`).
 
     ``job["kind"] == "network"``: train the network of ``job["seed"]`` on split ``job["split"]``
     (checkpoints in ``folder/checkpoints``, resumed after a kill) and walk it over the split's test
-    groups; ``"classical"``: walk ``job["strategy"]`` over group ``job["group"]``.
+    groups; ``"agent"``: the same for the config's one agent (trained on episodes that start at
+    :func:`agent_start_rows`, checkpoint ``folder/checkpoints/agent.pt``); ``"classical"``: walk
+    ``job["strategy"]`` over group ``job["group"]``.
 
     Returns
     -------
@@ -203,6 +249,16 @@ def cv_task(job: dict[str, Any], folder: str) -> dict[str, Any]:
         for g in plan.test_groups[int(job["split"])]:
             start, end = _group_dates(config, returns, plan, g)
             out[str(g)] = _series(_walk(config, {"net": model}, returns, start, end, config.dtype))
+    elif job["kind"] == AGENT:
+        from gradfolio.allocation.rl.training import CHECKPOINT
+        from gradfolio.experiments.backtest.agents import agent_env, train_one
+
+        spec, seed, split = config.agents[0], int(job["seed"]), int(job["split"])
+        env = agent_env(config, spec, returns, seed, start_rows=agent_start_rows(config, plan, split, spec))
+        agent = train_one(config, spec, env, seed, spec.timesteps, Path(folder) / "checkpoints" / CHECKPOINT, True)
+        for g in plan.test_groups[split]:
+            start, end = _group_dates(config, returns, plan, g)
+            out[str(g)] = _series(_walk(config, {"agent": agent}, returns, start, end, "float64"))
     else:
         name = job["strategy"]
         portfolio = PORTFOLIOS.build(name, where=f"benchmark_params.{name}", **job["params"])
@@ -222,27 +278,47 @@ def _task_config(config: BacktestConfig) -> dict[str, Any]:
     return plain.model_dump(mode="json")
 
 
+def agent_seeds(config: BacktestConfig, spec: Any) -> list[int]:
+    """Seeds an agent is cross-validated with: ``config.seeds`` if given, else its own seed (default the run's)."""
+    if config.seeds is not None:
+        return seeds_of(config)
+    return [config.seed if spec.seed is None else spec.seed]
+
+
 def cv_jobs(config: BacktestConfig, returns: pd.DataFrame, plan: CVPlan, root: Path,
             networks: Mapping[str, BacktestConfig], benchmarks: dict[str, dict[str, Any]]
             ) -> list[tuple[str, int | None, Job]]:
-    """``(strategy, seed, job)`` of every task: network x split x seed, classical x group.
+    """``(strategy, seed, job)`` of every task: network x split x seed, agent x split x seed, classical x group.
 
     ``networks`` maps each network's label to the config of that one network
-    (:meth:`BacktestConfig.network_configs`).
+    (:meth:`BacktestConfig.network_configs`); the agents are the enabled ones of ``config.agents``
+    (seeds: :func:`agent_seeds`).
     """
     data = returns_fingerprint(returns).model_dump(mode="json")
-    # a classical task does not depend on the networks, a network task not on the benchmarks
+    # a classical task depends on no network or agent, a network task on no benchmark or agent, an agent
+    # task on no network, benchmark or other agent
     no_net = config.model_copy(update={"network": config.network.model_copy(update={"enabled": False}),
-                                       "networks": None})
+                                       "networks": None, "agents": []})
     base = {"config": _task_config(no_net), "data": data}
     jobs: list[tuple[str, int | None, Job]] = []
     for label, net_config in networks.items():
-        alone = net_config.model_copy(update={"benchmarks": [], "benchmark_params": {}})
+        alone = net_config.model_copy(update={"benchmarks": [], "benchmark_params": {}, "agents": []})
         net = {"config": _task_config(alone), "data": data, "kind": NETWORK}
         for seed in seeds_of(config):
             for s in range(len(plan.test_groups)):
                 folder = job_folder(root, label, f"split-{s}", f"seed-{seed}")
                 jobs.append((label, seed, Job(str(folder), {**net, "split": s, "seed": seed})))
+    for spec in config.agents:
+        if not spec.enabled:
+            continue
+        label = spec.label or f"rl_{spec.algo}"
+        alone = no_net.model_copy(update={"benchmarks": [], "benchmark_params": {},
+                                          "agents": [spec.model_copy(update={"seed": None})]})
+        task = {"config": _task_config(alone), "data": data, "kind": AGENT}
+        for seed in agent_seeds(config, spec):
+            for s in range(len(plan.test_groups)):
+                folder = job_folder(root, label, f"split-{s}", f"seed-{seed}")
+                jobs.append((label, seed, Job(str(folder), {**task, "split": s, "seed": seed})))
     used = sorted({g for row in plan.test_groups for g in row})
     for name, params in benchmarks.items():
         for g in used:
@@ -310,7 +386,7 @@ def run_cv(config: BacktestConfig, returns: pd.DataFrame, folder: Path,
     rows, frames = [], []
     grouped: dict[tuple[str, int | None], dict[int, dict[str, Any]]] = {}
     for (name, seed, job), res in zip(jobs, results, strict=True):
-        key = job.config["split"] if job.config["kind"] == NETWORK else job.config["group"]
+        key = job.config["group"] if job.config["kind"] == CLASSICAL else job.config["split"]
         grouped.setdefault((name, seed), {})[int(key)] = res
     for (name, seed), pieces in grouped.items():
         for p, series in enumerate(recombine(plan, pieces, by_split=seed is not None)):
@@ -385,6 +461,9 @@ def read_cv(folder: str | os.PathLike[str]) -> pd.DataFrame:
 
 __all__ = [
     "CVPlan",
+    "agent_seeds",
+    "agent_start_rows",
+    "check_cv_agents",
     "cv_jobs",
     "cv_plan",
     "cv_png",

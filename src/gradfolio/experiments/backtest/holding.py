@@ -109,7 +109,8 @@ def train_osbl_network(
         name = f"refit {date}" if task == "training" else f"{task} refit {date}"
         fit_train, fit_val = refit_windows(config, returns)
         again = osbl_trainer(config, model, len(fit_train), checkpoints / f"refit-{date}", *wrap(name), epochs)
-        again.fit(fit_train, fit_val, resume=resume)
+        with torch.enable_grad():  # walk_forward calls a holding strategy's hook under torch.no_grad()
+            again.fit(fit_train, fit_val, resume=resume)
 
     n = config.network
     recent = history.reward[-trainer.checkpoint_every:]

@@ -20,12 +20,12 @@ folder holds::
                        see gradfolio.experiments.backtest.cv)
     report.html        interactive report (self-contained) and PNG figures
     strategies/        one saved strategy bundle per strategy (strategies/<label>/strategy.json +
-                       weights.pt): the network after the walk-forward and every benchmark, for
+                       weights.pt): the network after the walk-forward, every agent's policy and every benchmark, for
                        gradfolio.load_strategy(run) and `gradfolio predict --run RUN`
     checkpoints/       the trainer's checkpoint (trainer.pt, every epoch) and one per walk-forward
                        refit (refit-<date>/trainer.pt), with config.yaml (the config they belong
                        to), agents/<label>/agent.pt for each reinforcement-learning agent of
-                       `agents`; a rerun into the same folder with the same config resumes every
+                       `agents` (and agents/<label>/refit-<date>/agent.pt per refit); a rerun into the same folder with the same config resumes every
                        training from them instead of training again
     .gradfolio-run     the run marker and manifest (.gradfolio-run.lock: the writer's lock)
 
@@ -63,7 +63,12 @@ from gradfolio.backtest import (
     walk_forward,
 )
 from gradfolio.errors import ConfigError
-from gradfolio.experiments.backtest.agents import agent_label, train_agents
+from gradfolio.experiments.backtest.agents import (
+    agent_hooks,
+    agent_label,
+    check_agent_refits,
+    train_agents,
+)
 from gradfolio.experiments.backtest.build import (
     benchmark_params,
     build_benchmarks,
@@ -78,7 +83,7 @@ from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.backtest.constraints import (
     unconstrained_benchmarks,
 )
-from gradfolio.experiments.backtest.cv import cv_plan, run_cv, seeds_of
+from gradfolio.experiments.backtest.cv import check_cv_agents, cv_plan, run_cv, seeds_of
 from gradfolio.experiments.backtest.evaluation import stats_table, write_stats
 from gradfolio.experiments.backtest.report import write_report
 from gradfolio.experiments.config_io import dump_config, flatten_params, load_config
@@ -95,12 +100,15 @@ def save_strategies(
     strategies: Mapping[str, torch.nn.Module],
     network_label: str | Mapping[str, BacktestConfig] | None,
     returns: pd.DataFrame,
+    agents: Mapping[str, tuple[object, str]] | None = None,
 ) -> Path:
     """Write one bundle per strategy into ``folder/strategies/<label>/`` (replacing the previous set at once).
 
     The network's bundle holds its weights after the walk-forward (the last refit's with
     ``retrain_every``), in ``config.dtype``; each benchmark's its parameters, in
-    ``config.benchmark_dtype``. Every bundle carries the fingerprint of ``returns``.
+    ``config.benchmark_dtype``; each agent of ``agents`` (``label -> (SB3Strategy, algo)``) its policy
+    after the walk-forward (:func:`gradfolio.allocation.rl.policy.save_agent`). Every bundle carries
+    the fingerprint of ``returns``.
     """
     if isinstance(network_label, str):
         networks: Mapping[str, BacktestConfig] = {network_label: config}
@@ -127,6 +135,13 @@ def save_strategies(
                 data_fingerprint=fingerprint,
                 rebalance_every=b.rebalance_every, cost_bps=b.cost_bps,
             )
+        if agents:
+            from gradfolio.allocation.rl.policy import save_agent
+
+            for label, (agent, algo) in agents.items():
+                save_agent(tmp / label, agent, algo=algo, assets=assets, returns_kind=d.kind,  # type: ignore[arg-type]
+                           lookback=d.lookback, gap=d.gap, label=label, data_fingerprint=fingerprint,
+                           rebalance_every=b.rebalance_every, cost_bps=b.cost_bps)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except BaseException:
@@ -196,9 +211,12 @@ def run_backtest(
     for cfg in variants.values():
         network_params(cfg, assets)  # a bundle holds JSON parameters only: checked before training
     schedule = retrain_schedule(config, returns)
+    if schedule is not None:  # a rolling retraining window must hold an agent's episodes
+        check_agent_refits(config, returns)
     if config.cv is not None:  # the folds fit the data and the seeds are distinct
         cv_plan(config, len(returns))
         seeds_of(config)
+        check_cv_agents(config, len(returns))  # every split holds a training episode of every agent
     check_run_folder(folder, "backtest")
     with RunFolder(folder, "backtest") as run_folder:
         folder = run_folder.path
@@ -228,7 +246,10 @@ def run_backtest(
             agents = train_agents(config, returns, test.dates[0], folder / CHECKPOINTS, resume) if config.agents else {}
             if agents:
                 notes = (f"{notes} Agents {sorted(agents)}: Stable-Baselines3, trained on the returns up to "
-                         f"{test.dates[0].date()} (gradfolio.allocation.rl).").strip()
+                         f"{test.dates[0].date()}{', refitted with the networks' if schedule is not None else ''} "
+                         "(gradfolio.allocation.rl).").strip()
+                if schedule is not None:
+                    hooks.update(agent_hooks(config, agents, folder / CHECKPOINTS, resume))
             strategies.update(agents)  # type: ignore[arg-type]
             strategies.update(benchmarks)
             if config.constraints is not None:
@@ -265,8 +286,10 @@ def run_backtest(
             stage = run_folder.stage
             dump_config(config, stage / "config.yaml")
             result.save(stage)
-            saved = {n: s for n, s in strategies.items() if n not in agents}  # agents have no bundle format yet
-            save_strategies(stage, config, saved, variants, returns)  # type: ignore[arg-type]
+            saved = {n: s for n, s in strategies.items() if n not in agents}
+            algos = {agent_label(a): a.algo for a in config.agents if a.enabled}
+            save_strategies(stage, config, saved, variants, returns,  # type: ignore[arg-type]
+                            agents={n: (agents[n], algos[n]) for n in agents})
             if stats is not None:
                 write_stats(stats, stage)
             write_report(result, stage, title=f"Walk-forward backtest: {config.data.source}", notes=notes,

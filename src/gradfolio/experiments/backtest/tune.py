@@ -70,7 +70,7 @@ class TuneConfig(BaseModel):
         return self
 
     def trial_config(self, params: dict[str, Any]) -> BacktestConfig:
-        """``base`` with the network alone (no benchmarks) and a trial's ``lr``, ``loss``, ``network``."""
+        """``base`` with the network alone (no benchmarks, no agents) and a trial's ``lr``, ``loss``, ``network``."""
         b = self.base
         name = params.get("network", b.network.name)
         net_params = self.space.network_params.get(name, b.network.params if name == b.network.name else {})
@@ -79,7 +79,7 @@ class TuneConfig(BaseModel):
                                                "loss_params": b.network.loss_params if "loss" not in params else {}})
         train = b.train.model_copy(update={"lr": params.get("lr", b.train.lr)})
         return b.model_copy(update={"network": network, "networks": None, "train": train, "benchmarks": [],
-                                    "benchmark_params": {}})
+                                    "benchmark_params": {}, "agents": []})
 
     def check(self) -> None:
         """Every network and loss of the space resolved and validated before any trial (ConfigError names it)."""
