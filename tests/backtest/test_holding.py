@@ -231,3 +231,33 @@ def test_modules_are_evaluated_in_eval_mode_without_gradients() -> None:
     walk_forward({"net": net}, R, 5, dtype=torch.float64)
     assert set(net.modes) == {(False, False)}
     assert net.training
+
+
+def test_refit_hooks_train_with_gradients_and_the_modules_own_mode() -> None:
+    R = market(90)
+
+    class Net(torch.nn.Module):
+        needs_holdings = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+            self.at_refit: list[tuple[bool, bool]] = []
+
+        def forward(self, X, before, previous):
+            return momentum(X) * self.scale / (1.0 + self.scale.abs())
+
+        def fit(self, train: pd.DataFrame) -> None:  # a real gradient step, as a network's refit does
+            self.at_refit.append((self.training, torch.is_grad_enabled()))
+            loss = (self.scale - 2.0) ** 2
+            loss.backward()
+            with torch.no_grad():
+                self.scale -= 0.1 * self.scale.grad
+            self.scale.grad = None
+
+    net = Net().train()
+    schedule = RetrainSchedule(every=10, window="expanding")
+    walk_forward({"net": net}, R, 5, rebalance_every=2, start=R.index[30], retrain=schedule,
+                 fit_hooks={"net": net.fit}, dtype=torch.float64)
+    assert len(net.at_refit) >= 2 and set(net.at_refit) == {(True, True)}
+    assert net.training and float(net.scale.detach()) != 1.0

@@ -341,8 +341,8 @@ class _HoldingDecide:
     """The ``decide`` callback of :func:`simulate_path` for one :class:`HoldingStrategy`.
 
     Calls ``strategy(X[p:p+1], before, previous)`` at each candidate date ``p`` (in the strategy's
-    dtype), after running the refit hook of every retraining block that starts on or before
-    ``p``; reports progress at the end of each block; with ``infeasible="keep"`` an
+    dtype, eval mode, no gradients), after running the refit hook of every retraining block that
+    starts on or before ``p`` (with gradients and the module's own mode, as for a batched strategy); reports progress at the end of each block; with ``infeasible="keep"`` an
     :class:`InfeasibleError` keeps ``previous`` (named in one warning by :meth:`report`).
     """
 
@@ -369,7 +369,9 @@ class _HoldingDecide:
             self.refit(self.refits.pop(0))  # type: ignore[misc]
         x = self.X[p : p + 1]
         try:
-            w = _check(self.name, self.strategy(x, before.to(x.dtype), previous.to(x.dtype)), x, self.dates[p : p + 1])
+            with _evaluating(self.strategy), torch.no_grad():  # the refit above trains as for a batched strategy
+                w = self.strategy(x, before.to(x.dtype), previous.to(x.dtype))
+            w = _check(self.name, w, x, self.dates[p : p + 1])
         except InfeasibleError:
             if self.infeasible != "keep":
                 raise
@@ -672,11 +674,10 @@ def walk_forward(
         decide = _HoldingDecide(
             name, strategy, inputs[kind_of], windows.dates, blocks, refit, progress, infeasible  # type: ignore[arg-type]
         )
-        with _evaluating(strategy), torch.no_grad():
-            sim = simulate_path(
-                decide, holding, as_composite(cost_model), trade=torch.as_tensor(mask), schedule=schedule,
-                context=context, initial_wealth=initial_wealth,
-            )
+        sim = simulate_path(
+            decide, holding, as_composite(cost_model), trade=torch.as_tensor(mask), schedule=schedule,
+            context=context, initial_wealth=initial_wealth,
+        )
         decide.report()
         rows[name] = {key: sim[key][0] for key in keys}
     names = list(strategies)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from gradfolio.experiments.backtest.config import AgentSettings, BacktestConfig
 from gradfolio.experiments.backtest.constraints import spec_data
@@ -120,9 +119,8 @@ def agent_hooks(config: BacktestConfig, agents: dict[str, Any], checkpoints: Pat
             date = rows.index[-1].date()
             env = agent_env(config, spec, rows, seed)
             folder = checkpoints / "agents" / safe_slug(label) / f"refit-{date}"
-            with torch.enable_grad():  # walk_forward calls a holding strategy's hook under torch.no_grad()
-                new = train_one(config, spec, env, seed, spec.retrain_timesteps or spec.timesteps,
-                                folder / CHECKPOINT, resume, init=agent)
+            new = train_one(config, spec, env, seed, spec.retrain_timesteps or spec.timesteps,
+                            folder / CHECKPOINT, resume, init=agent)
             agent.model = new.model
 
         hooks[label] = refit

@@ -109,8 +109,7 @@ def train_osbl_network(
         name = f"refit {date}" if task == "training" else f"{task} refit {date}"
         fit_train, fit_val = refit_windows(config, returns)
         again = osbl_trainer(config, model, len(fit_train), checkpoints / f"refit-{date}", *wrap(name), epochs)
-        with torch.enable_grad():  # walk_forward calls a holding strategy's hook under torch.no_grad()
-            again.fit(fit_train, fit_val, resume=resume)
+        again.fit(fit_train, fit_val, resume=resume)
 
     n = config.network
     recent = history.reward[-trainer.checkpoint_every:]
