@@ -99,12 +99,14 @@ def test_cli_seeds(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "--seeds '0 a'" in bad.output
 
 
-def test_families_example_is_valid() -> None:
+@pytest.mark.parametrize("name", ["families.yaml", "families_cv.yaml"])
+def test_families_example_is_valid(name: str) -> None:
     from gradfolio.experiments.backtest.config import load_backtest_config
     from gradfolio.experiments.backtest.holding import check_osbl_config
 
-    cfg = load_backtest_config(Path(__file__).resolve().parents[3] / "examples" / "families.yaml")
+    cfg = load_backtest_config(Path(__file__).resolve().parents[3] / "examples" / name)
     cfg.check_references()
+    assert (cfg.cv is not None) == (name == "families_cv.yaml")
     variants = cfg.network_configs()
     assert list(variants) == ["e2e_dense", "e2e_lstm", "pto_ridge", "pto_lstm_mv", "dfl_lstm", "eiie"]
     check_osbl_config(variants["eiie"])  # EIIE's step == horizon rule holds for the shared windows
