@@ -27,9 +27,11 @@ each element has its own active set, the matrices keep their size.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from gradfolio.solvers.qp.finish import FINISH_FROM, applies, finish_elements
 from gradfolio.solvers.qp.kkt import SaddlePoint
 from gradfolio.solvers.qp.separable import separable_active_set
 from gradfolio.solvers.qp.settings import QPSettings
@@ -344,6 +346,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     tried: list[Tensor] = []  # the active sets solved so far, (live, m) each
     left: list[Tensor] = []  # cycling elements that left the batch
     whole = True  # the batch still holds every element, in order
+    numpy_tail = applies(form)
     for i in range(settings.active_set_iter):
         x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
         tried.append(act)
@@ -360,6 +363,21 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
                 out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             unsolved = [*left, live[cycling]] if stopped else left
             return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
+        if numpy_tail and i == FINISH_FROM - 1 and i < settings.active_set_iter - 1:
+            # The tail, element by element in NumPy (qp/finish.py): what an element does from here
+            # depends on the element alone, so its bits are the same in any batch.
+            out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
+            rest = (~ok & ~cycling).nonzero().squeeze(-1)
+            left.append(live[cycling])
+            results = finish_elements(form.take(rest), new[rest], tol, settings.reg, settings.active_set_iter - FINISH_FROM) if rest.numel() else []
+            got = [j for j, r in enumerate(results) if r is not None]
+            if got:
+                stacked = [torch.from_numpy(np.stack([results[j][t] for j in got])) for t in range(4)]
+                out.put(live[rest[got]], *stacked)
+            failed = [j for j, r in enumerate(results) if r is None]
+            if failed:
+                left.append(live[rest[failed]])
+            return torch.cat(left), None
         compact = live.numel() >= (COMPACT_BATCH if i < COMPACT_FROM else COMPACT_TAIL)
         if (done or stopped) and (compact or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])

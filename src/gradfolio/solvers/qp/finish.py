@@ -1,0 +1,157 @@
+"""The tail of the active-set method, one element at a time in NumPy (float64 on the CPU).
+
+A batch of small portfolio QPs (n of 10-50 with max weight and group rows) is done, for most of
+its elements, after 4-5 active-set solves; a few elements take 10-12. Each batched solve costs
+~230 tensor operations, ~0.5 ms of dispatch whatever the number of elements it carries, so the
+tail of a few elements costs as much as the bulk. From :data:`FINISH_FROM` solves on, the
+elements left are finished here instead: the same restricted update
+(:func:`~gradfolio.solvers.qp.active_set.restricted_update`) from the set the batched method
+reached, one dense LAPACK solve of the KKT system per iteration (~50 us)::
+
+    [[Q_FF, C_F'], [C_F, 0]] [x_F; nu] = [-(q + Q x_fixed)_F; r_C - C x_fixed]
+
+with ``F`` the free variables (no active bound row fixes them) and ``C`` the equalities and
+active general rows, and the same scaled KKT check as
+:func:`~gradfolio.solvers.qp.active_set.solve_on` before a solution is accepted, so it is exact
+to rounding. Where an element starts here depends only on the element (never on its batch), so a
+problem gets the same bits alone (batch 1) as inside any batch. An element that fails here (a
+variable fixed by two bound rows, a singular system, a set seen before, no solution within the
+solves left) goes on to the interior point, as a cycling element of the batched method does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.linalg.lapack import dposv
+from torch import Tensor
+
+from gradfolio.solvers.qp.standard_form import StandardForm
+
+#: The batched active-set method hands its unfinished elements to :func:`finish_elements` after
+#: this many solves (when :func:`applies`).
+FINISH_FROM = 4
+
+#: Largest number of variables finished here (beyond it a dense LAPACK solve per iteration is no
+#: longer cheap next to a batched solve shared by the elements).
+FINISH_N = 120
+
+#: Share of an element's worst violation above which a violated row is added (the batched
+#: method's :data:`~gradfolio.solvers.qp.active_set.ADD_FRACTION`).
+ADD_FRACTION = 0.5
+
+
+def applies(form: StandardForm) -> bool:
+    """Whether the tail is finished here: a float64 CPU batch of at most :data:`FINISH_N`
+    variables with a shared ``G`` (bound rows split off) and inequalities. Depends on the
+    problem's size and type only, never on the batch size."""
+    n, m = form.q.shape[1], form.h.shape[-1]
+    return (form.q.device.type == "cpu" and form.q.dtype == torch.float64 and 0 < n <= FINISH_N and m > 0
+            and form.G.ndim == 2 and form.cols.numel() > 0)
+
+
+def _posv(M: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, int]:
+    """``M^{-1} R`` by LAPACK's Cholesky solve (``M`` overwritten) and its ``info`` (nonzero: not
+    positive definite); empty systems pass through."""
+    if not M.shape[0] or not R.size:
+        return R, 0
+    _, X, info = dposv(M, R, lower=1, overwrite_a=1, overwrite_b=1)
+    return X, info
+
+
+def finish_elements(
+    form: StandardForm, act: Tensor, tol: float, reg: float, iters: int,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Run the restricted active-set update from ``act (B, m)`` for every element of ``form``
+    (at most ``iters`` solves each).
+
+    Returns, per element, ``(x (n,), y (p,), lam (m,), act (m,))`` of its solution, or ``None``
+    where it did not finish here.
+    """
+    B, n, m, p = form.shape
+    mg = form.mg
+    Qs = form.Q.detach().numpy()
+    q_all, h_all, b_all = form.q.detach().numpy(), form.h.detach().numpy(), form.b.detach().numpy()
+    G = form.G.detach().numpy()
+    Gg = G[:mg]
+    A = form.A.detach().numpy()
+    A = A if A.ndim == 3 else A[None]
+    cols, coef = form.cols.numpy(), form.coef.detach().numpy()
+    bval_all = form.bound_value.detach().numpy()
+    scale_p, scale_d = form.scale_p.detach().numpy(), form.scale_d.detach().numpy()
+    acts = act.numpy()
+    rho_all, sq_all = form.rho.detach().numpy(), form.scale_q.detach().numpy()
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
+    for i in range(B):
+        Q = Qs[i] if Qs.ndim == 3 else Qs
+        Ai = A[i] if A.shape[0] > 1 else A[0]
+        out.append(_iterate(Q, q_all[i], Gg, h_all[i], Ai, b_all[i], cols, coef, bval_all[i], mg,
+                            float(scale_p[i]), float(scale_d[i]), float(rho_all[i if rho_all.size > 1 else 0]),
+                            float(sq_all[i if sq_all.size > 1 else 0]), acts[i].copy(), tol, reg, iters))
+    return out
+
+
+def _iterate(Q: np.ndarray, q: np.ndarray, Gg: np.ndarray, h: np.ndarray, A: np.ndarray, b: np.ndarray,
+             cols: np.ndarray, coef: np.ndarray, bval: np.ndarray, mg: int, scale_p: float, scale_d: float,
+             rho: float, scale_q: float, act: np.ndarray, tol: float, reg: float, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The restricted active-set iteration of one element (see the module docstring)."""
+    n, m, p = q.shape[0], h.shape[0], b.shape[0]
+    hg = h[:mg]
+    seen: set[bytes] = set()
+    for _ in range(iters):
+        key = act.tobytes()
+        if key in seen:
+            return None
+        seen.add(key)
+        ab, ag = act[mg:], act[:mg]
+        fixed_cols = cols[ab]
+        fixcount = np.bincount(fixed_cols, minlength=n)
+        if fixcount.max(initial=0) > 1:
+            return None
+        x = np.zeros(n)
+        x[fixed_cols] = bval[ab]
+        F = np.flatnonzero(fixcount == 0)
+        R = np.concatenate([A, Gg[ag]])
+        C = R[:, F]
+        rc = np.concatenate([b, hg[ag]]) - R @ x
+        # The batched method's system (qp/kkt.py): Q_FF + rho C'C (plus the relative shift), then
+        # the Schur complement of the imposed rows with its own shift, so that a degenerate set
+        # (dependent rows on the free variables) steers the next update as it does there.
+        Qx0 = Q @ x
+        H = Q[np.ix_(F, F)] + rho * (C.T @ C)
+        H.flat[:: F.size + 1] += reg * scale_q
+        rhs = np.empty((F.size, C.shape[0] + 1))
+        rhs[:, :-1] = C.T
+        rhs[:, -1] = rho * (C.T @ rc) - (q + Qx0)[F]
+        sol, info = _posv(H, rhs)
+        if info:
+            return None
+        W, v = sol[:, :-1], sol[:, -1]
+        S = C @ W
+        S.flat[:: S.shape[0] + 1] += reg * (1.0 + max(np.abs(S).max(initial=0.0), float(ag.size > ag.sum())))
+        nu, info = _posv(S, C @ v - rc)
+        if info:
+            return None
+        x[F] = v - W @ nu
+        if not np.isfinite(x).all() or not np.isfinite(nu).all():
+            return None
+        y = nu[:p]
+        lam_g = np.zeros(mg)
+        lam_g[ag] = nu[p:]
+        Qx = Q @ x
+        grad = Qx + q + A.T @ y + Gg.T @ lam_g
+        lam_b = np.zeros(m - mg)
+        lam_b[ab] = -grad[fixed_cols] / coef[ab]
+        rd = grad + np.bincount(cols, coef * lam_b, minlength=n)
+        lam = np.concatenate([lam_g, lam_b])
+        s = h - np.concatenate([Gg @ x, coef * x[cols]])
+        primal = max(np.abs(np.where(act, s, np.minimum(s, 0.0))).max(), np.abs(A @ x - b).max(initial=0.0))
+        dual = max(-lam.min(initial=0.0), np.abs(rd).max())
+        if primal <= tol * scale_p and dual <= tol * max(scale_d, 1.0 + np.abs(Qx).max()):
+            return x, y, lam, act
+        viol = np.where(act, 0.0, np.maximum(-s, 0.0) / scale_p)
+        act = np.where(act, lam > 0, (viol >= ADD_FRACTION * viol.max()) & (viol > 0))
+    return None
+
+
+__all__ = ["FINISH_FROM", "FINISH_N", "applies", "finish_elements"]
