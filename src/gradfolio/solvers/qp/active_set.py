@@ -18,7 +18,11 @@ each element has its own active set, the matrices keep their size.
   solution, typically after 3-5 solves for portfolio problems. It can cycle on general problems:
   an update that would fix every variable of the budget by bounds takes a guarded step
   (:func:`next_active_set`), an element that returns to a tried set goes to the interior point
-  at once, and so do the elements left after ``active_set_iter`` solves.
+  at once, and so do the elements left after ``active_set_iter`` solves. On float64 CPU batches
+  of at most :data:`~gradfolio.solvers.qp.finish.FINISH_N` variables the elements left after
+  :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` batched solves are finished one by one in
+  NumPy instead (:mod:`gradfolio.solvers.qp.finish`: a batched solve costs the same ~0.5 ms of
+  dispatch whether it carries 32 elements or 3).
 - **Polish**: the interior point's guess of the active set, solved the same way, is exact once
   the guess is right (the KKT conditions are checked before it is accepted).
 - **Backward**: the matrix is symmetric, so the same system gives the adjoint of the implicit
@@ -323,7 +327,10 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     """Run the primal-dual active-set method from the separable problem's active set
     (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
-    Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
+    Where :func:`~gradfolio.solvers.qp.finish.applies`, the elements not done after
+    :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` solves are finished by
+    :func:`~gradfolio.solvers.qp.finish.finish_elements` (those it cannot finish are returned
+    for the interior point). Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
     (:data:`COMPACT_TAIL` from solve :data:`COMPACT_FROM` on) they leave it after each solve. An
     element whose update (:func:`next_active_set`) returns to
     an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
