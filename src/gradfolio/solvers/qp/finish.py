@@ -1,22 +1,25 @@
 """The tail of the active-set method, one element at a time in NumPy (float64 on the CPU).
 
-A batch of small portfolio QPs (n of 10-50 with max weight and group rows) is done, for most of
+A batch of small portfolio QPs (n of 10-100 with max weight and group rows) is done, for most of
 its elements, after 4-5 active-set solves; a few elements take 10-12. Each batched solve costs
-~230 tensor operations, ~0.5 ms of dispatch whatever the number of elements it carries, so the
-tail of a few elements costs as much as the bulk. From :data:`FINISH_FROM` solves on, the
+~230 tensor operations, ~0.5-1 ms of dispatch whatever the number of elements it still carries,
+so the tail of a few elements costs as much as the bulk. From :data:`FINISH_FROM` solves on, the
 elements left are finished here instead: the same restricted update
 (:func:`~gradfolio.solvers.qp.active_set.restricted_update`) from the set the batched method
-reached, one dense LAPACK solve of the KKT system per iteration (~50 us)::
+reached, and per iteration the batched method's system (:mod:`gradfolio.solvers.qp.kkt`) for one
+element: LAPACK's Cholesky solve (``dposv``) of ``Q_FF + rho C_F'C_F`` (plus the relative shift)
+with the right-hand sides ``[C_F', r]``, then of the small Schur complement of the imposed rows
+``C`` (the equalities and the active general rows) with its own shift, ~40-50 us in all. The
+same system matters: a degenerate set (dependent rows on the free variables) must steer the next
+update as it does there (a plain KKT solve with least squares there cycled).
 
-    [[Q_FF, C_F'], [C_F, 0]] [x_F; nu] = [-(q + Q x_fixed)_F; r_C - C x_fixed]
-
-with ``F`` the free variables (no active bound row fixes them) and ``C`` the equalities and
-active general rows, and the same scaled KKT check as
-:func:`~gradfolio.solvers.qp.active_set.solve_on` before a solution is accepted, so it is exact
-to rounding. Where an element starts here depends only on the element (never on its batch), so a
-problem gets the same bits alone (batch 1) as inside any batch. An element that fails here (a
-variable fixed by two bound rows, a singular system, a set seen before, no solution within the
-solves left) goes on to the interior point, as a cycling element of the batched method does.
+A solution is accepted only when it passes the scaled KKT check of
+:func:`~gradfolio.solvers.qp.active_set.solve_on`, so it is exact to rounding. Where an element
+starts here depends only on the element (never on its batch), so an element finished here gets
+the same bits alone (batch 1) as inside any batch. An element that fails here (a variable fixed
+by two bound rows, a factorization failure, a set seen before, no solution within
+:data:`FINISH_ITER` iterations) goes on to the interior point, as a cycling element of the
+batched method does.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from gradfolio.solvers.qp.standard_form import StandardForm
 
 #: The batched active-set method hands its unfinished elements to :func:`finish_elements` after
 #: this many solves (when :func:`applies`).
-FINISH_FROM = 7
+FINISH_FROM = 8
 
 #: Most iterations an element gets here (fewer where ``active_set_iter`` leaves fewer): elements
 #: that settle do so in a few (at most 12 on the benchmark's problems at n <= 100); the ones that
