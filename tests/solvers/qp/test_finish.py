@@ -77,7 +77,7 @@ def test_gradient_through_tail_elements_matches_finite_differences(gen, refs, mo
     tails, handed = record_tail(monkeypatch)
     weights = torch.linspace(-1.0, 2.0, q.shape[1], dtype=torch.float64)
     # Q through its symmetric part (a random direction of Q is not symmetric).
-    f = lambda P, q_: (solve_qp(0.5 * (P + P.mT), q_, G, h, A, b) * weights).sum()  # noqa: E731
+    f = lambda P, q_: (solve_qp(0.5 * (P + P.mT), q_, G, h, A, b) * weights).sum()
     # A small step: at 1e-5 one element's direction crosses a change of its active set.
     refs.fd(f, [Q, q], 1, gen, eps=1e-7)
     refs.fd(f, [Q, q], 0, gen, eps=1e-7)
@@ -94,7 +94,7 @@ def test_an_element_the_tail_cannot_finish_goes_to_the_interior_point(gen, refs,
         return None if len(calls) == 1 else real(*a)
 
     monkeypatch.setattr(finish, "_iterate", first_fails)
-    tails, handed = record_tail(monkeypatch)
+    _, handed = record_tail(monkeypatch)
     x = solve_qp(*args)
     assert len(handed) == 1 and len(handed[0]) == 1
     i = handed[0][0]

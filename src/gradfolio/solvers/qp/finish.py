@@ -70,14 +70,14 @@ def _posv(M: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, int]:
 def finish_elements(
     form: StandardForm, act: Tensor, tol: float, reg: float, iters: int,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None]:
-    """Run the restricted active-set update from ``act (B, m)`` for every element of ``form``
-    (at most ``iters`` solves each).
+    """Run the restricted active-set update from the active rows ``act (B, m)`` (bool) for every
+    element of ``form`` (at most ``min(iters, FINISH_ITER)`` solves each; ``tol`` the scaled KKT
+    tolerance, ``reg`` the relative shift of the systems, as in the batched method).
 
     Returns, per element, ``(x (n,), y (p,), lam (m,), act (m,))`` of its solution, or ``None``
     where it did not finish here.
     """
-    B, n, m, p = form.shape
-    mg = form.mg
+    B, mg = form.q.shape[0], form.mg
     Qs = form.Q.detach().numpy()
     q_all, h_all, b_all = form.q.detach().numpy(), form.h.detach().numpy(), form.b.detach().numpy()
     G = form.G.detach().numpy()
@@ -102,8 +102,12 @@ def finish_elements(
 
 def _iterate(Q: np.ndarray, q: np.ndarray, Gg: np.ndarray, h: np.ndarray, A: np.ndarray, b: np.ndarray,
              cols: np.ndarray, coef: np.ndarray, bval: np.ndarray, mg: int, scale_p: float, scale_d: float,
-             rho: float, scale_q: float, act: np.ndarray, tol: float, reg: float, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The restricted active-set iteration of one element (see the module docstring)."""
+             rho: float, scale_q: float, act: np.ndarray, tol: float, reg: float,
+             iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The restricted active-set iteration of one element (see the module docstring): ``Q (n, n)``,
+    ``q (n,)``, the general rows ``Gg (mg, n)``, ``h (m,)``, ``A (p, n)``, ``b (p,)``, the bound rows'
+    columns, coefficients and values ``(m - mg,)``, the residual scales, ``rho`` and ``scale_q`` of
+    :class:`~gradfolio.solvers.qp.standard_form.StandardForm`, the starting active rows ``act (m,)``."""
     n, m, p = q.shape[0], h.shape[0], b.shape[0]
     R_all, r_all = np.concatenate([A, Gg]), np.concatenate([b, h[:mg]])
     h_b, regq = h[mg:], reg * scale_q
