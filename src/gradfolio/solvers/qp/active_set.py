@@ -18,7 +18,11 @@ each element has its own active set, the matrices keep their size.
   solution, typically after 3-5 solves for portfolio problems. It can cycle on general problems:
   an update that would fix every variable of the budget by bounds takes a guarded step
   (:func:`next_active_set`), an element that returns to a tried set goes to the interior point
-  at once, and so do the elements left after ``active_set_iter`` solves.
+  at once, and so do the elements left after ``active_set_iter`` solves. On float64 CPU batches
+  of at most :data:`~gradfolio.solvers.qp.finish.FINISH_N` variables the elements left after
+  :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` batched solves are finished one by one in
+  NumPy instead (:mod:`gradfolio.solvers.qp.finish`: a batched solve costs the same ~0.5 ms of
+  dispatch whether it carries 32 elements or 3).
 - **Polish**: the interior point's guess of the active set, solved the same way, is exact once
   the guess is right (the KKT conditions are checked before it is accepted).
 - **Backward**: the matrix is symmetric, so the same system gives the adjoint of the implicit
@@ -27,9 +31,11 @@ each element has its own active set, the matrices keep their size.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from gradfolio.solvers.qp.finish import FINISH_FROM, applies, finish_elements
 from gradfolio.solvers.qp.kkt import SaddlePoint
 from gradfolio.solvers.qp.separable import separable_active_set
 from gradfolio.solvers.qp.settings import QPSettings
@@ -321,7 +327,10 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     """Run the primal-dual active-set method from the separable problem's active set
     (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
-    Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
+    Where :func:`~gradfolio.solvers.qp.finish.applies`, the elements not done after
+    :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` solves are finished by
+    :func:`~gradfolio.solvers.qp.finish.finish_elements` (those it cannot finish are returned
+    for the interior point). Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
     (:data:`COMPACT_TAIL` from solve :data:`COMPACT_FROM` on) they leave it after each solve. An
     element whose update (:func:`next_active_set`) returns to
     an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
@@ -344,6 +353,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     tried: list[Tensor] = []  # the active sets solved so far, (live, m) each
     left: list[Tensor] = []  # cycling elements that left the batch
     whole = True  # the batch still holds every element, in order
+    numpy_tail = applies(form)
     for i in range(settings.active_set_iter):
         x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
         tried.append(act)
@@ -360,6 +370,21 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
                 out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             unsolved = [*left, live[cycling]] if stopped else left
             return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
+        if numpy_tail and i == FINISH_FROM - 1 and i < settings.active_set_iter - 1:
+            # The tail, element by element in NumPy (qp/finish.py): what an element does from here
+            # depends on the element alone, so its bits are the same in any batch.
+            out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
+            rest = (~ok & ~cycling).nonzero().squeeze(-1)
+            left.append(live[cycling])
+            results = finish_elements(form.take(rest), new[rest], tol, settings.reg, settings.active_set_iter - FINISH_FROM) if rest.numel() else []
+            got = [j for j, r in enumerate(results) if r is not None]
+            if got:
+                stacked = [torch.from_numpy(np.stack([results[j][t] for j in got])) for t in range(4)]
+                out.put(live[rest[got]], *stacked)
+            failed = [j for j, r in enumerate(results) if r is None]
+            if failed:
+                left.append(live[rest[failed]])
+            return torch.cat(left), None
         compact = live.numel() >= (COMPACT_BATCH if i < COMPACT_FROM else COMPACT_TAIL)
         if (done or stopped) and (compact or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
