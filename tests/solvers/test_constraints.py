@@ -112,3 +112,21 @@ def test_mapping_spec_from_a_config_is_validated():
     assert spec.upper == {"KO": 0.15} and spec.groups[0] == Group(["AAPL", 1], None, 0.3, "tech")
     assert spec.resolve(TICKERS).upper == (None, None, None, None, 0.15)
     assert PortfolioConstraints(upper=[None, 0.3]).bounds(2)[1].tolist() == [np.inf, 0.3]
+
+
+def test_constraints_data_is_plain_and_rebuilds_the_spec() -> None:
+    import json
+
+    from gradfolio.solvers.constraints import constraints_data
+
+    spec = PortfolioConstraints(
+        long_only=False, lower=(-0.1, 0.0, -0.2), upper=(0.4, 0.35, 0.5),
+        groups=(Group((0, 2), 0.05, 0.6, name="energy"), Group((1,), None, 0.3)), leverage=1.7,
+    )
+    data = constraints_data(spec)
+    assert json.loads(json.dumps(data)) == data  # JSON-ready: lists, numbers, None
+    assert data["lower"] == [-0.1, 0.0, -0.2] and data["groups"][0]["assets"] == [0, 2]
+    rebuilt = PortfolioConstraints(**{**data, "groups": tuple(Group(**{**g, "assets": tuple(g["assets"])})
+                                                         for g in data["groups"]),
+                                      "lower": tuple(data["lower"]), "upper": tuple(data["upper"])})
+    assert rebuilt == spec

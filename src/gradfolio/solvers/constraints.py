@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -337,4 +337,20 @@ class PortfolioConstraints:
         )
 
 
-__all__ = ["Group", "PortfolioConstraints", "CompiledConstraints"]
+def constraints_data(spec: PortfolioConstraints) -> dict[str, Any]:
+    """``spec`` as plain JSON-ready data (lists, not tuples): what a config or a strategy bundle holds.
+
+    ``PortfolioConstraints(**constraints_data(spec))`` (with groups rebuilt from their mappings by the
+    registries' validation) is ``spec`` again.
+    """
+    import dataclasses
+
+    data = dataclasses.asdict(spec)
+    data["groups"] = [{**g, "assets": list(g["assets"])} for g in data["groups"]]
+    for side in ("lower", "upper"):
+        if isinstance(data[side], tuple):
+            data[side] = list(data[side])
+    return data
+
+
+__all__ = ["Group", "PortfolioConstraints", "CompiledConstraints", "constraints_data"]

@@ -49,6 +49,7 @@ from gradfolio.allocation.rl.actions import ActionMap
 from gradfolio.allocation.rl.agent import SB3Strategy
 from gradfolio.allocation.strategy.bundle import DataFingerprint
 from gradfolio.errors import ConfigError
+from gradfolio.solvers.constraints import constraints_data
 
 POLICIES: dict[str, tuple[str, str]] = {
     "ActorCriticPolicy": ("stable_baselines3.common.policies", "ActorCriticPolicy"),
@@ -282,20 +283,11 @@ def save_agent(
     return save_strategy(
         folder, module, kind="agent", name=algo, params=params, assets=assets, returns_kind=returns_kind,
         lookback=lookback, gap=gap, dtype=torch.float64, data_fingerprint=data_fingerprint,
-        constraints=None if constraints is None else _constraints_data(constraints), label=label,
+        constraints=None if constraints is None else constraints_data(constraints), label=label,
         rebalance_every=rebalance_every, cost_bps=cost_bps,
     )
 
 
-def _constraints_data(spec: Any) -> dict[str, Any]:
-    import dataclasses
-
-    data = dataclasses.asdict(spec)
-    data["groups"] = [{**g, "assets": list(g["assets"])} for g in data["groups"]]
-    for side in ("lower", "upper"):
-        if isinstance(data[side], tuple):
-            data[side] = list(data[side])
-    return data
 
 
 def build_saved_agent(name: str, params: Mapping[str, Any], n_assets: int, lookback: int, where: str) -> AgentPolicy:

@@ -169,13 +169,10 @@ def constrained_benchmarks(config: RunConfig, assets: list[str] | None = None) -
 
 
 def spec_data(spec: PortfolioConstraints) -> dict[str, Any]:
-    """A :class:`~gradfolio.solvers.PortfolioConstraints` as plain data (what a config or a bundle holds)."""
-    data = dataclasses.asdict(spec)
-    data["groups"] = [{**g, "assets": list(g["assets"])} for g in data["groups"]]
-    for side in ("lower", "upper"):
-        if isinstance(data[side], tuple):
-            data[side] = list(data[side])
-    return data
+    """A :class:`~gradfolio.solvers.PortfolioConstraints` as plain data (:func:`gradfolio.solvers.constraints.constraints_data`)."""
+    from gradfolio.solvers.constraints import constraints_data
+
+    return constraints_data(spec)
 
 
 def constrained_network_params(config: RunConfig, assets: list[str] | None = None) -> dict[str, Any]:
