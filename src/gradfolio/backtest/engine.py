@@ -298,32 +298,6 @@ def _keep_previous(
     return torch.cat(solved)[torch.cumsum(ok, dim=0)]
 
 
-def _allocate(
-    name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor | None
-) -> Tensor:
-    """Weights of one block of rebalance dates in one batched call (eval mode, no gradients).
-
-    With ``previous`` (the last target weights, zeros = cash before the first rebalance), an
-    :class:`InfeasibleError` of the batched call is answered by one more batched call on the
-    windows that have a solution; the others keep the previous target weights.
-    """
-    was_training = getattr(strategy, "training", False)
-    if isinstance(strategy, torch.nn.Module):
-        strategy.eval()
-    try:
-        with torch.no_grad():
-            try:
-                return _check(name, strategy(X), X, dates)
-            except InfeasibleError as exc:
-                if previous is None:
-                    raise
-                bad = _infeasible_rows(exc, strategy, X)
-                return _keep_previous(name, strategy, X, dates, previous.to(X.dtype), bad)
-    finally:
-        if isinstance(strategy, torch.nn.Module):
-            strategy.train(was_training)
-
-
 @contextmanager
 def _evaluating(strategy: object) -> Iterator[None]:
     """``strategy`` in eval mode (if it is a module) for the duration, its mode restored after."""
@@ -335,6 +309,25 @@ def _evaluating(strategy: object) -> Iterator[None]:
     finally:
         if isinstance(strategy, torch.nn.Module):
             strategy.train(was_training)
+
+
+def _allocate(
+    name: str, strategy: Strategy, X: Tensor, dates: pd.DatetimeIndex, previous: Tensor | None
+) -> Tensor:
+    """Weights of one block of rebalance dates in one batched call (eval mode, no gradients).
+
+    With ``previous`` (the last target weights, zeros = cash before the first rebalance), an
+    :class:`InfeasibleError` of the batched call is answered by one more batched call on the
+    windows that have a solution; the others keep the previous target weights.
+    """
+    with _evaluating(strategy), torch.no_grad():
+        try:
+            return _check(name, strategy(X), X, dates)
+        except InfeasibleError as exc:
+            if previous is None:
+                raise
+            bad = _infeasible_rows(exc, strategy, X)
+            return _keep_previous(name, strategy, X, dates, previous.to(X.dtype), bad)
 
 
 class _HoldingDecide:
