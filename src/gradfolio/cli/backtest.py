@@ -141,11 +141,10 @@ def backtest(
 
 
 def _run_seeds(config: BacktestConfig, seeds: list[int], out: Path | None) -> None:
-    from gradfolio.experiments.backtest.seeds import backtest_seeds, check_seeds
+    from gradfolio.experiments.backtest.seeds import backtest_seeds
     from gradfolio.stats import format_summary
 
     start = time.perf_counter()
-    check_seeds(seeds)
     with progress_bars(console) as progress:
         _, summary, diffs, root = backtest_seeds(config, seeds, out, progress=progress)
     shown = format_summary(summary)[["sharpe_ratio", "annualized_return", "max_drawdown", "annual_turnover"]]

@@ -22,6 +22,14 @@ from gradfolio.errors import ConfigError
 LEVEL = 0.95
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Two or more distinct seeds ``>= 0`` as ints, else a ConfigError naming ``--seeds``."""
+    out = [int(s) for s in seeds]
+    if len(out) < 2 or len(set(out)) != len(out) or min(out) < 0:
+        raise ConfigError(f"--seeds {' '.join(map(str, out))}: pass two or more distinct seeds >= 0, e.g. --seeds '0 1 2'.")
+    return out
+
+
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
     """``(mean, half_width)`` of the Student t interval of the mean of ``values`` (``n >= 2``).
 
@@ -103,4 +111,4 @@ def text_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["LEVEL", "t_interval", "seed_summary", "paired_differences", "format_summary", "text_table"]
+__all__ = ["LEVEL", "check_seeds", "t_interval", "seed_summary", "paired_differences", "format_summary", "text_table"]

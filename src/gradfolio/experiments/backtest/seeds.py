@@ -41,7 +41,7 @@ from gradfolio.experiments.backtest.config import BacktestConfig
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
-from gradfolio.stats.seeds import format_summary, paired_differences, seed_summary, text_table
+from gradfolio.stats.seeds import check_seeds, format_summary, paired_differences, seed_summary, text_table
 
 METRICS = ("sharpe_ratio", "annualized_return", "annualized_volatility", "max_drawdown", "annual_turnover", "total_cost")
 """The metrics of :meth:`gradfolio.backtest.BacktestResult.metrics` summarised over seeds."""
@@ -71,14 +71,6 @@ def hac_pvalues(folder: Path) -> dict[str, float]:
         p = row.get("diff_pvalue")
         if isinstance(p, (int, float)):
             out[name] = float(p)
-    return out
-
-
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """Two or more distinct seeds ``>= 0`` as ints, else a ConfigError naming ``--seeds``."""
-    out = [int(s) for s in seeds]
-    if len(out) < 2 or len(set(out)) != len(out) or min(out) < 0:
-        raise ConfigError(f"--seeds {' '.join(map(str, out))}: pass two or more distinct seeds >= 0, e.g. --seeds '0 1 2'.")
     return out
 
 
@@ -155,4 +147,4 @@ def backtest_seeds(
     return per_seed, summary, diffs, root
 
 
-__all__ = ["METRICS", "COLUMNS", "Runner", "hac_pvalues", "check_seeds", "backtest_seeds"]
+__all__ = ["METRICS", "COLUMNS", "Runner", "hac_pvalues", "backtest_seeds"]

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradfolio.errors import ConfigError
 from gradfolio.experiments.hedging.train import (
     HedgeTrainingConfig,
     evaluate_agent,
@@ -37,7 +36,7 @@ from gradfolio.experiments.hedging.train import (
 from gradfolio.experiments.outputs import write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
-from gradfolio.stats.seeds import LEVEL, format_summary, paired_differences, seed_summary, t_interval
+from gradfolio.stats.seeds import LEVEL, check_seeds, format_summary, paired_differences, seed_summary, t_interval
 from gradfolio.stats.seeds import text_table as _text_table
 from gradfolio.tracking import Tracker
 
@@ -68,9 +67,7 @@ def train_seeds(
     ``(per_seed, summary, out)``: the long table (``seed``, ``strategy``, metrics), the
     :func:`seed_summary` and the folder.
     """
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise ConfigError(f"--seeds {' '.join(map(str, seeds))}: pass two or more distinct seeds >= 0, e.g. --seeds '0 1 2'.")
+    seeds = check_seeds(seeds)
     root = Path(out or config.output_dir)
     tables = []
     for seed in seeds:
