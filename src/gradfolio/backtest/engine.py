@@ -603,15 +603,20 @@ def walk_forward(
     windows, first = decision_windows(returns, lookback, gap, rebalance_every, start, end, kind)
     P, k = len(windows), rebalance_every
     inputs: dict[torch.dtype, Tensor] = {}
+
+    def windows_of(name: str) -> Tensor:
+        """The decision windows in ``name``'s floating type, cast once per type."""
+        kind_of = per_strategy.get(name, dtype)
+        if kind_of not in inputs:
+            inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
+        return inputs[kind_of]
+
     blocks = retrain.blocks(P, k) if retrain is not None else [(0, P, False)]
     mask = np.ones(P, dtype=bool) if schedule is None else np.asarray(schedule.mask(windows.dates), dtype=bool)
     batched = {n: s for n, s in strategies.items() if not needs_holdings(s)}
     targets = []
     for name, strategy in batched.items():
-        kind_of = per_strategy.get(name, dtype)
-        if kind_of not in inputs:
-            inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
-        X = inputs[kind_of]
+        X = windows_of(name)
         chunk = rebalance_chunk(X.shape[-1], X.element_size(), memory_budget)
         parts: list[Tensor] = []
         for a, b, refit in blocks:
@@ -619,11 +624,11 @@ def walk_forward(
                 hooks[name](retrain.train_rows(returns, first + a * k))
             previous = None
             if infeasible == "keep":
-                previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=kind_of)
+                previous = parts[-1][-1] if parts else torch.zeros(X.shape[-1], device=dev, dtype=X.dtype)
             if mask[a:b].all():
                 parts.append(_allocate_chunked(name, strategy, X[a:b], windows.dates[a:b], previous, chunk))
             else:  # a calendar schedule: evaluate only at its trading dates
-                block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=kind_of)
+                block = torch.zeros(b - a, X.shape[-1], device=dev, dtype=X.dtype)
                 idx = np.flatnonzero(mask[a:b])
                 if len(idx):
                     block[idx] = _allocate_chunked(
@@ -656,16 +661,13 @@ def walk_forward(
     for name, strategy in strategies.items():
         if name in batched:
             continue
-        kind_of = per_strategy.get(name, dtype)
-        if kind_of not in inputs:
-            inputs[kind_of] = windows.X.to(device=dev, dtype=kind_of)
         hook = hooks.get(name)
         refit = None
         if hook is not None and retrain is not None:
             def refit(a: int, hook: FitHook = hook, retrain: RetrainSchedule = retrain) -> None:
                 hook(retrain.train_rows(returns, first + a * k))
         decide = _HoldingDecide(
-            name, strategy, inputs[kind_of], windows.dates, blocks, refit, progress, infeasible  # type: ignore[arg-type]
+            name, strategy, windows_of(name), windows.dates, blocks, refit, progress, infeasible  # type: ignore[arg-type]
         )
         sim = simulate_path(
             decide, holding, as_composite(cost_model), trade=torch.as_tensor(mask), schedule=schedule,
