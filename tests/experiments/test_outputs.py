@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,6 +34,20 @@ def test_markdown_table_rows_digits_and_header() -> None:
     unnamed = _table().rename_axis(None)
     assert markdown_table(unnamed, digits=1).splitlines()[:3] == ["|  | mean | cvar_95 |", "|---|---|---|",
                                                                   "| delta | 1.2 | 2.0 |"]
+
+
+def test_markdown_table_text_booleans_and_index_levels() -> None:
+    table = pd.DataFrame(
+        {"diff": [0.1234, -2.0], "ci": ["0.5 ± 0.1", "x"], "significant": [True, np.False_], "n": [3, 7]},
+        index=pd.MultiIndex.from_tuples([("net", "sharpe"), ("ew", "ret")], names=["strategy", None]),
+    )
+    text = markdown_table(table, digits=2)
+    assert text.splitlines() == [
+        "| strategy |  | diff | ci | significant | n |",
+        "|---|---|---|---|---|---|",
+        "| net | sharpe | 0.12 | 0.5 ± 0.1 | True | 3.00 |",
+        "| ew | ret | -2.00 | x | False | 7.00 |",
+    ]
 
 
 def test_html_page_escapes_the_title_and_places_head_and_body() -> None:

@@ -9,7 +9,7 @@ from scipy import stats as sps
 
 from gradfolio.errors import ConfigError
 from gradfolio.stats import format_summary, paired_differences, seed_summary, t_interval
-from gradfolio.stats.seeds import text_table
+from gradfolio.experiments.outputs import markdown_table
 
 
 @pytest.mark.parametrize("level", [0.95, 0.8])
@@ -48,5 +48,5 @@ def test_summary_and_paired_differences() -> None:
     assert diffs.loc["sharpe", "diff"] == pytest.approx(d.mean())
     assert bool(diffs.loc["sharpe", "significant"]) == (test.pvalue < 0.05)
     assert bool(diffs.loc["ret", "significant"]) is False  # (0.03, -0.03, 0.08): the interval holds 0
-    text = text_table(format_summary(summary))
+    text = markdown_table(format_summary(summary))
     assert "| net | 0.967 ± " in text and "| ew | 0.500 ± 0.000 |" in text

@@ -9,11 +9,13 @@ a rename: nothing half-written is left behind).
 from __future__ import annotations
 
 import html
+import numbers
 import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gradfolio.io import atomic_path
@@ -26,19 +28,26 @@ PAGE_STYLE = (
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A numeric table ``(rows, columns)`` as a GitHub markdown table (index = first column).
+    """A table ``(rows, columns)`` as a GitHub markdown table (the index level(s) as first column(s)).
 
     Parameters
     ----------
     table
-        Numbers only; the index names the rows (e.g. strategies) and its name heads the first column.
+        Numbers are printed with ``digits`` decimals; anything else (strings such as ``"0.5 ± 0.1"``,
+        booleans) as text. Each index level heads a column with its name (blank if unnamed).
     digits
-        Decimals printed for every value.
+        Decimals printed for every number.
     """
-    head = [table.index.name or ""] + [str(c) for c in table.columns]
+
+    def cell(v: object) -> str:
+        number = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+        return f"{v:.{digits}f}" if number else str(v)
+
+    head = [name or "" for name in table.index.names] + [str(c) for c in table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, row in table.iterrows():
-        lines.append("| " + " | ".join([str(name)] + [f"{v:.{digits}f}" for v in row]) + " |")
+    for key, row in zip(table.index, table.itertuples(index=False), strict=True):
+        keys = key if isinstance(key, tuple) else (key,)
+        lines.append("| " + " | ".join([str(k) for k in keys] + [cell(v) for v in row]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -102,13 +102,4 @@ def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 
-def text_table(table: pd.DataFrame) -> str:
-    """Any table (strings allowed) as a GitHub markdown table, the index as first column(s)."""
-    flat = table.reset_index()
-    lines = ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * flat.shape[1]]
-    for row in flat.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["LEVEL", "check_seeds", "t_interval", "seed_summary", "paired_differences", "format_summary", "text_table"]
+__all__ = ["LEVEL", "check_seeds", "t_interval", "seed_summary", "paired_differences", "format_summary"]

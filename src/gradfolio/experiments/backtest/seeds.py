@@ -38,10 +38,10 @@ import pandas as pd
 
 from gradfolio.errors import ConfigError
 from gradfolio.experiments.backtest.config import BacktestConfig
-from gradfolio.experiments.outputs import write_csv
+from gradfolio.experiments.outputs import markdown_table, write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
-from gradfolio.stats.seeds import check_seeds, format_summary, paired_differences, seed_summary, text_table
+from gradfolio.stats.seeds import check_seeds, format_summary, paired_differences, seed_summary
 
 METRICS = ("sharpe_ratio", "annualized_return", "annualized_volatility", "max_drawdown", "annual_turnover", "total_cost")
 """The metrics of :meth:`gradfolio.backtest.BacktestResult.metrics` summarised over seeds."""
@@ -137,12 +137,12 @@ def backtest_seeds(
     write_csv(diffs, root / "differences.csv", index=False)
     text = (f"Mean ± half-width of the 95% Student t interval over {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
             f"the same data, test days and costs for every seed (strategies that do not depend on the seed: "
-            f"half-width 0).\n\n" + text_table(format_summary(summary)))
+            f"half-width 0).\n\n" + markdown_table(format_summary(summary)))
     if len(diffs):
         text += (f"\n\nEach strategy minus {bench}, paired by seed on the same test days (significant: the strategy "
                  "depends on the seed and the 95% t interval over seeds excludes 0; hac_p_max: the largest p-value "
                  "over the seeds of each run's own HAC test of the Sharpe difference over its test days, stats.md):"
-                 "\n\n" + text_table(diffs.set_index(["strategy", "metric"]).drop(columns="baseline")))
+                 "\n\n" + markdown_table(diffs.set_index(["strategy", "metric"]).drop(columns="baseline")))
     atomic_write_text(root / "summary.md", text)
     return per_seed, summary, diffs, root
 

@@ -33,11 +33,10 @@ from gradfolio.experiments.hedging.train import (
     evaluate_agent,
     train_agent,
 )
-from gradfolio.experiments.outputs import write_csv
+from gradfolio.experiments.outputs import markdown_table, write_csv
 from gradfolio.io import atomic_write_text
 from gradfolio.progress import Progress
 from gradfolio.stats.seeds import LEVEL, check_seeds, format_summary, paired_differences, seed_summary, t_interval
-from gradfolio.stats.seeds import text_table as _text_table
 from gradfolio.tracking import Tracker
 
 def train_seeds(
@@ -87,9 +86,9 @@ def train_seeds(
     text = (f"Mean ± half-width of the 95% Student t interval over {n} training seeds ({', '.join(map(str, seeds))}); "
             f"test: {config.evaluation.n_episodes} episode(s) x {config.evaluation.n_paths} paths from seed "
             f"{config.evaluation.seed}, the same for every seed (baselines: half-width 0).\n\n"
-            + _text_table(format_summary(summary))
+            + markdown_table(format_summary(summary))
             + f"\n\n{config.agent_name} minus each baseline, paired by seed (significant: the 95% t interval excludes 0):\n\n"
-            + _text_table(diffs.set_index(["baseline", "metric"])))
+            + markdown_table(diffs.set_index(["baseline", "metric"])))
     atomic_write_text(root / "summary.md", text)
     return per_seed, summary, root
 
