@@ -89,6 +89,12 @@ class TrainerConfig(BaseModel):
         Seed of the networks, the exploration noise, the minibatches and the training episodes.
     device, dtype
         Where and in which precision the environment, buffer and networks live.
+    threads
+        Torch intra-op threads while the run trains and tests (``None``: torch's setting, i.e. the
+        machine's core count). Default 1: the networks and batches are small, so a second thread
+        gains little, and a fixed count makes the trained agent independent of the machine's core
+        count (a different count changes the order of floating-point sums, hence the agent; see
+        docs/hedging_agent.md, Reproducibility). Not part of the checkpoint's fingerprint.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -110,6 +116,7 @@ class TrainerConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    threads: int | None = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> TrainerConfig:
@@ -122,9 +129,9 @@ class TrainerConfig(BaseModel):
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`gradfolio.hedging.rl.Trainer` (every field but those
-        that say how to build the environments: ``n_paths``, ``val_paths``, ``device``, ``dtype``;
-        ``transitions_per_update`` only when set)."""
-        kwargs = self.model_dump(exclude={"n_paths", "val_paths", "device", "dtype"})
+        that say how to build the environments: ``n_paths``, ``val_paths``, ``device``, ``dtype``, and
+        ``threads``, which the run applies around training; ``transitions_per_update`` only when set)."""
+        kwargs = self.model_dump(exclude={"n_paths", "val_paths", "device", "dtype", "threads"})
         if kwargs["transitions_per_update"] is None:  # the Trainer's default; left out like Trainer.settings()
             del kwargs["transitions_per_update"]
         return kwargs

@@ -55,6 +55,7 @@ from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
 from gradfolio.hedging.rl.training import Trainer, make_agent, make_env
 from gradfolio.progress import Progress
 from gradfolio.seeding import resolve_device
+from gradfolio.threads import intra_op_threads
 from gradfolio.tracking import NullTracker, Tracker
 
 AGENT_FILE = "agent.pt"
@@ -182,7 +183,7 @@ def train_agent(
         trainer.load()
     elif trainer.checkpoint_path is not None and trainer.checkpoint_path.exists():
         raise ConfigError(f"{trainer.checkpoint_path} exists; pass --resume to continue it or choose a new --out folder.")
-    with RunFolder(out, "hedge") as run_folder:
+    with RunFolder(out, "hedge") as run_folder, intra_op_threads(config.trainer.threads):
         tracker.log_params(run_params(config))
         agent = trainer.train()
         # the outputs are staged and published at once: a kill until here leaves the previous run
@@ -239,7 +240,8 @@ def evaluate_agent(
     ev = config.evaluation
     env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
     policies = {**baseline_policies(env, ev.strategies), config.agent_name: agent.policy}
-    results = evaluate_policies(env, policies, ev.n_episodes, ev.seed)
+    with intra_op_threads(config.trainer.threads):
+        results = evaluate_policies(env, policies, ev.n_episodes, ev.seed)
     table = metrics_table(results, ev.level, ev.risk_aversion)
     if run_dir is not None:
         write_hedge_run(run_dir, config, table, results, title=f"{config.agent_name.upper()} vs baselines", add=True)

@@ -20,13 +20,10 @@ of the same process while it runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
-import torch
-
 from gradfolio.errors import ConfigError
+from gradfolio.threads import intra_op_threads
 
 #: Work ``B * n^2`` below which a solve runs on one intra-op thread: every size of the solver
 #: benchmark (up to 750 variables, i.e. n = 250 with leverage and turnover, at batch 256). The
@@ -51,20 +48,6 @@ def auto_threads(batch: int, n: int, setting: Threads = "auto") -> int | None:
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ConfigError(f"QPSettings.threads={setting!r}; use 'auto', None (torch's setting) or a positive integer.")
     return setting
-
-
-@contextmanager
-def intra_op_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` intra-op threads (``None``: unchanged), then restore the previous count."""
-    before = torch.get_num_threads()
-    if count is None or count == before:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 __all__ = ["SMALL_WORK", "Threads", "auto_threads", "intra_op_threads"]
