@@ -50,6 +50,22 @@ def test_finished_jobs_are_read_back_and_changed_configs_rerun(tmp_path):
     assert not (tmp_path / "j2" / "stale.bin").exists()
 
 
+def test_clear_stale_false_leaves_another_configs_folder_to_the_job(tmp_path):
+    """``clear_stale=False`` (the seeds of ``hedge train --seeds``): a changed config still reruns, but
+    the folder keeps what the earlier config left (the job resumes or refuses by itself)."""
+    CALLS.clear()
+    job = Job(str(tmp_path / "j"), {"x": 2.5, "xs": [1]})
+    assert run_tasks(square_sum, [job], executor="serial", clear_stale=False) == [{"square": 6.25, "sum": 1}]
+    (tmp_path / "j" / "checkpoint.pt").write_text("earlier training")
+    changed = Job(job.folder, {"x": -3.0, "xs": [4, 5]})
+    assert run_tasks(square_sum, [changed], executor="serial", clear_stale=False) == [{"square": 9.0, "sum": 9}]
+    assert len(CALLS) == 2 and (tmp_path / "j" / "checkpoint.pt").read_text() == "earlier training"
+    assert read_result(changed) == (True, {"square": 9.0, "sum": 9})
+    # the default empties it
+    run_tasks(square_sum, [job], executor="serial")
+    assert not (tmp_path / "j" / "checkpoint.pt").exists() and len(CALLS) == 3
+
+
 def test_a_killed_run_resumes_without_redoing_finished_jobs(tmp_path):
     CALLS.clear()
     jobs = [Job(str(tmp_path / f"j{i}"), {"x": float(i), "xs": [i], "fail": i == 2}) for i in range(4)]

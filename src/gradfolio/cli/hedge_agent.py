@@ -65,6 +65,12 @@ def train(
     seeds: str = typer.Option(None, "--seeds", help="Train one agent per seed, e.g. '0 1 2 3 4' (or 0,1,2): "
                               "mean and 95% t interval over seeds; each in <out>/seed_<s>."),
     test_episodes: int = typer.Option(None, "--test-episodes", help="Test episodes (seeds evaluation.seed ..)."),
+    threads: int = typer.Option(None, "--threads", help="Torch intra-op threads of the training (default 1: "
+                                "the agent does not depend on the machine's core count)."),
+    serial: bool = typer.Option(False, "--serial", help="With --seeds: train the seeds one after the other in this "
+                                "process (progress bars) instead of one Ray task each."),
+    num_cpus: int = typer.Option(None, "--num-cpus", help="With --seeds: CPUs of the local Ray (default: all)."),
+    address: str = typer.Option(None, "--address", help="With --seeds: Ray cluster address (default: a local Ray)."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate against the baselines after training."),
     track: bool = typer.Option(False, "--track/--no-track", help="Log the run to MLflow."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -78,11 +84,14 @@ def train(
         "--episodes": ("trainer.n_episodes", episodes), "--paths": ("trainer.n_paths", paths),
         "--batch-size": ("trainer.batch_size", batch_size), "--device": ("trainer.device", device),
         "--dtype": ("trainer.dtype", dtype), "--seed": ("trainer.seed", seed),
-        "--test-episodes": ("evaluation.n_episodes", test_episodes),
+        "--test-episodes": ("evaluation.n_episodes", test_episodes), "--threads": ("trainer.threads", threads),
     })
     if seeds is not None:
-        _train_seeds(cfg, _parse_seeds(seeds, seed), out, resume, track, progress)
+        ray_options = {"executor": "serial" if serial else "ray", "num_cpus": num_cpus, "address": address}
+        _train_seeds(cfg, _parse_seeds(seeds, seed), out, resume, track, progress, ray_options)
         return
+    if serial or num_cpus is not None or address is not None:
+        raise ConfigError("--serial, --num-cpus and --address go with --seeds (one Ray task per seed).")
     with MlflowTracker("gradfolio-hedge", run_name=f"train-{cfg.agent_name}") if track else NullTracker() as tracker:
         with progress_bars(console, enabled=progress) as bars:
             agent, run_dir = train_agent(cfg, out, resume=resume, tracker=tracker, progress=bars)
@@ -100,13 +109,17 @@ def _parse_seeds(text: str, seed: int | None) -> list[int]:
     return parse_seeds(text)
 
 
-def _train_seeds(cfg: Any, seeds: list[int], out: Path | None, resume: bool, track: bool, progress: bool) -> None:
+def _train_seeds(cfg: Any, seeds: list[int], out: Path | None, resume: bool, track: bool, progress: bool,
+                 ray_options: dict[str, Any]) -> None:
     from gradfolio.experiments.hedging.seeds import format_summary, train_seeds
     from gradfolio.tracking import MlflowTracker, NullTracker
 
     with MlflowTracker("gradfolio-hedge", run_name=f"seeds-{cfg.agent_name}") if track else NullTracker() as tracker:
-        with progress_bars(console, enabled=progress) as bars:
-            _, summary, root = train_seeds(cfg, seeds, out, resume=resume, tracker=tracker, progress=bars)
+        if ray_options["executor"] == "ray":
+            console.print(f"training {len(seeds)} seeds as Ray tasks ({cfg.trainer.threads or 'all'} thread(s) each); "
+                          "--serial shows progress bars")
+        with progress_bars(console, enabled=progress and ray_options["executor"] == "serial") as bars:
+            _, summary, root = train_seeds(cfg, seeds, out, resume=resume, tracker=tracker, progress=bars, **ray_options)
     view = format_summary(summary)
     view.index.name = "strategy"
     table = Table(title=f"Test P&L, mean ± 95% t interval over {len(seeds)} training seeds")

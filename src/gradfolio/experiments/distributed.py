@@ -111,22 +111,24 @@ def read_result(job: Job) -> tuple[bool, Any]:
     return False, None
 
 
-def _prepare(folder: Path, key: str) -> None:
-    """Empty ``folder`` unless it was started for the same fingerprint; then mark it with ``job.json``."""
+def _prepare(folder: Path, key: str, clear_stale: bool = True) -> None:
+    """Empty ``folder`` unless it was started for the same fingerprint (or ``clear_stale`` is false);
+    then mark it with ``job.json``."""
     try:
         started = json.loads((folder / JOB_FILE).read_text(encoding="utf-8")).get("fingerprint")
     except (OSError, ValueError, AttributeError):
         started = None
-    if started != key and folder.exists() and any(folder.iterdir()):
+    if clear_stale and started != key and folder.exists() and any(folder.iterdir()):
         shutil.rmtree(folder)  # another config's (or an unmarked) folder: nothing in it may be reused
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / JOB_FILE, {"fingerprint": key})
 
 
-def run_job(fn: Callable[[Any, str], Any], config: Any, folder: str, threads: int | None = None) -> Any:
+def run_job(fn: Callable[[Any, str], Any], config: Any, folder: str, threads: int | None = None,
+            clear_stale: bool = True) -> Any:
     """Run one job in this process (a Ray worker or the driver) and write its ``result.json``.
 
-    ``threads`` sets torch's intra-op threads of the process first.
+    ``threads`` sets torch's intra-op threads of the process first; ``clear_stale`` as in :func:`run_tasks`.
     """
     if threads is not None:
         import torch
@@ -134,7 +136,7 @@ def run_job(fn: Callable[[Any, str], Any], config: Any, folder: str, threads: in
         torch.set_num_threads(threads)
     key = fingerprint(config)
     path = Path(folder)
-    _prepare(path, key)
+    _prepare(path, key, clear_stale)
     result = fn(config, str(path))
     try:
         atomic_write_json(path / RESULT_FILE, {"fingerprint": key, "result": result})
@@ -153,6 +155,7 @@ def run_tasks(
     gpus_per_task: float = 0.0,
     threads_per_task: int = 1,
     root: str | os.PathLike[str] | None = None,
+    clear_stale: bool = True,
 ) -> list[Any]:
     """``fn(job.config, job.folder)`` for every job, in order; finished jobs are read back.
 
@@ -175,6 +178,11 @@ def run_tasks(
         Torch threads of each task (and CPUs each Ray task reserves).
     root
         When given, every job folder must lie under it (:func:`check_under`).
+    clear_stale
+        Empty a job folder that was started for another config before running the job (``True``,
+        the sweep's rule: nothing of another config is reused). ``False`` leaves the folder to
+        ``fn``, e.g. a trainer that resumes or refuses by its own checkpoint's fingerprint (the
+        seeds of ``gradfolio hedge train --seeds``, where ``--resume --episodes`` continues a run).
 
     Returns
     -------
@@ -203,7 +211,7 @@ def run_tasks(
         return results
     if executor == "serial":
         for i in todo:
-            results[i] = run_job(fn, jobs[i].config, folders[i])
+            results[i] = run_job(fn, jobs[i].config, folders[i], clear_stale=clear_stale)
         return results
     import ray
 
@@ -213,7 +221,7 @@ def run_tasks(
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         task = ray.remote(run_job).options(num_cpus=threads_per_task, num_gpus=gpus_per_task)
-        refs = [task.remote(fn, jobs[i].config, folders[i], threads_per_task) for i in todo]
+        refs = [task.remote(fn, jobs[i].config, folders[i], threads_per_task, clear_stale) for i in todo]
         for i, value in zip(todo, ray.get(refs), strict=True):
             results[i] = value
     finally:

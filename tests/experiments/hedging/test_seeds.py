@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from gradfolio.experiments.hedging.seeds import (
     paired_differences,
     seed_summary,
     t_interval,
+    train_seeds,
 )
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig
 
@@ -62,7 +65,7 @@ def test_cli_trains_two_seeds_and_reports_mean_and_interval(tmp_path, tiny_hedge
     dump_config(cfg, tmp_path / "cfg.yaml")
     out = tmp_path / "seeds"
     res = CliRunner().invoke(app, ["hedge", "train", "--config", str(tmp_path / "cfg.yaml"), "--out", str(out),
-                                   "--seeds", "3 7", "--no-progress"])
+                                   "--seeds", "3 7", "--serial", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "95% t interval over 2 training seeds" in res.output
     per_seed = pd.read_csv(out / "seeds.csv")
@@ -81,3 +84,59 @@ def test_cli_trains_two_seeds_and_reports_mean_and_interval(tmp_path, tiny_hedge
     assert res.exit_code == 2 and "--seeds '0 x'" in res.output
     res = CliRunner().invoke(app, ["hedge", "train", "--seeds", "4", "--out", str(tmp_path / "bad")])
     assert res.exit_code == 2 and "two or more distinct seeds" in res.output
+    res = CliRunner().invoke(app, ["hedge", "train", "--num-cpus", "2", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "go with --seeds" in res.output
+    res = CliRunner().invoke(app, ["hedge", "train", "--threads", "0", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "--threads" in res.output and "trainer.threads" in res.output
+
+
+def _seed_config(tiny_hedge, **trainer):
+    trainer = {"n_episodes": 3, "eval_every": 0, "checkpoint_every": 0, **trainer}
+    return HedgeTrainingConfig(env=tiny_hedge.env, agent=tiny_hedge.agent, trainer=tiny_hedge.trainer(**trainer),
+                               evaluation=EvaluationConfig(n_paths=16, n_episodes=1, strategies=["delta"]))
+
+
+def test_seeds_through_ray_equal_the_serial_seeds_bit_for_bit(tmp_path, tiny_hedge):
+    """One Ray task per seed (1 thread each) gives every seed's test row exactly as the serial run
+    in this process (1 thread) does; a finished seed is read back, not retrained."""
+    cfg = _seed_config(tiny_hedge)
+    serial, serial_summary, _ = train_seeds(cfg, [5, 2], tmp_path / "serial", executor="serial")
+    ray_rows, ray_summary, root = train_seeds(cfg, [5, 2], tmp_path / "ray", executor="ray", num_cpus=1)
+    pd.testing.assert_frame_equal(ray_rows, serial, check_exact=True)
+    pd.testing.assert_frame_equal(ray_summary, serial_summary, check_exact=True)
+    assert serial.query("seed == 5 and strategy == 'anaddh'")["cvar_95"].item() != \
+        serial.query("seed == 2 and strategy == 'anaddh'")["cvar_95"].item()
+    assert (root / "seed_2" / "result.json").is_file() and (root / "seed_5" / "agent.pt").is_file()
+    stamp = (root / "seed_2" / "agent.pt").stat().st_mtime_ns
+    again, _, _ = train_seeds(cfg, [5, 2], root, resume=True, executor="ray", num_cpus=1)
+    pd.testing.assert_frame_equal(again, ray_rows, check_exact=True)
+    assert (root / "seed_2" / "agent.pt").stat().st_mtime_ns == stamp  # read back
+
+
+def test_seed_folders_with_checkpoints_need_resume_which_continues_them(tmp_path, tiny_hedge):
+    cfg = _seed_config(tiny_hedge, checkpoint_every=1000)  # a checkpoint at the end
+    train_seeds(cfg, [1, 4], tmp_path, executor="serial")
+    with pytest.raises(ConfigError, match=r"seed_1.checkpoint.pt exists; pass --resume"):
+        train_seeds(cfg, [1, 4], tmp_path, executor="serial")
+    before = pd.read_csv(tmp_path / "seed_4" / "history.csv")
+    longer = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"n_episodes": 5})})
+    train_seeds(longer, [1, 4, 9], tmp_path, resume=True, executor="serial")  # 1, 4 continue; 9 starts
+    for s in (1, 4, 9):
+        assert len(pd.read_csv(tmp_path / f"seed_{s}" / "history.csv")) == 5
+    after = pd.read_csv(tmp_path / "seed_4" / "history.csv")
+    pd.testing.assert_frame_equal(after.iloc[:3], before)  # continued from its checkpoint, not retrained
+    assert sorted(pd.read_csv(tmp_path / "seeds.csv")["seed"].unique()) == [1, 4, 9]
+
+
+def test_training_runs_on_trainer_threads_and_restores_the_count(tmp_path, tiny_hedge):
+    """``trainer.threads`` holds while the agent trains (seen from the progress callback); torch's
+    count is back afterwards; ``None`` leaves it alone."""
+    from gradfolio.experiments.hedging.train import train_agent
+
+    seen: list[int] = []
+    for threads, out in ((2, "two"), (None, "none")):
+        cfg = _seed_config(tiny_hedge, threads=threads)
+        train_agent(cfg, tmp_path / out, progress=lambda *a, **k: seen.append(torch.get_num_threads()))
+        assert torch.get_num_threads() == 1  # the one_torch_thread fixture's count, restored
+    assert set(seen[:3]) == {2} and set(seen[3:]) == {1}
+    assert len(seen) == 6

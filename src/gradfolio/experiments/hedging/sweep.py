@@ -50,6 +50,7 @@ from gradfolio.experiments.distributed import (
 )
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig
 from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_csv
+from gradfolio.hedging.rl.training import CHECKPOINT_NAME
 from gradfolio.io import atomic_write_text
 
 AgentName = Literal["gvdh", "anaddh"]
@@ -157,7 +158,7 @@ def run_point(config: dict[str, Any], run_dir: str) -> dict[str, dict[str, float
 
     out = Path(run_dir)
     cfg = HedgeTrainingConfig.model_validate(config)
-    agent, _ = train_agent(cfg, out, resume=(out / "checkpoint.pt").is_file())
+    agent, _ = train_agent(cfg, out, resume=(out / CHECKPOINT_NAME).is_file())
     table, _ = evaluate_agent(agent, cfg, out)
     return {str(k): {str(m): float(v) for m, v in row.items()} for k, row in table.to_dict(orient="index").items()}
 
