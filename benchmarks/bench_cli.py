@@ -9,11 +9,10 @@ Prints, best of ``--repeats``, seconds:
   the artifacts, ending it), its PNG cost (:func:`~gradfolio.experiments.backtest.report.write_pngs`)
   and the rest, wall-clock — once with the defaults and once with ``tracking: false`` and ``figures: false``.
 
-Usage: ``python benchmarks/bench_cli.py [--repeats R] [--skip-backtest]``
+Usage: ``python benchmarks/bench_cli.py [--repeats R] [--skip-backtest] [--device cuda]``
 (``PYTHONPATH=src``, ``OMP_NUM_THREADS=1`` on a shared machine).
-It takes no ``--device``: it times process start-up, imports, argument errors and the MLflow and
-PNG costs of a 1-epoch backtest with the demo config's CPU device, none of which an accelerator
-changes.
+``--device cuda`` runs the 1-epoch backtest on the GPU (the config's ``device``); the start-up,
+import and argument-error rows do not depend on it.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from benchutil import device_arg
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -48,7 +49,7 @@ def process_time(args: list[str], repeats: int) -> tuple[float, float]:
     return wall, cpu
 
 
-def backtest_costs(tracking: bool, figures: bool, store: Path) -> dict[str, float]:
+def backtest_costs(tracking: bool, figures: bool, store: Path, device: str = "cpu") -> dict[str, float]:
     """Seconds (wall and CPU) of a 1-epoch quick backtest: total, MLflow and PNG parts (timed by wrapping the functions).
 
     MLflow writes to the SQLite file ``store``: a fresh one pays for creating the schema.
@@ -87,6 +88,7 @@ def backtest_costs(tracking: bool, figures: bool, store: Path) -> dict[str, floa
                 "tracking": tracking,
                 "tracking_uri": f"sqlite:///{store}",
                 "figures": figures,
+                "device": device,
             })
             start, cpu = time.perf_counter(), time.process_time()
             run.run_backtest(config)
@@ -105,7 +107,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-backtest", action="store_true")
+    parser.add_argument("--device", default="cpu", help="device of the 1-epoch backtest (cpu or cuda)")
     args = parser.parse_args()
+    device = str(device_arg(args.device))
     rows = {
         "gradfolio --help": ["-m", "gradfolio", "--help"],
         "gradfolio backtest --no-such-option": ["-m", "gradfolio", "backtest", "--no-such-option"],
@@ -121,10 +125,10 @@ def main() -> int:
         print(f"{'tracking/figures':32s} {'total':>13s} {'MLflow':>13s} {'PNG':>13s} {'share':>6s}")
         with tempfile.TemporaryDirectory() as tmp:
             store = Path(tmp) / "mlflow.db"
-            backtest_costs(False, False, store)  # warm-up: data and imports cached
+            backtest_costs(False, False, store, device)  # warm-up: data and imports cached
             cases = (("on/on, fresh MLflow store", True, True), ("on/on, existing store", True, True), ("off/off", False, False))
             for label, tracking, figures in cases:
-                t = backtest_costs(tracking, figures, store)
+                t = backtest_costs(tracking, figures, store, device)
                 share = (t.get("mlflow_cpu", 0.0) + t.get("png_cpu", 0.0)) / t["total_cpu"]
                 print(f"{label:32s} {_cell(t, 'total')} {_cell(t, 'mlflow')} {_cell(t, 'png')} {share:6.1%}")
         print("share: MLflow + PNG CPU time over the backtest's CPU time")
