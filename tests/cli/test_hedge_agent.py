@@ -1,5 +1,5 @@
 """`gradfolio hedge train | evaluate | sweep`: train, evaluate and resume, one line on a bad option, a
-sweep on one experiment, MLflow tracking of an evaluation."""
+sweep on one experiment (and over seeds), MLflow tracking of an evaluation."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ def test_cli_train_evaluate_and_resume(tmp_path, tiny_hedge):
          "option --episodes: field 'trainer.n_episodes': Input should be greater than or equal to 1 (got 0)"),
         (["sweep", "--num-cpus", "0", "--serial"],
          "option --num-cpus: field 'num_cpus': Input should be greater than or equal to 1 (got 0)"),
+        (["sweep", "--seeds", "0 x", "--serial"],
+         "--seeds '0 x': pass integers separated by spaces or commas, e.g. --seeds '0 1 2'."),
+        (["sweep", "--seeds", "1,1", "--serial"],
+         "option --seeds: field 'seeds': Value error, --seeds 1 1: pass two or more distinct seeds >= 0"),
     ],
 )
 def test_cli_bad_options_give_one_line_naming_the_option(tmp_path, args, message, tiny_hedge):
@@ -95,6 +99,24 @@ def test_cli_sweep_on_one_experiment(tmp_path, tiny_hedge):
     assert len(pd.read_csv(point / "history.csv")) == 2
     metrics = json.loads((point / "metrics.json").read_text())
     assert table.set_index("strategy").loc["anaddh", "cvar_95"] == pytest.approx(metrics["anaddh"]["cvar_95"])
+
+
+def test_cli_sweep_with_seeds_prints_mean_and_interval(tmp_path, tiny_hedge):
+    """`hedge sweep --seeds "0 1"`: one point trained per seed, the printed table shows
+    ``mean ± half-width`` cells, the written config keeps the seeds."""
+    experiments = {"cost": {"0.2%": {"env.cost": 0.002}}}
+    dump_config(SweepConfig(base=tiny_hedge.run, agents=["gvdh"], experiments=experiments), tmp_path / "sweep.yaml")
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(app, ["hedge", "sweep", "--config", str(tmp_path / "sweep.yaml"), "--out", str(out),
+                                   "--seeds", "0 1", "--serial"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert load_config(SweepConfig, out / "sweep.yaml").seeds == [0, 1]
+    table = pd.read_csv(out / "results.csv").set_index("strategy")
+    assert len(pd.read_csv(out / "results_seeds.csv")) == 4 * 2
+    row = table.loc["gvdh"]
+    assert "95% t interval over 2 training seeds" in res.output
+    assert f"{row['cvar_95']:.3f} ± {row['cvar_95_ci']:.3f}" in res.output
+    assert {p.parent.name for p in (out / "points").rglob("agent.pt")} == {"seed_0", "seed_1"}
 
 
 def test_cli_evaluate_track_logs_to_mlflow(tmp_path, monkeypatch, tiny_hedge):

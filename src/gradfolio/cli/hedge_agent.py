@@ -165,6 +165,8 @@ def sweep(
     only: list[str] = typer.Option(None, "--only", help="Run only these experiments (repeatable)."),
     serial: bool = typer.Option(False, "--serial", help="Run the points one by one in this process (no Ray)."),
     gpus_per_point: float = typer.Option(None, "--gpus-per-point", help="GPUs reserved per point (e.g. 0.25)."),
+    seeds: str = typer.Option(None, "--seeds", help="Train every point once per seed, e.g. '0 1 2' (or 0,1,2): "
+                              "mean and 95% t interval over seeds; each in <point>/seed_<s>."),
 ) -> None:
     """Train and evaluate GVDH and ANADDH over the paper's grids through Ray; write tables and figures."""
     from gradfolio.experiments.hedging.sweep import load_sweep_config, run_sweep
@@ -179,9 +181,17 @@ def sweep(
         "--address": ("address", address), "--num-cpus": ("num_cpus", num_cpus),
         "--serial": ("executor", "serial" if serial else None), "--gpus-per-point": ("gpus_per_point", gpus_per_point),
         "--only": ("experiments", {k: v for k, v in cfg.experiments.items() if k in only} if only else None),
+        "--seeds": ("seeds", parse_seeds(seeds) if seeds is not None else None),
     })
     table, sweep_dir = run_sweep(cfg, out)
-    _print_table(table.set_index("strategy"), "Sweep results")
+    if cfg.seeds is None:
+        _print_table(table.set_index("strategy"), "Sweep results")
+    else:
+        from gradfolio.stats.seeds import format_summary
+
+        keys = ["experiment", "setting", "strategy"]
+        view = format_summary(table.set_index(keys).drop(columns="n_seeds")).reset_index(keys[:2])
+        _print_table(view, f"Sweep results, mean ± 95% t interval over {len(cfg.seeds)} training seeds")
     console.print(f"results: {sweep_dir / 'results.md'}")
 
 

@@ -1,5 +1,6 @@
 """Sweeps of RL hedge trainings: overrides validated, every distinct point trained once, a two-point
-Ray sweep equal to the serial run."""
+Ray sweep equal to the serial run; with seeds, every distinct point trained once per seed and
+summarised as mean and 95% t interval."""
 
 from __future__ import annotations
 
@@ -79,3 +80,66 @@ def test_sweep_names_cannot_escape_the_sweep_folder(tmp_path, tiny_hedge):
     assert "sigma0: 0.5" in (point / "config.yaml").read_text()
     with pytest.raises(ConfigError, match="both write to"):
         run_sweep(cfg.model_copy(update={"experiments": {"e": {"a/b": {"env.cost": 0.001}, "a_b": {}}}}), sweep)
+
+
+def test_sweep_with_seeds_reports_mean_and_t_interval(tmp_path, tiny_hedge):
+    """Two training seeds: every distinct point trained once per seed (the repeated base setting
+    too, once per seed), the summary is the mean and 95% t interval of the per-seed rows (baselines:
+    half-width 0), seed 0 is the same training as a sweep without seeds at base seed 0, and a rerun
+    reads every job back."""
+    from scipy import stats
+
+    experiments = {"cost": {"0.2%": {"env.cost": 0.002}, "base": {}}, "again": {"base": {}}}
+    base = apply_overrides(tiny_hedge.run, {"trainer.seed": 7}, "test")  # replaced by each seed
+    cfg = SweepConfig(base=base, agents=["anaddh"], experiments=experiments, executor="serial", seeds=[0, 1])
+    sweep = tmp_path / "sweep"
+    table, sweep_dir = run_sweep(cfg, sweep)
+    # 2 distinct points x 2 seeds, each in its seed folder; "again: base" is read from "cost: base"
+    trained = sorted(p.relative_to(sweep / "points").parent.as_posix() for p in (sweep / "points").rglob("agent.pt"))
+    assert trained == ["cost/0.2_/anaddh/seed_0", "cost/0.2_/anaddh/seed_1", "cost/base/anaddh/seed_0",
+                       "cost/base/anaddh/seed_1"]
+    per_seed = pd.read_csv(sweep_dir / "results_seeds.csv")
+    assert list(per_seed.columns[:4]) == ["experiment", "setting", "strategy", "seed"]
+    assert len(per_seed) == 3 * 4 * 2 and list(per_seed["seed"][:4]) == [0, 1, 0, 1]
+    assert list(table.columns[:5]) == ["experiment", "setting", "strategy", "mean", "mean_ci"]
+    assert list(table.columns[-1:]) == ["n_seeds"] and (table["n_seeds"] == 2).all() and len(table) == 3 * 4
+    pd.testing.assert_frame_equal(pd.read_csv(sweep_dir / "results.csv"), table, check_dtype=False)
+    for (exp, setting), _ in table.groupby(["experiment", "setting"]):
+        rows = per_seed[(per_seed.experiment == exp) & (per_seed.setting == setting)].set_index(["strategy", "seed"])
+        summary = table[(table.experiment == exp) & (table.setting == setting)].set_index("strategy")
+        for metric in ("mean_std", "cvar_95", "cost"):
+            values = rows.loc["anaddh", metric].to_numpy()
+            lo, hi = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+            assert summary.loc["anaddh", metric] == pytest.approx(values.mean(), rel=1e-9)
+            assert summary.loc["anaddh", f"{metric}_ci"] == pytest.approx((hi - lo) / 2, rel=1e-9)
+            assert summary.loc["anaddh", f"{metric}_ci"] > 0  # the seeds train different agents
+            assert summary.loc["delta_gamma", f"{metric}_ci"] == 0.0
+            assert (rows.loc["delta_gamma", metric] == summary.loc["delta_gamma", metric]).all()
+    again = table[table.experiment == "again"].drop(columns="experiment").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, table[(table.experiment == "cost") & (table.setting == "base")]
+                                  .drop(columns="experiment").reset_index(drop=True))
+    text = (sweep_dir / "results.md").read_text()
+    assert "95% Student t interval over 2 training seeds (0, 1)" in text and "### again: base" in text
+    cvar = table.set_index(["experiment", "setting", "strategy"]).loc[("cost", "0.2%", "anaddh")]
+    assert f"{cvar['cvar_95']:.3f} ± {cvar['cvar_95_ci']:.3f}" in text
+    assert (sweep_dir / "fig_cost.png").is_file() and (sweep_dir / "fig_again.png").is_file()
+    # seed 0 is the training of a sweep without seeds whose base seed is 0
+    single = cfg.model_copy(update={"seeds": None, "experiments": {"cost": {"0.2%": {"env.cost": 0.002}}},
+                                    "base": apply_overrides(base, {"trainer.seed": 0}, "test")})
+    plain, plain_dir = run_sweep(single, tmp_path / "plain")
+    assert (plain_dir / "points" / "cost" / "0.2_" / "anaddh" / "agent.pt").is_file()
+    assert not (plain_dir / "results_seeds.csv").exists()
+    seed0 = per_seed[(per_seed.setting == "0.2%") & (per_seed.seed == 0)].drop(columns="seed").reset_index(drop=True)
+    pd.testing.assert_frame_equal(seed0, plain, check_exact=False, rtol=1e-12)
+    # a rerun trains nothing: every job is read back
+    stamps = {p: p.stat().st_mtime_ns for p in (sweep / "points").rglob("agent.pt")}
+    again_table, _ = run_sweep(cfg, sweep)
+    assert {p: p.stat().st_mtime_ns for p in (sweep / "points").rglob("agent.pt")} == stamps
+    pd.testing.assert_frame_equal(again_table, table)
+
+
+def test_sweep_seeds_are_validated(tiny_hedge):
+    for seeds in ([0], [1, 1], [0, -1]):
+        with pytest.raises(ValueError, match="two or more distinct seeds"):
+            SweepConfig(base=tiny_hedge.run, seeds=seeds)
+    assert SweepConfig(base=tiny_hedge.run).seeds is None

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
         results_table,
         run_point,
         run_sweep,
+        seed_summary_table,
+        seeds_table,
         write_results,
     )
     from gradfolio.experiments.hedging.seeds import paired_differences, seed_summary, t_interval, train_seeds
@@ -63,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "results_table": "sweep",
     "run_point": "sweep",
     "run_sweep": "sweep",
+    "seeds_table": "sweep",
+    "seed_summary_table": "sweep",
     "write_results": "sweep",
     "train_seeds": "seeds",
     "seed_summary": "seeds",
