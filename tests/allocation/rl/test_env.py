@@ -51,7 +51,10 @@ def test_episode_equals_walk_forward(market: pd.DataFrame) -> None:
     nets, wealth, befores = [], [], []
     for p in range(env.H):
         seen_X, seen_before, seen_prev = strat.seen[p]
-        assert torch.equal(X, seen_X) and torch.equal(before, seen_before)  # the observation, exactly
+        assert torch.equal(X, seen_X)  # the observation, exactly
+        # the drifted weights to the last bit or two: the env and the backtest form them with other
+        # tensor operations, whose rounding depends on the CPU's kernels (AVX-512 vs AVX2 MKL)
+        torch.testing.assert_close(before, seen_before, rtol=0, atol=1e-15)
         assert torch.equal(env.previous, seen_prev)
         (X, before), reward, done, info = env.step(W[p : p + 1])
         nets.append(info["net"][0])
