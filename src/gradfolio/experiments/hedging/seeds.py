@@ -44,6 +44,7 @@ from gradfolio.progress import Progress
 from gradfolio.stats.seeds import LEVEL, check_seeds, format_summary, paired_differences, seed_summary, t_interval
 from gradfolio.tracking import Tracker
 
+
 def run_seed(config: dict[str, Any], run_dir: str) -> dict[str, list[Any]]:
     """Train one seed in ``run_dir`` (resuming from its ``checkpoint.pt`` when there is one) and test
     it; the test table as ``{"columns": [...], "rows": [[strategy, metric, ...], ...]}`` (lists keep
