@@ -35,6 +35,7 @@ from gradfolio.experiments.distributed import Executor, Job, run_tasks
 from gradfolio.experiments.hedging.train import (
     HedgeTrainingConfig,
     evaluate_agent,
+    seeded,
     train_agent,
 )
 from gradfolio.experiments.outputs import markdown_table, write_csv
@@ -45,6 +46,15 @@ from gradfolio.stats.seeds import LEVEL, check_seeds, format_summary, paired_dif
 from gradfolio.tracking import Tracker
 
 
+def _train_and_test(config: HedgeTrainingConfig, folder: Path, tracker: Tracker | None = None,
+                    progress: Progress | None = None) -> pd.DataFrame:
+    """Train one seed in ``folder`` (resuming from its checkpoint when there is one), test it; the test table."""
+    agent, run_dir = train_agent(config, folder, resume=(folder / CHECKPOINT_NAME).is_file(), tracker=tracker,
+                                 progress=progress)
+    table, _ = evaluate_agent(agent, config, run_dir)
+    return table
+
+
 def run_seed(config: dict[str, Any], run_dir: str) -> dict[str, list[Any]]:
     """Train one seed in ``run_dir`` (resuming from its ``checkpoint.pt`` when there is one) and test
     it; the test table as ``{"columns": [...], "rows": [[strategy, metric, ...], ...]}`` (lists keep
@@ -52,11 +62,7 @@ def run_seed(config: dict[str, Any], run_dir: str) -> dict[str, list[Any]]:
 
     The job function of :func:`train_seeds` through Ray (module level, so Ray can ship it).
     """
-    cfg = HedgeTrainingConfig.model_validate(config)
-    out = Path(run_dir)
-    agent, _ = train_agent(cfg, out, resume=(out / CHECKPOINT_NAME).is_file())
-    table, _ = evaluate_agent(agent, cfg, out)
-    flat = table.reset_index()
+    flat = _train_and_test(HedgeTrainingConfig.model_validate(config), Path(run_dir)).reset_index()
     return {"columns": [str(c) for c in flat.columns],
             "rows": [[str(row[0]), *map(float, row[1:])] for row in flat.itertuples(index=False)]}
 
@@ -112,17 +118,10 @@ def train_seeds(
             if (folder / CHECKPOINT_NAME).exists():
                 raise ConfigError(f"{folder / CHECKPOINT_NAME} exists; pass --resume to continue the seeds or choose a new "
                                   "--out folder.")
-    configs = []
-    for seed in seeds:
-        cfg = config.model_copy(update={"trainer": config.trainer.model_copy(update={"seed": seed})})
-        configs.append(HedgeTrainingConfig.model_validate(cfg.model_dump(mode="json")))
-    tables = []
+    configs = [seeded(config, seed) for seed in seeds]
     if executor == "serial":
-        for seed, cfg, folder in zip(seeds, configs, folders, strict=True):
-            agent, run_dir = train_agent(cfg, folder, resume=(folder / CHECKPOINT_NAME).is_file(), tracker=tracker,
-                                         progress=progress)
-            table, _ = evaluate_agent(agent, cfg, run_dir)
-            tables.append(table.reset_index().assign(seed=seed))
+        tables = [_train_and_test(cfg, folder, tracker, progress).reset_index().assign(seed=seed)
+                  for seed, cfg, folder in zip(seeds, configs, folders, strict=True)]
     else:
         jobs = [Job(str(folder), cfg.model_dump(mode="json")) for cfg, folder in zip(configs, folders, strict=True)]
         rows = run_tasks(run_seed, jobs, executor="ray", num_cpus=num_cpus, address=address,

@@ -55,7 +55,7 @@ from gradfolio.experiments.distributed import (
     run_tasks,
     safe_slug,
 )
-from gradfolio.experiments.hedging.train import HedgeTrainingConfig
+from gradfolio.experiments.hedging.train import HedgeTrainingConfig, seeded
 from gradfolio.experiments.outputs import markdown_table, pyplot, save_figure, write_csv
 from gradfolio.hedging.rl.training import CHECKPOINT_NAME
 from gradfolio.io import atomic_write_text
@@ -181,15 +181,6 @@ def run_point(config: dict[str, Any], run_dir: str) -> dict[str, dict[str, float
     agent, _ = train_agent(cfg, out, resume=(out / CHECKPOINT_NAME).is_file())
     table, _ = evaluate_agent(agent, cfg, out)
     return {str(k): {str(m): float(v) for m, v in row.items()} for k, row in table.to_dict(orient="index").items()}
-
-
-def seeded(cfg: HedgeTrainingConfig, seed: int | None) -> HedgeTrainingConfig:
-    """``cfg`` with ``trainer.seed`` replaced by ``seed`` (validated); ``cfg`` itself when ``seed`` is ``None``."""
-    if seed is None:
-        return cfg
-    data = cfg.model_dump(mode="json")
-    data["trainer"]["seed"] = seed
-    return HedgeTrainingConfig.model_validate(data)
 
 
 def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str] | None = None) -> tuple[pd.DataFrame, Path]:

@@ -125,6 +125,15 @@ def run_params(config: HedgeTrainingConfig) -> dict[str, Any]:
     return {"agent_name": config.agent_name, **flatten_params(config.model_dump(mode="json"))}
 
 
+def seeded(cfg: HedgeTrainingConfig, seed: int | None) -> HedgeTrainingConfig:
+    """``cfg`` with ``trainer.seed`` replaced by ``seed`` (validated); ``cfg`` itself when ``seed`` is ``None``."""
+    if seed is None:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    data["trainer"]["seed"] = seed
+    return HedgeTrainingConfig.model_validate(data)
+
+
 def build_trainer(
     config: HedgeTrainingConfig,
     run_dir: str | os.PathLike[str] | None = None,
@@ -254,5 +263,5 @@ def evaluate_agent(
 
 __all__ = [
     "HedgeTrainingConfig", "load_training_config", "run_params", "build_trainer", "train_agent", "load_agent",
-    "evaluate_agent", "AGENT_FILE",
+    "evaluate_agent", "seeded", "AGENT_FILE",
 ]
