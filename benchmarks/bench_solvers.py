@@ -156,7 +156,10 @@ def timer(layer, mu, cov, seconds: float):
 
 def time_calls(fn, seconds: float) -> tuple[float, object]:
     """Median seconds of ``fn()`` over at least 3 calls and ``seconds`` (one call after the warm-up
-    when that took longer than ``seconds``), and its last result."""
+    when that took longer than ``seconds``), and its last result. The warm-up is two calls, the
+    second one judged: a first call pays one-time costs (loading compiled kernels, first
+    allocations) that would otherwise leave a fast solver with a single timed call."""
+    fn()
     t0 = time.perf_counter()
     out = fn()  # warm-up
     first = time.perf_counter() - t0

@@ -8,9 +8,14 @@ import torch
 
 import gradfolio.solvers.qp.active_set as active_set
 import gradfolio.solvers.qp.solve as qp_solve
-from gradfolio.solvers import PortfolioConstraints, solve_qp
+from gradfolio.solvers import PortfolioConstraints, QPSettings, solve_qp
 from gradfolio.solvers.qp.active_set import next_active_set, starvable
 from gradfolio.solvers.qp.standard_form import StandardForm
+
+
+#: The batched torch method (these tests are about it; float64 CPU batches take the compiled
+#: kernels by default).
+BATCHED = QPSettings(compiled=False)
 
 
 def box_budget_form(n, lo, hi, budget=True):
@@ -97,9 +102,8 @@ def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
 
     tried, handed = [], []
     solve_on = active_set.solve_on
-    # The batched method's own cycle check (the NumPy tail of qp/finish.py, which would take the
-    # element over before the check, is off: it has a test of its own in test_finish.py).
-    monkeypatch.setattr(active_set, "applies", lambda form: False)
+    # The batched method's own cycle check (the compiled kernels have their own, tested in
+    # test_compiled.py).
     monkeypatch.setattr(active_set, "next_active_set", cycle_first)
     monkeypatch.setattr(active_set, "solve_on", lambda *a: tried.append(1) or solve_on(*a))
     interior_point = qp_solve.interior_point
@@ -109,7 +113,7 @@ def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
         interior_point(form, settings, out, index, B)
 
     monkeypatch.setattr(qp_solve, "interior_point", record)
-    x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
+    x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed == [[0]]
     assert len(tried) == active_set.CYCLE_CHECK_FROM + 1
     for i in range(4):
@@ -170,17 +174,14 @@ def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_up
         interior_point(form, settings, out, index, B)
 
     monkeypatch.setattr(qp_solve, "interior_point", record)
-    # The batched method alone (the NumPy tail of qp/finish.py, which takes the restricted update
-    # too, is off; tests/solvers/qp/test_finish.py covers it).
-    monkeypatch.setattr(active_set, "applies", lambda form: False)
+    # The batched method (the compiled kernels take the same updates: test_compiled.py).
     monkeypatch.setattr(active_set, "RESTRICT_FROM", 10**6)  # the full update throughout
-    x_full = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"])
+    x_full = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed and handed[0]
     monkeypatch.undo()
     monkeypatch.setattr(qp_solve, "interior_point", record)
-    monkeypatch.setattr(active_set, "applies", lambda form: False)
     handed.clear()
-    x = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"])
+    x = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed == []
     for i in range(0, B, 5):
         ref = refs.portfolio(spec, mu[i].numpy(), S[i].numpy(), 5.0, 0.01)
@@ -189,4 +190,4 @@ def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_up
     np.testing.assert_allclose(x.numpy(), x_full.numpy(), atol=1e-7)
     # The backward pass from the active set found this way, against finite differences.
     w = torch.linspace(-1.0, 1.3, n, dtype=torch.float64)
-    refs.fd(lambda qq: (solve_qp(Q[:4], qq, c["G"], c["h0"], c["A"], c["b"]) * w).sum(), [-mu[:4]], 0, gen)
+    refs.fd(lambda qq: (solve_qp(Q[:4], qq, c["G"], c["h0"], c["A"], c["b"], BATCHED) * w).sum(), [-mu[:4]], 0, gen)

@@ -18,11 +18,10 @@ each element has its own active set, the matrices keep their size.
   solution, typically after 3-5 solves for portfolio problems. It can cycle on general problems:
   an update that would fix every variable of the budget by bounds takes a guarded step
   (:func:`next_active_set`), an element that returns to a tried set goes to the interior point
-  at once, and so do the elements left after ``active_set_iter`` solves. On float64 CPU batches
-  of at most :data:`~gradfolio.solvers.qp.finish.FINISH_N` variables the elements left after
-  :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` batched solves are finished one by one in
-  NumPy instead (:mod:`gradfolio.solvers.qp.finish`: a batched solve costs the same ~0.5 ms of
-  dispatch whether it carries 32 elements or 3).
+  at once, and so do the elements left after ``active_set_iter`` solves. Float64 CPU batches
+  with a shared ``G`` run the same method element by element in compiled kernels instead
+  (:mod:`gradfolio.solvers.qp.compiled`; ``QPSettings(compiled=False)`` keeps this batched one):
+  a batched solve costs ~230 tensor operations of dispatch whether it carries 32 elements or 3.
 - **Polish**: the interior point's guess of the active set, solved the same way, is exact once
   the guess is right (the KKT conditions are checked before it is accepted).
 - **Backward**: the matrix is symmetric, so the same system gives the adjoint of the implicit
@@ -31,11 +30,10 @@ each element has its own active set, the matrices keep their size.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from gradfolio.solvers.qp.finish import FINISH_FROM, applies, finish_elements
+from gradfolio.solvers.qp import compiled
 from gradfolio.solvers.qp.kkt import SaddlePoint
 from gradfolio.solvers.qp.separable import separable_active_set
 from gradfolio.solvers.qp.settings import QPSettings
@@ -239,21 +237,10 @@ def _guarded_update(form: StandardForm, act: Tensor, lam: Tensor, s: Tensor) -> 
 
 
 def starvable(form: StandardForm) -> Tensor | None:
-    """The number of variables of the (single) equality ``a'x = b`` ``(B,)`` or ``(1,)`` when an
-    update can fix all of them, else ``None``.
-
-    It can only if the bound rows block ``a'x`` in both directions: when every bound row keeps
-    ``a'x`` from falling (say; a lower bound on a variable with ``a_j > 0``), a solve that meets
-    the equality leaves a free variable on the feasible side of its bound whenever ``b`` is
-    feasible (long-only with a budget: the free weights sum to 1, so one is positive).
-    """
-    if form.b.shape[-1] != 1 or not form.cols.numel():
-        return None
-    a = form.A[..., 0, :].reshape(-1, form.q.shape[1])
-    side = a[:, form.cols] * form.coef
-    if not bool(((side > 0).any(dim=-1) & (side < 0).any(dim=-1)).any()):
-        return None
-    return (a != 0).sum(dim=-1)
+    """:func:`~gradfolio.solvers.qp.standard_form.starvable_support` of the batch: the number of
+    variables of the (single) equality ``(B,)`` or ``(1,)`` where an update can fix all of them,
+    else ``None``."""
+    return form.support
 
 
 def next_active_set(
@@ -327,10 +314,10 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     """Run the primal-dual active-set method from the separable problem's active set
     (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
-    Where :func:`~gradfolio.solvers.qp.finish.applies`, the elements not done after
-    :data:`~gradfolio.solvers.qp.finish.FINISH_FROM` solves are finished by
-    :func:`~gradfolio.solvers.qp.finish.finish_elements` (those it cannot finish are returned
-    for the interior point). Finished elements are written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
+    Where ``settings.compiled`` and :func:`~gradfolio.solvers.qp.compiled.applies`, the compiled
+    kernels solve every element first (:func:`~gradfolio.solvers.qp.compiled.solve_elements`);
+    the batched method below then takes only the elements outside them. Finished elements are
+    written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
     (:data:`COMPACT_TAIL` from solve :data:`COMPACT_FROM` on) they leave it after each solve. An
     element whose update (:func:`next_active_set`) returns to
     an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
@@ -345,15 +332,27 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     B, _, m, _ = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
     live = torch.arange(B, device=form.q.device)
+    support = starvable(form)
+    left: list[Tensor] = []  # cycling elements that left the batch
+    whole = True  # the batch still holds every element, in order
+    if settings.compiled and settings.active_set_iter and compiled.applies(form):
+        # Element by element, compiled (qp/compiled.py); the batched method below only takes the
+        # elements outside the kernels.
+        x, y, lam, act, status, _ = compiled.solve_elements(
+            form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION, support)
+        solved = status == compiled.SOLVED
+        out.put(live[solved], x[solved], y[solved], lam[solved], act[solved])
+        left.append(live[status == compiled.UNSOLVED])
+        keep = (status == compiled.OUTSIDE).nonzero().squeeze(-1)
+        if not keep.numel():
+            return left[0], None
+        form, live, B, whole = form.take(keep), live[keep], keep.numel(), False
+        support = form.support
     act = separable_active_set(form)
     if act is None:
         act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)
-    support = starvable(form)
-    cycling = torch.zeros(B, dtype=torch.bool, device=form.q.device)
+    cycling = torch.zeros(live.numel(), dtype=torch.bool, device=form.q.device)
     tried: list[Tensor] = []  # the active sets solved so far, (live, m) each
-    left: list[Tensor] = []  # cycling elements that left the batch
-    whole = True  # the batch still holds every element, in order
-    numpy_tail = applies(form)
     for i in range(settings.active_set_iter):
         x, y, lam, s, ok, system = solve_on(form, act, settings.reg, tol)
         tried.append(act)
@@ -370,21 +369,6 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
                 out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             unsolved = [*left, live[cycling]] if stopped else left
             return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
-        if numpy_tail and i == FINISH_FROM - 1 and i < settings.active_set_iter - 1:
-            # The tail, element by element in NumPy (qp/finish.py): what an element does from here
-            # depends on the element alone, so its bits are the same in any batch.
-            out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
-            rest = (~ok & ~cycling).nonzero().squeeze(-1)
-            left.append(live[cycling])
-            results = finish_elements(form.take(rest), new[rest], tol, settings.reg, settings.active_set_iter - FINISH_FROM) if rest.numel() else []
-            got = [j for j, r in enumerate(results) if r is not None]
-            if got:
-                stacked = [torch.from_numpy(np.stack([results[j][t] for j in got])) for t in range(4)]
-                out.put(live[rest[got]], *stacked)
-            failed = [j for j, r in enumerate(results) if r is None]
-            if failed:
-                left.append(live[rest[failed]])
-            return torch.cat(left), None
         compact = live.numel() >= (COMPACT_BATCH if i < COMPACT_FROM else COMPACT_TAIL)
         if (done or stopped) and (compact or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
@@ -392,8 +376,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
             keep = (~ok & ~cycling).nonzero().squeeze(-1)
             form, live, act, new, cycling = form.take(keep), live[keep], act[keep], new[keep], cycling[keep]
             tried = [t[keep] for t in tried]
-            if support is not None and support.shape[0] > 1:  # one per element (a batched A)
-                support = support[keep]
+            support = form.support  # one per element where A is batched
             whole = False
         # Cycling elements keep their set (solved again, unchanged, like the finished ones).
         act = torch.where(cycling[:, None], act, new) if stopped else new

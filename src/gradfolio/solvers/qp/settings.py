@@ -46,12 +46,12 @@ class QPSettings:
         Intra-op threads of a solve (forward and backward): ``"auto"`` runs small solves on one
         thread (:func:`gradfolio.solvers.qp.threads.auto_threads`), ``None`` keeps torch's setting,
         an integer fixes the count; the previous count is restored afterwards.
-    single_numpy
-        Solve a single (batch 1) float64 CPU problem with NumPy/LAPACK first
-        (:mod:`gradfolio.solvers.qp.small`; faster at batch 1). Off by default: its last bits
-        (~1e-11) differ from the batched torch path, so results would depend on the batch size,
-        and a strategy's weights must be the same in a backtest (many dates at once) and in
-        ``predict`` (one date).
+    compiled
+        Solve float64 CPU batches element by element with the compiled kernels of
+        :mod:`gradfolio.solvers.qp.compiled` (where they apply: a shared ``G`` with bound rows, at
+        most :data:`~gradfolio.solvers.qp.compiled.COMPILED_N` variables), forward and backward;
+        each element's bits are then the same in any batch. ``False`` keeps the batched torch
+        method everywhere (as on CUDA, in float32 and with a batched ``G``).
     """
 
     tol: float | None = None
@@ -62,7 +62,7 @@ class QPSettings:
     reg: float = 1e-11
     polish_gap: float | None = None
     threads: int | str | None = "auto"
-    single_numpy: bool = False
+    compiled: bool = True
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float, float]:
         """``(tol, gap_tol, polish_gap)`` for ``dtype``."""

@@ -19,16 +19,18 @@ set the solver identified.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from gradfolio.errors import ConfigError
+from gradfolio.solvers.qp import compiled
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
-from gradfolio.solvers.qp.small import solve_single
-from gradfolio.solvers.qp.standard_form import Solution, StandardForm
+from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 
@@ -46,28 +48,23 @@ class _QPFunction(torch.autograd.Function):
     """Autograd wrapper: active-set (then interior-point) forward, active-set KKT implicit differentiation backward."""
 
     @staticmethod
-    def forward(ctx, Q, q, G, h, A, b, settings):  # type: ignore[override]
+    def forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[override]
         with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
-            return _QPFunction._forward(ctx, Q, q, G, h, A, b, settings)
+            return _QPFunction._forward(ctx, Q, q, G, h, A, b, settings, rows)
 
     @staticmethod
-    def _forward(ctx, Q, q, G, h, A, b, settings):  # type: ignore[no-untyped-def]
-        form = StandardForm.build(Q, q, G, h, A, b)
+    def _forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[no-untyped-def]
+        form = StandardForm.build(Q, q, G, h, A, b, rows)
         B, n, m, p = form.shape
         sol = Solution.empty(B, n, m, p, q)
-        single = solve_single(form, settings)  # batch 1 on the CPU: NumPy first (qp/small.py)
-        if single is not None:
-            sol.put(torch.arange(1, device=q.device), *single)
-            left, system = torch.arange(0, device=q.device), None
-        else:
-            left, system = primal_dual_active_set(form, settings, sol)
+        left, system = primal_dual_active_set(form, settings, sol)
         if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
             raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
         elif left.numel():
             interior_point(form.take(left), settings, sol, left, B)
         # The last active-set factorization is the backward pass's system when it covers the whole
         # batch; otherwise backward factors the system of the final active sets.
-        ctx.settings, ctx.system = settings, system
+        ctx.settings, ctx.system, ctx.rows = settings, system, rows
         ctx.save_for_backward(Q, q, G, h, A, b, sol.x, sol.y, sol.lam, sol.act)
         return sol.x
 
@@ -81,14 +78,19 @@ class _QPFunction(torch.autograd.Function):
     def _backward(ctx, grad_x):  # type: ignore[no-untyped-def]
         Q, q, G, h, A, b, x, y, lam, act = ctx.saved_tensors
         system, ctx.system = ctx.system, None  # a second backward (retain_graph) factors the system again
+        adj = None
         if system is None:
-            system = ActiveSet(StandardForm.build(Q, q, G, h, A, b), act, ctx.settings.reg)
-        dx, dy, dlam = system.adjoint(grad_x)
+            form = StandardForm.build(Q, q, G, h, A, b, ctx.rows)
+            if ctx.settings.compiled and compiled.applies(form):
+                adj = compiled.adjoint(form, act, ctx.settings.reg, grad_x.to(q.dtype))
+            if adj is None:
+                system = ActiveSet(form, act, ctx.settings.reg)
+        dx, dy, dlam = adj if adj is not None else system.adjoint(grad_x)
         need = ctx.needs_input_grad
         gQ = _grad_shared(0.5 * (_outer(dx, x) + _outer(x, dx)), Q) if need[0] else None
         gG = _grad_shared(_outer(dlam, x) + _outer(lam, dx), G) if need[2] else None
         gA = _grad_shared(_outer(dy, x) + _outer(y, dx), A) if need[4] else None
-        return gQ, dx, gG, -dlam, gA, -dy, None
+        return gQ, dx, gG, -dlam, gA, -dy, None, None
 
 
 def _batched(t: Tensor | None, name: str, B: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -160,13 +162,41 @@ def solve_qp(
     p = 0 if A is None else A.shape[-2]
     G = _batched(G, "G", B, (m, n), q)
     h = _batched(h, "h", B, (m,), q)
-    if G.ndim == 2 and m:
-        # Bound rows (one nonzero) last, where StandardForm keeps them as (column, coefficient).
-        perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True)
-        G, h = G[perm], h[:, perm]
     A = _batched(A, "A", B, (p, n), q)
     b = _batched(b, "b", B, (p,), q)
-    return _QPFunction.apply(Q, q, G, h, A, b, settings).to(out_dtype)
+    perm, G, rows = _sorted_rows(G, A)
+    if perm is not None:
+        h = h[:, perm]
+    return _QPFunction.apply(Q, q, G, h, A, b, settings, rows).to(out_dtype)
+
+
+#: :func:`_sorted_rows` of recent shared ``(G, A)`` pairs, by identity: the caller's tensors (a
+#: ``ConvexProblem`` passes the same ones on every call), held by weak references and checked
+#: against their version counters (an in-place change recomputes them).
+_ROWS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int, Tensor | None, Tensor, Rows]] = {}
+_ROWS_KEPT = 32
+
+
+def _sorted_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
+    """A shared ``G``'s rows sorted with the bound rows (one nonzero) last, where
+    :class:`StandardForm` keeps them as (column, coefficient): the permutation (``None`` for a
+    batched ``G``), the sorted ``G`` and its :class:`Rows` with ``A``. Cached for shared,
+    constant matrices (~0.2 ms of small tensor operations per call otherwise)."""
+    if G.ndim != 2 or G.requires_grad or A.requires_grad:
+        perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
+        Gs = G if perm is None else G[perm]
+        return perm, Gs, Rows.of(Gs, A)
+    key = (id(G), id(A))
+    hit = _ROWS.get(key)
+    if hit is not None and hit[0]() is G and hit[1]() is A and hit[2] == G._version and hit[3] == A._version:
+        return hit[4], hit[5], hit[6]
+    perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True) if G.shape[0] else None
+    Gs = G if perm is None else G[perm]
+    rows = Rows.of(Gs, A)
+    if len(_ROWS) >= _ROWS_KEPT:
+        _ROWS.pop(next(iter(_ROWS)))
+    _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, Gs, rows)
+    return perm, Gs, rows
 
 
 __all__ = ["QPSettings", "solve_qp"]

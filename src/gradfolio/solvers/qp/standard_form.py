@@ -119,6 +119,66 @@ class PairRows:
         return H
 
 
+def starvable_support(A: Tensor, cols: Tensor, coef: Tensor) -> Tensor | None:
+    """The number of variables of the (single) equality ``a'x = b`` ``(B,)`` or ``(1,)`` when an
+    active-set update can fix all of them by bound rows (columns ``cols``, coefficients ``coef``),
+    else ``None``.
+
+    It can only if the bound rows block ``a'x`` in both directions: when every bound row keeps
+    ``a'x`` from falling (say; a lower bound on a variable with ``a_j > 0``), a solve that meets
+    the equality leaves a free variable on the feasible side of its bound whenever ``b`` is
+    feasible (long-only with a budget: the free weights sum to 1, so one is positive).
+    """
+    if A.shape[-2] != 1 or not cols.numel():
+        return None
+    a = A[..., 0, :].reshape(-1, A.shape[-1])
+    side = a[:, cols] * coef
+    if not bool(((side > 0).any(dim=-1) & (side < 0).any(dim=-1)).any()):
+        return None
+    return (a != 0).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What the constraint matrices alone decide, for a ``G`` whose bound rows come last
+    (:func:`gradfolio.solvers.qp.solve_qp` sorts them there): computed once per shared ``G`` and
+    ``A`` and reused by every call with the same tensors (:meth:`StandardForm.build`).
+
+    Attributes
+    ----------
+    mg, cols, coef, pairs
+        As in :class:`StandardForm`.
+    R
+        ``[A; G_general]`` when ``A`` and ``G`` are shared (``None``: formed per call).
+    colsq
+        ``max_j |R_j|^2`` ``(1,)`` of that ``R`` (``None`` with it): the denominator of ``rho``.
+    support
+        :func:`starvable_support`.
+    """
+
+    mg: int
+    cols: Tensor
+    coef: Tensor
+    pairs: PairRows | None
+    R: Tensor | None
+    colsq: Tensor | None
+    support: Tensor | None
+
+    @staticmethod
+    def of(G: Tensor, A: Tensor) -> Rows:
+        """The rows of ``G (m, n)`` or ``(B, m, n)`` (bound rows last) and ``A (p, n)`` or ``(B, p, n)``."""
+        mg = G.shape[-2] - trailing_bound_rows(G)
+        if G.ndim == 2:
+            cols = G[mg:].abs().argmax(dim=-1)
+            coef = G[mg:].gather(-1, cols[:, None]).squeeze(-1)
+        else:
+            cols, coef = torch.zeros(0, dtype=torch.long, device=G.device), G.new_zeros(0)
+        R = torch.cat([A, G[:mg]]) if A.ndim == G.ndim == 2 else None
+        colsq = None if R is None else absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1)
+        return Rows(mg, cols, coef, PairRows.split(G[:mg]) if G.ndim == 2 else None, R, colsq,
+                    starvable_support(A, cols, coef))
+
+
 @dataclass(frozen=True)
 class StandardForm:
     """QP data of a batch; shared matrices stay 2-D.
@@ -154,6 +214,8 @@ class StandardForm:
     pairs
         The general rows with at most two nonzeros as column pairs (:class:`PairRows`; ``None``
         for a batched ``G`` or where there are few of them).
+    support
+        :func:`starvable_support` ``(B,)`` or ``(1,)``, or ``None``.
     """
 
     Q: Tensor
@@ -173,28 +235,24 @@ class StandardForm:
     bound_value: Tensor
     rho: Tensor
     pairs: PairRows | None = None
+    support: Tensor | None = None
 
     @staticmethod
-    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> StandardForm:
-        """Split off the trailing bound rows of a shared ``G`` and compute the scales."""
-        mg = G.shape[-2] - trailing_bound_rows(G)
-        if G.ndim == 2:
-            cols = G[mg:].abs().argmax(dim=-1)
-            coef = G[mg:].gather(-1, cols[:, None]).squeeze(-1)
-        else:
-            cols, coef = torch.zeros(0, dtype=torch.long, device=q.device), q.new_zeros(0)
-        B = q.shape[0]
-        R = torch.cat([A, G[:mg]]) if A.ndim == G.ndim == 2 else torch.cat(
-            [A.expand(B, -1, -1), G[..., :mg, :].expand(B, -1, -1)], dim=-2)
+    def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, rows: Rows | None = None) -> StandardForm:
+        """Split off the trailing bound rows of a shared ``G`` and compute the scales (``rows``:
+        :meth:`Rows.of` of ``G`` and ``A``, when the caller has it already)."""
+        rows = rows or Rows.of(G, A)
+        mg, B = rows.mg, q.shape[0]
+        R = rows.R if rows.R is not None else torch.cat([A.expand(B, -1, -1), G[..., :mg, :].expand(B, -1, -1)], dim=-2)
+        colsq = rows.colsq if rows.colsq is not None else absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1)
         scale_q = Q.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1.0).reshape(-1)
         return StandardForm(
-            Q, q, G, h, A, b, mg, cols, coef,
+            Q, q, G, h, A, b, mg, rows.cols, rows.coef,
             scale_p=1.0 + absmax(torch.cat([h, b], dim=-1)),
             scale_d=1.0 + absmax(q),
             scale_q=scale_q,
-            R=R, r=torch.cat([b, h[:, :mg]], dim=-1), bound_value=h[:, mg:] / coef,
-            rho=scale_q / absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1),
-            pairs=PairRows.split(G[:mg]) if G.ndim == 2 else None,
+            R=R, r=torch.cat([b, h[:, :mg]], dim=-1), bound_value=h[:, mg:] / rows.coef,
+            rho=scale_q / colsq, pairs=rows.pairs, support=rows.support,
         )
 
     @property
@@ -209,7 +267,7 @@ class StandardForm:
             mat(self.Q), self.q[idx], mat(self.G), self.h[idx], mat(self.A), self.b[idx], self.mg, self.cols,
             self.coef, self.scale_p[idx], self.scale_d[idx], self.scale_q if self.Q.ndim == 2 else self.scale_q[idx],
             mat(self.R), self.r[idx], self.bound_value[idx], self.rho if self.rho.shape[0] == 1 else self.rho[idx],
-            self.pairs,
+            self.pairs, self.support if self.support is None or self.support.shape[0] == 1 else self.support[idx],
         )
 
     def Qx(self, x: Tensor) -> Tensor:
@@ -271,4 +329,4 @@ class StandardForm:
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
-__all__ = ["PairRows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "trailing_bound_rows"]
+__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "starvable_support", "trailing_bound_rows"]
