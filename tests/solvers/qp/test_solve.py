@@ -139,7 +139,8 @@ def test_every_path_matches_clarabel_and_finite_differences(gen, refs, active_se
         refs.fd(lambda *a: (solve_qp(*a, settings=settings) * c).sum(), [Q, q, G, h, A, b], idx, gen)
 
 
-def test_long_only_budget_with_fixed_and_tied_variables(gen, refs):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_long_only_budget_with_fixed_and_tied_variables(gen, refs, compiled):
     # lower == upper for asset 0 (both bound rows bind), and a problem where every weight sits on
     # a bound (all variables fixed: the active-set system has no free variable left).
     n, B = 6, 3
@@ -152,7 +153,7 @@ def test_long_only_budget_with_fixed_and_tied_variables(gen, refs):
     A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
     for lo_hi in ((lo, hi), (torch.full((n,), 1 / n, dtype=torch.float64),) * 2):
         h = torch.cat([-lo_hi[0], lo_hi[1]])
-        x = solve_qp(Qm, q, G, h, A, b)
+        x = solve_qp(Qm, q, G, h, A, b, QPSettings(compiled=compiled))
         for i in range(B):
             ref = refs.qp(Qm[i].numpy(), q[i].numpy(), G.numpy(), h.numpy(), A.numpy(), b.numpy())
             np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
@@ -160,19 +161,20 @@ def test_long_only_budget_with_fixed_and_tied_variables(gen, refs):
     # Asset 0 is pinned at lower_0 = upper_0: moving both bounds by +1 moves w0 by +1 in every
     # element (h holds -lower_0 at row 0 and upper_0 at row n), whichever row took the multiplier.
     h = torch.cat([-lo, hi]).requires_grad_()
-    x = solve_qp(Qm, q, G, h.expand(B, -1), A, b)
+    x = solve_qp(Qm, q, G, h.expand(B, -1), A, b, QPSettings(compiled=compiled))
     (g,) = torch.autograd.grad(x[:, 0].sum(), h)
     assert float(-g[0] + g[n]) == pytest.approx(B, abs=1e-9)
 
 
-def test_linear_program_is_solved(gen, refs):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_linear_program_is_solved(gen, refs, compiled):
     # Q = 0: a box-and-budget LP (a vertex solution), through whichever path finishes it.
     n, B = 5, 2
     q = torch.randn(B, n, generator=gen, dtype=torch.float64)
     eye = torch.eye(n, dtype=torch.float64)
     G, h = torch.cat([-eye, eye]), torch.cat([torch.zeros(n), torch.full((n,), 0.4)]).double()
     A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
-    x = solve_qp(torch.zeros(n, n, dtype=torch.float64), q, G, h, A, b)
+    x = solve_qp(torch.zeros(n, n, dtype=torch.float64), q, G, h, A, b, QPSettings(compiled=compiled))
     for i in range(B):
         ref = refs.qp(np.zeros((n, n)), q[i].numpy(), G.numpy(), h.numpy(), A.numpy(), b.numpy())
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-6)
@@ -221,9 +223,10 @@ def test_compacted_and_whole_batch_active_set_agree(gen, monkeypatch):
 
 
 def test_backward_reuses_forward_factorization_and_second_backward_rebuilds_it(gen):
+    # The batched torch method (the compiled kernels factor the adjoint system per element anyway).
     Q, q, G, h, A, b = random_qp(gen, 4, 8, 12, 2, cond=1e3)
     q = q.requires_grad_()
-    x = solve_qp(Q, q, G, h, A, b)
+    x = solve_qp(Q, q, G, h, A, b, QPSettings(compiled=False))
     c = torch.randn(4, 8, generator=gen, dtype=torch.float64)
     (g1,) = torch.autograd.grad((x * c).sum(), q, retain_graph=True)  # the forward's last system
     (g2,) = torch.autograd.grad((x * c).sum(), q)  # factored again from the saved active sets
@@ -238,7 +241,8 @@ def test_backward_reuses_forward_factorization_and_second_backward_rebuilds_it(g
     assert float((g1.sum(0) - fd).abs().max()) < 1e-6
 
 
-def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypatch, compiled):
     # Sample covariances of real returns with gamma = 100: |Qx| ~ 30 >> |q|. The dual residual is
     # judged relative to |Qx|, so the solve's round-off (~1e-9 here) does not send the elements
     # to the interior point (it did when the scale was 1 + |q|).
@@ -249,7 +253,30 @@ def test_high_risk_aversion_is_finished_by_the_active_set_method(refs, monkeypat
         raise AssertionError("the interior point was called")
 
     monkeypatch.setattr(qp_solve, "interior_point", no_interior_point)
-    x = solve_qp(100.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"])
+    x = solve_qp(100.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"], QPSettings(compiled=compiled))
     for i in (0, 7):
         ref = refs.portfolio(PortfolioConstraints(long_only=True), mu[i].numpy(), S[i].numpy(), 100.0, 0.0)
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
+
+
+def test_shared_rows_are_cached_per_tensor_and_recomputed_after_an_in_place_change(gen, refs):
+    # solve_qp keeps the sorted rows of a shared G (and A) between calls with the same tensors;
+    # an in-place change of G (its version counter) or another G must not reuse them.
+    n = 6
+    Q = refs.cov(gen, 2, n, 10.0) * 5
+    q = 0.05 * torch.randn(2, n, generator=gen, dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64)
+    G = torch.cat([torch.ones(1, n, dtype=torch.float64), -eye, eye])  # a general row first
+    h = torch.cat([torch.tensor([1.0]), torch.zeros(n), torch.full((n,), 0.35)]).double()
+    A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    before = qp_solve._sorted_rows(G, A)
+    assert qp_solve._sorted_rows(G, A)[2] is before[2]  # cached
+    x = solve_qp(Q, q, G, h, A, b)
+    G[1 + n + 2, 2] = 0.5  # the upper bound of asset 2 becomes 0.35 / 0.5 = 0.7
+    assert qp_solve._sorted_rows(G, A)[2] is not before[2]
+    for Gi in (G, G.clone()):
+        x2 = solve_qp(Q, q, Gi, h, A, b)
+        for i in range(2):
+            ref = refs.qp(Q[i].numpy(), q[i].numpy(), Gi.numpy(), h.numpy(), A.numpy(), b.numpy())
+            np.testing.assert_allclose(x2[i].numpy(), ref, atol=1e-7)
+    assert float((x2 - x).abs().max()) > 1e-3  # the change mattered
