@@ -32,6 +32,10 @@ Backend = Literal["qp", "cvxpylayers"]
 
 def per_batch(value: float | Tensor, B: int, name: str, like: Tensor) -> Tensor:
     """A scalar, ``(B,)`` or ``(B, 1)`` value as a ``(B,)`` tensor (``>= 0`` is checked)."""
+    if isinstance(value, (int, float)):  # checked in Python: no tensor ops for the check (batch-1 latency)
+        if not value >= 0:
+            raise ConfigError(f"ConvexProblem: {name} must be >= 0 (the objective must stay convex); got {value:g}.")
+        return like.new_full((B,), float(value))
     v = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
     if v.numel() not in (1, B):
         raise ConfigError(f"ConvexProblem: {name} has {v.numel()} values for a batch of {B}; give a scalar or one per element.")

@@ -340,6 +340,9 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
         # elements outside the kernels.
         x, y, lam, act, status, _ = compiled.solve_elements(
             form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION, support)
+        if not status.any():  # every element solved (status SOLVED is 0): the common case
+            out.put(None, x, y, lam, act)
+            return live[:0], None
         solved = status == compiled.SOLVED
         out.put(live[solved], x[solved], y[solved], lam[solved], act[solved])
         left.append(live[status == compiled.UNSOLVED])

@@ -56,8 +56,12 @@ class Solution:
         return Solution(like.new_empty(B, n), like.new_empty(B, p), like.new_empty(B, m),
                         torch.zeros(B, m, dtype=torch.bool, device=like.device))
 
-    def put(self, idx: Tensor, x: Tensor, y: Tensor, lam: Tensor, act: Tensor) -> None:
-        """Write the results of the elements ``idx``."""
+    def put(self, idx: Tensor | None, x: Tensor, y: Tensor, lam: Tensor, act: Tensor) -> None:
+        """Write the results of the elements ``idx`` (``None``: of every element, in order)."""
+        if idx is None:
+            for mine, new in ((self.x, x), (self.y, y), (self.lam, lam), (self.act, act)):
+                mine.copy_(new)
+            return
         self.x[idx], self.y[idx], self.lam[idx], self.act[idx] = x, y, lam, act
 
 
