@@ -73,6 +73,36 @@ def default_settings(constraints: PortfolioConstraints) -> QPSettings:
     return QPSettings()
 
 
+class _Quadratic(torch.autograd.Function):
+    """``Q = gamma S + alpha I``, zero-padded to ``n_vars`` (the auxiliary variables), with its
+    backward under the same intra-op thread count as the forward: autograd would run the backward
+    of these ``(B, n, n)`` elementwise ops at torch's process-wide count, which on a busy machine
+    waits for a descheduled thread (the solve's thread rule, qp/threads.py)."""
+
+    @staticmethod
+    def forward(ctx, S, g, a, n_vars, threads):  # type: ignore[override]
+        B, N, _ = S.shape
+        with intra_op_threads(threads):
+            Q = S.new_zeros(B, n_vars, n_vars)
+            Q[:, :N, :N] = g[:, None, None] * S
+            Q.diagonal(dim1=-2, dim2=-1)[:, :N].add_(a[:, None])
+        ctx.threads, ctx.N = threads, N
+        ctx.save_for_backward(S, g)
+        return Q
+
+    @staticmethod
+    def backward(ctx, gQ):  # type: ignore[override]
+        S, g = ctx.saved_tensors
+        N = ctx.N
+        with intra_op_threads(ctx.threads):
+            gQ = gQ[:, :N, :N]
+            need = ctx.needs_input_grad
+            gS = g[:, None, None] * gQ if need[0] else None
+            gg = (gQ * S).sum(dim=(-2, -1)) if need[1] else None
+            ga = gQ.diagonal(dim1=-2, dim2=-1).sum(dim=-1) if need[2] else None
+        return gS, gg, ga, None, None
+
+
 class ConvexProblem:
     """Batched, differentiable constrained mean-variance problem (see the module docstring).
 
@@ -164,11 +194,11 @@ class ConvexProblem:
         # The thread rule of the solve (qp/threads.py) also covers building its inputs: above
         # ~32k elements torch splits an elementwise op across threads, and on a busy machine each
         # such op waits for its descheduled thread.
-        with intra_op_threads(auto_threads(B, self.compiled.n_vars, self.settings.threads)):
-            Q = g[:, None, None] * risk_matrix(cov, factor, N)
-            Q.diagonal(dim1=-2, dim2=-1).add_(a[:, None])
+        threads = auto_threads(B, self.compiled.n_vars, self.settings.threads)
+        with intra_op_threads(threads):
+            Q = _Quadratic.apply(risk_matrix(cov, factor, N), g, a, self.compiled.n_vars, threads)
             pad = self.compiled.n_vars - N
-            Q, q = (nnf.pad(Q, (0, pad, 0, pad)), nnf.pad(-mu, (0, pad))) if pad else (Q, -mu)
+            q = nnf.pad(-mu, (0, pad)) if pad else -mu
             t = self._tensors(mu)
             h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
             x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)

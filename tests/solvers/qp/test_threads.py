@@ -78,3 +78,37 @@ def test_convex_problem_builds_its_inputs_under_the_rule(two_threads, monkeypatc
     assert torch.get_num_threads() == 2
     torch.testing.assert_close(w.sum(dim=-1), torch.ones(3, dtype=torch.float64))
     assert bool((w >= -1e-12).all())
+
+
+@pytest.mark.parametrize(("threads", "inside"), [("auto", 1), (3, 3)])
+def test_convex_problem_backward_of_its_inputs_runs_under_the_rule(two_threads, monkeypatch, gen, threads, inside):
+    # The backward of Q = gamma S + alpha I (B, n, n elementwise ops) runs under the solve's count
+    # too, instead of autograd's process-wide one; its gradients match finite differences.
+    from gradfolio.solvers import ConvexProblem, problem
+
+    counts = []
+    real = problem.intra_op_threads
+
+    def record(count):
+        counts.append(count)
+        return real(count)
+
+    monkeypatch.setattr(problem, "intra_op_threads", record)
+    n = 5
+    X = torch.randn(3, 40, n, generator=gen, dtype=torch.float64)
+    S = (X.mT @ X / 40).requires_grad_()
+    g = torch.tensor([3.0, 1.5, 0.7], dtype=torch.float64, requires_grad=True)
+    prob = ConvexProblem(n, PortfolioConstraints(long_only=True, max_weight=0.4), settings=QPSettings(threads=threads))
+    mu = 0.1 * torch.randn(3, n, generator=gen, dtype=torch.float64)
+    w = prob.solve(mu, cov=S, gamma=g, alpha=0.02)
+    counts.clear()
+    c = torch.linspace(-1.0, 0.6, n, dtype=torch.float64)
+    (w * c).sum().backward()
+    assert counts == [inside]  # the backward of _Quadratic
+    assert torch.get_num_threads() == 2
+    eps = 1e-6
+    with torch.no_grad():
+        d = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+        fd = ((prob.solve(mu, cov=S, gamma=g + eps * d, alpha=0.02) - prob.solve(mu, cov=S, gamma=g - eps * d, alpha=0.02))
+              * c).sum() / (2 * eps)
+    assert float((g.grad * d).sum()) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
