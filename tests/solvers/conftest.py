@@ -100,3 +100,20 @@ def refs() -> SimpleNamespace:
     return SimpleNamespace(
         qp=clarabel_qp, portfolio=clarabel_portfolio, cov=random_cov, fd=directional_fd_check, sp500=sp500_moments
     )
+
+
+@pytest.fixture
+def interior_point_calls(monkeypatch) -> list[list[int]]:
+    """The batch indices handed to the interior point by each ``solve_qp`` call from now on (the
+    call still solves them)."""
+    import gradfolio.solvers.qp.solve as qp_solve
+
+    handed: list[list[int]] = []
+    real = qp_solve.interior_point
+
+    def record(form, settings, out, index, B):
+        handed.append(index.tolist())
+        real(form, settings, out, index, B)
+
+    monkeypatch.setattr(qp_solve, "interior_point", record)
+    return handed

@@ -84,7 +84,7 @@ def test_max_weight_portfolios_are_finished_by_the_active_set_method(refs, monke
         np.testing.assert_allclose(x[i].numpy(), ref, atol=1e-7)
 
 
-def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
+def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch, interior_point_calls):
     # Force element 0 to alternate between two active sets: it is found cycling at the first
     # check and solved by the interior point; the others finish in the active-set method.
     n = 12
@@ -100,19 +100,12 @@ def test_cycling_element_goes_to_the_interior_point(gen, refs, monkeypatch):
             new[0, len(tried) % 2] = True
         return new
 
-    tried, handed = [], []
+    tried, handed = [], interior_point_calls
     solve_on = active_set.solve_on
     # The batched method's own cycle check (the compiled kernels have their own, tested in
     # test_compiled.py).
     monkeypatch.setattr(active_set, "next_active_set", cycle_first)
     monkeypatch.setattr(active_set, "solve_on", lambda *a: tried.append(1) or solve_on(*a))
-    interior_point = qp_solve.interior_point
-
-    def record(form, settings, out, index, B):
-        handed.append(index.tolist())
-        interior_point(form, settings, out, index, B)
-
-    monkeypatch.setattr(qp_solve, "interior_point", record)
     x = solve_qp(5.0 * S, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed == [[0]]
     assert len(tried) == active_set.CYCLE_CHECK_FROM + 1
@@ -153,7 +146,8 @@ def test_restricted_update_drops_nonpositive_multipliers_and_adds_only_the_worst
     assert next_active_set(form, act, lam, s, torch.tensor([True]), None, True).tolist() == act.tolist()
 
 
-def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_update(gen, refs, monkeypatch):
+def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_update(
+        gen, refs, monkeypatch, interior_point_calls):
     # Max weight and two groups on dense covariances: with the full update throughout, some
     # elements wander between active sets until the cap and go to the interior point; with the
     # restricted update from RESTRICT_FROM on, every element is finished by the active-set method.
@@ -166,20 +160,13 @@ def test_group_portfolios_settle_in_the_active_set_method_with_the_restricted_up
         Group(list(range(6)), upper=0.2, name="g1"), Group(list(range(6, 12)), lower=0.15, upper=0.35, name="g2")])
     c = spec.compile(n).tensors()
     Q = 5.0 * S + 0.01 * torch.eye(n, dtype=torch.float64)
-    handed: list[list[int]] = []
-    interior_point = qp_solve.interior_point
-
-    def record(form, settings, out, index, B):
-        handed.append(index.tolist())
-        interior_point(form, settings, out, index, B)
-
-    monkeypatch.setattr(qp_solve, "interior_point", record)
+    handed = interior_point_calls
+    restrict_from = active_set.RESTRICT_FROM
     # The batched method (the compiled kernels take the same updates: test_compiled.py).
     monkeypatch.setattr(active_set, "RESTRICT_FROM", 10**6)  # the full update throughout
     x_full = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed and handed[0]
-    monkeypatch.undo()
-    monkeypatch.setattr(qp_solve, "interior_point", record)
+    monkeypatch.setattr(active_set, "RESTRICT_FROM", restrict_from)
     handed.clear()
     x = solve_qp(Q, -mu, c["G"], c["h0"], c["A"], c["b"], BATCHED)
     assert handed == []

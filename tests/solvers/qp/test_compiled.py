@@ -37,18 +37,6 @@ def group_problem(seed: int, B: int, n: int, refs, cond: float = 1e3):
     return 5.0 * S + 0.01 * torch.eye(n, dtype=F64), -mu, S, mu, group_spec(n).compile(n).tensors()
 
 
-def record_interior_point(monkeypatch) -> list[list[int]]:
-    handed: list[list[int]] = []
-    real = qp_solve.interior_point
-
-    def record(form, settings, out, index, B):
-        handed.append(index.tolist())
-        real(form, settings, out, index, B)
-
-    monkeypatch.setattr(qp_solve, "interior_point", record)
-    return handed
-
-
 def form_of(Q, q, c, A=None) -> StandardForm:
     """The standard form ``solve_qp`` builds (bound rows last)."""
     perm, G, rows = qp_solve._sorted_rows(c["G"], c["A"] if A is None else A)
@@ -75,10 +63,10 @@ def test_kernels_match_clarabel_and_the_batched_method(refs, monkeypatch, n):
     assert binding  # some group rows bind: the general rows of the kernel are exercised
 
 
-def test_cycling_elements_take_single_row_steps_instead_of_the_interior_point(refs, monkeypatch):
+def test_cycling_elements_take_single_row_steps_instead_of_the_interior_point(refs, interior_point_calls):
     # On these batches the batched method's updates cycle for some elements (they go to the
     # interior point); the kernels leave the cycle one row at a time and finish every element.
-    handed = record_interior_point(monkeypatch)
+    handed = interior_point_calls
     cycled = 0
     for seed in (0, 6, 23):
         Q, q, S, mu, c = group_problem(seed, 16, 10, refs)
@@ -163,7 +151,7 @@ def test_backward_falls_back_to_torch_when_a_kernel_factorization_fails(refs, mo
 
 
 def test_elements_outside_the_kernels_go_to_the_batched_method_and_unsolved_ones_to_the_interior_point(
-        refs, monkeypatch):
+        refs, monkeypatch, interior_point_calls):
     Q, q, S, mu, c = group_problem(4, 6, 10, refs)
     real = compiled.solve_elements
 
@@ -177,7 +165,7 @@ def test_elements_outside_the_kernels_go_to_the_batched_method_and_unsolved_ones
     batched = []
     solve_on = active_set.solve_on
     monkeypatch.setattr(active_set, "solve_on", lambda form, *a: batched.append(form.q.shape[0]) or solve_on(form, *a))
-    handed = record_interior_point(monkeypatch)
+    handed = interior_point_calls
     x = solve_qp(Q, q, c["G"], c["h0"], c["A"], c["b"])
     assert batched and set(batched) == {1}  # the batched method solved one element
     assert handed == [[4]]

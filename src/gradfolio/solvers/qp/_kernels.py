@@ -58,6 +58,14 @@ def _cho_solve(L, k, X, c):  # pragma: no cover - compiled
 
 
 @_jit
+def _scratch(n, r):  # pragma: no cover - compiled
+    """Work arrays of one element's systems (``n`` variables, ``r`` equality and general rows):
+    ``cnt, x, F, rows, C, H, W, S, rc, nu, rhs`` as :func:`_free`, :func:`_factor` and :func:`_solve` use them."""
+    return (np.zeros(n, np.int64), np.zeros(n), np.zeros(n, np.int64), np.zeros(r, np.int64), np.zeros((r, n)),
+            np.zeros((n, n)), np.zeros((n, r)), np.zeros((r, r)), np.zeros(r), np.zeros(r), np.zeros(n))
+
+
+@_jit
 def _free(act, mg, cols, bval, cnt, x, F):  # pragma: no cover - compiled
     """Fixed variables of the active rows ``act``: their values into ``x`` (zero elsewhere), the
     free variables into ``F``; returns their number, or -1 where a variable is fixed twice."""
@@ -275,17 +283,7 @@ def solve_element(Q, q, R_all, r_all, mg, h, cols, coef, bval, scale_p, scale_d,
     m = h.shape[0]
     p = R_all.shape[0] - mg
     mb = m - mg
-    cnt = np.zeros(n, np.int64)
-    x = np.zeros(n)
-    F = np.zeros(n, np.int64)
-    rows = np.zeros(p + mg, np.int64)
-    C = np.zeros((p + mg, n))
-    H = np.zeros((n, n))
-    W = np.zeros((n, p + mg))
-    S = np.zeros((p + mg, p + mg))
-    rc = np.zeros(p + mg)
-    nu = np.zeros(p + mg)
-    rhs = np.zeros(n)
+    cnt, x, F, rows, C, H, W, S, rc, nu, rhs = _scratch(n, p + mg)
     Qx = np.zeros(n)
     grad = np.zeros(n)
     lam = np.zeros(m)
@@ -455,17 +453,7 @@ def adjoint_element(Q, R_all, mg, cols, coef, rho, scale_q, act, reg, g, dx, dy,
     :func:`_factor`), ``dlam`` zero on inactive rows. Returns False where a factorization fails."""
     n = g.shape[0]
     p = R_all.shape[0] - mg
-    cnt = np.zeros(n, np.int64)
-    x = np.zeros(n)
-    F = np.zeros(n, np.int64)
-    rows = np.zeros(p + mg, np.int64)
-    C = np.zeros((p + mg, n))
-    H = np.zeros((n, n))
-    W = np.zeros((n, p + mg))
-    S = np.zeros((p + mg, p + mg))
-    rc = np.zeros(p + mg)
-    nu = np.zeros(p + mg)
-    rhs = np.zeros(n)
+    cnt, x, F, rows, C, H, W, S, rc, nu, rhs = _scratch(n, p + mg)
     bval = np.zeros(cols.shape[0])
     k = _free(act, mg, cols, bval, cnt, x, F)
     if k < 0:
