@@ -137,6 +137,17 @@ def _factor(Q, R_all, p, mg, act, F, k, rho, scale_q, reg, rows, C, H, W, S):  #
 
 
 @_jit
+def _system(Q, R_all, p, mg, act, cols, bval, rho, scale_q, reg, cnt, x, F, rows, C, H, W, S):  # pragma: no cover
+    """:func:`_free` then :func:`_factor` for the active rows ``act``: ``(k, r)``, the numbers of
+    free variables and imposed rows, ``r = -1`` where a variable is fixed twice or a
+    factorization fails."""
+    k = _free(act, mg, cols, bval, cnt, x, F)
+    if k < 0:
+        return k, -1
+    return k, _factor(Q, R_all, p, mg, act, F, k, rho, scale_q, reg, rows, C, H, W, S)
+
+
+@_jit
 def _solve(H, W, S, C, k, r, rhs, rc, nu):  # pragma: no cover - compiled
     """With the factors of :func:`_factor`: ``H dx + C' nu = rhs``, ``C dx = rc`` (``rhs (k,)``
     overwritten with ``dx``, ``nu (r,)``)."""
@@ -294,10 +305,7 @@ def solve_element(Q, q, R_all, r_all, mg, h, cols, coef, bval, scale_p, scale_d,
     for it in range(2 * iters):
         used[0] = it + 1
         tried[it, :] = act
-        k = _free(act, mg, cols, bval, cnt, x, F)
-        if k < 0:
-            return OUTSIDE
-        r = _factor(Q, R_all, p, mg, act, F, k, rho, scale_q, reg, rows, C, H, W, S)
+        k, r = _system(Q, R_all, p, mg, act, cols, bval, rho, scale_q, reg, cnt, x, F, rows, C, H, W, S)
         if r < 0:
             return OUTSIDE
         _matvec(Q, x, Qx, cnt)
@@ -455,10 +463,7 @@ def adjoint_element(Q, R_all, mg, cols, coef, rho, scale_q, act, reg, g, dx, dy,
     p = R_all.shape[0] - mg
     cnt, x, F, rows, C, H, W, S, rc, nu, rhs = _scratch(n, p + mg)
     bval = np.zeros(cols.shape[0])
-    k = _free(act, mg, cols, bval, cnt, x, F)
-    if k < 0:
-        return False
-    r = _factor(Q, R_all, p, mg, act, F, k, rho, scale_q, reg, rows, C, H, W, S)
+    k, r = _system(Q, R_all, p, mg, act, cols, bval, rho, scale_q, reg, cnt, x, F, rows, C, H, W, S)
     if r < 0:
         return False
     for c in range(k):
