@@ -489,30 +489,58 @@ def adjoint_element(Q, R_all, mg, cols, coef, rho, scale_q, act, reg, g, dx, dy,
 
 
 @_jit
-def forward_batch(Q, q, R_all, r_all, mg, h, cols, coef, bval, scale_p, scale_d, rho, scale_q, act, guess, tol,
-                  reg, iters, restrict_from, cycle_from, add_fraction, support, x, y, lam, status, solves):  # pragma: no cover
-    """:func:`solve_element` for every element (from :func:`separable_guess` where ``guess``,
-    else from ``act``), its status into ``status (B,)`` and its number of solves into ``solves (B,)``;
-    inputs with a leading dimension of 1 are shared by the batch."""
-    p = R_all.shape[1] - mg
-    for e in range(q.shape[0]):
-        Qe = Q[e if Q.shape[0] > 1 else 0]
-        Re = R_all[e if R_all.shape[0] > 1 else 0]
-        sq = scale_q[e if scale_q.shape[0] > 1 else 0]
-        if guess:
-            separable_guess(Qe, q[e], Re[0] if p else q[e], r_all[e, 0] if p else 0.0, p, mg, cols, coef, bval[e], sq,
-                            act[e])
-        status[e] = solve_element(
-            Qe, q[e], Re, r_all[e], mg, h[e], cols, coef, bval[e], scale_p[e], scale_d[e],
-            rho[e if rho.shape[0] > 1 else 0], sq, act[e], tol, reg, iters, restrict_from, cycle_from,
-            add_fraction, support[e if support.shape[0] > 1 else 0], x[e], y[e], lam[e], solves[e:e + 1])
+def _scales(Q, q, h, b, colsq):  # pragma: no cover - compiled
+    """:class:`~gradfolio.solvers.qp.standard_form.StandardForm`'s scales of one element:
+    ``(scale_p, scale_d, scale_q, rho)`` = ``1 + max|h, b|``, ``1 + max|q|``, ``max(1, max|Q_ii|)``
+    and ``scale_q / colsq``."""
+    hb = 0.0
+    for i in range(h.shape[0]):
+        hb = max(hb, abs(h[i]))
+    for i in range(b.shape[0]):
+        hb = max(hb, abs(b[i]))
+    qm, dm = 0.0, 1.0
+    for i in range(q.shape[0]):
+        qm = max(qm, abs(q[i]))
+        dm = max(dm, abs(Q[i, i]))
+    return 1.0 + hb, 1.0 + qm, dm, dm / colsq
 
 
 @_jit
-def adjoint_batch(Q, R_all, mg, cols, coef, rho, scale_q, act, reg, g, dx, dy, dlam, ok):  # pragma: no cover
+def forward_batch(Q, q, R_all, b, h, mg, cols, coef, colsq, act, guess, tol, reg, iters, restrict_from, cycle_from,
+                  add_fraction, support, x, y, lam, status, solves):  # pragma: no cover
+    """:func:`solve_element` for every element (from :func:`separable_guess` where ``guess``,
+    else from ``act``), its status into ``status (B,)`` and its number of solves into ``solves (B,)``;
+    inputs with a leading dimension of 1 are shared by the batch. The scales, ``r = [b; h_general]``
+    and the bound rows' values ``h / coef`` are formed here, per element."""
+    p = b.shape[1]
+    mb = cols.shape[0]
+    r_all = np.empty(p + mg)
+    bval = np.empty(mb)
+    for e in range(q.shape[0]):
+        Qe = Q[e if Q.shape[0] > 1 else 0]
+        Re = R_all[e if R_all.shape[0] > 1 else 0]
+        scale_p, scale_d, sq, rho = _scales(Qe, q[e], h[e], b[e], colsq[e if colsq.shape[0] > 1 else 0])
+        r_all[:p] = b[e]
+        r_all[p:] = h[e, :mg]
+        for j in range(mb):
+            bval[j] = h[e, mg + j] / coef[j]
+        if guess:
+            separable_guess(Qe, q[e], Re[0] if p else q[e], b[e, 0] if p else 0.0, p, mg, cols, coef, bval, sq, act[e])
+        status[e] = solve_element(
+            Qe, q[e], Re, r_all, mg, h[e], cols, coef, bval, scale_p, scale_d, rho, sq, act[e], tol, reg, iters,
+            restrict_from, cycle_from, add_fraction, support[e if support.shape[0] > 1 else 0], x[e], y[e], lam[e],
+            solves[e:e + 1])
+
+
+@_jit
+def adjoint_batch(Q, R_all, mg, cols, coef, colsq, act, reg, g, dx, dy, dlam, ok):  # pragma: no cover
     """:func:`adjoint_element` for every element (leading dimension 1: shared)."""
+    n = g.shape[1]
     for e in range(g.shape[0]):
+        Qe = Q[e if Q.shape[0] > 1 else 0]
+        sq = 1.0
+        for i in range(n):
+            sq = max(sq, abs(Qe[i, i]))
         ok[e] = adjoint_element(
-            Q[e if Q.shape[0] > 1 else 0], R_all[e if R_all.shape[0] > 1 else 0], mg, cols, coef,
-            rho[e if rho.shape[0] > 1 else 0], scale_q[e if scale_q.shape[0] > 1 else 0], act[e], reg, g[e],
-            dx[e], dy[e], dlam[e])
+            Qe, R_all[e if R_all.shape[0] > 1 else 0], mg, cols, coef, sq / colsq[e if colsq.shape[0] > 1 else 0], sq,
+            act[e], reg, g[e], dx[e], dy[e], dlam[e])

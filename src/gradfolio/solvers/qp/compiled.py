@@ -94,10 +94,9 @@ def solve_elements(form: StandardForm, tol: float, reg: float, iters: int, restr
     status, solves = np.empty(B, np.int64), np.zeros(B, np.int64)
     sup = np.zeros(1, np.int64) if support is None else support.numpy().astype(np.int64).reshape(-1)
     _kernels.forward_batch(
-        _stacked(form.Q, n, n), _arr(form.q), _stacked(form.R, p + form.mg, n), _arr(form.r), form.mg,
-        _arr(form.h), form.cols.numpy(), _arr(form.coef), _arr(form.bound_value), _arr(form.scale_p),
-        _arr(form.scale_d), _arr(form.rho).reshape(-1), _arr(form.scale_q).reshape(-1), act, True, tol, reg, iters,
-        restrict_from, cycle_from, add_fraction, sup, x, y, lam, status, solves)
+        _stacked(form.Q, n, n), _arr(form.q), _stacked(form.R, p + form.mg, n), _arr(form.b), _arr(form.h), form.mg,
+        form.cols.numpy(), _arr(form.coef), _arr(form.colsq).reshape(-1), act, True, tol, reg, iters, restrict_from,
+        cycle_from, add_fraction, sup, x, y, lam, status, solves)
     t = torch.from_numpy
     return t(x), t(y), t(lam), t(act), t(status), t(solves)
 
@@ -113,7 +112,7 @@ def adjoint(form: StandardForm, act: Tensor, reg: float, grad_x: Tensor) -> tupl
     ok = np.zeros(B, np.bool_)
     _kernels.adjoint_batch(
         _stacked(form.Q, n, n), _stacked(form.R, p + form.mg, n), form.mg, form.cols.numpy(), _arr(form.coef),
-        _arr(form.rho).reshape(-1), _arr(form.scale_q).reshape(-1), _arr(act), reg, _arr(grad_x), dx, dy, dlam, ok)
+        _arr(form.colsq).reshape(-1), _arr(act), reg, _arr(grad_x), dx, dy, dlam, ok)
     if not ok.all():
         return None
     t = torch.from_numpy

@@ -8,7 +8,8 @@ instead of ``O(m n)``, and the active-set system can fix the variables they bind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -220,6 +221,11 @@ class StandardForm:
         for a batched ``G`` or where there are few of them).
     support
         :func:`starvable_support` ``(B,)`` or ``(1,)``, or ``None``.
+    rows
+        The :class:`Rows` of ``G`` and ``A`` (``mg``, ``cols``, ``coef``, ``pairs`` and ``support``
+        are its). The scales, ``R``, ``r``, ``bound_value`` and ``rho`` are computed when first asked
+        for: the compiled kernels (:mod:`gradfolio.solvers.qp.compiled`) compute their own, and a
+        batch they solve never pays for them.
     """
 
     Q: Tensor
@@ -228,36 +234,70 @@ class StandardForm:
     h: Tensor
     A: Tensor
     b: Tensor
-    mg: int
-    cols: Tensor
-    coef: Tensor
-    scale_p: Tensor
-    scale_d: Tensor
-    scale_q: Tensor
-    R: Tensor
-    r: Tensor
-    bound_value: Tensor
-    rho: Tensor
-    pairs: PairRows | None = None
-    support: Tensor | None = None
+    rows: Rows
 
     @staticmethod
     def build(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, rows: Rows | None = None) -> StandardForm:
-        """Split off the trailing bound rows of a shared ``G`` and compute the scales (``rows``:
-        :meth:`Rows.of` of ``G`` and ``A``, when the caller has it already)."""
-        rows = rows or Rows.of(G, A)
-        mg, B = rows.mg, q.shape[0]
-        R = rows.R if rows.R is not None else torch.cat([A.expand(B, -1, -1), G[..., :mg, :].expand(B, -1, -1)], dim=-2)
-        colsq = rows.colsq if rows.colsq is not None else absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1)
-        scale_q = Q.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1.0).reshape(-1)
-        return StandardForm(
-            Q, q, G, h, A, b, mg, rows.cols, rows.coef,
-            scale_p=1.0 + absmax(torch.cat([h, b], dim=-1)),
-            scale_d=1.0 + absmax(q),
-            scale_q=scale_q,
-            R=R, r=torch.cat([b, h[:, :mg]], dim=-1), bound_value=h[:, mg:] / rows.coef,
-            rho=scale_q / colsq, pairs=rows.pairs, support=rows.support,
-        )
+        """The batch with the trailing bound rows of a shared ``G`` split off (``rows``:
+        :meth:`Rows.of` of ``G`` and ``A``, when the caller has it already). The scales and
+        stacked rows are computed when first asked for (the compiled kernels compute their own)."""
+        return StandardForm(Q, q, G, h, A, b, rows or Rows.of(G, A))
+
+    @property
+    def mg(self) -> int:
+        return self.rows.mg
+
+    @property
+    def cols(self) -> Tensor:
+        return self.rows.cols
+
+    @property
+    def coef(self) -> Tensor:
+        return self.rows.coef
+
+    @property
+    def pairs(self) -> PairRows | None:
+        return self.rows.pairs
+
+    @property
+    def support(self) -> Tensor | None:
+        return self.rows.support
+
+    @cached_property
+    def R(self) -> Tensor:
+        if self.rows.R is not None:
+            return self.rows.R
+        B, mg = self.q.shape[0], self.mg
+        return torch.cat([self.A.expand(B, -1, -1), self.G[..., :mg, :].expand(B, -1, -1)], dim=-2)
+
+    @cached_property
+    def colsq(self) -> Tensor:
+        """``max_j |R_j|^2`` (at least 1) ``(B,)`` or ``(1,)``: the denominator of :attr:`rho`."""
+        return self.rows.colsq if self.rows.colsq is not None else absmax(self.R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1)
+
+    @cached_property
+    def scale_q(self) -> Tensor:
+        return self.Q.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1.0).reshape(-1)
+
+    @cached_property
+    def scale_p(self) -> Tensor:
+        return 1.0 + absmax(torch.cat([self.h, self.b], dim=-1))
+
+    @cached_property
+    def scale_d(self) -> Tensor:
+        return 1.0 + absmax(self.q)
+
+    @cached_property
+    def r(self) -> Tensor:
+        return torch.cat([self.b, self.h[:, : self.mg]], dim=-1)
+
+    @cached_property
+    def bound_value(self) -> Tensor:
+        return self.h[:, self.mg:] / self.coef
+
+    @cached_property
+    def rho(self) -> Tensor:
+        return self.scale_q / self.colsq
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -267,12 +307,10 @@ class StandardForm:
     def take(self, idx: Tensor) -> StandardForm:
         """The batch elements ``idx`` (shared matrices are kept as they are)."""
         mat = lambda t: t if t.ndim == 2 else t[idx]  # noqa: E731
-        return StandardForm(
-            mat(self.Q), self.q[idx], mat(self.G), self.h[idx], mat(self.A), self.b[idx], self.mg, self.cols,
-            self.coef, self.scale_p[idx], self.scale_d[idx], self.scale_q if self.Q.ndim == 2 else self.scale_q[idx],
-            mat(self.R), self.r[idx], self.bound_value[idx], self.rho if self.rho.shape[0] == 1 else self.rho[idx],
-            self.pairs, self.support if self.support is None or self.support.shape[0] == 1 else self.support[idx],
-        )
+        rows = self.rows
+        if rows.support is not None and rows.support.shape[0] > 1:  # one per element (a batched A)
+            rows = replace(rows, support=rows.support[idx])
+        return StandardForm(mat(self.Q), self.q[idx], mat(self.G), self.h[idx], mat(self.A), self.b[idx], rows)
 
     def Qx(self, x: Tensor) -> Tensor:
         """``Q x`` ``(B, n)``."""
