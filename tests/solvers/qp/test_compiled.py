@@ -191,6 +191,15 @@ def test_a_variable_fixed_by_two_bound_rows_is_outside_the_kernel(refs):
     assert status == compiled.OUTSIDE
 
 
+def test_without_numba_the_batched_method_solves_everything(refs, monkeypatch):
+    Q, q, S, mu, c = group_problem(8, 3, 10, refs)
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    monkeypatch.setattr(compiled, "solve_elements", lambda *a: pytest.fail("the kernels were called"))
+    x = solve_qp(Q, q, c["G"], c["h0"], c["A"], c["b"])
+    ref = refs.portfolio(group_spec(10), mu[1].numpy(), S[1].numpy(), 5.0, 0.01)
+    np.testing.assert_allclose(x[1].numpy(), ref, atol=1e-7)
+
+
 def test_applies_only_to_float64_cpu_batches_with_a_shared_g(refs):
     Q, q, _, _, c = group_problem(1, 2, 10, refs)
     assert compiled.applies(form_of(Q, q, c))

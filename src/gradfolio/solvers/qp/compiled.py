@@ -40,6 +40,8 @@ file (``cache=True``): ~10 s once per installation, then well under a second to 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -58,12 +60,23 @@ OUTSIDE = 2
 COMPILED_N = 400
 
 
+@functools.cache
+def available() -> bool:
+    """Whether Numba can be imported (it is a dependency; where it is missing or broken, e.g. on a
+    platform without its wheels, the batched torch method solves everything)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def applies(form: StandardForm) -> bool:
     """Whether the kernels take the batch: float64 on the CPU, a shared ``G`` with bound rows and
-    at most :data:`COMPILED_N` variables. Depends on the problem's size and type only, never on
-    the batch size."""
+    at most :data:`COMPILED_N` variables (and Numba :func:`available`). Depends on the problem's
+    size and type only, never on the batch size."""
     n = form.q.shape[1]
-    return (form.q.device.type == "cpu" and form.q.dtype == torch.float64 and 0 < n <= COMPILED_N
+    return (available() and form.q.device.type == "cpu" and form.q.dtype == torch.float64 and 0 < n <= COMPILED_N
             and form.G.ndim == 2 and form.cols.numel() > 0)
 
 
@@ -132,4 +145,4 @@ def warm() -> None:
     adjoint(form, act, 1e-11, torch.ones(1, n, dtype=f64))
 
 
-__all__ = ["COMPILED_N", "OUTSIDE", "SOLVED", "UNSOLVED", "adjoint", "applies", "solve_elements", "warm"]
+__all__ = ["COMPILED_N", "OUTSIDE", "SOLVED", "UNSOLVED", "adjoint", "applies", "available", "solve_elements", "warm"]
