@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers import ConvexProblem, Group, PortfolioConstraints, QPSettings
-from gradfolio.solvers.problem import default_settings
+from gradfolio.solvers.problem import AUX_ACTIVE_SET_VARS, default_settings
 
 N = 8
 SPECS = {
@@ -45,13 +45,34 @@ def test_weights_match_clarabel(gen, refs, name, cond):
 
 
 @pytest.mark.parametrize("name", ["leverage", "turnover", "all"])
-def test_auxiliary_variable_specs_start_in_the_interior_point_and_match_either_way(gen, refs, name):
+def test_auxiliary_variable_specs_start_in_the_interior_point_and_match_either_way(gen, refs, monkeypatch, name):
     # Leverage and turnover default to the interior point first (default_settings); the
     # active-set method first (QPSettings()) reaches the same weights.
     spec = SPECS[name]
     assert default_settings(spec).active_set_iter == 0
     assert ConvexProblem(N, spec).settings.active_set_iter == 0
     assert ConvexProblem(N, spec, settings=QPSettings()).settings.active_set_iter == QPSettings().active_set_iter
+    # On the CPU a small spec with bound rows starts in the compiled active-set method (8 assets:
+    # 16-24 variables, at most AUX_ACTIVE_SET_VARS); a large one in the interior point.
+    small = ConvexProblem(N, spec)
+    has_bounds = bool(((torch.as_tensor(small.compiled.G) != 0).sum(dim=-1) == 1).any())
+    assert small.compiled.n_vars <= AUX_ACTIVE_SET_VARS
+    assert small.cpu_settings.active_set_iter == (QPSettings().active_set_iter if has_bounds else 0)
+    assert small.cpu_settings.gap_tol == 1e-14
+    n_big = AUX_ACTIVE_SET_VARS // 2 + 1  # [w, t] or [w, u]: more than AUX_ACTIVE_SET_VARS variables
+    assert ConvexProblem(n_big, spec).cpu_settings.active_set_iter == 0
+    assert ConvexProblem(N, spec, settings=QPSettings(active_set_iter=3)).cpu_settings.active_set_iter == 3
+    import gradfolio.solvers.qp.compiled as compiled
+
+    calls = []
+    real = compiled.solve_elements
+    monkeypatch.setattr(compiled, "solve_elements", lambda *a: calls.append(1) or real(*a))
+    mu, cov, w_prev = inputs(gen, refs)
+    w_small = small.solve(mu, cov=cov, gamma=3.0, alpha=0.01, w_prev=w_prev)
+    assert len(calls) == int(has_bounds)
+    for i in range(mu.shape[0]):
+        ref = refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), 3.0, 0.01, w_prev[i].numpy())
+        np.testing.assert_allclose(w_small[i].numpy(), ref, atol=1e-6)
     mu, cov, w_prev = inputs(gen, refs)
     w = ConvexProblem(N, spec, settings=QPSettings()).solve(mu, cov=cov, gamma=3.0, alpha=0.01, w_prev=w_prev)
     for i in range(mu.shape[0]):

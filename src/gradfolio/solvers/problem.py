@@ -19,7 +19,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from gradfolio.errors import ConfigError
-from gradfolio.solvers.constraints import PortfolioConstraints
+from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstraints
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
@@ -57,19 +57,31 @@ def risk_matrix(cov: Tensor | None, factor: Tensor | None, N: int) -> Tensor:
     return factor.transpose(-1, -2) @ factor
 
 
-def default_settings(constraints: PortfolioConstraints) -> QPSettings:
+#: Leverage or turnover specs with at most this many variables (``x = [w, t, u]``) start in the
+#: compiled active-set method on the CPU (:func:`default_settings`): measured faster there than
+#: the interior point up to 45 variables at batch 32 (1.2-30x) and at batch 1 (7-50x); at 50-60
+#: variables batch 32 ran at 0.7-0.8x with turnover (docs/solvers.md).
+AUX_ACTIVE_SET_VARS = 48
+
+
+def default_settings(constraints: PortfolioConstraints, compiled: CompiledConstraints | None = None) -> QPSettings:
     """The ``"qp"`` back end's settings for ``constraints`` when none are given.
 
     With leverage or turnover the interior point goes first (``active_set_iter=0``): their
-    auxiliary variables (``t >= |w|``, two rows per asset) leave the active-set method mostly
-    inconsistent systems, so it spends its solves and hands the elements over anyway (2-2.3x
-    faster on random specs; docs/solvers.md), with ``gap_tol=1e-14``: its polish is often refused
-    on these degenerate specs (an asset at zero binds both ``w <= t`` and ``-w <= t``), and at the
-    default 1e-12 an element finished by the tolerances alone was up to ~3e-6 off in its weights
-    (1e-8 with 1e-14, at no measurable cost). Otherwise the defaults.
+    auxiliary variables (``t >= |w|``, two rows per asset) leave the batched active-set method
+    mostly inconsistent systems, so it spends its solves and hands the elements over anyway
+    (2-2.3x faster on random specs; docs/solvers.md), with ``gap_tol=1e-14``: its polish is often
+    refused on these degenerate specs (an asset at zero binds both ``w <= t`` and ``-w <= t``), and
+    at the default 1e-12 an element finished by the tolerances alone was up to ~3e-6 off in its
+    weights (1e-8 with 1e-14, at no measurable cost). Given the ``compiled`` constraints of a
+    small spec (at most :data:`AUX_ACTIVE_SET_VARS` variables, with bound rows), the settings for
+    a solve that the compiled kernels take (float64 on the CPU) start in the active-set method
+    instead: there each solve costs microseconds. Otherwise the defaults.
     """
     if constraints.leverage is not None or constraints.turnover is not None:
-        return QPSettings(active_set_iter=0, gap_tol=1e-14)
+        small = compiled is not None and compiled.n_vars <= AUX_ACTIVE_SET_VARS and bool(
+            ((torch.as_tensor(compiled.G) != 0).sum(dim=-1) == 1).any())  # bound rows: the kernels take it
+        return QPSettings(gap_tol=1e-14) if small else QPSettings(active_set_iter=0, gap_tol=1e-14)
     return QPSettings()
 
 
@@ -139,6 +151,10 @@ class ConvexProblem:
         self.compiled = self.constraints.compile(self.n_assets)
         self.backend = backend
         self.settings = settings or default_settings(self.constraints)
+        #: The settings of a solve on the CPU, where the compiled kernels take float64 batches
+        #: (:func:`default_settings` with the compiled constraints; the same as :attr:`settings`
+        #: when those were given).
+        self.cpu_settings = settings or default_settings(self.constraints, self.compiled)
         self._cvxpy: CvxpyBackend | None = None
         if backend == "cvxpylayers":  # cvxpy and cvxpylayers are imported only for this back end
             from gradfolio.solvers.cvxpy_backend import CvxpyBackend
@@ -194,15 +210,16 @@ class ConvexProblem:
         # The thread rule of the solve (qp/threads.py) also covers building its inputs: above
         # ~32k elements torch splits an elementwise op across threads, and on a busy machine each
         # such op waits for its descheduled thread.
-        threads = auto_threads(B, self.compiled.n_vars, self.settings.threads)
+        settings = self.cpu_settings if mu.device.type == "cpu" else self.settings
+        threads = auto_threads(B, self.compiled.n_vars, settings.threads)
         with intra_op_threads(threads):
             Q = _Quadratic.apply(risk_matrix(cov, factor, N), g, a, self.compiled.n_vars, threads)
             pad = self.compiled.n_vars - N
             q = nnf.pad(-mu, (0, pad)) if pad else -mu
             t = self._tensors(mu)
             h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
-            x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], self.settings)
+            x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
             return x[:, :N]
 
 
-__all__ = ["ConvexProblem", "default_settings", "per_batch", "risk_matrix"]
+__all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "risk_matrix"]
