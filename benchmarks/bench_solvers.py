@@ -332,7 +332,10 @@ def contention_measures(cell: tuple[str, int, int], dtype, device, threads: int,
     spec = PortfolioConstraints(long_only=True) if name == "long-only" else qp_peers.spec(name, n)
     mu, cov = problems(B, n, dtype, device, seed=3)
     auto = ConvexProblem(n, spec)
-    off = ConvexProblem(n, spec, settings=dataclasses.replace(auto.settings, threads=None))
+    # The same algorithm with the rule off (on the CPU a small leverage/turnover spec starts in the
+    # compiled active-set method: ConvexProblem.cpu_settings).
+    off = ConvexProblem(n, spec, settings=dataclasses.replace(
+        auto.cpu_settings if device.type == "cpu" else auto.settings, threads=None))
     wp = qp_peers.w_prev(B, n, mu) if auto.compiled.uses_prev else None
     form = qp_peers.standard_form(auto, mu.double(), cov.double())
     weights = torch.linspace(-1, 1, n, dtype=dtype, device=device)
