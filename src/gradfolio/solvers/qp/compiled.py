@@ -35,7 +35,8 @@ the batched torch method takes it).
 The Cholesky factorizations and triangular solves are written out (the systems are the
 ``k x k`` free block, a few to a few dozen rows): no LAPACK call, so no dependence on MKL's code
 path either. Numba compiles the kernels on their first call and caches them on disk next to this
-file (``cache=True``): ~30 s once per installation on a 2-core machine (where the source folder is read-only, Numba keeps the cache in its user-wide cache folder), then well under a second to load per process.
+file (``cache=True``; where that folder is read-only, in Numba's user-wide cache folder): ~30 s
+once per installation on a 2-core machine, then well under a second to load per process.
 """
 
 from __future__ import annotations
