@@ -22,6 +22,7 @@ from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstraints
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
+from gradfolio.solvers.qp.standard_form import bound_rows
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def default_settings(constraints: PortfolioConstraints, compiled: CompiledConstr
     """
     if constraints.leverage is not None or constraints.turnover is not None:
         small = compiled is not None and compiled.n_vars <= AUX_ACTIVE_SET_VARS and bool(
-            ((torch.as_tensor(compiled.G) != 0).sum(dim=-1) == 1).any())  # bound rows: the kernels take it
+            bound_rows(torch.as_tensor(compiled.G)).any())  # bound rows: the kernels take it
         return QPSettings(gap_tol=1e-14) if small else QPSettings(active_set_iter=0, gap_tol=1e-14)
     return QPSettings()
 

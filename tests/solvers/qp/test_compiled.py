@@ -122,7 +122,7 @@ def test_adjoint_equals_the_torch_system(refs, gen, batched_A):
     Q, q, _, _, c = group_problem(5, 8, 10, refs)
     A = c["A"].expand(8, 1, 10).clone() if batched_A else None
     form = form_of(Q, q, c, A)
-    x, y, lam, act, status, solves = compiled.solve_elements(form, 1e-9, 1e-11, 25, 2, 4, 0.5, form.support)
+    x, y, lam, act, status, solves = compiled.solve_elements(form, 1e-9, 1e-11, 25, 2, 4, 0.5)
     assert (status == compiled.SOLVED).all() and (solves >= 1).all()
     assert act[:, :form.mg].any()  # general rows in the active sets
     g = torch.randn(8, 10, generator=gen, dtype=F64)

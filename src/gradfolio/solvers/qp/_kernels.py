@@ -489,19 +489,28 @@ def adjoint_element(Q, R_all, mg, cols, coef, rho, scale_q, act, reg, g, dx, dy,
 
 
 @_jit
+def _scale_q(Q):  # pragma: no cover - compiled
+    """``max(1, max|Q_ii|)``: :attr:`~gradfolio.solvers.qp.standard_form.StandardForm.scale_q` of one element."""
+    dm = 1.0
+    for i in range(Q.shape[0]):
+        dm = max(dm, abs(Q[i, i]))
+    return dm
+
+
+@_jit
 def _scales(Q, q, h, b, colsq):  # pragma: no cover - compiled
     """:class:`~gradfolio.solvers.qp.standard_form.StandardForm`'s scales of one element:
-    ``(scale_p, scale_d, scale_q, rho)`` = ``1 + max|h, b|``, ``1 + max|q|``, ``max(1, max|Q_ii|)``
+    ``(scale_p, scale_d, scale_q, rho)`` = ``1 + max|h, b|``, ``1 + max|q|``, :func:`_scale_q`
     and ``scale_q / colsq``."""
     hb = 0.0
     for i in range(h.shape[0]):
         hb = max(hb, abs(h[i]))
     for i in range(b.shape[0]):
         hb = max(hb, abs(b[i]))
-    qm, dm = 0.0, 1.0
+    qm = 0.0
     for i in range(q.shape[0]):
         qm = max(qm, abs(q[i]))
-        dm = max(dm, abs(Q[i, i]))
+    dm = _scale_q(Q)
     return 1.0 + hb, 1.0 + qm, dm, dm / colsq
 
 
@@ -535,12 +544,9 @@ def forward_batch(Q, q, R_all, b, h, mg, cols, coef, colsq, act, guess, tol, reg
 @_jit
 def adjoint_batch(Q, R_all, mg, cols, coef, colsq, act, reg, g, dx, dy, dlam, ok):  # pragma: no cover
     """:func:`adjoint_element` for every element (leading dimension 1: shared)."""
-    n = g.shape[1]
     for e in range(g.shape[0]):
         Qe = Q[e if Q.shape[0] > 1 else 0]
-        sq = 1.0
-        for i in range(n):
-            sq = max(sq, abs(Qe[i, i]))
+        sq = _scale_q(Qe)
         ok[e] = adjoint_element(
             Qe, R_all[e if R_all.shape[0] > 1 else 0], mg, cols, coef, sq / colsq[e if colsq.shape[0] > 1 else 0], sq,
             act[e], reg, g[e], dx[e], dy[e], dlam[e])

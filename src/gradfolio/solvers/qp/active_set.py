@@ -332,14 +332,13 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
     B, _, m, _ = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
     live = torch.arange(B, device=form.q.device)
-    support = starvable(form)
     left: list[Tensor] = []  # cycling elements that left the batch
     whole = True  # the batch still holds every element, in order
     if settings.compiled and settings.active_set_iter and compiled.applies(form):
         # Element by element, compiled (qp/compiled.py); the batched method below only takes the
         # elements outside the kernels.
         x, y, lam, act, status, _ = compiled.solve_elements(
-            form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION, support)
+            form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION)
         if not status.any():  # every element solved (status SOLVED is 0): the common case
             out.put(None, x, y, lam, act)
             return live[:0], None
@@ -350,7 +349,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
         if not keep.numel():
             return left[0], None
         form, live, B, whole = form.take(keep), live[keep], keep.numel(), False
-        support = form.support
+    support = starvable(form)
     act = separable_active_set(form)
     if act is None:
         act = torch.zeros(B, m, dtype=torch.bool, device=form.q.device)

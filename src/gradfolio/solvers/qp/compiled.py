@@ -93,8 +93,9 @@ def _stacked(t: Tensor, *shape: int) -> np.ndarray:
 
 
 def solve_elements(form: StandardForm, tol: float, reg: float, iters: int, restrict_from: int,
-                   cycle_from: int, add_fraction: float, support: Tensor | None) -> tuple[Tensor, ...]:
-    """Run the forward kernel on every element of ``form`` from the separable first guess.
+                   cycle_from: int, add_fraction: float) -> tuple[Tensor, ...]:
+    """Run the forward kernel on every element of ``form`` from the separable first guess (the
+    guarded step where ``form.support`` says the equality can be starved).
 
     Returns ``x (B, n)``, ``y (B, p)``, ``lam (B, m)``, the final active rows ``act (B, m)`` (valid
     where solved), the status ``(B,)`` (:data:`SOLVED`, :data:`UNSOLVED`, :data:`OUTSIDE`) and the
@@ -106,7 +107,7 @@ def solve_elements(form: StandardForm, tol: float, reg: float, iters: int, restr
     act = np.zeros((B, m), np.bool_)
     x, y, lam = np.zeros((B, n)), np.zeros((B, p)), np.zeros((B, m))
     status, solves = np.empty(B, np.int64), np.zeros(B, np.int64)
-    sup = np.zeros(1, np.int64) if support is None else support.numpy().astype(np.int64).reshape(-1)
+    sup = np.zeros(1, np.int64) if form.support is None else form.support.numpy().astype(np.int64).reshape(-1)
     _kernels.forward_batch(
         _stacked(form.Q, n, n), _arr(form.q), _stacked(form.R, p + form.mg, n), _arr(form.b), _arr(form.h), form.mg,
         form.cols.numpy(), _arr(form.coef), _arr(form.colsq).reshape(-1), act, True, tol, reg, iters, restrict_from,
@@ -142,7 +143,7 @@ def warm() -> None:
     form = StandardForm.build(eye * torch.tensor([1.0, 2.0, 3.0], dtype=f64), torch.tensor([[-1.0, 0.5, 0.2]], dtype=f64),
                               torch.cat([-eye, eye]), torch.tensor([[0.0] * n + [0.6] * n], dtype=f64),
                               torch.ones(1, n, dtype=f64), torch.ones(1, 1, dtype=f64))
-    act = solve_elements(form, 1e-9, 1e-11, 25, 2, 4, 0.5, form.support)[3]
+    act = solve_elements(form, 1e-9, 1e-11, 25, 2, 4, 0.5)[3]
     adjoint(form, act, 1e-11, torch.ones(1, n, dtype=f64))
 
 

@@ -30,7 +30,7 @@ from gradfolio.solvers.qp import compiled
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
-from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm
+from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm, bound_rows
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 
@@ -183,20 +183,23 @@ def _sorted_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     batched ``G``), the sorted ``G`` and its :class:`Rows` with ``A``. Cached for shared,
     constant matrices (~0.2 ms of small tensor operations per call otherwise)."""
     if G.ndim != 2 or G.requires_grad or A.requires_grad:
-        perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
-        Gs = G if perm is None else G[perm]
-        return perm, Gs, Rows.of(Gs, A)
+        return _sort_rows(G, A)
     key = (id(G), id(A))
     hit = _ROWS.get(key)
     if hit is not None and hit[0]() is G and hit[1]() is A and hit[2] == G._version and hit[3] == A._version:
         return hit[4], hit[5], hit[6]
-    perm = torch.argsort(((G != 0).sum(dim=-1) == 1).int(), stable=True) if G.shape[0] else None
-    Gs = G if perm is None else G[perm]
-    rows = Rows.of(Gs, A)
+    perm, Gs, rows = _sort_rows(G, A)
     if len(_ROWS) >= _ROWS_KEPT:
         _ROWS.pop(next(iter(_ROWS)))
     _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, Gs, rows)
     return perm, Gs, rows
+
+
+def _sort_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
+    """:func:`_sorted_rows` computed (no cache)."""
+    perm = torch.argsort(bound_rows(G).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
+    Gs = G if perm is None else G[perm]
+    return perm, Gs, Rows.of(Gs, A)
 
 
 __all__ = ["QPSettings", "solve_qp"]

@@ -34,12 +34,16 @@ def absmax(t: Tensor) -> Tensor:
     return t.abs().amax(dim=-1) if t.shape[-1] else t.new_zeros(t.shape[:-1])
 
 
+def bound_rows(G: Tensor) -> Tensor:
+    """Which rows of ``G (..., m, n)`` are bound rows (exactly one nonzero) ``(..., m)`` bool."""
+    return (G != 0).sum(dim=-1) == 1
+
+
 def trailing_bound_rows(G: Tensor) -> int:
     """Number of trailing rows of a shared ``G (m, n)`` with exactly one nonzero (0 for a batched ``G``)."""
     if G.ndim != 2 or not G.shape[0]:
         return 0
-    single = (G != 0).sum(dim=-1) == 1
-    return int(torch.flip(single, [0]).int().cumprod(0).sum())
+    return int(torch.flip(bound_rows(G), [0]).int().cumprod(0).sum())
 
 
 @dataclass(frozen=True)
@@ -371,4 +375,5 @@ class StandardForm:
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
-__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "starvable_support", "trailing_bound_rows"]
+__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "bound_rows", "starvable_support",
+           "trailing_bound_rows"]
