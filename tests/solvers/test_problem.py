@@ -65,6 +65,12 @@ def test_auxiliary_variable_specs_start_in_the_interior_point_and_match_either_w
     assert ConvexProblem(N, spec, settings=QPSettings(active_set_iter=3)).cpu_settings.active_set_iter == 3
     import gradfolio.solvers.qp.compiled as compiled
 
+    from gradfolio.solvers.qp import l1_active_set
+
+    # The standard form x = [w, t, u] is the fallback of the N-variable kernels
+    # (test_l1_active_set.py): with no solves allowed there, every element comes here.
+    monkeypatch.setattr(l1_active_set, "ITERS", 0)
+    monkeypatch.setattr(l1_active_set, "primal_cap", lambda n, mg: 0)
     calls = []
     real = compiled.solve_elements
     monkeypatch.setattr(compiled, "solve_elements", lambda *a: calls.append(1) or real(*a))

@@ -12,6 +12,7 @@ problem in cvxpy (plus any user cvxpy constraints) and differentiates it with cv
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstraints
+from gradfolio.solvers.qp import l1_active_set
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
 from gradfolio.solvers.qp.standard_form import bound_rows
@@ -162,6 +164,14 @@ class ConvexProblem:
 
             self._cvxpy = CvxpyBackend(self.compiled, cvxpy_constraints)
         self._cache: dict[tuple, dict[str, Tensor]] = {}
+        #: Leverage/turnover specs of the ``"qp"`` back end: the same constraints for the kernels of
+        #: :mod:`~gradfolio.solvers.qp.l1_active_set`, which solve them in ``N`` variables (CPU,
+        #: float64 compute, ``settings.compiled``); ``None`` otherwise.
+        self.l1_spec: l1_active_set.L1Spec | None = None
+        c = self.constraints
+        if backend == "qp" and (c.leverage is not None or c.turnover is not None):
+            plain = replace(c, leverage=None, turnover=None)._compile_unchecked(self.n_assets)
+            self.l1_spec = l1_active_set.L1Spec.build(plain.G, plain.h0, plain.A, plain.b, c.leverage, c.turnover)
 
     def _tensors(self, like: Tensor) -> dict[str, Tensor]:
         key = (like.dtype, like.device)
@@ -212,15 +222,46 @@ class ConvexProblem:
         # ~32k elements torch splits an elementwise op across threads, and on a busy machine each
         # such op waits for its descheduled thread.
         settings = self.cpu_settings if mu.device.type == "cpu" else self.settings
+        dtype = settings.compute_dtype or mu.dtype
+        l1 = self.l1_spec is not None and settings.compiled and l1_active_set.applies(dtype, mu.device, N)
+        threads = auto_threads(B, N if l1 else self.compiled.n_vars, settings.threads)
+        with intra_op_threads(threads):
+            S = risk_matrix(cov, factor, N)
+            if l1:
+                return self._solve_l1(mu, S, g, a, w_prev, settings, dtype, threads)
+            return self._solve_standard(mu, S, g, a, w_prev, settings)
+
+    def _solve_standard(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None,
+                        settings: QPSettings) -> Tensor:
+        """The standard form ``x = [w, t, u]`` through :func:`solve_qp`: ``w (B, N)``."""
+        N, B = self.n_assets, mu.shape[0]
         threads = auto_threads(B, self.compiled.n_vars, settings.threads)
         with intra_op_threads(threads):
-            Q = _Quadratic.apply(risk_matrix(cov, factor, N), g, a, self.compiled.n_vars, threads)
+            Q = _Quadratic.apply(S, g, a, self.compiled.n_vars, threads)
             pad = self.compiled.n_vars - N
             q = nnf.pad(-mu, (0, pad)) if pad else -mu
             t = self._tensors(mu)
             h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
             x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
             return x[:, :N]
+
+    def _solve_l1(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None, settings: QPSettings,
+                  dtype: torch.dtype, threads: int | None) -> Tensor:
+        """Leverage/turnover in ``N`` variables (:mod:`~gradfolio.solvers.qp.l1_active_set`), computed
+        in ``dtype`` (float64) under ``threads``; the elements its kernels leave are solved by
+        :meth:`_solve_standard`."""
+        assert self.l1_spec is not None
+        N = self.n_assets
+        tol, _, _ = settings.tolerances(dtype)
+
+        def fallback(idx: Tensor) -> Tensor:
+            prev = None if w_prev is None else w_prev[idx]
+            return self._solve_standard(mu[idx], S[idx], g[idx], a[idx], prev, settings).to(dtype)
+
+        Q = _Quadratic.apply(S.to(dtype), g.to(dtype), a.to(dtype), N, threads)
+        c = w_prev.to(dtype) if w_prev is not None else mu.new_zeros(1, N, dtype=dtype)
+        x = l1_active_set.solve_l1(Q, -mu.to(dtype), c, self.l1_spec, tol, settings.reg, fallback)
+        return x.to(mu.dtype)
 
 
 __all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "risk_matrix"]
