@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -186,6 +187,22 @@ class Rows:
         colsq = None if R is None else absmax(R.square().sum(dim=-2)).clamp_min(1.0).reshape(-1)
         return Rows(mg, cols, coef, PairRows.split(G[:mg]) if G.ndim == 2 else None, R, colsq,
                     starvable_support(A, cols, coef))
+
+    @cached_property
+    def arrays(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """``R (1, p + mg, n)``, ``cols (m - mg,)``, ``coef (m - mg,)``, ``colsq (1,)`` and ``support``
+        (``(B,)`` or ``(1,)``; ``[0]`` for none, int64) as contiguous NumPy arrays for the compiled
+        kernels (:mod:`gradfolio.solvers.qp.compiled`; CPU tensors only), converted once per
+        :class:`Rows`: for a shared ``G`` and ``A``, once per pair of tensors instead of on every
+        solve. ``R`` and ``colsq`` are ``None`` where they are formed per call (a batched ``G`` or ``A``)."""
+        def arr(t: Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().numpy())
+
+        R = None
+        if self.R is not None:
+            R = arr(self.R).reshape(1, *self.R.shape) if self.R.numel() else np.zeros((1, *self.R.shape))
+        sup = np.zeros(1, np.int64) if self.support is None else arr(self.support).astype(np.int64).reshape(-1)
+        return R, arr(self.cols), arr(self.coef), None if self.colsq is None else arr(self.colsq).reshape(-1), sup
 
 
 @dataclass(frozen=True)
