@@ -44,24 +44,29 @@ def _outer(u: Tensor, v: Tensor) -> Tensor:
     return u.unsqueeze(-1) * v.unsqueeze(-2)
 
 
+def _solve(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, settings: QPSettings,
+           rows: Rows) -> tuple[Solution, ActiveSet | None]:
+    """The forward solve of :func:`solve_qp` on checked inputs (``q (B, n)``, the rest batched or
+    shared as :func:`solve_qp` leaves them, ``G``'s bound rows last): the solution, and the last
+    active-set factorization when it covers the whole batch (the backward pass's system; ``None``
+    otherwise). Run under the thread rule."""
+    with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
+        form = StandardForm.build(Q, q, G, h, A, b, rows)
+        B, n, m, p = form.shape
+        sol, left, system = primal_dual_active_set(form, settings)
+        if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
+            raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
+        elif left.numel():
+            interior_point(form.take(left), settings, sol, left, B)
+        return sol, system
+
+
 class _QPFunction(torch.autograd.Function):
     """Autograd wrapper: active-set (then interior-point) forward, active-set KKT implicit differentiation backward."""
 
     @staticmethod
     def forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[override]
-        with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
-            return _QPFunction._forward(ctx, Q, q, G, h, A, b, settings, rows)
-
-    @staticmethod
-    def _forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[no-untyped-def]
-        form = StandardForm.build(Q, q, G, h, A, b, rows)
-        B, n, m, p = form.shape
-        sol = Solution.empty(B, n, m, p, q)
-        left, system = primal_dual_active_set(form, settings, sol)
-        if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
-            raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
-        elif left.numel():
-            interior_point(form.take(left), settings, sol, left, B)
+        sol, system = _solve(Q, q, G, h, A, b, settings, rows)
         # The last active-set factorization is the backward pass's system when it covers the whole
         # batch; otherwise backward factors the system of the final active sets.
         ctx.settings, ctx.system, ctx.rows = settings, system, rows
@@ -97,7 +102,8 @@ def _batched(t: Tensor | None, name: str, B: int, shape: tuple[int, ...], like: 
     """Check shape; broadcast a shared vector to ``(B, ...)`` (matrices may stay 2-D)."""
     if t is None:
         return like.new_zeros((B, *shape)) if len(shape) == 1 else like.new_zeros(shape)
-    t = torch.as_tensor(t, device=like.device).to(like.dtype)
+    if not isinstance(t, Tensor) or t.dtype != like.dtype or t.device != like.device:  # no op when it is already
+        t = torch.as_tensor(t, device=like.device).to(like.dtype)
     if tuple(t.shape[-len(shape):]) != shape or t.ndim not in (len(shape), len(shape) + 1) or (
         t.ndim == len(shape) + 1 and t.shape[0] != B
     ):
@@ -155,7 +161,7 @@ def solve_qp(
         raise ConfigError(f"solve_qp: q must have shape (B, n); got {tuple(q.shape)}.")
     B, n = q.shape
     out_dtype = q.dtype
-    if settings.compute_dtype is not None:
+    if settings.compute_dtype is not None and q.dtype != settings.compute_dtype:
         q = q.to(settings.compute_dtype)
     Q = _batched(Q, "Q", B, (n, n), q)
     m = 0 if G is None else G.shape[-2]
@@ -167,7 +173,11 @@ def solve_qp(
     perm, G, rows = _sorted_rows(G, A)
     if perm is not None:
         h = h[:, perm]
-    return _QPFunction.apply(Q, q, G, h, A, b, settings, rows).to(out_dtype)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (Q, q, G, h, A, b)):
+        x = _QPFunction.apply(Q, q, G, h, A, b, settings, rows)
+    else:  # nothing to differentiate: the same solve without the autograd Function (~15 us at batch 1)
+        x = _solve(Q, q, G, h, A, b, settings, rows)[0].x
+    return x if x.dtype == out_dtype else x.to(out_dtype)
 
 
 #: :func:`_sorted_rows` of recent shared ``(G, A)`` pairs, by identity: the caller's tensors (a
@@ -198,6 +208,8 @@ def _sorted_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
 def _sort_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     """:func:`_sorted_rows` computed (no cache)."""
     perm = torch.argsort(bound_rows(G).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
+    if perm is not None and bool((perm == torch.arange(perm.numel(), device=perm.device)).all()):
+        perm = None  # already sorted: no permutation of h on every call
     Gs = G if perm is None else G[perm]
     return perm, Gs, Rows.of(Gs, A)
 
