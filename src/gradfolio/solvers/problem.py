@@ -86,20 +86,32 @@ def default_settings(constraints: PortfolioConstraints, compiled: CompiledConstr
     return QPSettings()
 
 
+def quadratic(S: Tensor, g: Tensor, a: Tensor, n_vars: int) -> Tensor:
+    """``Q = g S + a I`` ``(B, n_vars, n_vars)`` for ``S (B, N, N)`` and ``g, a (B,)``, zero-padded
+    to ``n_vars`` (the auxiliary variables)."""
+    B, N, _ = S.shape
+    gS = g[:, None, None] * S
+    if n_vars == N:
+        Q, diag = gS, gS.diagonal(dim1=-2, dim2=-1)
+    else:
+        Q = S.new_zeros(B, n_vars, n_vars)
+        Q[:, :N, :N] = gS
+        diag = Q.diagonal(dim1=-2, dim2=-1)[:, :N]
+    diag.add_(a[:, None])
+    return Q
+
+
 class _Quadratic(torch.autograd.Function):
-    """``Q = gamma S + alpha I``, zero-padded to ``n_vars`` (the auxiliary variables), with its
-    backward under the same intra-op thread count as the forward: autograd would run the backward
-    of these ``(B, n, n)`` elementwise ops at torch's process-wide count, which on a busy machine
-    waits for a descheduled thread (the solve's thread rule, qp/threads.py)."""
+    """:func:`quadratic`, with its backward under the same intra-op thread count as the forward:
+    autograd would run the backward of these ``(B, n, n)`` elementwise ops at torch's
+    process-wide count, which on a busy machine waits for a descheduled thread (the solve's
+    thread rule, qp/threads.py)."""
 
     @staticmethod
     def forward(ctx, S, g, a, n_vars, threads):  # type: ignore[override]
-        B, N, _ = S.shape
         with intra_op_threads(threads):
-            Q = S.new_zeros(B, n_vars, n_vars)
-            Q[:, :N, :N] = g[:, None, None] * S
-            Q.diagonal(dim1=-2, dim2=-1)[:, :N].add_(a[:, None])
-        ctx.threads, ctx.N = threads, N
+            Q = quadratic(S, g, a, n_vars)
+        ctx.threads, ctx.N = threads, S.shape[1]
         ctx.save_for_backward(S, g)
         return Q
 
@@ -214,13 +226,17 @@ class ConvexProblem:
         settings = self.cpu_settings if mu.device.type == "cpu" else self.settings
         threads = auto_threads(B, self.compiled.n_vars, settings.threads)
         with intra_op_threads(threads):
-            Q = _Quadratic.apply(risk_matrix(cov, factor, N), g, a, self.compiled.n_vars, threads)
+            S = risk_matrix(cov, factor, N)
+            if torch.is_grad_enabled() and (S.requires_grad or g.requires_grad or a.requires_grad):
+                Q = _Quadratic.apply(S, g, a, self.compiled.n_vars, threads)
+            else:  # the same Q without the autograd Function (~10 us at batch 1)
+                Q = quadratic(S, g, a, self.compiled.n_vars)
             pad = self.compiled.n_vars - N
             q = nnf.pad(-mu, (0, pad)) if pad else -mu
             t = self._tensors(mu)
             h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
             x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
-            return x[:, :N]
+            return x[:, :N] if pad else x
 
 
-__all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "risk_matrix"]
+__all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "quadratic", "risk_matrix"]
