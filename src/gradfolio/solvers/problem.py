@@ -22,7 +22,7 @@ from gradfolio.errors import ConfigError
 from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstraints
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
-from gradfolio.solvers.qp.standard_form import bound_rows
+from gradfolio.solvers.qp.standard_form import bound_rows, bound_rows_last
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 if TYPE_CHECKING:
@@ -176,9 +176,18 @@ class ConvexProblem:
         self._cache: dict[tuple, dict[str, Tensor]] = {}
 
     def _tensors(self, like: Tensor) -> dict[str, Tensor]:
+        """``G, h0, H_prev, A, b`` of the compiled constraints in ``like``'s dtype and device, made
+        once. Without turnover (a constant ``h``) the rows of ``G``, ``h0`` and ``H_prev`` are put in
+        :func:`solve_qp`'s order here (bound rows last), so that it has no ``h`` to permute on
+        every call. With turnover :func:`solve_qp` still permutes ``h = h0 + H_prev w_prev`` after
+        it is formed (the product with the rows in another order might round differently)."""
         key = (like.dtype, like.device)
         if key not in self._cache:
-            self._cache[key] = self.compiled.tensors(like.dtype, like.device)
+            t = self.compiled.tensors(like.dtype, like.device)
+            perm = None if self.compiled.uses_prev else bound_rows_last(t["G"])
+            if perm is not None:
+                t.update(G=t["G"][perm], h0=t["h0"][perm], H_prev=t["H_prev"][perm])
+            self._cache[key] = t
         return self._cache[key]
 
     def solve(

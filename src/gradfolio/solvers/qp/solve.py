@@ -30,7 +30,7 @@ from gradfolio.solvers.qp import compiled
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
-from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm, bound_rows
+from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm, bound_rows_last
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 
@@ -182,8 +182,9 @@ def solve_qp(
 
 #: :func:`_sorted_rows` of recent shared ``(G, A)`` pairs, by identity: the caller's tensors (a
 #: ``ConvexProblem`` passes the same ones on every call), held by weak references and checked
-#: against their version counters (an in-place change recomputes them).
-_ROWS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int, Tensor | None, Tensor, Rows]] = {}
+#: against their version counters (an in-place change recomputes them). The sorted ``G`` is kept
+#: only where it is a copy (``None`` for an already sorted ``G``: the entry must not hold ``G``).
+_ROWS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int, Tensor | None, Tensor | None, Rows]] = {}
 _ROWS_KEPT = 32
 
 
@@ -197,19 +198,17 @@ def _sorted_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     key = (id(G), id(A))
     hit = _ROWS.get(key)
     if hit is not None and hit[0]() is G and hit[1]() is A and hit[2] == G._version and hit[3] == A._version:
-        return hit[4], hit[5], hit[6]
+        return hit[4], G if hit[5] is None else hit[5], hit[6]
     perm, Gs, rows = _sort_rows(G, A)
     if len(_ROWS) >= _ROWS_KEPT:
         _ROWS.pop(next(iter(_ROWS)))
-    _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, Gs, rows)
+    _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, None if Gs is G else Gs, rows)
     return perm, Gs, rows
 
 
 def _sort_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     """:func:`_sorted_rows` computed (no cache)."""
-    perm = torch.argsort(bound_rows(G).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
-    if perm is not None and bool((perm == torch.arange(perm.numel(), device=perm.device)).all()):
-        perm = None  # already sorted: no permutation of h on every call
+    perm = bound_rows_last(G) if G.ndim == 2 else None  # None where sorted already: no h to permute per call
     Gs = G if perm is None else G[perm]
     return perm, Gs, Rows.of(Gs, A)
 

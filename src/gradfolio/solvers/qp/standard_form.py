@@ -40,6 +40,16 @@ def bound_rows(G: Tensor) -> Tensor:
     return (G != 0).sum(dim=-1) == 1
 
 
+def bound_rows_last(G: Tensor) -> Tensor | None:
+    """The stable permutation ``(m,)`` of a shared ``G (m, n)``'s rows that moves its bound rows
+    last (:func:`gradfolio.solvers.qp.solve_qp` solves with them there), or ``None`` where they
+    are last already (or ``G`` has no rows)."""
+    if not G.shape[0]:
+        return None
+    perm = torch.argsort(bound_rows(G).int(), stable=True)
+    return None if bool((perm == torch.arange(perm.numel(), device=perm.device)).all()) else perm
+
+
 def trailing_bound_rows(G: Tensor) -> int:
     """Number of trailing rows of a shared ``G (m, n)`` with exactly one nonzero (0 for a batched ``G``)."""
     if G.ndim != 2 or not G.shape[0]:
@@ -320,7 +330,7 @@ class StandardForm:
     def rho(self) -> Tensor:
         return self.scale_q / self.colsq
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, int, int, int]:
         """``(B, n, m, p)``."""
         return self.q.shape[0], self.q.shape[1], self.h.shape[-1], self.b.shape[-1]
@@ -392,5 +402,6 @@ class StandardForm:
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
-__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "bound_rows", "starvable_support",
+__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "bound_rows", "bound_rows_last",
+           "starvable_support",
            "trailing_bound_rows"]
