@@ -228,6 +228,9 @@ def test_solves_without_gradients_and_at_batch_1_give_the_bits_of_the_graph_and_
         assert all(torch.equal(gi[0], g[i]) for gi, g in zip(grads_i, grads))
     # The gradients at batch 1 against finite differences (cov symmetrized inside).
     one = slice(0, 1)
-    f = lambda m, S, g: (prob.solve(m, cov=0.5 * (S + S.mT), gamma=g, alpha=0.01, w_prev=w_prev[one]) * c[one]).sum()  # noqa: E731
+
+    def f(m: torch.Tensor, S: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (prob.solve(m, cov=0.5 * (S + S.mT), gamma=g, alpha=0.01, w_prev=w_prev[one]) * c[one]).sum()
+
     for idx in range(3):
         refs.fd(f, [mu[one], cov[one], torch.full((1,), 5.0, dtype=torch.float64)], idx, gen, eps=1e-6)

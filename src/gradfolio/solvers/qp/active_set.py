@@ -325,8 +325,8 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings) -> tuple[So
 
     Returns
     -------
-    The solution ``(B, ...)`` (the kernels' own arrays where they solved every element; entries of
-    unsolved elements are unset, for the interior point to write), the indices ``(k,)`` of the
+    The :class:`Solution` of the batch (the kernels' own arrays where they solved every element;
+    the entries of the elements not solved are left for the interior point), the indices ``(k,)`` of the
     elements not solved (cycling, or not done in ``settings.active_set_iter`` solves), and the
     factorized system of the last solve when it solved the whole batch (in order) and every
     element is done (``None`` otherwise).
@@ -340,8 +340,8 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings) -> tuple[So
         # elements outside the kernels.
         x, y, lam, act, status, _ = compiled.solve_elements(
             form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION)
-        if not status.numpy().any():  # every element solved (status SOLVED is 0): the common case
-            return Solution(x, y, lam, act), torch.zeros(0, dtype=torch.long), None
+        if not status.numpy().any():  # every element solved (status SOLVED is 0): the common case, no copies
+            return Solution(x, y, lam, act), torch.zeros(0, dtype=torch.long, device=form.q.device), None
         out = Solution.empty(B, n, m, p, form.q)
         live = torch.arange(B, device=form.q.device)
         solved = status == compiled.SOLVED
