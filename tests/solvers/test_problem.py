@@ -195,3 +195,48 @@ def test_benchmark_constraint_sets_match_clarabel_to_1e7(refs, name, n):
     for i in range(B):
         ref = refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), 5.0, 0.01, w_prev[i].numpy())
         np.testing.assert_allclose(w[i].numpy(), ref, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["mw+2groups", "mw+2groups+lev+turn"])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_solves_without_gradients_and_at_batch_1_give_the_bits_of_the_graph_and_the_batch(refs, gen, name, compiled):
+    # With nothing to differentiate, ConvexProblem and solve_qp skip their autograd Functions (the
+    # batch-1 latency): the weights must be those of the solve that builds the graph. With the
+    # compiled kernels an element also gets the bits of the same element in a batch, gradients
+    # included; the batched torch method's bits may depend on the batch.
+    n, B = 10, 5
+    prob = ConvexProblem(n, _bench_specs(n)[name], settings=None if compiled else QPSettings(compiled=False))
+    Qm, _ = torch.linalg.qr(torch.randn(B, n, n, generator=gen, dtype=torch.float64))
+    cov = (Qm * torch.logspace(0, -3, n, dtype=torch.float64)) @ Qm.mT * 0.04
+    mu = 0.01 * torch.randn(B, n, generator=gen, dtype=torch.float64)
+    w_prev = torch.full((B, n), 1.0 / n, dtype=torch.float64)  # the benchmark's (a random one can be infeasible)
+    c = torch.randn(B, n, generator=gen, dtype=torch.float64)
+
+    def with_grads(sl: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        leaves = [mu[sl].clone(), cov[sl].clone(), torch.full_like(mu[sl, 0], 5.0), torch.full_like(mu[sl, 0], 0.01)]
+        m, S, g, a = [t.requires_grad_() for t in leaves]
+        w = prob.solve(m, cov=S, gamma=g, alpha=a, w_prev=w_prev[sl])
+        return w.detach(), torch.autograd.grad((w * c[sl]).sum(), [m, S, g, a])
+
+    w, grads = with_grads(slice(None))
+    with torch.no_grad():
+        assert torch.equal(prob.solve(mu, cov=cov, gamma=5.0, alpha=0.01, w_prev=w_prev), w)
+    assert torch.equal(prob.solve(mu, cov=cov, gamma=torch.full((B,), 5.0, dtype=torch.float64), alpha=0.01,
+                                  w_prev=w_prev), w)  # grad mode on, no input that needs a gradient
+    if not compiled:
+        return
+    for i in (0, 3):
+        one = slice(i, i + 1)
+        with torch.no_grad():
+            assert torch.equal(prob.solve(mu[one], cov=cov[one], gamma=5.0, alpha=0.01, w_prev=w_prev[one])[0], w[i])
+        wi, grads_i = with_grads(one)
+        assert torch.equal(wi[0], w[i])
+        assert all(torch.equal(gi[0], g[i]) for gi, g in zip(grads_i, grads))
+    # The gradients at batch 1 against finite differences (cov symmetrized inside).
+    one = slice(0, 1)
+
+    def f(m: torch.Tensor, S: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (prob.solve(m, cov=0.5 * (S + S.mT), gamma=g, alpha=0.01, w_prev=w_prev[one]) * c[one]).sum()
+
+    for idx in range(3):
+        refs.fd(f, [mu[one], cov[one], torch.full((1,), 5.0, dtype=torch.float64)], idx, gen, eps=1e-6)

@@ -24,7 +24,7 @@ from gradfolio.solvers.constraints import CompiledConstraints, PortfolioConstrai
 from gradfolio.solvers.qp import l1_active_set
 from gradfolio.solvers.qp.settings import QPSettings
 from gradfolio.solvers.qp.solve import solve_qp
-from gradfolio.solvers.qp.standard_form import bound_rows
+from gradfolio.solvers.qp.standard_form import bound_rows, bound_rows_last
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 if TYPE_CHECKING:
@@ -88,20 +88,32 @@ def default_settings(constraints: PortfolioConstraints, compiled: CompiledConstr
     return QPSettings()
 
 
+def quadratic(S: Tensor, g: Tensor, a: Tensor, n_vars: int) -> Tensor:
+    """``Q = g S + a I`` ``(B, n_vars, n_vars)`` for ``S (B, N, N)`` and ``g, a (B,)``, zero-padded
+    to ``n_vars`` (the auxiliary variables)."""
+    B, N, _ = S.shape
+    gS = g[:, None, None] * S
+    if n_vars == N:
+        Q, diag = gS, gS.diagonal(dim1=-2, dim2=-1)
+    else:
+        Q = S.new_zeros(B, n_vars, n_vars)
+        Q[:, :N, :N] = gS
+        diag = Q.diagonal(dim1=-2, dim2=-1)[:, :N]
+    diag.add_(a[:, None])
+    return Q
+
+
 class _Quadratic(torch.autograd.Function):
-    """``Q = gamma S + alpha I``, zero-padded to ``n_vars`` (the auxiliary variables), with its
-    backward under the same intra-op thread count as the forward: autograd would run the backward
-    of these ``(B, n, n)`` elementwise ops at torch's process-wide count, which on a busy machine
-    waits for a descheduled thread (the solve's thread rule, qp/threads.py)."""
+    """:func:`quadratic`, with its backward under the same intra-op thread count as the forward:
+    autograd would run the backward of these ``(B, n, n)`` elementwise ops at torch's
+    process-wide count, which on a busy machine waits for a descheduled thread (the solve's
+    thread rule, qp/threads.py)."""
 
     @staticmethod
     def forward(ctx, S, g, a, n_vars, threads):  # type: ignore[override]
-        B, N, _ = S.shape
         with intra_op_threads(threads):
-            Q = S.new_zeros(B, n_vars, n_vars)
-            Q[:, :N, :N] = g[:, None, None] * S
-            Q.diagonal(dim1=-2, dim2=-1)[:, :N].add_(a[:, None])
-        ctx.threads, ctx.N = threads, N
+            Q = quadratic(S, g, a, n_vars)
+        ctx.threads, ctx.N = threads, S.shape[1]
         ctx.save_for_backward(S, g)
         return Q
 
@@ -174,9 +186,18 @@ class ConvexProblem:
             self.l1_spec = l1_active_set.L1Spec.build(plain.G, plain.h0, plain.A, plain.b, c.leverage, c.turnover)
 
     def _tensors(self, like: Tensor) -> dict[str, Tensor]:
+        """``G, h0, H_prev, A, b`` of the compiled constraints in ``like``'s dtype and device, made
+        once. Without turnover (a constant ``h``) the rows of ``G``, ``h0`` and ``H_prev`` are put in
+        :func:`solve_qp`'s order here (bound rows last), so that it has no ``h`` to permute on
+        every call. With turnover :func:`solve_qp` still permutes ``h = h0 + H_prev w_prev`` after
+        it is formed (the product with the rows in another order might round differently)."""
         key = (like.dtype, like.device)
         if key not in self._cache:
-            self._cache[key] = self.compiled.tensors(like.dtype, like.device)
+            t = self.compiled.tensors(like.dtype, like.device)
+            perm = None if self.compiled.uses_prev else bound_rows_last(t["G"])
+            if perm is not None:
+                t.update(G=t["G"][perm], h0=t["h0"][perm], H_prev=t["H_prev"][perm])
+            self._cache[key] = t
         return self._cache[key]
 
     def solve(
@@ -231,19 +252,27 @@ class ConvexProblem:
                 return self._solve_l1(mu, S, g, a, w_prev, settings, dtype, threads)
             return self._solve_standard(mu, S, g, a, w_prev, settings)
 
+    @staticmethod
+    def _quadratic(S: Tensor, g: Tensor, a: Tensor, n_vars: int, threads: int | None) -> Tensor:
+        """``Q (B, n_vars, n_vars)``: through :class:`_Quadratic` where a gradient is needed, else
+        :func:`quadratic` (the same ``Q`` without the autograd Function, ~10 us at batch 1)."""
+        if torch.is_grad_enabled() and (S.requires_grad or g.requires_grad or a.requires_grad):
+            return _Quadratic.apply(S, g, a, n_vars, threads)
+        return quadratic(S, g, a, n_vars)
+
     def _solve_standard(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None,
                         settings: QPSettings) -> Tensor:
         """The standard form ``x = [w, t, u]`` through :func:`solve_qp`: ``w (B, N)``."""
         N, B = self.n_assets, mu.shape[0]
         threads = auto_threads(B, self.compiled.n_vars, settings.threads)
         with intra_op_threads(threads):
-            Q = _Quadratic.apply(S, g, a, self.compiled.n_vars, threads)
+            Q = self._quadratic(S, g, a, self.compiled.n_vars, threads)
             pad = self.compiled.n_vars - N
             q = nnf.pad(-mu, (0, pad)) if pad else -mu
             t = self._tensors(mu)
             h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
             x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
-            return x[:, :N]
+            return x[:, :N] if pad else x
 
     def _solve_l1(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None, settings: QPSettings,
                   dtype: torch.dtype, threads: int | None) -> Tensor:
@@ -258,10 +287,10 @@ class ConvexProblem:
             prev = None if w_prev is None else w_prev[idx]
             return self._solve_standard(mu[idx], S[idx], g[idx], a[idx], prev, settings).to(dtype)
 
-        Q = _Quadratic.apply(S.to(dtype), g.to(dtype), a.to(dtype), N, threads)
+        Q = self._quadratic(S.to(dtype), g.to(dtype), a.to(dtype), N, threads)
         c = w_prev.to(dtype) if w_prev is not None else mu.new_zeros(1, N, dtype=dtype)
         x = l1_active_set.solve_l1(Q, -mu.to(dtype), c, self.l1_spec, tol, settings.reg, fallback)
         return x.to(mu.dtype)
 
 
-__all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "risk_matrix"]
+__all__ = ["AUX_ACTIVE_SET_VARS", "ConvexProblem", "default_settings", "per_batch", "quadratic", "risk_matrix"]

@@ -280,3 +280,37 @@ def test_shared_rows_are_cached_per_tensor_and_recomputed_after_an_in_place_chan
             ref = refs.qp(Q[i].numpy(), q[i].numpy(), Gi.numpy(), h.numpy(), A.numpy(), b.numpy())
             np.testing.assert_allclose(x2[i].numpy(), ref, atol=1e-7)
     assert float((x2 - x).abs().max()) > 1e-3  # the change mattered
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_g_with_bound_rows_last_is_used_as_is_and_gives_the_bits_of_any_order(gen, refs, compiled):
+    # solve_qp moves a shared G's bound rows last; a G that has them there already is neither
+    # copied nor permuted (no h to permute per call), and its row cache must not keep it alive.
+    import gc
+    import weakref
+
+    n, s = 6, QPSettings(compiled=compiled)
+    Q = refs.cov(gen, 3, n, 10.0) * 5
+    q = 0.05 * torch.randn(3, n, generator=gen, dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64)
+    general = torch.cat([torch.ones(1, n), torch.tensor([[1.0, 1.0, 0, 0, 0, 0]])]).double()
+    G_last, G_first = torch.cat([general, -eye, eye]), torch.cat([-eye, general, eye])
+    h_gen, h_lo, h_hi = torch.tensor([1.0, 0.3]).double(), torch.zeros(n).double(), torch.full((n,), 0.35).double()
+    h_last, h_first = torch.cat([h_gen, h_lo, h_hi]), torch.cat([h_lo, h_gen, h_hi])
+    A, b = torch.ones(1, n, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    perm, Gs, _ = qp_solve._sorted_rows(G_last, A)
+    assert perm is None and Gs is G_last
+    qg = q.clone().requires_grad_()
+    x = solve_qp(Q, qg, G_last, h_last, A, b, s)
+    (grad,) = torch.autograd.grad(x[:, 0].sum(), qg)
+    qg = q.clone().requires_grad_()
+    x_first = solve_qp(Q, qg, G_first, h_first, A, b, s)
+    (grad_first,) = torch.autograd.grad(x_first[:, 0].sum(), qg)
+    assert torch.equal(x_first, x) and torch.equal(grad_first, grad)
+    for i in range(3):
+        ref = refs.qp(Q[i].numpy(), q[i].numpy(), G_last.numpy(), h_last.numpy(), A.numpy(), b.numpy())
+        np.testing.assert_allclose(x[i].detach().numpy(), ref, atol=1e-7)
+    held = weakref.ref(G_last)
+    del G_last, Gs
+    gc.collect()
+    assert held() is None

@@ -310,14 +310,14 @@ COMPACT_FROM = 4
 COMPACT_TAIL = 8
 
 
-def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Solution) -> tuple[Tensor, ActiveSet | None]:
+def primal_dual_active_set(form: StandardForm, settings: QPSettings) -> tuple[Solution, Tensor, ActiveSet | None]:
     """Run the primal-dual active-set method from the separable problem's active set
     (:func:`~gradfolio.solvers.qp.separable.separable_active_set`; the empty set where it gives none).
 
     Where ``settings.compiled`` and :func:`~gradfolio.solvers.qp.compiled.applies`, the compiled
     kernels solve every element first (:func:`~gradfolio.solvers.qp.compiled.solve_elements`);
     the batched method below then takes only the elements outside them. Finished elements are
-    written to ``out``; in a batch of at least :data:`COMPACT_BATCH`
+    written to the returned :class:`Solution`; in a batch of at least :data:`COMPACT_BATCH`
     (:data:`COMPACT_TAIL` from solve :data:`COMPACT_FROM` on) they leave it after each solve. An
     element whose update (:func:`next_active_set`) returns to
     an active set it has already tried is cycling: it stops (it is solved again, unchanged, while
@@ -325,13 +325,14 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
 
     Returns
     -------
-    The indices ``(k,)`` of the elements not solved (cycling, or not done in
-    ``settings.active_set_iter`` solves), and the factorized system of the last solve when it
-    solved the whole batch (in order) and every element is done (``None`` otherwise).
+    The :class:`Solution` of the batch (the kernels' own arrays where they solved every element;
+    the entries of the elements not solved are left for the interior point), the indices ``(k,)`` of the
+    elements not solved (cycling, or not done in ``settings.active_set_iter`` solves), and the
+    factorized system of the last solve when it solved the whole batch (in order) and every
+    element is done (``None`` otherwise).
     """
-    B, _, m, _ = form.shape
+    B, n, m, p = form.shape
     tol, _, _ = settings.tolerances(form.q.dtype)
-    live = torch.arange(B, device=form.q.device)
     left: list[Tensor] = []  # cycling elements that left the batch
     whole = True  # the batch still holds every element, in order
     if settings.compiled and settings.active_set_iter and compiled.applies(form):
@@ -339,16 +340,20 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
         # elements outside the kernels.
         x, y, lam, act, status, _ = compiled.solve_elements(
             form, tol, settings.reg, settings.active_set_iter, RESTRICT_FROM, CYCLE_CHECK_FROM, ADD_FRACTION)
-        if not status.any():  # every element solved (status SOLVED is 0): the common case
-            out.put(None, x, y, lam, act)
-            return live[:0], None
+        if not status.numpy().any():  # every element solved (status SOLVED is 0): the common case, no copies
+            return Solution(x, y, lam, act), torch.zeros(0, dtype=torch.long, device=form.q.device), None
+        out = Solution.empty(B, n, m, p, form.q)
+        live = torch.arange(B, device=form.q.device)
         solved = status == compiled.SOLVED
         out.put(live[solved], x[solved], y[solved], lam[solved], act[solved])
         left.append(live[status == compiled.UNSOLVED])
         keep = (status == compiled.OUTSIDE).nonzero().squeeze(-1)
         if not keep.numel():
-            return left[0], None
+            return out, left[0], None
         form, live, B, whole = form.take(keep), live[keep], keep.numel(), False
+    else:
+        out = Solution.empty(B, n, m, p, form.q)
+        live = torch.arange(B, device=form.q.device)
     support = starvable(form)
     act = separable_active_set(form)
     if act is None:
@@ -370,7 +375,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
             else:
                 out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
             unsolved = [*left, live[cycling]] if stopped else left
-            return (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
+            return out, (torch.cat(unsolved) if unsolved else live[:0]), system if whole and not stopped else None
         compact = live.numel() >= (COMPACT_BATCH if i < COMPACT_FROM else COMPACT_TAIL)
         if (done or stopped) and (compact or i == settings.active_set_iter - 1):
             out.put(live[ok], x[ok], y[ok], lam[ok], act[ok])
@@ -382,7 +387,7 @@ def primal_dual_active_set(form: StandardForm, settings: QPSettings, out: Soluti
             whole = False
         # Cycling elements keep their set (solved again, unchanged, like the finished ones).
         act = torch.where(cycling[:, None], act, new) if stopped else new
-    return torch.cat([*left, live]), None
+    return out, torch.cat([*left, live]), None
 
 
 __all__ = [

@@ -83,13 +83,25 @@ def applies(form: StandardForm) -> bool:
 
 def _arr(t: Tensor) -> np.ndarray:
     """A contiguous NumPy view (or copy) of a CPU tensor."""
-    return np.ascontiguousarray(t.detach().numpy())
+    return np.ascontiguousarray((t.detach() if t.requires_grad else t).numpy())
 
 
 def _stacked(t: Tensor, *shape: int) -> np.ndarray:
     """``t`` as a NumPy array with a leading batch dimension (1 for a shared ``t``)."""
     a = _arr(t)
     return a.reshape(-1, *shape) if a.size else np.zeros((1, *shape))
+
+
+def _rows(form: StandardForm) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``R (1 or B, p + mg, n)``, ``cols``, ``coef``, ``colsq (1 or B,)`` and ``support`` of ``form`` as
+    NumPy arrays: those of a shared ``G`` and ``A`` converted once (:attr:`Rows.arrays`)."""
+    B, n, m, p = form.shape
+    R, cols, coef, colsq, sup = form.rows.arrays
+    if R is None:
+        R = _stacked(form.R, p + form.mg, n)
+    if colsq is None:
+        colsq = _arr(form.colsq).reshape(-1)
+    return R, cols, coef, colsq, sup
 
 
 def solve_elements(form: StandardForm, tol: float, reg: float, iters: int, restrict_from: int,
@@ -107,11 +119,10 @@ def solve_elements(form: StandardForm, tol: float, reg: float, iters: int, restr
     act = np.zeros((B, m), np.bool_)
     x, y, lam = np.zeros((B, n)), np.zeros((B, p)), np.zeros((B, m))
     status, solves = np.empty(B, np.int64), np.zeros(B, np.int64)
-    sup = np.zeros(1, np.int64) if form.support is None else form.support.numpy().astype(np.int64).reshape(-1)
+    R, cols, coef, colsq, sup = _rows(form)
     _kernels.forward_batch(
-        _stacked(form.Q, n, n), _arr(form.q), _stacked(form.R, p + form.mg, n), _arr(form.b), _arr(form.h), form.mg,
-        form.cols.numpy(), _arr(form.coef), _arr(form.colsq).reshape(-1), act, True, tol, reg, iters, restrict_from,
-        cycle_from, add_fraction, sup, x, y, lam, status, solves)
+        _stacked(form.Q, n, n), _arr(form.q), R, _arr(form.b), _arr(form.h), form.mg, cols, coef, colsq, act, True,
+        tol, reg, iters, restrict_from, cycle_from, add_fraction, sup, x, y, lam, status, solves)
     t = torch.from_numpy
     return t(x), t(y), t(lam), t(act), t(status), t(solves)
 
@@ -125,9 +136,9 @@ def adjoint(form: StandardForm, act: Tensor, reg: float, grad_x: Tensor) -> tupl
     B, n, m, p = form.shape
     dx, dy, dlam = np.zeros((B, n)), np.zeros((B, p)), np.zeros((B, m))
     ok = np.zeros(B, np.bool_)
+    R, cols, coef, colsq, _ = _rows(form)
     _kernels.adjoint_batch(
-        _stacked(form.Q, n, n), _stacked(form.R, p + form.mg, n), form.mg, form.cols.numpy(), _arr(form.coef),
-        _arr(form.colsq).reshape(-1), _arr(act), reg, _arr(grad_x), dx, dy, dlam, ok)
+        _stacked(form.Q, n, n), R, form.mg, cols, coef, colsq, _arr(act), reg, _arr(grad_x), dx, dy, dlam, ok)
     if not ok.all():
         return None
     t = torch.from_numpy

@@ -30,7 +30,7 @@ from gradfolio.solvers.qp import compiled
 from gradfolio.solvers.qp.active_set import ActiveSet, primal_dual_active_set
 from gradfolio.solvers.qp.ipm import interior_point, raise_unfinished
 from gradfolio.solvers.qp.settings import QPSettings
-from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm, bound_rows
+from gradfolio.solvers.qp.standard_form import Rows, Solution, StandardForm, bound_rows_last
 from gradfolio.solvers.qp.threads import auto_threads, intra_op_threads
 
 
@@ -44,24 +44,29 @@ def _outer(u: Tensor, v: Tensor) -> Tensor:
     return u.unsqueeze(-1) * v.unsqueeze(-2)
 
 
+def _solve(Q: Tensor, q: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, settings: QPSettings,
+           rows: Rows) -> tuple[Solution, ActiveSet | None]:
+    """The forward solve of :func:`solve_qp` on checked inputs (``q (B, n)``, the rest batched or
+    shared as :func:`solve_qp` leaves them, ``G``'s bound rows last): the solution, and the last
+    active-set factorization when it covers the whole batch (the backward pass's system; ``None``
+    otherwise). Run under the thread rule."""
+    with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
+        form = StandardForm.build(Q, q, G, h, A, b, rows)
+        B, n, m, p = form.shape
+        sol, left, system = primal_dual_active_set(form, settings)
+        if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
+            raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
+        elif left.numel():
+            interior_point(form.take(left), settings, sol, left, B)
+        return sol, system
+
+
 class _QPFunction(torch.autograd.Function):
     """Autograd wrapper: active-set (then interior-point) forward, active-set KKT implicit differentiation backward."""
 
     @staticmethod
     def forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[override]
-        with intra_op_threads(auto_threads(q.shape[0], q.shape[1], settings.threads)):
-            return _QPFunction._forward(ctx, Q, q, G, h, A, b, settings, rows)
-
-    @staticmethod
-    def _forward(ctx, Q, q, G, h, A, b, settings, rows):  # type: ignore[no-untyped-def]
-        form = StandardForm.build(Q, q, G, h, A, b, rows)
-        B, n, m, p = form.shape
-        sol = Solution.empty(B, n, m, p, q)
-        left, system = primal_dual_active_set(form, settings, sol)
-        if m == 0:  # no inequalities: the equality-constrained solve was the whole problem
-            raise_unfinished(left, B, f"the equality-constrained KKT system has no finite solution ({q.dtype})")
-        elif left.numel():
-            interior_point(form.take(left), settings, sol, left, B)
+        sol, system = _solve(Q, q, G, h, A, b, settings, rows)
         # The last active-set factorization is the backward pass's system when it covers the whole
         # batch; otherwise backward factors the system of the final active sets.
         ctx.settings, ctx.system, ctx.rows = settings, system, rows
@@ -97,7 +102,8 @@ def _batched(t: Tensor | None, name: str, B: int, shape: tuple[int, ...], like: 
     """Check shape; broadcast a shared vector to ``(B, ...)`` (matrices may stay 2-D)."""
     if t is None:
         return like.new_zeros((B, *shape)) if len(shape) == 1 else like.new_zeros(shape)
-    t = torch.as_tensor(t, device=like.device).to(like.dtype)
+    if not isinstance(t, Tensor) or t.dtype != like.dtype or t.device != like.device:  # no op when it is already
+        t = torch.as_tensor(t, device=like.device).to(like.dtype)
     if tuple(t.shape[-len(shape):]) != shape or t.ndim not in (len(shape), len(shape) + 1) or (
         t.ndim == len(shape) + 1 and t.shape[0] != B
     ):
@@ -155,7 +161,7 @@ def solve_qp(
         raise ConfigError(f"solve_qp: q must have shape (B, n); got {tuple(q.shape)}.")
     B, n = q.shape
     out_dtype = q.dtype
-    if settings.compute_dtype is not None:
+    if settings.compute_dtype is not None and q.dtype != settings.compute_dtype:
         q = q.to(settings.compute_dtype)
     Q = _batched(Q, "Q", B, (n, n), q)
     m = 0 if G is None else G.shape[-2]
@@ -167,13 +173,18 @@ def solve_qp(
     perm, G, rows = _sorted_rows(G, A)
     if perm is not None:
         h = h[:, perm]
-    return _QPFunction.apply(Q, q, G, h, A, b, settings, rows).to(out_dtype)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (Q, q, G, h, A, b)):
+        x = _QPFunction.apply(Q, q, G, h, A, b, settings, rows)
+    else:  # nothing to differentiate: the same solve without the autograd Function (~15 us at batch 1)
+        x = _solve(Q, q, G, h, A, b, settings, rows)[0].x
+    return x if x.dtype == out_dtype else x.to(out_dtype)
 
 
 #: :func:`_sorted_rows` of recent shared ``(G, A)`` pairs, by identity: the caller's tensors (a
 #: ``ConvexProblem`` passes the same ones on every call), held by weak references and checked
-#: against their version counters (an in-place change recomputes them).
-_ROWS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int, Tensor | None, Tensor, Rows]] = {}
+#: against their version counters (an in-place change recomputes them). The sorted ``G`` is kept
+#: only where it is a copy (``None`` for an already sorted ``G``: the entry must not hold ``G``).
+_ROWS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int, Tensor | None, Tensor | None, Rows]] = {}
 _ROWS_KEPT = 32
 
 
@@ -187,17 +198,17 @@ def _sorted_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     key = (id(G), id(A))
     hit = _ROWS.get(key)
     if hit is not None and hit[0]() is G and hit[1]() is A and hit[2] == G._version and hit[3] == A._version:
-        return hit[4], hit[5], hit[6]
+        return hit[4], G if hit[5] is None else hit[5], hit[6]
     perm, Gs, rows = _sort_rows(G, A)
     if len(_ROWS) >= _ROWS_KEPT:
         _ROWS.pop(next(iter(_ROWS)))
-    _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, Gs, rows)
+    _ROWS[key] = (weakref.ref(G), weakref.ref(A), G._version, A._version, perm, None if Gs is G else Gs, rows)
     return perm, Gs, rows
 
 
 def _sort_rows(G: Tensor, A: Tensor) -> tuple[Tensor | None, Tensor, Rows]:
     """:func:`_sorted_rows` computed (no cache)."""
-    perm = torch.argsort(bound_rows(G).int(), stable=True) if G.ndim == 2 and G.shape[0] else None
+    perm = bound_rows_last(G) if G.ndim == 2 else None  # None where sorted already: no h to permute per call
     Gs = G if perm is None else G[perm]
     return perm, Gs, Rows.of(Gs, A)
 

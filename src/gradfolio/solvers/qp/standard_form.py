@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,6 +38,16 @@ def absmax(t: Tensor) -> Tensor:
 def bound_rows(G: Tensor) -> Tensor:
     """Which rows of ``G (..., m, n)`` are bound rows (exactly one nonzero) ``(..., m)`` bool."""
     return (G != 0).sum(dim=-1) == 1
+
+
+def bound_rows_last(G: Tensor) -> Tensor | None:
+    """The stable permutation ``(m,)`` of a shared ``G (m, n)``'s rows that moves its bound rows
+    last (:func:`gradfolio.solvers.qp.solve_qp` solves with them there), or ``None`` where they
+    are last already (or ``G`` has no rows)."""
+    if not G.shape[0]:
+        return None
+    perm = torch.argsort(bound_rows(G).int(), stable=True)
+    return None if bool((perm == torch.arange(perm.numel(), device=perm.device)).all()) else perm
 
 
 def trailing_bound_rows(G: Tensor) -> int:
@@ -187,6 +198,22 @@ class Rows:
         return Rows(mg, cols, coef, PairRows.split(G[:mg]) if G.ndim == 2 else None, R, colsq,
                     starvable_support(A, cols, coef))
 
+    @cached_property
+    def arrays(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """``R (1, p + mg, n)``, ``cols (m - mg,)``, ``coef (m - mg,)``, ``colsq (1,)`` and ``support``
+        (``(B,)`` or ``(1,)``; ``[0]`` for none, int64) as contiguous NumPy arrays for the compiled
+        kernels (:mod:`gradfolio.solvers.qp.compiled`; CPU tensors only), converted once per
+        :class:`Rows`: for a shared ``G`` and ``A``, once per pair of tensors instead of on every
+        solve. ``R`` and ``colsq`` are ``None`` where they are formed per call (a batched ``G`` or ``A``)."""
+        def arr(t: Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().numpy())
+
+        R = None
+        if self.R is not None:
+            R = arr(self.R).reshape(1, *self.R.shape) if self.R.numel() else np.zeros((1, *self.R.shape))
+        sup = np.zeros(1, np.int64) if self.support is None else arr(self.support).astype(np.int64).reshape(-1)
+        return R, arr(self.cols), arr(self.coef), None if self.colsq is None else arr(self.colsq).reshape(-1), sup
+
 
 @dataclass(frozen=True)
 class StandardForm:
@@ -303,7 +330,7 @@ class StandardForm:
     def rho(self) -> Tensor:
         return self.scale_q / self.colsq
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, int, int, int]:
         """``(B, n, m, p)``."""
         return self.q.shape[0], self.q.shape[1], self.h.shape[-1], self.b.shape[-1]
@@ -375,5 +402,6 @@ class StandardForm:
         return rd, rpe, rpi, gap, ok & (gap <= gap_tol)
 
 
-__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "bound_rows", "starvable_support",
+__all__ = ["PairRows", "Rows", "Solution", "StandardForm", "absmax", "bmtv", "bmv", "bound_rows", "bound_rows_last",
+           "starvable_support",
            "trailing_bound_rows"]
