@@ -26,6 +26,8 @@ import numpy as np
 from gradfolio.solvers.qp._kernels import _cho_solve, _cholesky, _jit
 
 SOLVED, UNSOLVED, OUTSIDE = 0, 1, 2
+#: :func:`primal_element`'s status where ``c`` is not a feasible start (internal).
+NO_START = 3
 FREE, AT_LO, AT_HI, AT_ZERO, AT_PREV = 0, 1, 2, 3, 4
 
 
@@ -301,7 +303,8 @@ def _evaluate(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, lam, 
             a, b, _, _ = _interval(i, lo, hi, c, sgn, on)
             primal = max(primal, a - x[i], x[i] - b)
             dual = max(dual, abs(g[i] + lam_l * sgn[0, i] + lam_t * sgn[1, i]))
-        else:
+        else:  # a kink may lie outside the bounds (w_prev past a bound, 0 outside them)
+            primal = max(primal, lo[i] - x[i], x[i] - hi[i])
             up, down = _directions(x[i], g[i], lam_l, lam_t, c[i], lo[i], hi[i])
             dual = max(dual, -up, -down)
     return primal, dual, qmax, gross, turn
@@ -353,7 +356,7 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
     at the solution of a working set it releases the row or fixed asset with the most negative
     multiplier or directional derivative, or stops. A blocking row is never in the span of the
     active ones, so every system is nonsingular. Returns the status (:data:`UNSOLVED` after
-    ``cap`` solves or where ``c`` is not feasible)."""
+    ``cap`` solves, :data:`NO_START` where ``c`` is not feasible)."""
     n = q.shape[0]
     nr = p + mg + 2
     F = np.zeros(n, np.int64)
@@ -376,13 +379,13 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
         x[i] = c[i]
         kind[i] = AT_PREV
         if not (lo[i] - ptol <= c[i] <= hi[i] + ptol):
-            return UNSOLVED
+            return NO_START
     gact[:] = False
     on[:] = False
     lam[:] = 0.0
     primal, _, _, _, _ = _evaluate(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, lam, g, rowval)
     if primal > ptol:
-        return UNSOLVED
+        return NO_START
     zero = np.zeros(n)
     for it in range(cap):
         used[0] = it + 1
@@ -546,10 +549,12 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
                 for i in range(n):
                     if kind[i] == FREE:
                         a, b, ka, kb = _interval(i, lo, hi, c, sgn, on)
-                        if a - x[i] > worst:
-                            worst, what, where = a - x[i], 2, i
-                        if x[i] - b > worst:
-                            worst, what, where = x[i] - b, 3, i
+                    else:  # a fixed asset's only violation: a kink outside its bounds
+                        a, b, ka, kb = lo[i], hi[i], AT_LO, AT_HI
+                    if a - x[i] > worst:
+                        worst, what, where = a - x[i], 2, i
+                    if x[i] - b > worst:
+                        worst, what, where = x[i] - b, 3, i
                 if what == 0:
                     gact[where] = True
                 elif what == 1:
@@ -557,8 +562,11 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
                     for i in range(n):
                         sgn[where, i] = 1.0 if (x[i] if where == 0 else x[i] - c[i]) >= 0.0 else -1.0
                 elif what >= 2:
-                    a, b, ka, kb = _interval(where, lo, hi, c, sgn, on)
-                    kind[where] = ka if what == 2 else kb
+                    if kind[where] == FREE:
+                        a, b, ka, kb = _interval(where, lo, hi, c, sgn, on)
+                        kind[where] = ka if what == 2 else kb
+                    else:
+                        kind[where] = AT_LO if what == 2 else AT_HI
                 else:
                     return UNSOLVED
         else:
@@ -586,6 +594,10 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
                         kind[i] = ka
                     elif x[i] > b + ptol:
                         kind[i] = kb
+                elif x[i] < lo[i] - ptol:  # a kink outside the bounds
+                    kind[i] = AT_LO
+                elif x[i] > hi[i] + ptol:
+                    kind[i] = AT_HI
                 else:
                     up, down = _directions(x[i], g[i], lam_l, lam_t, c[i], lo[i], hi[i])
                     if min(up, down) < -dtol:
@@ -609,17 +621,39 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
 @_jit
 def solve_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, iters, kind, sgn, gact, on, x, lam, used):
     # pragma: no cover - compiled
-    """:func:`primal_element` (at most ``cap`` solves) from ``x = c`` where that is feasible, else
-    (or where it does not finish) :func:`pdas_element` from every asset free (at most ``2 iters``
-    solves); ``used (1,)`` counts the solves of both."""
+    """One element: :func:`primal_element` (at most ``cap`` solves) from ``x = c`` where that is
+    feasible. Where it is not (previous weights that drifted past a bound or a group limit), the
+    primal method first solves the problem with the limits ``c`` breaks moved out to ``c`` (bounds
+    to ``min(lo, c)`` / ``max(hi, c)``, group rows and leverage to ``c``'s value, the equalities'
+    right-hand sides to ``c``'s), and :func:`pdas_element` (at most ``2 iters`` solves) starts from
+    that working set on the true limits: the two problems differ only in the limits ``c`` breaks,
+    so the working set is close. Where a method does not finish, :func:`pdas_element` from every
+    asset free. ``used (1,)`` counts all solves."""
+    n = q.shape[0]
     st = primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn, gact, on, x, lam, used)
     if st == SOLVED:
         return st
     first = used[0]
-    kind[:] = FREE
-    sgn[:] = 1.0
-    gact[:] = False
-    on[:] = False
+    warm = False
+    if st == NO_START:
+        lo2, hi2, rr2 = np.minimum(lo, c), np.maximum(hi, c), rr.copy()
+        gross = 0.0
+        for i in range(n):
+            gross += abs(c[i])
+        for a in range(p + mg):
+            v = 0.0
+            for i in range(n):
+                v += R[a, i] * c[i]
+            rr2[a] = v if a < p else max(rr[a], v)
+        st = primal_element(Q, q, c, lo2, hi2, R, rr2, p, mg, max(L, gross), T, tol, reg, cap, kind, sgn, gact, on,
+                            x, lam, used)
+        warm = st == SOLVED
+        first += used[0]
+    if not warm:
+        kind[:] = FREE
+        sgn[:] = 1.0
+        gact[:] = False
+        on[:] = False
     st = pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn, gact, on, x, lam, used)
     used[0] += first
     return st
