@@ -6,8 +6,10 @@ For every batch element::
 
 with ``S`` given as a covariance ``(B, N, N)`` or a factor ``F (B, K, N)`` (``S = F'F``).
 Back ends: ``"qp"`` (default) compiles the constraints once and calls the batched torch QP
-solver :func:`~gradfolio.solvers.qp.solve_qp`; ``"cvxpylayers"`` builds the same
-problem in cvxpy (plus any user cvxpy constraints) and differentiates it with cvxpylayers.
+solver :func:`~gradfolio.solvers.qp.solve_qp` (specs with leverage or turnover: the ``N``-variable
+kernels of :mod:`~gradfolio.solvers.qp.l1_active_set` on the CPU, the standard form as their
+fallback and on CUDA); ``"cvxpylayers"`` builds the same problem in cvxpy (plus any user cvxpy
+constraints) and differentiates it with cvxpylayers.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def risk_matrix(cov: Tensor | None, factor: Tensor | None, N: int) -> Tensor:
     return factor.transpose(-1, -2) @ factor
 
 
-#: Leverage or turnover specs with at most this many variables (``x = [w, t, u]``) start in the
-#: compiled active-set method on the CPU (:func:`default_settings`): measured faster there than
+#: In the standard form (the fallback of :mod:`~gradfolio.solvers.qp.l1_active_set`), leverage or
+#: turnover specs with at most this many variables (``x = [w, t, u]``) start in the compiled
+#: active-set method on the CPU (:func:`default_settings`): measured faster there than
 #: the interior point up to 45 variables at batch 32 (1.2-30x) and at batch 1 (7-50x); at 50-60
 #: variables batch 32 ran at 0.7-0.8x with turnover (docs/solvers.md).
 AUX_ACTIVE_SET_VARS = 48

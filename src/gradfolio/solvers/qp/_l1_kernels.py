@@ -44,6 +44,14 @@ def _fixed_value(kind, lo, hi, c):  # pragma: no cover - compiled
 
 
 @_jit
+def _scratch(n, nr):  # pragma: no cover - compiled
+    """Work arrays of one element's systems (``n`` assets, ``nr`` rows at most): ``F, rows, C, d,
+    M, X, Sc, z, nu`` of :func:`_system`, :func:`_solve` and :func:`_kkt`."""
+    return (np.zeros(n, np.int64), np.zeros(nr, np.int64), np.zeros((nr, n)), np.zeros(nr), np.zeros((n, n)),
+            np.zeros((n, nr)), np.zeros((nr, nr)), np.zeros((max(n, nr), 1)), np.zeros((nr, 1)))
+
+
+@_jit
 def _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, F, rows, C, d, M, X, Sc, rho, reg):
     # pragma: no cover - compiled
     """Form and factor the equality-constrained problem of the working set: the free assets
@@ -359,15 +367,7 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
     ``cap`` solves, :data:`NO_START` where ``c`` is not feasible)."""
     n = q.shape[0]
     nr = p + mg + 2
-    F = np.zeros(n, np.int64)
-    rows = np.zeros(nr, np.int64)
-    C = np.zeros((nr, n))
-    d = np.zeros(nr)
-    M = np.zeros((n, n))
-    X = np.zeros((n, nr))
-    Sc = np.zeros((nr, nr))
-    z = np.zeros((max(n, nr), 1))
-    nu = np.zeros((nr, 1))
+    F, rows, C, d, M, X, Sc, z, nu = _scratch(n, nr)
     g = np.zeros(n)
     rowval = np.zeros(p + mg)
     xs = np.zeros(n)
@@ -480,15 +480,7 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
     :data:`OUTSIDE`: a factorization failed)."""
     n = q.shape[0]
     nr = p + mg + 2
-    F = np.zeros(n, np.int64)
-    rows = np.zeros(nr, np.int64)
-    C = np.zeros((nr, n))
-    d = np.zeros(nr)
-    M = np.zeros((n, n))
-    X = np.zeros((n, nr))
-    Sc = np.zeros((nr, nr))
-    z = np.zeros((max(n, nr), 1))
-    nu = np.zeros((nr, 1))
+    F, rows, C, d, M, X, Sc, z, nu = _scratch(n, nr)
     g = np.zeros(n)
     rowval = np.zeros(p + mg)
     hist = np.zeros(2 * iters, np.uint64)
@@ -669,15 +661,7 @@ def adjoint_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, reg, kind, sgn, gact, o
     Returns False where a factorization fails."""
     n = q.shape[0]
     nr = p + mg + 2
-    F = np.zeros(n, np.int64)
-    rows = np.zeros(nr, np.int64)
-    C = np.zeros((nr, n))
-    d = np.zeros(nr)
-    M = np.zeros((n, n))
-    X = np.zeros((n, nr))
-    Sc = np.zeros((nr, nr))
-    z = np.zeros((max(n, nr), 1))
-    nu = np.zeros((nr, 1))
+    F, rows, C, d, M, X, Sc, z, nu = _scratch(n, nr)
     xs = np.zeros(n)
     k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, xs, F, rows, C, d, M, X, Sc, 0.0, reg)
     if r < 0:
