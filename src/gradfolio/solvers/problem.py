@@ -291,7 +291,11 @@ class ConvexProblem:
             return self._solve_standard(mu[idx], S[idx], g[idx], a[idx], prev, settings).to(dtype)
 
         Q = self._quadratic(S.to(dtype), g.to(dtype), a.to(dtype), N, threads)
-        c = w_prev.to(dtype) if w_prev is not None else mu.new_zeros(1, N, dtype=dtype)
+        if self.compiled.uses_prev:
+            c = w_prev.to(dtype)
+        else:  # only the primal method's start (no turnover row): equal weights, feasible for most specs
+            budget = self.constraints.budget
+            c = mu.new_full((1, N), 0.0 if budget is None else budget / N, dtype=dtype)
         x = l1_active_set.solve_l1(Q, -mu.to(dtype), c, self.l1_spec, tol, settings.reg, fallback)
         return x.to(mu.dtype)
 

@@ -16,18 +16,25 @@ and the working set says, for every asset, whether it is free or fixed (at a bou
 equality-constrained QP in the free weights: one Cholesky factor of ``Q_FF`` and a Schur complement
 of at most ``p + mg + 2`` rows (the equalities, the active general rows, leverage and turnover).
 
-The KKT conditions are checked with the subgradients of the two terms: a free asset is stationary
-with its signs and stays inside the interval they allow; a fixed asset has nonnegative directional
-derivatives of the Lagrangian in every direction its bounds allow; multipliers of the active rows
-are nonnegative; every row is satisfied (all to ``tol`` relative to the data's scale, as
-:func:`~gradfolio.solvers.qp.active_set.solve_on`). The updates are those of the primal-dual
-active-set method (release every asset and row whose multiplier says so, fix every asset that
-left its interval, add every violated row) for ``iters`` solves or until a working set repeats,
-then one change at a time (the most negative multiplier or directional derivative, else the worst
-violation) for ``iters`` more. What is still unsolved then, or meets a singular system, comes back
-with its status; :class:`~gradfolio.solvers.problem.ConvexProblem` solves those elements with the
-standard form (so every element is exact either way). The first working set: every asset free,
-no inequality active.
+Where the previous weights ``c`` are feasible (bounds, groups, equalities, leverage), the primal
+active-set method starts at ``w = c`` with every asset fixed there (turnover is zero): each solve
+steps towards the working set's solution up to the first blocking constraint and adds it, or at
+the solution releases the row or fixed asset with the most negative multiplier or directional
+derivative; blocking rows are never in the span of the active ones, so every system is
+nonsingular. Where ``c`` breaks a limit (weights that drifted past a bound or a group limit),
+the primal method first solves the problem with those limits moved out to ``c``, and the
+primal-dual active-set method (release every asset and row whose multiplier says so, fix every
+asset that left its interval, add every violated row; one change at a time after a repeated
+working set or ``ITERS`` solves) starts from its working set on the true limits.
+
+A solution is accepted only where the KKT conditions hold with the subgradients of the two terms:
+a free asset is stationary with its signs and stays inside the interval they allow; a fixed
+asset is within its bounds and has nonnegative directional derivatives of the Lagrangian in
+every direction its bounds allow; multipliers of the active rows are nonnegative; every row is
+satisfied (all to ``tol`` relative to the data's scale, as
+:func:`~gradfolio.solvers.qp.active_set.solve_on`). What is still unsolved, or meets a singular
+system, comes back with its status; :class:`~gradfolio.solvers.problem.ConvexProblem` solves
+those elements with the standard form (so every element is exact either way).
 
 The backward pass differentiates the final working set's equality-constrained KKT system (as
 OptNet does for the active set): ``q``, ``Q`` and the previous weights ``c`` get gradients (``c``
