@@ -277,6 +277,11 @@ def test_dispatch_float32_and_opt_out(refs, monkeypatch):
     off = ConvexProblem(n, pc, settings=QPSettings(compiled=False, active_set_iter=0, gap_tol=1e-14))
     torch.testing.assert_close(off.solve(mu, cov=cov, gamma=2.0), w64, atol=1e-8, rtol=0)
     assert calls == [1]  # compiled=False: the standard form only
+    # Without turnover a given w_prev is not used (the primal method starts from equal weights).
+    wp = torch.full((2, n), 0.5, dtype=f64, requires_grad=True)
+    w_with = prob.solve(mu.clone().requires_grad_(True), cov=cov, gamma=2.0, w_prev=wp)
+    assert torch.equal(w_with.detach(), w64)
+    assert torch.autograd.grad(w_with.sum(), wp, allow_unused=True) == (None,)
     assert ConvexProblem(n, PortfolioConstraints(long_only=True)).l1_spec is None
     assert ConvexProblem(n, pc, backend="cvxpylayers").l1_spec is None
 
