@@ -120,8 +120,9 @@ def test_random_specs_match_clarabel(refs, seed, n, budget, lower, upper, levera
               for i in range(2)]
     assume(all(r is not None for r in refs_w))  # a drift beyond the turnover limit's reach: infeasible
     prob = ConvexProblem(n, pc)
-    x, status, *_ = kernel_run(3.0 * cov + alpha * torch.eye(n, dtype=f64), -mu,
-                               w_prev if w_prev is not None else torch.zeros(1, n, dtype=f64), prob.l1_spec)
+    start = torch.full((1, n), 0.0 if budget is None else budget / n, dtype=f64)  # the layer's start without turnover
+    x, status, *_ = kernel_run(3.0 * cov + alpha * torch.eye(n, dtype=f64), -mu, w_prev if w_prev is not None else start,
+                               prob.l1_spec)
     w = prob.solve(mu, cov=cov, gamma=3.0, alpha=alpha, w_prev=w_prev)
     for i in range(2):
         np.testing.assert_allclose(w[i].numpy(), refs_w[i], atol=2e-7)

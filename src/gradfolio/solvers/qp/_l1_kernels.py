@@ -244,6 +244,31 @@ def _state_hash(kind, sgn, gact, on):  # pragma: no cover - compiled
 
 
 @_jit
+def _release(p, mg, kind, sgn, gact, on, x, g, lam, c, lo, hi, dtol):  # pragma: no cover - compiled
+    """Release the active row or fixed asset (in its direction) with the most negative multiplier or
+    directional derivative, if below ``-dtol``; False where there is none."""
+    worst, what, where = -dtol, -1, 0
+    for gi in range(mg):
+        if gact[gi] and lam[p + gi] < worst:
+            worst, what, where = lam[p + gi], 0, gi
+    for e in range(2):
+        if on[e] and lam[p + mg + e] < worst:
+            worst, what, where = lam[p + mg + e], 1, e
+    for i in range(kind.shape[0]):
+        if kind[i] != FREE:
+            up, down = _directions(x[i], g[i], lam[p + mg], lam[p + mg + 1], c[i], lo[i], hi[i])
+            if min(up, down) < worst:
+                worst, what, where = min(up, down), 2 if up <= down else 3, i
+    if what == 0:
+        gact[where] = False
+    elif what == 1:
+        on[where] = False
+    elif what >= 2:
+        _free_in(where, x[where], what == 2, kind, sgn, c[where])
+    return what >= 0
+
+
+@_jit
 def _scales(q, c, lo, hi, rr, L, T):  # pragma: no cover - compiled
     """Scales of the KKT check (as the torch method's): primal by the data (``rr``, bounds, ``c``,
     the limits), dual by ``q`` (the caller adds ``|Q x|``)."""
@@ -447,25 +472,7 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
         primal, dual, qmax, _, _ = _evaluate(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, lam, g,
                                              rowval)
         dtol = tol * max(scale_d, 1.0 + qmax)
-        worst, what, where = -dtol, -1, 0
-        for gi in range(mg):
-            if gact[gi] and lam[p + gi] < worst:
-                worst, what, where = lam[p + gi], 0, gi
-        for e in range(2):
-            if on[e] and lam[p + mg + e] < worst:
-                worst, what, where = lam[p + mg + e], 1, e
-        for i in range(n):
-            if kind[i] != FREE:
-                up, down = _directions(x[i], g[i], lam[p + mg], lam[p + mg + 1], c[i], lo[i], hi[i])
-                if min(up, down) < worst:
-                    worst, what, where = min(up, down), 2 if up <= down else 3, i
-        if what == 0:
-            gact[where] = False
-        elif what == 1:
-            on[where] = False
-        elif what >= 2:
-            _free_in(where, x[where], what == 2, kind, sgn, c[where])
-        else:
+        if not _release(p, mg, kind, sgn, gact, on, x, g, lam, c, lo, hi, dtol):
             return SOLVED if primal <= ptol and dual <= dtol else UNSOLVED
     return UNSOLVED
 
@@ -511,26 +518,8 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
         if cautious:
             # One change: the most negative multiplier or directional derivative, else the worst
             # violation.
-            worst, what, where = -dtol, -1, 0
-            for gi in range(mg):
-                if gact[gi] and lam[p + gi] < worst:
-                    worst, what, where = lam[p + gi], 0, gi
-            for e in range(2):
-                if on[e] and lam[p + mg + e] < worst:
-                    worst, what, where = lam[p + mg + e], 1, e
-            for i in range(n):
-                if kind[i] != FREE:
-                    up, down = _directions(x[i], g[i], lam_l, lam_t, c[i], lo[i], hi[i])
-                    if min(up, down) < worst:
-                        worst, what, where = min(up, down), 2 if up <= down else 3, i
-            if what == 0:
-                gact[where] = False
-            elif what == 1:
-                on[where] = False
-            elif what >= 2:
-                _free_in(where, x[where], what == 2, kind, sgn, c[where])
-            else:
-                worst = ptol
+            if not _release(p, mg, kind, sgn, gact, on, x, g, lam, c, lo, hi, dtol):
+                worst, what, where = ptol, -1, 0
                 for gi in range(mg):
                     if not gact[gi] and rowval[p + gi] > worst:
                         worst, what, where = rowval[p + gi], 0, gi
