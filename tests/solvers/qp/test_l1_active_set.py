@@ -158,6 +158,29 @@ def test_drifted_previous_weights_on_real_data(refs):
     assert broken >= dates // 2  # most dates start from weights past a limit
 
 
+@pytest.mark.parametrize("spec", [PortfolioConstraints(lower=-0.3, upper=0.6, leverage=1.6, turnover=0.7),
+                                  PortfolioConstraints(leverage=1.3),
+                                  PortfolioConstraints(budget=None, leverage=1.0, turnover=0.5)])
+def test_singular_risk_model_is_solved_in_the_kernels(refs, spec):
+    # A 3-factor model of 8 assets with alpha = 0: Q has rank 3. The augmented Lagrangian weight
+    # (Q_FF + rho C'C) keeps the systems factorable; without it every element went to the fallback.
+    n = 8
+    gen = torch.Generator().manual_seed(3)
+    F = 0.3 * torch.randn(6, 3, n, generator=gen, dtype=f64)
+    mu = 0.05 * torch.randn(6, n, generator=gen, dtype=f64)
+    w_prev = torch.softmax(torch.randn(6, n, generator=gen, dtype=f64), -1)
+    prob = ConvexProblem(n, spec)
+    cov = F.mT @ F
+    start = w_prev if spec.turnover else torch.full((1, n), (spec.budget or 0.0) / n, dtype=f64)
+    x, status, *_ = kernel_run(2.0 * cov, -mu, start, prob.l1_spec)
+    assert (status == l1_active_set.SOLVED).all()
+    w = prob.solve(mu, factor=F, gamma=2.0, w_prev=w_prev)
+    np.testing.assert_array_equal(w.numpy(), x)
+    for i in range(6):
+        np.testing.assert_allclose(x[i], refs.portfolio(spec, mu[i].numpy(), cov[i].numpy(), 2.0, 0.0, w_prev[i].numpy()),
+                                   atol=1e-8)
+
+
 def _fd_case(n: int = 8):
     pc = PortfolioConstraints(lower=-0.2, max_weight=0.4, leverage=1.15, turnover=0.9,
                               groups=[Group([0, 1, 2], upper=0.45)])

@@ -52,6 +52,22 @@ def _scratch(n, nr):  # pragma: no cover - compiled
 
 
 @_jit
+def _rho(Q, R):  # pragma: no cover - compiled
+    """The augmented-Lagrangian weight of :func:`_system` (``M = Q_FF + rho C'C``), as the compiled
+    kernels' ``scale_q / colsq``: ``max(1, max |Q_ii|)`` over the largest squared column of the
+    rows (the leverage and turnover rows add at most 2): ``M`` is then positive definite where
+    ``Q`` is singular but the active rows pin its null space (a factor model with ``alpha = 0``)."""
+    scale_q, colsq = 1.0, 1.0
+    for i in range(Q.shape[0]):
+        scale_q = max(scale_q, abs(Q[i, i]))
+        v = 2.0
+        for a in range(R.shape[0]):
+            v += R[a, i] * R[a, i]
+        colsq = max(colsq, v)
+    return scale_q / colsq
+
+
+@_jit
 def _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, F, rows, C, d, M, X, Sc, rho, reg):
     # pragma: no cover - compiled
     """Form and factor the equality-constrained problem of the working set: the free assets
@@ -398,6 +414,7 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
     xs = np.zeros(n)
     dx = np.zeros(n)
     scale_p, scale_d = _scales(q, c, lo, hi, rr, L, T)
+    rho = _rho(Q, R)
     ptol = tol * scale_p
     # The start: x = c, feasible for every row (turnover is zero there).
     for i in range(n):
@@ -414,10 +431,10 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
     zero = np.zeros(n)
     for it in range(cap):
         used[0] = it + 1
-        k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, xs, F, rows, C, d, M, X, Sc, 0.0, reg)
+        k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, xs, F, rows, C, d, M, X, Sc, rho, reg)
         if r < 0:
             return OUTSIDE
-        _solve(Q, q, xs, F, k, r, C, d, M, X, Sc, 0.0, z, nu)
+        _solve(Q, q, xs, F, k, r, C, d, M, X, Sc, rho, z, nu)
         # The step dx = xs - x on the free assets and the first blocking constraint.
         step = 0.0
         for i in range(n):
@@ -492,14 +509,15 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
     rowval = np.zeros(p + mg)
     hist = np.zeros(2 * iters, np.uint64)
     scale_p, scale_d = _scales(q, c, lo, hi, rr, L, T)
+    rho = _rho(Q, R)
     cautious, cstart = False, 0
     for it in range(2 * iters):
         used[0] = it + 1
         hist[it] = _state_hash(kind, sgn, gact, on)
-        k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, F, rows, C, d, M, X, Sc, 0.0, reg)
+        k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, x, F, rows, C, d, M, X, Sc, rho, reg)
         if r < 0:
             return OUTSIDE
-        _solve(Q, q, x, F, k, r, C, d, M, X, Sc, 0.0, z, nu)
+        _solve(Q, q, x, F, k, r, C, d, M, X, Sc, rho, z, nu)
         lam[:] = 0.0
         for a in range(r):
             lam[rows[a]] = nu[a, 0]
@@ -652,7 +670,7 @@ def adjoint_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, reg, kind, sgn, gact, o
     nr = p + mg + 2
     F, rows, C, d, M, X, Sc, z, nu = _scratch(n, nr)
     xs = np.zeros(n)
-    k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, xs, F, rows, C, d, M, X, Sc, 0.0, reg)
+    k, r = _system(Q, q, c, lo, hi, R, rr, p, mg, L, T, kind, sgn, gact, on, xs, F, rows, C, d, M, X, Sc, _rho(Q, R), reg)
     if r < 0:
         return False
     # [u; v] = K^-1 [gx_F; 0], then dq = -u.
