@@ -253,7 +253,7 @@ class ConvexProblem:
             S = risk_matrix(cov, factor, N)
             if l1:
                 return self._solve_l1(mu, S, g, a, w_prev, settings, dtype, threads)
-            return self._solve_standard(mu, S, g, a, w_prev, settings)
+            return self._solve_standard(mu, S, g, a, w_prev, settings, threads)
 
     @staticmethod
     def _quadratic(S: Tensor, g: Tensor, a: Tensor, n_vars: int, threads: int | None) -> Tensor:
@@ -264,18 +264,17 @@ class ConvexProblem:
         return quadratic(S, g, a, n_vars)
 
     def _solve_standard(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None,
-                        settings: QPSettings) -> Tensor:
-        """The standard form ``x = [w, t, u]`` through :func:`solve_qp`: ``w (B, N)``."""
-        N, B = self.n_assets, mu.shape[0]
-        threads = auto_threads(B, self.compiled.n_vars, settings.threads)
-        with intra_op_threads(threads):
-            Q = self._quadratic(S, g, a, self.compiled.n_vars, threads)
-            pad = self.compiled.n_vars - N
-            q = nnf.pad(-mu, (0, pad)) if pad else -mu
-            t = self._tensors(mu)
-            h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
-            x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
-            return x[:, :N] if pad else x
+                        settings: QPSettings, threads: int | None) -> Tensor:
+        """The standard form ``x = [w, t, u]`` through :func:`solve_qp`: ``w (B, N)``, run by the
+        caller under ``threads`` (the rule's count for this batch and ``n_vars``)."""
+        N = self.n_assets
+        Q = self._quadratic(S, g, a, self.compiled.n_vars, threads)
+        pad = self.compiled.n_vars - N
+        q = nnf.pad(-mu, (0, pad)) if pad else -mu
+        t = self._tensors(mu)
+        h = t["h0"] + w_prev @ t["H_prev"].T if self.compiled.uses_prev else t["h0"]
+        x = solve_qp(Q, q, t["G"], h, t["A"], t["b"], settings)
+        return x[:, :N] if pad else x
 
     def _solve_l1(self, mu: Tensor, S: Tensor, g: Tensor, a: Tensor, w_prev: Tensor | None, settings: QPSettings,
                   dtype: torch.dtype, threads: int | None) -> Tensor:
@@ -288,7 +287,9 @@ class ConvexProblem:
 
         def fallback(idx: Tensor) -> Tensor:
             prev = None if w_prev is None else w_prev[idx]
-            return self._solve_standard(mu[idx], S[idx], g[idx], a[idx], prev, settings).to(dtype)
+            count = auto_threads(idx.numel(), self.compiled.n_vars, settings.threads)
+            with intra_op_threads(count):
+                return self._solve_standard(mu[idx], S[idx], g[idx], a[idx], prev, settings, count).to(dtype)
 
         Q = self._quadratic(S.to(dtype), g.to(dtype), a.to(dtype), N, threads)
         if self.compiled.uses_prev:

@@ -260,6 +260,15 @@ def _state_hash(kind, sgn, gact, on):  # pragma: no cover - compiled
 
 
 @_jit
+def _signs_from(e, x, c, dx, sgn):  # pragma: no cover - compiled
+    """The signs of row ``e`` (0: ``w``, 1: ``w - c``) as it becomes active: those of ``x`` (of ``x - c``),
+    at zero the direction ``dx`` is going (``+1`` where it is zero too)."""
+    for i in range(x.shape[0]):
+        v = x[i] if e == 0 else x[i] - c[i]
+        sgn[e, i] = 1.0 if (v > 0.0 or (v == 0.0 and dx[i] >= 0.0)) else -1.0
+
+
+@_jit
 def _release(p, mg, kind, sgn, gact, on, x, g, lam, c, lo, hi, dtol):  # pragma: no cover - compiled
     """Release the active row or fixed asset (in its direction) with the most negative multiplier or
     directional derivative, if below ``-dtol``; False where there is none."""
@@ -478,9 +487,7 @@ def primal_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, cap, kind, sgn
             continue
         if what == 2:
             on[where] = True
-            for i in range(n):
-                v = x[i] if where == 0 else x[i] - c[i]
-                sgn[where, i] = 1.0 if (v > 0.0 or (v == 0.0 and dx[i] >= 0.0)) else -1.0
+            _signs_from(where, x, c, dx, sgn)
             continue
         # At the working set's solution: the multipliers decide.
         lam[:] = 0.0
@@ -508,6 +515,7 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
     g = np.zeros(n)
     rowval = np.zeros(p + mg)
     hist = np.zeros(2 * iters, np.uint64)
+    zero = np.zeros(n)
     scale_p, scale_d = _scales(q, c, lo, hi, rr, L, T)
     rho = _rho(Q, R)
     cautious, cstart = False, 0
@@ -558,8 +566,7 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
                     gact[where] = True
                 elif what == 1:
                     on[where] = True
-                    for i in range(n):
-                        sgn[where, i] = 1.0 if (x[i] if where == 0 else x[i] - c[i]) >= 0.0 else -1.0
+                    _signs_from(where, x, c, zero, sgn)
                 elif what >= 2:
                     if kind[where] == FREE:
                         a, b, ka, kb = _interval(where, lo, hi, c, sgn, on)
@@ -584,8 +591,7 @@ def pdas_element(Q, q, c, lo, hi, R, rr, p, mg, L, T, tol, reg, iters, kind, sgn
                         new_on0 = True
                     else:
                         new_on1 = True
-                    for i in range(n):
-                        sgn[e, i] = 1.0 if (x[i] if e == 0 else x[i] - c[i]) >= 0.0 else -1.0
+                    _signs_from(e, x, c, zero, sgn)
             for i in range(n):
                 if kind[i] == FREE:
                     a, b, ka, kb = _interval(i, lo, hi, c, sgn, on)

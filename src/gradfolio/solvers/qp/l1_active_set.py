@@ -148,7 +148,6 @@ class _L1Function(torch.autograd.Function):
         ctx.save_for_backward(xt)
         st = torch.from_numpy(status)
         ctx.mark_non_differentiable(st)
-        ctx.used = used
         return xt, st
 
     @staticmethod
