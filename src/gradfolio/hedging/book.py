@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from gradfolio.errors import ConfigError
@@ -216,6 +217,49 @@ class OptionBook:
             value_held = value_held + size * self.quantity[:, first] * (spot - self.strike[:, first]).clamp(min=0.0)
         c = size * _INV_SQRT_2PI
         return value_held, Greeks(size * value_now, size * delta, c * gamma, (c / 100.0) * vega)
+
+
+    def revalue_into(self, day: int, spot: np.ndarray, log_spot: np.ndarray, vol_fn: VolFn, out: np.ndarray,
+                     accumulate: bool = False, day_vol: np.ndarray | None = None, threads: int = 1) -> None:
+        """:meth:`revalue` by the compiled kernel (:mod:`gradfolio.hedging._book_kernels`; CPU).
+
+        Parameters
+        ----------
+        day
+            Valuation day ``t + 1`` (``>= 1``).
+        spot, log_spot
+            ``(P, D)`` NumPy arrays of the stock price and its log, read at column ``day``.
+        vol_fn
+            Implied volatility (see :data:`VolFn`), called on the live slots when ``day_vol`` is
+            ``None``.
+        out
+            ``(5, P)`` NumPy array receiving ``value_held`` and the value, delta, gamma and vega of
+            :meth:`revalue`'s result, in that order (added to it with ``accumulate``).
+        accumulate
+            Add this book's sums to ``out`` instead of writing them (several books into one total).
+        day_vol
+            ``(P, D)`` one implied vol per path and day (the ``per_day`` mode), read at column
+            ``day`` for every slot; ``None`` asks ``vol_fn`` for one vol per option.
+        threads
+            Split the paths among this many threads (:func:`gradfolio.hedging._book_kernels.run`).
+        """
+        from gradfolio.hedging import _book_kernels, _normal
+
+        held_prev, live = self.held(day - 1), self.held(day)
+        expiry = np.arange(live.start, live.stop) + self.maturity_days
+        tau = (expiry - day).astype(np.float64) / self.days_per_year
+        if day_vol is None:
+            t_tau = torch.from_numpy(tau).to(self.quantity.dtype)
+            vol = np.ascontiguousarray(torch.broadcast_to(vol_fn(self.strike[:, live], t_tau), (self.quantity.shape[0], tau.size)).numpy())
+            vol_col = -1
+        else:
+            vol, vol_col = day_vol, day
+        first = held_prev.start if held_prev.start < live.start else -1
+        cdf, pdf = _normal.tables()
+        args = (self.quantity.numpy(), self.strike.numpy(), self.log_strike.numpy(), first, live.start, day, spot, log_spot,
+                vol, vol_col, tau, np.sqrt(tau), (self.rate - self.dividend) * tau, np.exp(-self.dividend * tau),
+                np.exp(-self.rate * tau), self.contract_size, cdf, pdf, out, accumulate)
+        _book_kernels.run(args, self.quantity.shape[0], threads)
 
 
 _BLOCK_ELEMENTS = 1 << 16

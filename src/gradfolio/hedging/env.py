@@ -50,6 +50,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from gradfolio.errors import ConfigError
@@ -120,6 +121,12 @@ class HedgingEnv:
         N(d2) and the density once per live slot; about 1.3x the environment's path-steps/s). Off
         by default: it reorders floating-point sums, so float32 results (the agents') differ in
         their last bits from the published ones, which the default per-slot valuation reproduces.
+    compiled
+        Revalue the books overnight with the compiled kernel (:meth:`OptionBook.revalue_into`,
+        Numba, CPU only): every path's slots in one pass, ``N`` and ``phi`` from polynomial tables
+        accurate to ``5e-16``, paths split among ``torch.get_num_threads()`` threads. Off by
+        default for the reason of ``fused`` (results agree with it to rounding, not bit for bit);
+        takes precedence over ``fused``. Speed in docs/hedging.md.
 
     Attributes
     ----------
@@ -154,6 +161,7 @@ class HedgingEnv:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         fused: bool = False,
+        compiled: bool = False,
     ) -> None:
         if n_paths < 1:
             raise ConfigError(f"n_paths={n_paths}: the environment needs at least one path.")
@@ -162,6 +170,10 @@ class HedgingEnv:
         self.device = resolve_device(device)
         self.dtype = dtype
         self.fused = bool(fused)
+        self.compiled = bool(compiled)
+        if self.compiled and self.device.type != "cpu":
+            raise ConfigError(f"HedgingEnv(compiled=True) runs on the CPU; device is {self.device}. "
+                              "Pass device='cpu', or fused=True for the fused torch valuation on this device.")
         self._generator = make_generator(seed, self.device)
         self.t = 0
         self._started = False
@@ -271,6 +283,9 @@ class HedgingEnv:
         book = dict(n_paths=P, n_slots=T + 1, contract_size=cfg.contract_size, days_per_year=mkt.days_per_year,
                     device=self.device, dtype=self.dtype, rate=mkt.rate, dividend=mkt.dividend)
         self._types = cfg.client_types
+        if self.compiled:  # NumPy views (copies where not contiguous) read by the compiled kernel
+            day_vol = np.ascontiguousarray(self.day_vol.detach().numpy()) if cfg.implied_vol == "per_day" else None
+            self._arrays = (np.ascontiguousarray(self.spot.detach().numpy()), np.ascontiguousarray(self._log_spot.detach().numpy()), day_vol)
         self.clients = [OptionBook(maturity_days=m, **book) for m, _ in self._types]
         self.client = self.clients[0]
         self.hedges = OptionBook(maturity_days=cfg.hedge_maturity_days, **book)
@@ -317,6 +332,9 @@ class HedgingEnv:
         action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
         if action.shape not in {(self.n_paths,), (self.n_paths, 1)}:
             raise ConfigError(f"action has shape {tuple(action.shape)}; expected ({self.n_paths},) or ({self.n_paths}, 1).")
+        if self.compiled and action.requires_grad and torch.is_grad_enabled():
+            raise ConfigError("HedgingEnv(compiled=True).step got an action that requires grad; the compiled valuation "
+                              "has no gradients. Use HedgingEnv(compiled=False) to differentiate through the episode.")
         cfg, t = self.config, self.t
         state, hedge, port = self.state, self._hedge_option, self._portfolio
         n_gamma, n_vega = self.neutral_contracts(state)
@@ -335,14 +353,8 @@ class HedgingEnv:
             self.client.open(t1, self.orders[:, t1], self._client_strike(0, spot_next))
         else:
             self._open_clients(t1)
-        vol_fn = self._vol_fn(t1)
-        log_spot_next = self._log_spot[:, t1]
-        client_held, client_now = self._overnight(self.client, t, spot_next, log_spot_next, vol_fn)
-        for other in self.clients[1:]:
-            held, now = self._overnight(other, t, spot_next, log_spot_next, vol_fn)
-            client_held, client_now = client_held + held, _add(client_now, now)
-        hedges_held, hedges_now = self._overnight(self.hedges, t, spot_next, log_spot_next, vol_fn)
-        gross = client_held + hedges_held - value_t + stock * (spot_next - self.spot[:, t])
+        held, now = self._night(t, spot_next)
+        gross = held - value_t + stock * (spot_next - self.spot[:, t])
         mkt = cfg.market
         if mkt.carry:  # dividends on the stock held, interest on the cash financing options and stock
             stock_value = stock * self.spot[:, t]
@@ -350,7 +362,7 @@ class HedgingEnv:
         pnl = gross - cost
         reward = pnl if cfg.reward == "pnl" else -gross.abs() - cost
         self.t = t1
-        self._observe(_add(client_now, hedges_now))
+        self._observe(now)
         done = torch.full((self.n_paths,), self.t >= cfg.n_days, device=self.device, dtype=torch.bool)
         info = {
             "pnl": pnl, "cost": cost, "contracts": contracts, "n_gamma": n_gamma, "n_vega": n_vega,
@@ -436,6 +448,28 @@ class HedgingEnv:
         spot = self.spot[:, day]
         for i, book in enumerate(self.clients):
             book.open(day, self.orders[:, day, i], self._client_strike(i, spot))
+
+    def _night(self, t: int, spot: torch.Tensor) -> tuple[torch.Tensor, Greeks]:
+        """Every book revalued on day ``t + 1`` (``spot (P,)`` its price): the value ``(P,)`` of the
+        positions held on day ``t`` and the greeks of those held on day ``t + 1``, summed over the
+        client books, then the hedges."""
+        t1 = t + 1
+        books = [*self.clients, self.hedges]
+        vol_fn = self._vol_fn(t1)
+        if self.compiled:
+            out = np.empty((5, self.n_paths), dtype=self._arrays[0].dtype)
+            spot_np, log_spot_np, day_vol = self._arrays
+            for i, book in enumerate(books):
+                book.revalue_into(t1, spot_np, log_spot_np, vol_fn, out, i > 0, day_vol, torch.get_num_threads())
+            rows = torch.from_numpy(out)
+            return rows[0], Greeks(rows[1], rows[2], rows[3], rows[4])
+        log_spot = self._log_spot[:, t1]
+        held, now = self._overnight(books[0], t, spot, log_spot, vol_fn)
+        for book in books[1:-1]:
+            more, more_now = self._overnight(book, t, spot, log_spot, vol_fn)
+            held, now = held + more, _add(now, more_now)
+        hedges_held, hedges_now = self._overnight(books[-1], t, spot, log_spot, vol_fn)
+        return held + hedges_held, _add(now, hedges_now)
 
     def _overnight(self, book: OptionBook, t: int, spot: torch.Tensor, log_spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
         """``book`` revalued on day ``t + 1``: fused (:meth:`OptionBook.revalue`) or slot by slot (:meth:`_revalue`)."""
