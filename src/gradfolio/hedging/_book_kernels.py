@@ -1,4 +1,4 @@
-"""Compiled overnight revaluation of an option book, path by path (Numba, CPU).
+"""Compiled overnight revaluation of an option book, path by path, and of the day's hedging option (Numba, CPU).
 
 :meth:`OptionBook.revalue <gradfolio.hedging.book.OptionBook.revalue>` in torch makes about
 twenty passes over ``(paths, slots)`` temporaries per book and night; here each path's slots are
@@ -84,6 +84,27 @@ def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: 
 
 
 
+@njit(fastmath=_FAST, cache=True, nogil=True)
+def atm_call(spot: np.ndarray, day: int, vol: np.ndarray, tau: float, rate: float, dividend: float, cdf: np.ndarray,
+             pdf: np.ndarray, out: np.ndarray, p0: int, p1: int) -> None:
+    """Price, delta, gamma and vega (per vol point) of one at-the-money call (strike = spot) per path,
+    for paths ``p0 .. p1 - 1``: ``spot (P, D)`` read at column ``day``, ``vol (P,)``, ``tau > 0`` in
+    years -> ``out (4, P)``.
+
+    :func:`~gradfolio.hedging.blackscholes.live_greeks_unchecked` at ``strike = spot`` (``log(S/K) = 0``)."""
+    sqrt_tau = np.sqrt(tau)
+    disc_q, disc_r = np.exp(-dividend * tau), np.exp(-rate * tau)
+    for p in range(p0, p1):
+        s, sig = spot[p, day], vol[p]
+        vs = sig * sqrt_tau
+        d1 = (rate - dividend + 0.5 * sig * sig) * tau / vs
+        n1, phi = ndtr_npdf(cdf, pdf, d1)
+        delta = disc_q * n1
+        out[0, p] = s * delta - s * disc_r * ndtr(cdf, d1 - vs)
+        out[1, p] = delta
+        out[2, p] = disc_q * phi / (s * vs)
+        out[3, p] = s * disc_q * sqrt_tau * phi / 100.0
+
 _MIN_ROWS = 2048
 """Fewest paths per thread: below it a thread's start-up (~50 us) costs more than its share of the work."""
 
@@ -94,16 +115,17 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="gradfolio-book")
 
 
-def run(args: tuple, n_paths: int, threads: int) -> None:
-    """:func:`revalue` with ``args`` (everything before ``p0``) over ``n_paths`` paths, split into
-    ``threads`` contiguous parts of at least :data:`_MIN_ROWS` paths, one per thread."""
+def run(args: tuple, n_paths: int, threads: int, kernel=revalue) -> None:
+    """``kernel`` (:func:`revalue` or :func:`atm_call`) with ``args`` (everything before ``p0``) over
+    ``n_paths`` paths, split into ``threads`` contiguous parts of at least :data:`_MIN_ROWS` paths,
+    one per thread."""
     parts = max(1, min(int(threads), n_paths // _MIN_ROWS))
     if parts == 1:
-        revalue(*args, 0, n_paths)
+        kernel(*args, 0, n_paths)
         return
     bounds = [n_paths * i // parts for i in range(parts + 1)]
-    futures = [_pool(parts).submit(revalue, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    revalue(*args, bounds[0], bounds[1])
+    futures = [_pool(parts).submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    kernel(*args, bounds[0], bounds[1])
     for f in futures:
         f.result()
 
@@ -121,6 +143,7 @@ def warm() -> None:
         market = np.ones((1, 2), dtype)
         revalue(*books, 0, 1, 1, market, market * 0, market * 0.2, 1, tau, np.sqrt(tau), tau * 0, tau * 0 + 1,
                 tau * 0 + 1, 100.0, cdf, pdf, np.zeros((5, 1), dtype), False, 0, 1)
+        atm_call(market, 1, market[0] * 0.2, 0.1, 0.0, 0.0, cdf, pdf, np.zeros((4, 1), dtype), 0, 1)
 
 
-__all__ = ["DELTA", "GAMMA", "HELD", "VALUE", "VEGA", "revalue", "run", "warm"]
+__all__ = ["DELTA", "GAMMA", "HELD", "VALUE", "VEGA", "atm_call", "revalue", "run", "warm"]

@@ -508,8 +508,17 @@ class HedgingEnv:
         tau = torch.full((1,), cfg.hedge_maturity_days / cfg.market.days_per_year, device=self.device, dtype=self.dtype)
         strike = spot[:, None]
         mkt = cfg.market
-        greeks = live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau), mkt.rate, mkt.dividend)
-        self._hedge_option = Greeks(*(g[:, 0] for g in greeks))
+        if self.compiled:  # the at-the-money call by the compiled kernel
+            from gradfolio.hedging import _book_kernels, _normal
+
+            out = np.empty((4, self.n_paths), dtype=self._arrays[0].dtype)
+            vol = np.ascontiguousarray(torch.broadcast_to(vol_fn(strike, tau), strike.shape)[:, 0].detach().numpy())
+            args = (self._arrays[0], t, vol, cfg.hedge_maturity_days / mkt.days_per_year, mkt.rate, mkt.dividend, *_normal.tables(), out)
+            _book_kernels.run(args, self.n_paths, torch.get_num_threads(), _book_kernels.atm_call)
+            self._hedge_option = Greeks(*torch.from_numpy(out))
+        else:
+            greeks = live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau), mkt.rate, mkt.dividend)
+            self._hedge_option = Greeks(*(g[:, 0] for g in greeks))
         size = cfg.contract_size
         columns = [spot, self._portfolio.gamma, size * self._hedge_option.gamma, self._portfolio.vega, size * self._hedge_option.vega]
         if cfg.time_to_go:
