@@ -217,3 +217,17 @@ def test_compiled_refuses_other_devices_and_gradients():
         env.step(torch.full((4,), 0.5, dtype=f64, requires_grad=True))
     with torch.no_grad():  # without gradients the same action is fine
         env.step(torch.full((4,), 0.5, dtype=f64, requires_grad=True))
+
+
+@pytest.mark.parametrize("carry", [(0.0, 0.0), (0.03, 0.012), (-0.01, 0.04)])
+def test_atm_call_matches_black_scholes(carry):
+    """The day's hedging option (strike = spot) against :func:`bs_greeks`, read at a column of a ``(P, D)`` spot array."""
+    from gradfolio.hedging.blackscholes import bs_greeks
+
+    gen = torch.Generator().manual_seed(3)
+    spot = 10.0 * torch.exp(0.1 * torch.randn(7, 4, generator=gen, dtype=f64))
+    vol = 0.1 + 0.5 * torch.rand(7, generator=gen, dtype=f64)
+    out = np.empty((4, 7))
+    _book_kernels.atm_call(spot.numpy(), 2, vol.numpy(), 0.12, *carry, *_normal.tables(), out, 0, 7)
+    want = bs_greeks(spot[:, 2], spot[:, 2], 0.12, vol, *carry)
+    torch.testing.assert_close(torch.from_numpy(out), torch.stack(list(want)), rtol=1e-13, atol=1e-13)
