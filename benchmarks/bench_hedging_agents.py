@@ -9,7 +9,11 @@ alternate for ``--rounds`` rounds in one process, so both see the same machine l
 gives the median seconds per episode and per update, their ratios, and how many episodes and
 updates each completes in ``--budget-minutes`` (the issue's 30 minutes per agent) at that pace.
 
-Usage: ``python benchmarks/bench_hedging_agents.py [--rounds 3] [--budget-minutes 30] [--device cuda]``
+With ``--compiled`` a third contender trains the default agent on ``HedgingEnv(compiled=True)``
+(no validation environment, like the other two, whose ``eval_every`` is 0): the training speed before
+and after the compiled env.
+
+Usage: ``python benchmarks/bench_hedging_agents.py [--rounds 3] [--budget-minutes 30] [--device cuda] [--compiled]``
 (``OMP_NUM_THREADS=1`` on a shared machine). Writes ``benchmarks/results/hedging_agents.json``.
 """
 
@@ -26,19 +30,27 @@ import torch
 from benchutil import device_arg
 
 from gradfolio.experiments.hedging.train import HedgeTrainingConfig, build_trainer, load_training_config
+from gradfolio.hedging.env import HedgingEnv
+from gradfolio.hedging.rl import Trainer
+from gradfolio.hedging.rl.training import make_agent
 from gradfolio.io import atomic_write_json
 
 CONFIG = Path(__file__).resolve().parents[1] / "docs" / "results" / "hedging_cao_sabr30.yaml"
 
 
-def trainer_for(preset: str | None, device: str):
+def trainer_for(preset: str | None, device: str, compiled: bool = False):
     base = load_training_config(CONFIG)
     data = base.model_dump(mode="json", exclude={"preset", "agent", "trainer"})
     data["trainer"] = {"device": device, "eval_every": 0, "checkpoint_every": 0}
     if preset:
         data["preset"] = preset
     cfg = HedgeTrainingConfig.model_validate(data)
-    return cfg, build_trainer(cfg)
+    if not compiled:
+        return cfg, build_trainer(cfg)
+    # The same trainer on HedgingEnv(compiled=True): the agent's networks seeded alike, no validation env.
+    tr = cfg.trainer
+    env = HedgingEnv(cfg.env, tr.n_paths, seed=0, device=device, dtype=getattr(torch, tr.dtype), compiled=True)
+    return cfg, Trainer(make_agent(env, cfg.agent, tr.seed), env, None, **tr.trainer_kwargs())
 
 
 def main() -> None:
@@ -46,11 +58,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget-minutes", type=float, default=30.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compiled", action="store_true",
+                        help="add the default agent on HedgingEnv(compiled=True) (CPU): training speed with the compiled env")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "hedging_agents.json"))
     args = parser.parse_args()
     device = str(device_arg(args.device))
     torch.set_num_threads(1)
     runs = {"default (gvdh)": trainer_for(None, device), "preset: cao": trainer_for("cao", device)}
+    if args.compiled:
+        runs["gvdh, compiled env"] = trainer_for(None, device, compiled=True)
     for _, trainer in runs.values():
         while trainer.episode < trainer.warmup_episodes:
             trainer.run_episode()
@@ -82,6 +98,9 @@ def main() -> None:
     d, c = rows["default (gvdh)"], rows["preset: cao"]
     ratio_episode, ratio_update = c["seconds_per_episode"] / d["seconds_per_episode"], c["ms_per_update"] / d["ms_per_update"]
     print(f"preset: cao over default: {ratio_episode:.1f}x per episode, {ratio_update:.1f}x per update")
+    if args.compiled:
+        speedup = d["seconds_per_episode"] / rows["gvdh, compiled env"]["seconds_per_episode"]
+        print(f"default agent, compiled env over default env: {speedup:.2f}x episodes per second")
     atomic_write_json(Path(args.out), {
         "rows": rows, "ratio_per_episode": ratio_episode, "ratio_per_update": ratio_update,
         "rounds": args.rounds, "budget_minutes": args.budget_minutes, "device": device, "threads": 1,

@@ -193,7 +193,7 @@ def test_compiled_float32_env_is_as_accurate_as_the_default_float32_one():
 
 
 def test_compiled_two_threads_equal_one_thread_bit_for_bit(monkeypatch):
-    """The episode does not depend on how many threads value the books."""
+    """The episode does not depend on how many threads value the books, and the caller's thread count is restored."""
     monkeypatch.setattr(_book_kernels, "_MIN_ROWS", 16)
     episodes = []
     for threads in (1, 2):
@@ -202,6 +202,8 @@ def test_compiled_two_threads_equal_one_thread_bit_for_bit(monkeypatch):
         try:
             env = HedgingEnv(EnvConfig(), 50, seed=0, dtype=f64, compiled=True)
             episodes.append(env.run_episode(baseline_policies(env, ["delta_gamma"])["delta_gamma"], seed=9))
+            # step() runs torch's part on one thread and gives the caller's count back; the kernels took it
+            assert torch.get_num_threads() == threads and env._threads == threads
         finally:
             torch.set_num_threads(previous)
     for got, want in zip(*episodes, strict=True):
@@ -231,3 +233,33 @@ def test_atm_call_matches_black_scholes(carry):
     _book_kernels.atm_call(spot.numpy(), 2, vol.numpy(), 0.12, *carry, *_normal.tables(), out, 0, 7)
     want = bs_greeks(spot[:, 2], spot[:, 2], 0.12, vol, *carry)
     torch.testing.assert_close(torch.from_numpy(out), torch.stack(list(want)), rtol=1e-13, atol=1e-13)
+
+
+def _split_in_child(queue, book, spot, day_vol):
+    out = np.empty((5, spot.shape[0]))
+    book.revalue_into(5, spot, np.log(spot), None, out, False, day_vol, threads=2)
+    queue.put(out)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_thread_split_works_in_a_forked_child(monkeypatch):
+    """A child forked after the parent's pool started (Ray's and multiprocessing's workers) gets its own
+    pool instead of waiting forever on the parent's threads, which it does not inherit."""
+    import multiprocessing
+
+    monkeypatch.setattr(_book_kernels, "_MIN_ROWS", 5)
+    book, spots, vol_path = _book((0.0, 0.0), n_paths=17)
+    spot, day_vol = spots.numpy(), np.ascontiguousarray(vol_path.numpy())
+    parent = np.empty((5, 17))
+    book.revalue_into(5, spot, np.log(spot), None, parent, False, day_vol, threads=2)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_split_in_child, args=(queue, book, spot, day_vol))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert np.array_equal(got, parent)

@@ -15,6 +15,7 @@ multiply-adds: results agree to rounding, not bit for bit.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -110,8 +111,9 @@ _MIN_ROWS = 2048
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``threads - 1`` workers (the calling thread takes one part itself)."""
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """A pool of ``threads - 1`` workers for process ``pid`` (the calling thread takes one part itself;
+    a forked child, which inherits the pool but not its threads, gets its own)."""
     return ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="gradfolio-book")
 
 
@@ -124,7 +126,7 @@ def run(args: tuple, n_paths: int, threads: int, kernel=revalue) -> None:
         kernel(*args, 0, n_paths)
         return
     bounds = [n_paths * i // parts for i in range(parts + 1)]
-    futures = [_pool(parts).submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    futures = [_pool(parts, os.getpid()).submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     kernel(*args, bounds[0], bounds[1])
     for f in futures:
         f.result()

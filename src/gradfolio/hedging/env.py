@@ -60,6 +60,7 @@ from gradfolio.hedging.config import EnvConfig
 from gradfolio.hedging.sabr import hagan_implied_vol_unchecked, simulate_sabr
 from gradfolio.hedging.validation import check_positive
 from gradfolio.seeding import make_generator, resolve_device
+from gradfolio.threads import intra_op_threads
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 """``policy(state (paths, features)) -> action (paths,) or (paths, 1)``."""
@@ -284,6 +285,7 @@ class HedgingEnv:
                     device=self.device, dtype=self.dtype, rate=mkt.rate, dividend=mkt.dividend)
         self._types = cfg.client_types
         if self.compiled:  # NumPy views (copies where not contiguous) read by the compiled kernel
+            self._threads = torch.get_num_threads()
             day_vol = np.ascontiguousarray(self.day_vol.detach().numpy()) if cfg.implied_vol == "per_day" else None
             self._arrays = (np.ascontiguousarray(self.spot.detach().numpy()), np.ascontiguousarray(self._log_spot.detach().numpy()), day_vol)
         self.clients = [OptionBook(maturity_days=m, **book) for m, _ in self._types]
@@ -325,6 +327,14 @@ class HedgingEnv:
             (portfolio greeks right after the trade), ``stock`` (stock position held overnight),
             each ``(paths,)``; and ``day`` (int, the day just reached).
         """
+        if self.compiled:  # torch's few (P,) operations on one thread, the kernels on the caller's count
+            self._threads = torch.get_num_threads()
+            with intra_op_threads(1):
+                return self._step(action)
+        return self._step(action)
+
+    def _step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """:meth:`step`."""
         if not self._started:
             raise ConfigError("HedgingEnv.step() was called before reset(); call env.reset(seed) first.")
         if self.t >= self.config.n_days:
@@ -460,7 +470,7 @@ class HedgingEnv:
             out = np.empty((5, self.n_paths), dtype=self._arrays[0].dtype)
             spot_np, log_spot_np, day_vol = self._arrays
             for i, book in enumerate(books):
-                book.revalue_into(t1, spot_np, log_spot_np, vol_fn, out, i > 0, day_vol, torch.get_num_threads())
+                book.revalue_into(t1, spot_np, log_spot_np, vol_fn, out, i > 0, day_vol, self._threads)
             rows = torch.from_numpy(out)
             return rows[0], Greeks(rows[1], rows[2], rows[3], rows[4])
         log_spot = self._log_spot[:, t1]
@@ -514,7 +524,7 @@ class HedgingEnv:
             out = np.empty((4, self.n_paths), dtype=self._arrays[0].dtype)
             vol = np.ascontiguousarray(torch.broadcast_to(vol_fn(strike, tau), strike.shape)[:, 0].detach().numpy())
             args = (self._arrays[0], t, vol, cfg.hedge_maturity_days / mkt.days_per_year, mkt.rate, mkt.dividend, *_normal.tables(), out)
-            _book_kernels.run(args, self.n_paths, torch.get_num_threads(), _book_kernels.atm_call)
+            _book_kernels.run(args, self.n_paths, self._threads, _book_kernels.atm_call)
             self._hedge_option = Greeks(*torch.from_numpy(out))
         else:
             greeks = live_greeks_unchecked(strike, strike, tau, vol_fn(strike, tau), mkt.rate, mkt.dividend)

@@ -90,3 +90,21 @@ def test_client_book_options_in_a_yaml_file_and_bad_values(tmp_path: Path):
     # The defaults dump as before (one maturity, ATM, no rate or dividend).
     dumped = HedgingConfig().model_dump(mode="json")["env"]
     assert (dumped["client_maturity_days"], dumped["client_moneyness"], dumped["market"]["rate"], dumped["market"]["dividend"]) == (60, 1.0, 0.0, 0.0)
+
+
+def test_evaluation_valuation_compiled_and_fused_agree_with_slots(tmp_path: Path):
+    """``evaluation.valuation`` picks the env's overnight valuation; the three give the same table to
+    rounding (float64), and a misspelt one is refused naming the field."""
+    tables = {}
+    for valuation in ("slots", "fused", "compiled"):
+        cfg = HedgingConfig.model_validate({"env": {"n_days": 6}, "evaluation": {"n_paths": 300, "valuation": valuation}})
+        env = cfg.evaluation.make_env(cfg.env)
+        assert (env.fused, env.compiled) == (valuation == "fused", valuation == "compiled") and env.n_paths == 300
+        tables[valuation], _ = run_baselines(cfg, tmp_path / valuation)
+    for valuation in ("fused", "compiled"):
+        diff = (tables[valuation] - tables["slots"]).abs().to_numpy().max()
+        assert diff < 1e-9, (valuation, diff)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  valuation: numba\n")
+    with pytest.raises(ConfigError, match="evaluation.valuation"):
+        load_config(HedgingConfig, bad)

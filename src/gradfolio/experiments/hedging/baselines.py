@@ -6,14 +6,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from gradfolio.experiments.config_io import flatten_params
 from gradfolio.experiments.hedging.config import HedgingConfig
 from gradfolio.experiments.hedging.report import write_hedge_run
 from gradfolio.experiments.run_folder import check_run_folder
 from gradfolio.hedging.baselines import baseline_policies
-from gradfolio.hedging.env import HedgingEnv
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
 from gradfolio.tracking import NullTracker
 
@@ -40,7 +38,7 @@ def run_baselines(
     """
     check_run_folder(out_dir or config.output_dir, "hedge")  # before the evaluation's work
     ev = config.evaluation
-    env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
+    env = ev.make_env(config.env)
     results = evaluate_policies(env, baseline_policies(env, ev.strategies), ev.n_episodes, ev.seed)
     table = metrics_table(results, ev.level, ev.risk_aversion)
     run_dir = write_hedge_run(out_dir or config.output_dir, config, table, results, title="Hedging baselines")

@@ -13,6 +13,7 @@ A YAML/TOML file with three sections, every field optional (defaults reproduce t
       n_episodes: 1
       seed: 1234
       strategies: [delta, delta_gamma, delta_vega]
+      valuation: slots              # or fused, or compiled (CPU): faster, equal to rounding
     output_dir: runs/hedge
 
 Load it with :func:`load_hedging_config` (``gradfolio.experiments.config_io.load_config(HedgingConfig, path)``).
@@ -26,12 +27,15 @@ validation environments (path counts, device, dtype) and the parameters of
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gradfolio.experiments.config_io import load_config
 from gradfolio.hedging.config import BASELINES, BaselineName, EnvConfig, MarketConfig
+
+if TYPE_CHECKING:
+    from gradfolio.hedging.env import HedgingEnv
 
 
 class EvaluationConfig(BaseModel):
@@ -47,6 +51,20 @@ class EvaluationConfig(BaseModel):
     risk_aversion: float = Field(1.645, ge=0, description="c in mean - c * std")
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float64"
+    valuation: Literal["slots", "fused", "compiled"] = Field(
+        "slots", description="overnight valuation of the books: slot by slot (the published rows), fused, or compiled (CPU)")
+
+    def make_env(self, env: EnvConfig) -> HedgingEnv:
+        """The evaluation environment of ``env``: :attr:`n_paths` paths seeded with :attr:`seed`, on
+        :attr:`device` in :attr:`dtype`, valued per :attr:`valuation` (``"fused"``: ``HedgingEnv(fused=True)``,
+        ``"compiled"``: ``HedgingEnv(compiled=True)``, whose results agree with ``"slots"`` to rounding;
+        docs/hedging.md, Speed)."""
+        import torch
+
+        from gradfolio.hedging.env import HedgingEnv
+
+        return HedgingEnv(env, self.n_paths, seed=self.seed, device=self.device, dtype=getattr(torch, self.dtype),
+                          fused=self.valuation == "fused", compiled=self.valuation == "compiled")
 
 
 class TrainerConfig(BaseModel):

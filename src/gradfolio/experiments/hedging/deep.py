@@ -149,7 +149,7 @@ def evaluate_deep(
 ) -> pd.DataFrame:
     """The policy (``deep``) and the configured baselines on the same test episodes; the report files in ``run_dir``."""
     ev = config.evaluation
-    env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
+    env = ev.make_env(config.env)
     policy_dtype = next(policy.parameters()).dtype
 
     def play(state: torch.Tensor) -> torch.Tensor:

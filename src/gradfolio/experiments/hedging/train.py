@@ -49,7 +49,7 @@ from gradfolio.experiments.outputs import write_csv
 from gradfolio.experiments.run_folder import RunFolder, check_run_folder
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.config import EnvConfig
-from gradfolio.hedging.env import Episode, HedgingEnv
+from gradfolio.hedging.env import Episode
 from gradfolio.hedging.evaluation import evaluate_policies, metrics_table
 from gradfolio.hedging.rl.agent import AgentConfig, DistributionalAgent
 from gradfolio.hedging.rl.training import Trainer, make_agent, make_env
@@ -247,7 +247,7 @@ def evaluate_agent(
     and the episodes.
     """
     ev = config.evaluation
-    env = HedgingEnv(config.env, ev.n_paths, seed=ev.seed, device=ev.device, dtype=getattr(torch, ev.dtype))
+    env = ev.make_env(config.env)
     policies = {**baseline_policies(env, ev.strategies), config.agent_name: agent.policy}
     with intra_op_threads(config.trainer.threads):
         results = evaluate_policies(env, policies, ev.n_episodes, ev.seed)
