@@ -263,3 +263,27 @@ def test_thread_split_works_in_a_forked_child(monkeypatch):
         if child.is_alive():
             child.kill()
     assert np.array_equal(got, parent)
+
+
+@pytest.mark.parametrize("per_slot_vol", [False, True])
+def test_opening_in_the_kernel_pass_equals_open_then_revalue(per_slot_vol):
+    """``opening=(slot, qty, strike)`` books the positions in the same pass: quantities, strikes and
+    log-strikes as :meth:`OptionBook.open` leaves them, and the same sums as opening first."""
+    book, spots, vol_path = _book((0.03, 0.01), n_slots=9)
+    twin, _, _ = _book((0.03, 0.01), n_slots=9)
+    gen = torch.Generator().manual_seed(7)
+    qty = torch.randint(-4, 5, (11,), generator=gen).to(f64)
+    strike = 1.13 * spots[:, 7]
+    spot_np = spots.numpy()
+    day_vol = None if per_slot_vol else np.ascontiguousarray(vol_path.numpy())
+
+    def vol(strike_, tau):
+        return vol_path[:, 7:8] * (1.0 + 0.2 * (strike_ / 10.0 - 1.0) + tau)
+
+    one, two = np.empty((5, 11)), np.empty((5, 11))
+    book.revalue_into(7, spot_np, np.log(spot_np), vol, one, False, day_vol, opening=(7, qty, strike))
+    twin.open(7, qty, strike)
+    twin.revalue_into(7, spot_np, np.log(spot_np), vol, two, False, day_vol)
+    np.testing.assert_array_equal(one, two)
+    assert torch.equal(book.quantity, twin.quantity) and torch.equal(book.strike, twin.strike)
+    torch.testing.assert_close(book.log_strike, twin.log_strike, rtol=2.3e-16, atol=0)

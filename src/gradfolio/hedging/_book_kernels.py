@@ -31,7 +31,8 @@ HELD, VALUE, DELTA, GAMMA, VEGA = range(5)
 def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: int, start: int, day: int,
             spot: np.ndarray, log_spot: np.ndarray, vol: np.ndarray, vol_col: int, tau: np.ndarray,
             sqrt_tau: np.ndarray, drift: np.ndarray, disc_q: np.ndarray, disc_r: np.ndarray, size: float,
-            cdf: np.ndarray, pdf: np.ndarray, out: np.ndarray, accumulate: bool, p0: int, p1: int) -> None:
+            cdf: np.ndarray, pdf: np.ndarray, out: np.ndarray, accumulate: bool, open_slot: int, open_qty: np.ndarray,
+            open_strike: np.ndarray, p0: int, p1: int) -> None:
     """Value one book's slots ``start .. start + k - 1`` on ``day`` and write (or add) its sums, for paths ``p0 .. p1 - 1``.
 
     ``qty, strike, log_strike (P, C)`` the book; ``first`` the slot expiring on ``day`` (worth its
@@ -42,11 +43,19 @@ def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: 
     live slot (every ``tau > 0``); ``cdf, pdf`` the tables of :func:`gradfolio.hedging._normal.tables`.
     ``out (5, P)``: value on ``day`` of the positions held the day before (the first ``k - 1`` live
     slots and ``first``), value, delta, gamma and vega (per vol point) of the ``k`` live slots, times
-    quantity and ``size``; with ``accumulate`` added to ``out`` instead of written.
+    quantity and ``size``; with ``accumulate`` added to ``out`` instead of written. With
+    ``open_slot >= 0`` each path first opens its position in that slot (:meth:`OptionBook.open
+    <gradfolio.hedging.book.OptionBook.open>`: ``open_qty (P,)`` contracts added, strike
+    ``open_strike (P,)`` and its log set), while its row is in cache anyway: a separate pass over that
+    column of the row-major book costs a cache miss per path.
     """
     k = tau.shape[0]
     per_day = vol_col >= 0
     for p in range(p0, p1):
+        if open_slot >= 0:
+            qty[p, open_slot] += open_qty[p]
+            strike[p, open_slot] = open_strike[p]
+            log_strike[p, open_slot] = np.log(open_strike[p])
         s, ls = spot[p, day], log_spot[p, day]
         held = 0.0
         last = 0.0
@@ -144,7 +153,7 @@ def warm() -> None:
         books = [np.ones((1, 3), dtype) for _ in range(3)]
         market = np.ones((1, 2), dtype)
         revalue(*books, 0, 1, 1, market, market * 0, market * 0.2, 1, tau, np.sqrt(tau), tau * 0, tau * 0 + 1,
-                tau * 0 + 1, 100.0, cdf, pdf, np.zeros((5, 1), dtype), False, 0, 1)
+                tau * 0 + 1, 100.0, cdf, pdf, np.zeros((5, 1), dtype), False, 1, market[0], market[0], 0, 1)
         atm_call(market, 1, market[0] * 0.2, 0.1, 0.0, 0.0, cdf, pdf, np.zeros((4, 1), dtype), 0, 1)
 
 

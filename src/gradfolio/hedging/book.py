@@ -221,7 +221,8 @@ class OptionBook:
 
 
     def revalue_into(self, day: int, spot: np.ndarray, log_spot: np.ndarray, vol_fn: VolFn, out: np.ndarray,
-                     accumulate: bool = False, day_vol: np.ndarray | None = None, threads: int = 1) -> None:
+                     accumulate: bool = False, day_vol: np.ndarray | None = None, threads: int = 1,
+                     opening: tuple[int, torch.Tensor, torch.Tensor] | None = None) -> None:
         """:meth:`revalue` by the compiled kernel (:mod:`gradfolio.hedging._book_kernels`; CPU).
 
         Parameters
@@ -243,12 +244,23 @@ class OptionBook:
             ``day`` for every slot; ``None`` asks ``vol_fn`` for one vol per option.
         threads
             Split the paths among this many threads (:func:`gradfolio.hedging._book_kernels.run`).
+        opening
+            ``(slot, quantity (P,), strike (P,))``: :meth:`open` them first, in the same pass (the
+            slot must be held on ``day``).
         """
         from gradfolio.hedging import _book_kernels, _normal
 
         held_prev, live = self.held(day - 1), self.held(day)
         expiry = np.arange(live.start, live.stop) + self.maturity_days
         tau = (expiry - day).astype(np.float64) / self.days_per_year
+        if opening is not None and day_vol is None:  # the vols of the live slots need the new slot's strike first
+            self.open(*opening)
+            opening = None
+        if opening is None:
+            slot, open_qty, open_strike = -1, np.empty(0, spot.dtype), np.empty(0, spot.dtype)
+        else:
+            slot = opening[0]
+            open_qty, open_strike = (np.ascontiguousarray(x.detach().numpy(), dtype=spot.dtype) for x in opening[1:])
         if day_vol is None:
             t_tau = torch.from_numpy(tau).to(self.quantity.dtype)
             vol = np.ascontiguousarray(torch.broadcast_to(vol_fn(self.strike[:, live], t_tau), (self.quantity.shape[0], tau.size)).numpy())
@@ -259,7 +271,7 @@ class OptionBook:
         cdf, pdf = _normal.tables()
         args = (self.quantity.numpy(), self.strike.numpy(), self.log_strike.numpy(), first, live.start, day, spot, log_spot,
                 vol, vol_col, tau, np.sqrt(tau), (self.rate - self.dividend) * tau, np.exp(-self.dividend * tau),
-                np.exp(-self.rate * tau), self.contract_size, cdf, pdf, out, accumulate)
+                np.exp(-self.rate * tau), self.contract_size, cdf, pdf, out, accumulate, slot, open_qty, open_strike)
         _book_kernels.run(args, self.quantity.shape[0], threads)
 
 

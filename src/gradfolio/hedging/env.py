@@ -125,9 +125,10 @@ class HedgingEnv:
     compiled
         Revalue the books overnight with the compiled kernel (:meth:`OptionBook.revalue_into`,
         Numba, CPU only): every path's slots in one pass, ``N`` and ``phi`` from polynomial tables
-        accurate to ``5e-16``, paths split among ``torch.get_num_threads()`` threads. Off by
-        default for the reason of ``fused`` (results agree with it to rounding, not bit for bit);
-        takes precedence over ``fused``. Speed in docs/hedging.md.
+        accurate to ``5e-16``, paths split among ``torch.get_num_threads()`` threads (the step's
+        own ``(P,)`` torch operations then run on one). Off by default for the reason of ``fused``
+        (results agree with it to rounding, not bit for bit); no gradients; takes precedence over
+        ``fused``. Speed in docs/hedging.md.
 
     Attributes
     ----------
@@ -295,7 +296,8 @@ class HedgingEnv:
             self.client.open(0, torch.full((P,), cfg.initial_contracts, device=self.device, dtype=self.dtype),
                              self._client_strike(0, self.spot[:, 0]))
         else:
-            self._open_clients(0)
+            for client, opening in zip(self.clients, self._client_openings(0), strict=True):
+                client.open(*opening)
         self.t = 0
         self._started = True
         spot0, vol_fn = self.spot[:, 0], self._vol_fn(0)
@@ -351,19 +353,14 @@ class HedgingEnv:
         contracts = self.action_to_contracts(state, action.reshape(-1))
         size = cfg.contract_size
         cost = cfg.cost * hedge.price * contracts.abs() * size
-        self.hedges.open(t, contracts, self.spot[:, t])
         value_t = port.price + contracts * size * hedge.price
         stock = -(port.delta + contracts * size * hedge.delta)
         gamma_after = port.gamma + contracts * size * hedge.gamma
         vega_after = port.vega + contracts * size * hedge.vega
-        # Overnight: tomorrow's client orders arrive, then both books are revalued once.
+        # Overnight: today's hedges and tomorrow's client orders are booked, then every book is revalued once.
         t1 = t + 1
         spot_next = self.spot[:, t1]
-        if self.orders.dim() == 2:
-            self.client.open(t1, self.orders[:, t1], self._client_strike(0, spot_next))
-        else:
-            self._open_clients(t1)
-        held, now = self._night(t, spot_next)
+        held, now = self._night(t, spot_next, [*self._client_openings(t1), (t, contracts, self.spot[:, t])])
         gross = held - value_t + stock * (spot_next - self.spot[:, t])
         mkt = cfg.market
         if mkt.carry:  # dividends on the stock held, interest on the cash financing options and stock
@@ -453,26 +450,31 @@ class HedgingEnv:
         k = self._types[kind][1]
         return spot if k == 1.0 else k * spot
 
-    def _open_clients(self, day: int) -> None:
-        """Open the day's orders of every client type (``orders (P, n_days + 1, types)``) in their books."""
+    def _client_openings(self, day: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The day's client orders as :meth:`OptionBook.open` arguments ``(day, contracts (P,), strike (P,))``,
+        one per client book (``orders (P, n_days + 1)`` or ``(P, n_days + 1, types)``)."""
         spot = self.spot[:, day]
-        for i, book in enumerate(self.clients):
-            book.open(day, self.orders[:, day, i], self._client_strike(i, spot))
+        if self.orders.dim() == 2:
+            return [(day, self.orders[:, day], self._client_strike(0, spot))]
+        return [(day, self.orders[:, day, i], self._client_strike(i, spot)) for i in range(len(self.clients))]
 
-    def _night(self, t: int, spot: torch.Tensor) -> tuple[torch.Tensor, Greeks]:
-        """Every book revalued on day ``t + 1`` (``spot (P,)`` its price): the value ``(P,)`` of the
+    def _night(self, t: int, spot: torch.Tensor, openings: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, Greeks]:
+        """Open ``openings`` (one :meth:`OptionBook.open` per book: the client books, then the hedges) and
+        revalue every book on day ``t + 1`` (``spot (P,)`` its price): the value ``(P,)`` of the
         positions held on day ``t`` and the greeks of those held on day ``t + 1``, summed over the
         client books, then the hedges."""
         t1 = t + 1
         books = [*self.clients, self.hedges]
         vol_fn = self._vol_fn(t1)
-        if self.compiled:
+        if self.compiled:  # each book's opening in its kernel pass
             out = np.empty((5, self.n_paths), dtype=self._arrays[0].dtype)
             spot_np, log_spot_np, day_vol = self._arrays
-            for i, book in enumerate(books):
-                book.revalue_into(t1, spot_np, log_spot_np, vol_fn, out, i > 0, day_vol, self._threads)
+            for i, (book, opening) in enumerate(zip(books, openings, strict=True)):
+                book.revalue_into(t1, spot_np, log_spot_np, vol_fn, out, i > 0, day_vol, self._threads, opening)
             rows = torch.from_numpy(out)
             return rows[0], Greeks(rows[1], rows[2], rows[3], rows[4])
+        for book, opening in zip(books, openings, strict=True):
+            book.open(*opening)
         log_spot = self._log_spot[:, t1]
         held, now = self._overnight(books[0], t, spot, log_spot, vol_fn)
         for book in books[1:-1]:
