@@ -23,10 +23,6 @@ from numba import njit
 
 from gradfolio.hedging._normal import _FAST, ndtr, ndtr_npdf
 
-# Rows of the ``(5, P)`` output.
-HELD, VALUE, DELTA, GAMMA, VEGA = range(5)
-
-
 @njit(fastmath=_FAST, cache=True, nogil=True)
 def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: int, start: int, day: int,
             spot: np.ndarray, log_spot: np.ndarray, vol: np.ndarray, vol_col: int, tau: np.ndarray,
@@ -157,4 +153,4 @@ def warm() -> None:
         atm_call(market, 1, market[0] * 0.2, 0.1, 0.0, 0.0, cdf, pdf, np.zeros((4, 1), dtype), 0, 1)
 
 
-__all__ = ["DELTA", "GAMMA", "HELD", "VALUE", "VEGA", "atm_call", "revalue", "run", "warm"]
+__all__ = ["atm_call", "revalue", "run", "warm"]

@@ -245,8 +245,9 @@ class OptionBook:
         threads
             Split the paths among this many threads (:func:`gradfolio.hedging._book_kernels.run`).
         opening
-            ``(slot, quantity (P,), strike (P,))``: :meth:`open` them first, in the same pass (the
-            slot must be held on ``day``).
+            ``(slot, quantity (P,), strike (P,))``: :meth:`open` them first, in the kernel's pass over
+            each row (the slot must be held on ``day``; with per-option vols, which need the new
+            strike, :meth:`open` runs before the vols are asked for).
         """
         from gradfolio.hedging import _book_kernels, _normal
 
