@@ -1,6 +1,7 @@
 """The compiled overnight revaluation (``HedgingEnv(compiled=True)``): the polynomial normal CDF and
 density against mpmath, the kernel against the torch revaluation of the same book, thread splits
-bit for bit, and whole episodes against the default environment."""
+bit for bit, and whole episodes against the default environment (with client types, a rate and a
+dividend in both vol modes: ``tests/hedging/test_env.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradfolio.errors import ConfigError
-from gradfolio.hedging import EnvConfig, HedgingEnv, MarketConfig
+from gradfolio.hedging import EnvConfig, HedgingEnv
 from gradfolio.hedging import _book_kernels, _normal
 from gradfolio.hedging.baselines import baseline_policies
 from gradfolio.hedging.book import OptionBook
@@ -155,23 +156,6 @@ def test_compiled_episodes_agree_with_the_default_environment(reward):
         b = fast.run_episode(baseline_policies(fast, [name])[name], 11)
         for got, want in zip(b, a, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-9)
-
-
-@pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
-def test_compiled_agrees_with_client_types_rate_and_dividend(implied_vol):
-    """Several client books (maturities and strike multiples), a rate and a dividend, both vol modes,
-    random actions: P&L and states each day to 1e-10."""
-    cfg = EnvConfig(n_days=12, hedge_maturity_days=5, implied_vol=implied_vol, client_maturity_days=[3, 5, 9],
-                    client_moneyness=[0.9, 1.15], market=MarketConfig(rate=0.03, dividend=0.012))
-    a, b = HedgingEnv(cfg, 40, seed=1, dtype=f64), HedgingEnv(cfg, 40, seed=1, dtype=f64, compiled=True)
-    actions = torch.rand(12, 40, generator=torch.Generator().manual_seed(2), dtype=f64)
-    sa, sb = a.reset(seed=4), b.reset(seed=4)
-    for act in actions:
-        sa, ra, _, ia = a.step(act)
-        sb, rb, _, ib = b.step(act)
-        torch.testing.assert_close(ib["pnl"], ia["pnl"], rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(sb, sa, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(rb, ra, rtol=1e-10, atol=1e-10)
 
 
 def test_compiled_float32_env_is_as_accurate_as_the_default_float32_one():

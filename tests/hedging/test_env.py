@@ -373,18 +373,22 @@ def test_client_types_strikes_rate_and_dividend_match_plain_recomputation(implie
     torch.testing.assert_close(info["vega_after"], ref.vega_after, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("valuation", [{"fused": True}, {"compiled": True}])
 @pytest.mark.parametrize("implied_vol", ["per_day", "per_option"])
-def test_fused_revaluation_agrees_with_client_types_rate_and_dividend(implied_vol):
+def test_fused_and_compiled_revaluation_agree_with_client_types_rate_and_dividend(implied_vol, valuation):
+    """Several client books (maturities and strike multiples), a rate and a dividend, both vol modes,
+    random actions: P&L, reward and state each day equal the default env's to 1e-10."""
     cfg = EnvConfig(n_days=12, hedge_maturity_days=5, implied_vol=implied_vol, **CLIENT_OPTIONS)
-    a, b = HedgingEnv(cfg, 40, seed=1, dtype=f64), HedgingEnv(cfg, 40, seed=1, dtype=f64, fused=True)
+    a, b = HedgingEnv(cfg, 40, seed=1, dtype=f64), HedgingEnv(cfg, 40, seed=1, dtype=f64, **valuation)
     gen = torch.Generator().manual_seed(2)
     actions = torch.rand(12, 40, generator=gen, dtype=f64)
     sa, sb = a.reset(seed=4), b.reset(seed=4)
     for act in actions:
-        sa, _, _, ia = a.step(act)
-        sb, _, _, ib = b.step(act)
+        sa, ra, _, ia = a.step(act)
+        sb, rb, _, ib = b.step(act)
         torch.testing.assert_close(ib["pnl"], ia["pnl"], rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(sb, sa, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(rb, ra, rtol=1e-10, atol=1e-10)
 
 
 def test_client_types_books_strikes_and_uniform_draws():
