@@ -199,7 +199,7 @@ def test_compiled_refuses_other_devices_and_gradients():
         HedgingEnv(EnvConfig(), 4, device="meta", compiled=True)
     env = HedgingEnv(EnvConfig(), 4, seed=0, dtype=f64, compiled=True)
     env.reset(seed=1)
-    with pytest.raises(ConfigError, match="requires grad.*compiled=False"):
+    with pytest.raises(ConfigError, match="require grad.*compiled=False"):
         env.step(torch.full((4,), 0.5, dtype=f64, requires_grad=True))
     with torch.no_grad():  # without gradients the same action is fine
         env.step(torch.full((4,), 0.5, dtype=f64, requires_grad=True))
@@ -271,3 +271,89 @@ def test_opening_in_the_kernel_pass_equals_open_then_revalue(per_slot_vol):
     np.testing.assert_array_equal(one, two)
     assert torch.equal(book.quantity, twin.quantity) and torch.equal(book.strike, twin.strike)
     torch.testing.assert_close(book.log_strike, twin.log_strike, rtol=2.3e-16, atol=0)
+
+
+def test_nan_and_infinite_arguments(evaluators):
+    """NaN gives NaN (and never reads outside the table); +-inf give the limits."""
+    n, p, n_alone, p_alone = evaluators([np.nan, np.inf, -np.inf])
+    assert np.isnan(n[0]) and np.isnan(p[0]) and np.isnan(n_alone[0]) and np.isnan(p_alone[0])
+    assert n[1] == 1.0 and 0.0 <= n[2] < 1e-18 and 0.0 <= p[1] < 1e-17
+
+
+def test_zero_vol_gives_nan_like_torch_not_an_exception():
+    """A zero vol on one path: NaN/inf on that path (torch's answer), the other paths' sums unchanged."""
+    book, spots, vol_path = _book((0.0, 0.0))
+    vol_path[0, :] = 0.0
+    spot_np = spots.numpy()
+    out = np.empty((5, 11))
+    book.revalue_into(5, spot_np, np.log(spot_np), None, out, False, np.ascontiguousarray(vol_path.numpy()))
+    held, now = book.revalue(5, spots[:, 5], torch.log(spots[:, 5]), lambda strike, tau: vol_path[:, 5:6])
+    want = torch.stack([held, *now])
+    assert not np.isfinite(out[:, 0]).all() and not torch.isfinite(want[:, 0]).all()
+    torch.testing.assert_close(torch.from_numpy(out[:, 1:]), want[:, 1:], rtol=1e-13, atol=1e-11)
+
+
+def test_run_waits_for_every_part_and_raises_a_workers_error(monkeypatch):
+    """A part that fails raises in the caller, after every other part has finished (none writes on later)."""
+    import threading
+    import time
+
+    done, lock = [], threading.Lock()
+
+    def kernel(tag, p0, p1):
+        if p0 > 0:
+            time.sleep(0.05)
+        with lock:
+            done.append((p0, p1))
+        if p0 == 4:
+            raise FloatingPointError(f"part {tag}")
+
+    monkeypatch.setattr(_book_kernels, "_MIN_ROWS", 2)
+    with pytest.raises(FloatingPointError, match="part x"):
+        _book_kernels.run(("x",), 8, 4, kernel)
+    assert sorted(done) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+
+
+@pytest.mark.parametrize("slot, maturity", [(6, 4), (4, 4), (7, 1)])
+def test_openings_of_earlier_and_expiring_slots(slot, maturity):
+    """The hedges' case (slot ``day - 1``, inside yesterday's held value), a slot opened days ago, and
+    a maturity-1 book whose opened slot expires that very night (worth its payoff): the same numbers
+    as opening with :meth:`OptionBook.open` first."""
+    book, spots, vol_path = _book((0.02, 0.0), maturity=maturity, n_slots=9)
+    twin, _, _ = _book((0.02, 0.0), maturity=maturity, n_slots=9)
+    qty = torch.arange(11, dtype=f64) - 4.5
+    strike = 0.97 * spots[:, slot]
+    spot_np, day_vol = spots.numpy(), np.ascontiguousarray(vol_path.numpy())
+    one, two = np.empty((5, 11)), np.empty((5, 11))
+    book.revalue_into(7, spot_np, np.log(spot_np), None, one, False, day_vol, opening=(slot, qty, strike))
+    twin.open(slot, qty, strike)
+    twin.revalue_into(7, spot_np, np.log(spot_np), None, two, False, day_vol)
+    np.testing.assert_allclose(one, two, rtol=1e-15, atol=1e-12)
+    held, now = twin.revalue(7, spots[:, 7], torch.log(spots[:, 7]), lambda k, tau: vol_path[:, 7:8])
+    torch.testing.assert_close(torch.from_numpy(one), torch.stack([held, *now]), rtol=1e-13, atol=1e-11)
+    assert torch.equal(book.quantity, twin.quantity)
+
+
+def test_compiled_takes_precedence_over_fused():
+    """``fused=True, compiled=True`` is the compiled env, bit for bit."""
+    cfg = EnvConfig(n_days=6)
+    both = HedgingEnv(cfg, 30, seed=0, dtype=f64, fused=True, compiled=True)
+    compiled = HedgingEnv(cfg, 30, seed=0, dtype=f64, compiled=True)
+    fused = HedgingEnv(cfg, 30, seed=0, dtype=f64, fused=True)
+    runs = [env.run_episode(baseline_policies(env, ["delta_gamma"])["delta_gamma"], seed=4).pnl for env in (both, compiled, fused)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_compiled_refuses_a_market_replayed_with_gradients():
+    """Gradients can also come from a replayed market: refused with the fix, fine under no_grad."""
+    cfg = EnvConfig(n_days=4)
+    source = HedgingEnv(cfg, 5, seed=0, dtype=f64)
+    source.reset(seed=1)
+    spot = source.market.spot.clone().requires_grad_(True)
+    env = HedgingEnv(cfg, 5, seed=0, dtype=f64, compiled=True)
+    env.reset(market=source.market._replace(spot=spot))
+    with pytest.raises(ConfigError, match="require grad.*market.*compiled=False"):
+        env.step(torch.full((5,), 0.5, dtype=f64))
+    with torch.no_grad():
+        env.reset(market=source.market._replace(spot=spot))
+        env.step(torch.full((5,), 0.5, dtype=f64))

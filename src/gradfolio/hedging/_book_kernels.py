@@ -9,21 +9,22 @@ its own threads (Numba's OpenMP threads, spinning between parallel regions, slow
 operations between them tenfold on a 2-core machine). A slot with no
 position is skipped (about 47% of client slots with Poisson(1) orders), which changes no sum.
 The arithmetic is :meth:`OptionBook.revalue`'s, with sums in another order and fused
-multiply-adds: results agree to rounding, not bit for bit.
+multiply-adds: results agree to rounding, not bit for bit; a zero vol or spot gives NaN or infinity
+as in torch (NumPy's error model), not an exception.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numba import njit
 
 from gradfolio.hedging._normal import _FAST, ndtr, ndtr_npdf
 
-@njit(fastmath=_FAST, cache=True, nogil=True)
+@njit(fastmath=_FAST, cache=True, nogil=True, error_model="numpy")
 def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: int, start: int, day: int,
             spot: np.ndarray, log_spot: np.ndarray, vol: np.ndarray, vol_col: int, tau: np.ndarray,
             sqrt_tau: np.ndarray, drift: np.ndarray, disc_q: np.ndarray, disc_r: np.ndarray, size: float,
@@ -90,7 +91,7 @@ def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: 
 
 
 
-@njit(fastmath=_FAST, cache=True, nogil=True)
+@njit(fastmath=_FAST, cache=True, nogil=True, error_model="numpy")
 def atm_call(spot: np.ndarray, day: int, vol: np.ndarray, tau: float, rate: float, dividend: float, cdf: np.ndarray,
              pdf: np.ndarray, out: np.ndarray, p0: int, p1: int) -> None:
     """Price, delta, gamma and vega (per vol point) of one at-the-money call (strike = spot) per path,
@@ -132,7 +133,10 @@ def run(args: tuple, n_paths: int, threads: int, kernel=revalue) -> None:
         return
     bounds = [n_paths * i // parts for i in range(parts + 1)]
     futures = [_pool(parts, os.getpid()).submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    kernel(*args, bounds[0], bounds[1])
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:  # every part has finished (or failed) before this returns or raises: nothing writes on afterwards
+        wait(futures)
     for f in futures:
         f.result()
 

@@ -10,7 +10,13 @@ variable ``t in [-1, 1]`` and evaluated by Estrin's scheme. The other half line 
 (``N(x) = 1 - N(-x)``, ``phi(x) = phi(-x)``), and beyond ``|x| = L`` the argument is clamped:
 ``N(-9) = 1.1e-19`` and ``phi(9) = 1.0e-18`` are below the float64 resolution of the sums they
 enter. Measured against ``mpmath`` (``tests/hedging/test_compiled.py``): ``|error| <= 3e-16`` for
-``N`` (SciPy's ``ndtr``: 1.3e-16) and ``<= 5e-16`` for ``phi``, over the whole real line.
+``N`` (SciPy's ``ndtr``: 1.3e-16) and ``<= 5e-16`` for ``phi``, over the whole real line; NaN gives
+NaN.
+
+The kernels of :mod:`gradfolio.hedging._book_kernels` inline these functions and constants, and
+Numba's on-disk cache (``cache=True``) is keyed on the file that defines a kernel only: after
+editing this file, delete ``src/gradfolio/hedging/__pycache__/_book_kernels.*.nb[ci]`` (or touch
+``_book_kernels.py``) so that the kernels are compiled again.
 """
 
 from __future__ import annotations
@@ -58,15 +64,18 @@ _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 no-NaN / no-infinity assumptions."""
 
 
-@njit(inline="always", fastmath=_FAST, cache=True)
+@njit(inline="always", fastmath=_FAST, cache=True, error_model="numpy")
 def _locate(x: float) -> tuple[int, float]:
-    """The interval ``i`` of ``-|x|`` (clamped to ``[-L, 0]``) and the local variable ``t in [-1, 1]``."""
-    u = (max(-abs(x), -L) + L) * (1.0 / WIDTH)
+    """The interval ``i`` of ``-|x|`` (clamped to ``[-L, 0]``) and the local variable ``t in [-1, 1]``;
+    a NaN ``x`` gives row 0 (never an index outside the table) and ``t = NaN``, so a NaN result."""
+    u = (-abs(x) + L) * (1.0 / WIDTH)
+    u = u if u > 0.0 else 0.0  # beyond -L (and NaN): the first interval's left end
     i = min(int(u), PIECES - 1)
-    return i, 2.0 * (u - i) - 1.0
+    t = 2.0 * (u - i) - 1.0
+    return i, (t if x == x else x)
 
 
-@njit(inline="always", fastmath=_FAST, cache=True)
+@njit(inline="always", fastmath=_FAST, cache=True, error_model="numpy")
 def _poly(tab: np.ndarray, i: int, t: float) -> float:
     """Row ``i`` of ``tab`` at ``t`` (Estrin's scheme, degree 9: four dependent multiply-adds instead of nine)."""
     t2 = t * t
@@ -77,7 +86,7 @@ def _poly(tab: np.ndarray, i: int, t: float) -> float:
     return low + t4 * (mid + t4 * (c[1] + c[0] * t))
 
 
-@njit(inline="always", fastmath=_FAST, cache=True)
+@njit(inline="always", fastmath=_FAST, cache=True, error_model="numpy")
 def ndtr(cdf: np.ndarray, x: float) -> float:
     """``N(x)`` from the table ``cdf`` of :func:`tables`."""
     i, t = _locate(x)
@@ -85,7 +94,7 @@ def ndtr(cdf: np.ndarray, x: float) -> float:
     return n if x <= 0.0 else 1.0 - n
 
 
-@njit(inline="always", fastmath=_FAST, cache=True)
+@njit(inline="always", fastmath=_FAST, cache=True, error_model="numpy")
 def ndtr_npdf(cdf: np.ndarray, pdf: np.ndarray, x: float) -> tuple[float, float]:
     """``(N(x), phi(x))`` from the tables of :func:`tables`, locating ``x`` once."""
     i, t = _locate(x)
@@ -93,7 +102,7 @@ def ndtr_npdf(cdf: np.ndarray, pdf: np.ndarray, x: float) -> tuple[float, float]
     return (n if x <= 0.0 else 1.0 - n), _poly(pdf, i, t)
 
 
-@njit(inline="always", fastmath=_FAST, cache=True)
+@njit(inline="always", fastmath=_FAST, cache=True, error_model="numpy")
 def npdf(pdf: np.ndarray, x: float) -> float:
     """``phi(x)`` from the table ``pdf`` of :func:`tables`."""
     i, t = _locate(x)

@@ -344,13 +344,14 @@ class HedgingEnv:
         action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
         if action.shape not in {(self.n_paths,), (self.n_paths, 1)}:
             raise ConfigError(f"action has shape {tuple(action.shape)}; expected ({self.n_paths},) or ({self.n_paths}, 1).")
-        if self.compiled and action.requires_grad and torch.is_grad_enabled():
-            raise ConfigError("HedgingEnv(compiled=True).step got an action that requires grad; the compiled valuation "
-                              "has no gradients. Use HedgingEnv(compiled=False) to differentiate through the episode.")
         cfg, t = self.config, self.t
         state, hedge, port = self.state, self._hedge_option, self._portfolio
         n_gamma, n_vega = self.neutral_contracts(state)
         contracts = self.action_to_contracts(state, action.reshape(-1))
+        if self.compiled and contracts.requires_grad:
+            raise ConfigError("HedgingEnv(compiled=True).step got inputs that require grad (the action, or a market replayed "
+                              "with gradients); the compiled valuation has no gradients. Use HedgingEnv(compiled=False) to "
+                              "differentiate through the episode, or torch.no_grad().")
         size = cfg.contract_size
         cost = cfg.cost * hedge.price * contracts.abs() * size
         value_t = port.price + contracts * size * hedge.price

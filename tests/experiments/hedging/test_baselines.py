@@ -108,3 +108,6 @@ def test_evaluation_valuation_compiled_and_fused_agree_with_slots(tmp_path: Path
     bad.write_text("evaluation:\n  valuation: numba\n")
     with pytest.raises(ConfigError, match="evaluation.valuation"):
         load_config(HedgingConfig, bad)
+    bad.write_text("evaluation:\n  valuation: compiled\n  device: cuda:0\n")  # refused when loaded, not after a run
+    with pytest.raises(ConfigError, match="evaluation.*compiled.*runs on the CPU.*fused"):
+        load_config(HedgingConfig, bad)

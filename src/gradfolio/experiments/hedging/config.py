@@ -54,6 +54,13 @@ class EvaluationConfig(BaseModel):
     valuation: Literal["slots", "fused", "compiled"] = Field(
         "slots", description="overnight valuation of the books: slot by slot (the published rows), fused, or compiled (CPU)")
 
+    @model_validator(mode="after")
+    def _check_valuation(self) -> EvaluationConfig:
+        if self.valuation == "compiled" and self.device.split(":")[0] != "cpu":
+            raise ValueError(f"valuation='compiled' runs on the CPU, device is {self.device!r}; "
+                             "use valuation='fused' on this device, or device='cpu'")
+        return self
+
     def make_env(self, env: EnvConfig) -> HedgingEnv:
         """The evaluation environment of ``env``: :attr:`n_paths` paths seeded with :attr:`seed`, on
         :attr:`device` in :attr:`dtype`, valued per :attr:`valuation` (``"fused"``: ``HedgingEnv(fused=True)``,
