@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet -c constraints.txt -e ".[test]"
 	$(PIP) install --quiet -c constraints.txt --no-deps qpth
 	$(PY) -c 'import torch; assert torch.__version__.startswith("2.13.0"), torch.__version__; print("torch", torch.__version__, "CUDA build" if torch.version.cuda else "CPU build")'
-	@echo "compiling the QP kernels (once per installation, ~30 s)"
+	@echo "compiling the QP and hedging kernels (once per installation, ~40 s)"
 	OMP_NUM_THREADS=1 $(PY) -c 'from gradfolio.solvers.qp import compiled, l1_active_set; compiled.warm(); l1_active_set.warm(); from gradfolio.hedging import _book_kernels; _book_kernels.warm()'
 	touch $(STAMP)
 
