@@ -24,6 +24,7 @@ from numba import njit
 
 from gradfolio.hedging._normal import _FAST, ndtr, ndtr_npdf
 
+
 @njit(fastmath=_FAST, cache=True, nogil=True, error_model="numpy")
 def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: int, start: int, day: int,
             spot: np.ndarray, log_spot: np.ndarray, vol: np.ndarray, vol_col: int, tau: np.ndarray,
@@ -89,8 +90,6 @@ def revalue(qty: np.ndarray, strike: np.ndarray, log_strike: np.ndarray, first: 
             out[r, p] = out[r, p] + row[r] if accumulate else row[r]
 
 
-
-
 @njit(fastmath=_FAST, cache=True, nogil=True, error_model="numpy")
 def atm_call(spot: np.ndarray, day: int, vol: np.ndarray, tau: float, rate: float, dividend: float, cdf: np.ndarray,
              pdf: np.ndarray, out: np.ndarray, p0: int, p1: int) -> None:
@@ -111,6 +110,7 @@ def atm_call(spot: np.ndarray, day: int, vol: np.ndarray, tau: float, rate: floa
         out[1, p] = delta
         out[2, p] = disc_q * phi / (s * vs)
         out[3, p] = s * disc_q * sqrt_tau * phi / 100.0
+
 
 _MIN_ROWS = 2048
 """Fewest paths per thread: below it a thread's start-up (~50 us) costs more than its share of the work."""

@@ -478,11 +478,10 @@ class HedgingEnv:
             book.open(*opening)
         log_spot = self._log_spot[:, t1]
         held, now = self._overnight(books[0], t, spot, log_spot, vol_fn)
-        for book in books[1:-1]:
+        for book in books[1:]:  # added in book order, as the compiled kernel accumulates them
             more, more_now = self._overnight(book, t, spot, log_spot, vol_fn)
             held, now = held + more, _add(now, more_now)
-        hedges_held, hedges_now = self._overnight(books[-1], t, spot, log_spot, vol_fn)
-        return held + hedges_held, _add(now, hedges_now)
+        return held, now
 
     def _overnight(self, book: OptionBook, t: int, spot: torch.Tensor, log_spot: torch.Tensor, vol_fn: VolFn) -> tuple[torch.Tensor, Greeks]:
         """``book`` revalued on day ``t + 1``: fused (:meth:`OptionBook.revalue`) or slot by slot (:meth:`_revalue`)."""
